@@ -1,0 +1,6 @@
+"""``python -m swserve``: the same command as ``swserve``."""
+
+from swserve.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Adapters between swserve requests and the WSGI and ASGI interfaces."""

@@ -1,0 +1,187 @@
+"""ASGI 3.0 HTTP: request fields → scope; ``receive``/``send`` → a sink.
+
+One :class:`RequestCycle` per request.  ``receive`` hands out the body (the
+reactor dispatches complete requests, so there is one ``http.request``
+message with ``more_body: False``), then waits for ``http.disconnect``.
+``send`` checks the message order (start, then body parts until
+``more_body`` is false) and passes the response to the sink; the start is
+held back until the first body part so the two travel in one frame.
+
+Error handling: an exception before the response starts becomes a 500 and a
+logged traceback; after it started, the sink aborts the response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, Final, Protocol
+from urllib.parse import unquote_to_bytes
+
+from swserve.apps.wsgi import split_target
+from swserve.ipc.codec import HEAD_FIELDS
+from swserve.protocol import serializer
+
+log = logging.getLogger("swserve.error")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_ASGI: Final = {"version": "3.0", "spec_version": "2.4"}
+_FLAG_HEADERS: Final = {b"content-length": serializer.HAS_CONTENT_LENGTH, b"date": serializer.HAS_DATE, b"server": serializer.HAS_SERVER}
+_HOP_BY_HOP: Final = frozenset({b"connection", b"transfer-encoding", b"keep-alive", b"upgrade", b"te", b"trailer"})
+_ERROR_BODY: Final = b"500 Internal Server Error\n"
+_ERROR_HEADERS: Final = b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n" % len(_ERROR_BODY)
+_BAD_NAME: Final = frozenset(b"\x00\r\n:\t ")
+
+
+class AsyncSink(Protocol):
+    def send_start(self, status: int, flags: int, headers: bytes, body: bytes, end: bool) -> None: ...
+    def send_body(self, data: bytes, end: bool) -> None: ...
+    def send_abort(self) -> None: ...
+    def drain(self) -> Awaitable[None] | None: ...
+
+
+def build_scope(fields: list[bytes], state: dict[str, Any] | None) -> dict[str, Any]:
+    method, target, version, scheme, chost, cport, shost, sport = fields[:HEAD_FIELDS]
+    raw_path, query = split_target(target)
+    path = unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path
+    it = iter(fields[HEAD_FIELDS:])
+    scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": _ASGI,
+        "http_version": version.decode(),
+        "method": method.decode("latin-1"),
+        "scheme": scheme.decode(),
+        "path": path.decode("utf-8", "surrogateescape"),
+        "raw_path": raw_path,
+        "query_string": query,
+        "root_path": "",
+        "headers": list(zip(it, it, strict=True)),
+        "client": (chost.decode(), int(cport)) if chost else None,
+        "server": (shost.decode(), int(sport)) if shost else None,
+    }
+    if state is not None:
+        scope["state"] = state.copy()
+    return scope
+
+
+class RequestCycle:
+    """One request's receive/send pair and the rules of message order."""
+
+    __slots__ = ("body", "disconnected", "ended", "flags", "head", "headers", "sink", "started", "status", "_body_sent", "_start_pending")
+
+    def __init__(self, sink: AsyncSink, body: bytes, head: bool) -> None:
+        self.sink = sink
+        self.body = body
+        self.head = head
+        self._body_sent = False
+        self.disconnected: asyncio.Event | None = None
+        self.started = False
+        self._start_pending = False
+        self.ended = False
+        self.status = 0
+        self.flags = 0
+        self.headers = b""
+
+    async def receive(self) -> Message:
+        if not self._body_sent:
+            self._body_sent = True
+            return {"type": "http.request", "body": self.body, "more_body": False}
+        if self.disconnected is None:
+            self.disconnected = asyncio.Event()
+        await self.disconnected.wait()
+        return {"type": "http.disconnect"}
+
+    def disconnect(self) -> None:
+        if self.disconnected is None:
+            self.disconnected = asyncio.Event()
+        self.disconnected.set()
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            if self.started:
+                raise RuntimeError("http.response.start sent twice")
+            self._start(message)
+            return
+        if kind == "http.response.body":
+            if not self.started:
+                raise RuntimeError("http.response.body sent before http.response.start")
+            if self.ended:
+                raise RuntimeError("http.response.body sent after the response ended")
+            body = message.get("body", b"")
+            if not isinstance(body, bytes | bytearray | memoryview):
+                raise TypeError(f"http.response.body 'body' must be bytes, not {type(body).__name__}")
+            more = bool(message.get("more_body", False))
+            if self.head or self.status in (204, 304):
+                body = b""
+            self.ended = not more
+            if self._start_pending:
+                self._start_pending = False
+                flags = self.flags
+                if not more and not flags & serializer.HAS_CONTENT_LENGTH and not (self.head or self.status in (204, 304)):
+                    # the whole body is known: send a length instead of chunking
+                    self.headers += b"content-length: %d\r\n" % len(body)
+                    flags |= serializer.HAS_CONTENT_LENGTH
+                self.sink.send_start(self.status, flags, self.headers, bytes(body), not more)
+            else:
+                self.sink.send_body(bytes(body), not more)
+            waiter = self.sink.drain()
+            if waiter is not None:
+                await waiter
+            return
+        raise RuntimeError(f"unexpected ASGI message type {kind!r} in an http scope")
+
+    def _start(self, message: Message) -> None:
+        status = message["status"]
+        if not isinstance(status, int) or not 200 <= status <= 999:
+            raise ValueError(f"invalid status {status!r}")
+        flags = 0
+        lines = []
+        for name, value in message.get("headers", ()):
+            lname = bytes(name).lower()
+            if not lname or _BAD_NAME.intersection(lname) or b"\r" in value or b"\n" in value or b"\0" in value:
+                raise ValueError(f"invalid response header {name!r}")
+            if lname in _HOP_BY_HOP:
+                if lname == b"connection" and b"close" in bytes(value).lower():
+                    flags |= serializer.APP_CLOSE
+                continue
+            flags |= _FLAG_HEADERS.get(lname, 0)
+            lines.append(b"%s: %s\r\n" % (name, value))
+        self.status = status
+        self.flags = flags
+        self.headers = b"".join(lines)
+        self.started = True
+        self._start_pending = True
+
+    async def run(self, app: ASGIApp, scope: Scope) -> None:
+        try:
+            await app(scope, self.receive, self.send)
+        except Exception:
+            log.exception("error in ASGI app handling %s %s", scope["method"], scope["path"])
+            self._fail()
+            return
+        if not self.started:
+            log.error("ASGI app returned without sending a response for %s %s", scope["method"], scope["path"])
+            self._fail()
+        elif not self.ended:
+            if self._start_pending:
+                self.sink.send_start(self.status, self.flags, self.headers, b"", True)
+            else:
+                self.sink.send_body(b"", True)
+            self.ended = True
+
+    def _fail(self) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        if self.started and not self._start_pending:
+            self.sink.send_abort()
+        else:
+            body = b"" if self.head else _ERROR_BODY
+            self.sink.send_start(500, serializer.HAS_CONTENT_LENGTH, _ERROR_HEADERS, body, True)

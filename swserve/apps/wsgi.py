@@ -1,0 +1,267 @@
+"""PEP 3333: request fields → environ; the app's status, headers and body → a sink.
+
+Transport-free: the worker runner passes a :class:`ResponseSink` that turns
+calls into frames.  Everything constant for the worker (``wsgi.*`` keys,
+``SERVER_PROTOCOL``) is built once; each request copies that dict and adds
+its own keys.
+
+Error handling: an exception before the response starts becomes a 500 and a
+logged traceback; after it started, the sink is told to abort (the reactor
+closes the connection, the only honest signal left).  ``close()`` of the
+app's iterable is always called.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, Any, Final, Protocol
+from urllib.parse import unquote_to_bytes
+
+from swserve.errors import AppLoadError
+from swserve.ipc.codec import HEAD_FIELDS
+from swserve.protocol import serializer
+
+log = logging.getLogger("swserve.error")
+
+_TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_HOP_BY_HOP: Final = frozenset({"connection", "transfer-encoding", "keep-alive", "upgrade", "te", "trailer", "proxy-connection"})
+_FLAG_HEADERS: Final = {"content-length": serializer.HAS_CONTENT_LENGTH, "date": serializer.HAS_DATE, "server": serializer.HAS_SERVER}
+_ERROR_BODY: Final = b"500 Internal Server Error\n"
+_ERROR_HEADERS: Final = b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n" % len(_ERROR_BODY)
+
+StartResponse = Callable[..., Callable[[bytes], None]]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+class ResponseSink(Protocol):
+    def send_start(self, status: int, flags: int, headers: bytes, body: bytes, end: bool) -> None: ...
+    def send_body(self, data: bytes, end: bool) -> None: ...
+    def send_abort(self) -> None: ...
+
+
+class FileWrapper:
+    """``wsgi.file_wrapper``: iterate a file in blocks (PEP 3333 optional extension)."""
+
+    def __init__(self, filelike: IO[bytes], blksize: int = 65536) -> None:
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self) -> Iterator[bytes]:
+        read = self.filelike.read
+        while block := read(self.blksize):
+            yield block
+
+
+class InputStream(io.BytesIO):
+    """``wsgi.input``: a fully received body (the reactor dispatches complete requests)."""
+
+
+_HEADER_KEYS: dict[bytes, str] = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH"}
+
+
+def _environ_key(name: bytes) -> str:
+    key = _HEADER_KEYS.get(name)
+    if key is None:
+        key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
+        if len(_HEADER_KEYS) < 1024:  # bounded cache: header names are attacker-chosen
+            _HEADER_KEYS[name] = key
+    return key
+
+
+def split_target(target: bytes) -> tuple[bytes, bytes]:
+    """Request target → (path, query) for origin-form, absolute-form and '*'."""
+    if not target.startswith(b"/") and target != b"*":
+        # absolute-form (RFC 9112 §3.2.2): the path is what follows the authority
+        scheme_end = target.find(b"://")
+        if scheme_end != -1:
+            slash = target.find(b"/", scheme_end + 3)
+            target = target[slash:] if slash != -1 else b"/"
+    path, _, query = target.partition(b"?")
+    return path, query
+
+
+class WSGIAdapter:
+    """Runs one WSGI app; one instance per worker, used by one or many threads."""
+
+    def __init__(self, app: WSGIApp, *, multithread: bool, multiprocess: bool) -> None:
+        self.app = app
+        self.base: dict[str, Any] = {
+            "SCRIPT_NAME": "",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "wsgi.version": (1, 0),
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": multithread,
+            "wsgi.multiprocess": multiprocess,
+            "wsgi.run_once": False,
+            "wsgi.input_terminated": True,
+            "wsgi.file_wrapper": FileWrapper,
+        }
+
+    def environ(self, fields: list[bytes], body: bytes) -> dict[str, Any]:
+        method, target, version, scheme, chost, cport, shost, sport = fields[:HEAD_FIELDS]
+        env = self.base.copy()
+        path, query = split_target(target)
+        if b"%" in path:
+            path = unquote_to_bytes(path)
+        env["REQUEST_METHOD"] = method.decode("latin-1")
+        env["PATH_INFO"] = path.decode("latin-1")
+        env["QUERY_STRING"] = query.decode("latin-1")
+        env["RAW_URI"] = target.decode("latin-1")
+        env["SERVER_PROTOCOL"] = "HTTP/" + version.decode("latin-1")
+        env["SERVER_NAME"] = shost.decode("latin-1") or "localhost"
+        env["SERVER_PORT"] = sport.decode("latin-1")
+        env["REMOTE_ADDR"] = chost.decode("latin-1")
+        env["REMOTE_PORT"] = cport.decode("latin-1")
+        env["wsgi.url_scheme"] = scheme.decode("latin-1")
+        env["wsgi.input"] = InputStream(body)
+        it = iter(fields[HEAD_FIELDS:])
+        for name, value in zip(it, it, strict=True):
+            key = _environ_key(name)
+            text = value.decode("latin-1")
+            if key in env:
+                # RFC 9110 §5.3: repeated fields combine with commas (cookies with ";")
+                env[key] += ("; " if key == "HTTP_COOKIE" else ",") + text
+            else:
+                env[key] = text
+        if "HTTP_HOST" in env:
+            host = env["HTTP_HOST"]
+            env["SERVER_NAME"] = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        if "CONTENT_LENGTH" not in env and body:
+            env["CONTENT_LENGTH"] = str(len(body))
+        return env
+
+    def __call__(self, fields: list[bytes], body: bytes, sink: ResponseSink) -> None:
+        """Run the app for one request and stream its response into ``sink``."""
+        env = self.environ(fields, body)
+        head = env["REQUEST_METHOD"] == "HEAD"
+        response = _Response(sink, head)
+        result: Iterable[bytes] | None = None
+        try:
+            result = self.app(env, response.start_response)
+            response.run(result)
+        except Exception:
+            log.exception("error in WSGI app handling %s %s", env["REQUEST_METHOD"], env["RAW_URI"])
+            response.fail()
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    log.exception("error closing the WSGI app's iterable")
+
+
+class _Response:
+    __slots__ = ("flags", "head", "headers", "headers_sent", "no_body", "sink", "status")
+
+    def __init__(self, sink: ResponseSink, head: bool) -> None:
+        self.sink = sink
+        self.head = head
+        self.status = 0
+        self.flags = 0
+        self.headers = b""
+        self.headers_sent = False
+        self.no_body = head
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Callable[[bytes], None]:
+        if exc_info is not None:
+            try:
+                if self.headers_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.status:
+            raise RuntimeError("start_response called a second time without exc_info")
+        if not isinstance(status, str) or len(status) < 3 or not status[:3].isdigit() or status[3:4] not in ("", " "):
+            raise ValueError(f"invalid status {status!r}: expected '200 OK'")
+        code = int(status[:3])
+        if code < 200:
+            raise ValueError(f"WSGI apps may not send a {code} interim response")
+        flags = 0
+        lines = []
+        for name, value in headers:
+            if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+                raise ValueError(f"invalid header name {name!r}")
+            if not isinstance(value, str) or _BAD_VALUE.search(value):
+                raise ValueError(f"invalid value for header {name!r}")
+            lname = name.lower()
+            if lname in _HOP_BY_HOP:
+                if lname == "connection" and "close" in value.lower():
+                    flags |= serializer.APP_CLOSE
+                continue
+            flags |= _FLAG_HEADERS.get(lname, 0)
+            lines.append(f"{name}: {value}\r\n")
+        self.status = code
+        self.flags = flags
+        self.headers = "".join(lines).encode("latin-1")
+        self.no_body = self.head or code in (204, 304)
+        return self.write
+
+    def _send_start(self, body: bytes, end: bool) -> None:
+        if not self.status:
+            raise RuntimeError("the app sent a body before calling start_response")
+        self.headers_sent = True
+        if self.no_body:
+            body = b""
+        self.sink.send_start(self.status, self.flags, self.headers, body, end)
+
+    def write(self, data: bytes) -> None:
+        if not isinstance(data, bytes):
+            raise TypeError(f"write() takes bytes, not {type(data).__name__}")
+        if not self.headers_sent:
+            self._send_start(data, False)
+        elif data and not self.no_body:
+            self.sink.send_body(data, False)
+
+    def run(self, result: Iterable[bytes]) -> None:
+        if isinstance(result, list | tuple) and len(result) == 1 and not self.headers_sent:
+            # The common case (hello world, most frameworks' buffered responses):
+            # one body part, so we know its length and send one frame.
+            body = result[0]
+            if not isinstance(body, bytes):
+                raise TypeError(f"the app's iterable yielded {type(body).__name__}, not bytes")
+            if not self.flags & serializer.HAS_CONTENT_LENGTH and not self.no_body:
+                self.headers += b"content-length: %d\r\n" % len(body)
+                self.flags |= serializer.HAS_CONTENT_LENGTH
+            self._send_start(body, True)
+            return
+        if isinstance(result, str | bytes):
+            raise TypeError(f"the app returned {type(result).__name__}; it must return an iterable of bytes")
+        for data in result:
+            if not isinstance(data, bytes):
+                raise TypeError(f"the app's iterable yielded {type(data).__name__}, not bytes")
+            if not data:
+                continue
+            if not self.headers_sent:
+                self._send_start(data, False)
+            elif not self.no_body:
+                self.sink.send_body(data, False)
+        if not self.headers_sent:
+            if not self.flags & serializer.HAS_CONTENT_LENGTH and not self.no_body:
+                self.headers += b"content-length: 0\r\n"
+                self.flags |= serializer.HAS_CONTENT_LENGTH
+            self._send_start(b"", True)
+        else:
+            self.sink.send_body(b"", True)
+
+    def fail(self) -> None:
+        if self.headers_sent:
+            self.sink.send_abort()
+        else:
+            self.headers_sent = True
+            self.sink.send_start(500, serializer.HAS_CONTENT_LENGTH, _ERROR_HEADERS, b"" if self.head else _ERROR_BODY, True)
+
+
+def check_wsgi(app: object) -> WSGIApp:
+    if not callable(app):
+        raise AppLoadError("the WSGI app is not callable")
+    return app  # type: ignore[return-value]

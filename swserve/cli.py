@@ -1,0 +1,94 @@
+"""The ``swserve`` command, generated from ``config.SETTINGS``.
+
+argv → Config, then hand over to the master.  No runtime logic lives here.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from swserve import __version__
+from swserve.config import SETTINGS, Config, Setting, build_config
+from swserve.errors import ConfigError
+
+
+class _SizeType(click.ParamType):
+    name = "size"
+
+    def __init__(self, setting: Setting) -> None:
+        self.setting = setting
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int):
+            return value
+        assert self.setting.parse is not None
+        try:
+            return self.setting.parse(str(value))
+        except ConfigError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+_CLICK_TYPES: dict[str, Any] = {"str": str, "int": int, "float": float, "list": str}
+
+
+def _param(s: Setting) -> click.Parameter:
+    if s.kind == "argument":
+        return click.Argument([s.name], required=False, default=s.default)
+    decls = [*s.flags, s.name]
+    common: dict[str, Any] = {"help": s.help, "show_default": False, "default": None}
+    if s.kind == "bool":
+        long = s.flags[0][2:]
+        return click.Option([f"--{long}/--no-{long}", s.name], help=s.help, default=None)
+    if s.kind == "choice":
+        return click.Option(decls, type=click.Choice(s.choices), **common)
+    if s.kind == "size":
+        return click.Option(decls, type=_SizeType(s), **common)
+    if s.kind == "list":
+        return click.Option(decls, multiple=True, metavar=s.metavar or None, help=s.help)
+    return click.Option(decls, type=_CLICK_TYPES[s.kind], metavar=s.metavar or None, **common)
+
+
+def _values(params: dict[str, Any]) -> dict[str, Any]:
+    """Keep only what the user gave: None (or an empty tuple) means "not given"."""
+    out: dict[str, Any] = {}
+    for name, value in params.items():
+        if value is None or value == ():
+            continue
+        out[name] = tuple(value) if isinstance(value, list | tuple) else value
+    return out
+
+
+def _run(**params: Any) -> None:
+    values = _values(params)
+    if "bind" in values and ("host" in values or "port" in values):
+        raise click.UsageError("give either --bind or --host/--port, not both")
+    try:
+        config = build_config(values)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    serve(config)
+
+
+def serve(config: Config) -> None:
+    from swserve.master.main import run  # noqa: PLC0415 - keep `swserve --help` fast
+
+    sys.exit(run(config))
+
+
+def make_command() -> click.Command:
+    params = [_param(s) for s in SETTINGS]
+    command = click.Command(
+        "swserve",
+        callback=_run,
+        params=params,
+        help="Serve a WSGI or ASGI application.  APP is module:attribute.",
+        context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    )
+    return click.version_option(__version__, "--version", prog_name="swserve")(command)
+
+
+def main() -> None:
+    make_command()(prog_name="swserve")

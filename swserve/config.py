@@ -1,0 +1,313 @@
+"""Settings: one table, declared once, read by the CLI, the docs and the tests.
+
+Every setting is a field of the frozen :class:`Config` dataclass, and the
+field's metadata carries everything else about it (flag names, help, section,
+how to parse a string).  ``SETTINGS`` is derived from the fields, the click
+command in ``cli.py`` is generated from ``SETTINGS``, and ``docs/settings.md``
+is generated from it too (a unit test fails when that page is stale).
+
+This module does no I/O beyond ``os.cpu_count()`` for a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from swserve.errors import ConfigError
+
+DEFAULT_APP: Final = "swserve.demo:app"
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """How one Config field is exposed to users."""
+
+    name: str
+    flags: tuple[str, ...]
+    help: str
+    section: str
+    default: Any
+    kind: str  # str | int | float | bool | choice | size | list | argument
+    choices: tuple[str, ...] = ()
+    default_doc: str = ""  # shown instead of the default where it is computed
+    metavar: str = ""
+    parse: Callable[[str], Any] | None = None
+
+    @property
+    def env(self) -> str:
+        return "SWSERVE_" + self.name.upper()
+
+
+def setting(
+    default: Any = None,
+    *,
+    help: str,  # noqa: A002 - the word users see in --help
+    section: str,
+    flags: Sequence[str] = (),
+    kind: str = "",
+    choices: Sequence[str] = (),
+    default_factory: Callable[[], Any] | None = None,
+    default_doc: str = "",
+    metavar: str = "",
+) -> Any:
+    meta = {
+        "help": help,
+        "section": section,
+        "flags": tuple(flags),
+        "kind": kind,
+        "choices": tuple(choices),
+        "default_doc": default_doc,
+        "metavar": metavar,
+    }
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+_SIZE_RE: Final = re.compile(r"^\s*(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*$", re.IGNORECASE)
+_SIZE_UNITS: Final = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_size(text: str) -> int:
+    """``"16MiB"``, ``"64k"`` or ``"1048576"`` → bytes (binary units throughout)."""
+    match = _SIZE_RE.match(text)
+    if match is None:
+        raise ConfigError(f"{text!r} is not a size (try 1048576, 64KiB or 16MiB)")
+    unit = (match.group(2) or "").lower()[:1]
+    return int(match.group(1)) * _SIZE_UNITS[unit]
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The effective settings of one server.  Immutable; built by :func:`build_config`."""
+
+    app: str = setting(
+        DEFAULT_APP,
+        kind="argument",
+        section="Application",
+        help="The application as module:attribute (or module:factory() with --factory). "
+        "Defaults to the built-in demo app.",
+    )
+    factory: bool = setting(
+        False,
+        kind="bool",
+        section="Application",
+        help="Treat APP as a factory: call it with no arguments to get the application.",
+    )
+    interface: str = setting(
+        "auto",
+        kind="choice",
+        choices=("auto", "wsgi", "asgi"),
+        section="Application",
+        help="The application interface. auto tells an ASGI callable (a coroutine function, "
+        "or an object whose __call__ is one) from a WSGI one without calling it.",
+    )
+    app_dir: str = setting(
+        ".",
+        kind="str",
+        section="Application",
+        help="Directory put first on sys.path before the app is imported.",
+    )
+    lifespan: str = setting(
+        "auto",
+        kind="choice",
+        choices=("auto", "on", "off"),
+        section="Application",
+        help="ASGI lifespan protocol. auto: run it, and carry on if the app does not support "
+        "it; on: a failure stops the server; off: never run it.",
+    )
+    bind: tuple[str, ...] = setting(
+        (),
+        kind="list",
+        flags=("--bind", "-b"),
+        section="Listeners",
+        metavar="ADDRESS",
+        help="Address to listen on: HOST:PORT, [IPv6]:PORT or unix:PATH. Repeat for several. "
+        "Port 0 picks a free port, printed in the 'Listening on' line.",
+    )
+    host: str = setting(
+        "127.0.0.1", kind="str", section="Listeners", help="Host to bind when --bind is not given."
+    )
+    port: int = setting(8000, kind="int", section="Listeners", help="Port to bind when --bind is not given.")
+    backlog: int = setting(
+        2048,
+        kind="int",
+        section="Listeners",
+        help="Listen queue length: connections beyond what is being served wait here "
+        "(gunicorn's default).",
+    )
+    workers: int = setting(
+        default_factory=_cpu_count,
+        kind="int",
+        flags=("--workers", "-w"),
+        section="Processes",
+        default_doc="the number of usable CPU cores",
+        help="Number of worker processes.",
+    )
+    threads: int = setting(
+        1,
+        kind="int",
+        section="Processes",
+        help="Threads per WSGI worker: how many requests one worker runs at once.",
+    )
+    asgi_concurrency: int = setting(
+        1000,
+        kind="int",
+        section="Processes",
+        help="Requests one ASGI worker runs at once; more wait in the reactor's queue.",
+    )
+    dispatch: str = setting(
+        "idle",
+        kind="choice",
+        choices=("idle", "round-robin", "fd"),
+        section="Processes",
+        help="Which worker gets a request. idle: the next idle worker in turn, else the "
+        "least loaded one with room, else the request waits in the reactor; round-robin: "
+        "the next worker in turn; fd: a connection always meets the same worker.",
+    )
+    graceful_timeout: float = setting(
+        30.0,
+        kind="float",
+        section="Processes",
+        help="Seconds that in-flight requests get to finish on shutdown before workers are "
+        "killed.",
+    )
+    http: str = setting(
+        "auto",
+        kind="choice",
+        choices=("auto", "httptools", "h11"),
+        section="HTTP",
+        help="HTTP/1.1 parser. auto: httptools when installed, else h11. Both are held to the "
+        "same strictness.",
+    )
+    keep_alive: float = setting(
+        5.0,
+        kind="float",
+        section="HTTP",
+        help="Seconds an idle keep-alive connection stays open (uvicorn's default). Raise it "
+        "above your load balancer's idle timeout.",
+    )
+    max_body_size: int = setting(
+        16 * 1024 * 1024,
+        kind="size",
+        section="HTTP",
+        default_doc="16MiB",
+        help="Largest request body accepted; a larger one gets 413 without being read.",
+    )
+    log_level: str = setting(
+        "info",
+        kind="choice",
+        choices=("critical", "error", "warning", "info", "debug"),
+        section="Logging",
+        help="Error-log level. debug also shows tracebacks of app import errors.",
+    )
+    ready_file: str = setting(
+        "",
+        kind="str",
+        section="Logging",
+        help="Write the listening addresses to this file once every worker is ready.",
+    )
+
+    @property
+    def binds(self) -> tuple[str, ...]:
+        return self.bind or (format_hostport(self.host, self.port),)
+
+
+def format_hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _settings() -> tuple[Setting, ...]:
+    out = []
+    defaults = Config()
+    for f in dataclasses.fields(Config):
+        meta = f.metadata
+        flags = meta["flags"] or ("--" + f.name.replace("_", "-"),)
+        out.append(
+            Setting(
+                name=f.name,
+                flags=flags,
+                help=meta["help"],
+                section=meta["section"],
+                default=getattr(defaults, f.name),
+                kind=meta["kind"],
+                choices=meta["choices"],
+                default_doc=meta["default_doc"],
+                metavar=meta["metavar"],
+                parse=parse_size if meta["kind"] == "size" else None,
+            )
+        )
+    return tuple(out)
+
+
+SETTINGS: Final[tuple[Setting, ...]] = _settings()
+SETTINGS_BY_NAME: Final = {s.name: s for s in SETTINGS}
+
+_CHECKS: Final[tuple[tuple[str, Callable[[Any], bool], str], ...]] = (
+    ("workers", lambda v: v >= 1, "must be at least 1"),
+    ("threads", lambda v: v >= 1, "must be at least 1"),
+    ("asgi_concurrency", lambda v: v >= 1, "must be at least 1"),
+    ("backlog", lambda v: v >= 1, "must be at least 1"),
+    ("port", lambda v: 0 <= v <= 65535, "must be between 0 and 65535"),
+    ("keep_alive", lambda v: v >= 0, "must not be negative"),
+    ("graceful_timeout", lambda v: v >= 0, "must not be negative"),
+    ("max_body_size", lambda v: v >= 0, "must not be negative"),
+)
+
+
+def build_config(values: dict[str, Any]) -> Config:
+    """Validate ``values`` (setting name → parsed value) and freeze them into a Config.
+
+    Raises:
+        ConfigError: naming the first setting whose value cannot work.
+    """
+    unknown = set(values) - SETTINGS_BY_NAME.keys()
+    if unknown:
+        raise ConfigError(f"unknown setting {sorted(unknown)[0]!r}")
+    for name, check, what in _CHECKS:
+        if name in values and not check(values[name]):
+            flag = SETTINGS_BY_NAME[name].flags[0]
+            raise ConfigError(f"{flag} {what} (got {values[name]!r})")
+    for address in values.get("bind", ()):
+        parse_bind(address)
+    return Config(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class BindAddress:
+    family: str  # "inet" | "inet6" | "unix"
+    host: str
+    port: int
+    path: str = ""
+
+
+def parse_bind(address: str) -> BindAddress:
+    """``127.0.0.1:8000``, ``[::1]:8000``, ``:8000``, ``unix:/run/app.sock`` → BindAddress."""
+    if address.startswith("unix:"):
+        path = address[5:]
+        if not path:
+            raise ConfigError(f"bind address {address!r} has no path")
+        return BindAddress("unix", "", 0, path)
+    if address.startswith("["):
+        host, sep, port = address[1:].partition("]:")
+        family = "inet6"
+    else:
+        host, sep, port = address.rpartition(":")
+        family = "inet"
+        if ":" in host:
+            raise ConfigError(f"bind address {address!r}: write IPv6 hosts as [HOST]:PORT")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"bind address {address!r} is not HOST:PORT, [HOST]:PORT or unix:PATH")
+    return BindAddress(family, host or "0.0.0.0", int(port))

@@ -1,0 +1,44 @@
+"""Blocking shell over the frame decoder, for worker threads that block on a socket.
+
+Resource handling: the channel does not own the socket; the worker closes it.
+Error handling: ``recv`` returns None at EOF (the reactor is gone);
+``IPCError`` from the decoder propagates, and the worker exits.
+"""
+
+from __future__ import annotations
+
+import collections
+import socket
+import threading
+
+from swserve.ipc.framing import Frame, FrameDecoder
+
+RECV_SIZE = 256 * 1024
+
+
+class SyncChannel:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.decoder = FrameDecoder()
+        self.frames: collections.deque[Frame] = collections.deque()
+        self.lock = threading.Lock()  # one writer at a time: frames must not interleave
+
+    def recv(self) -> Frame | None:
+        frames = self.frames
+        while not frames:
+            try:
+                data = self.sock.recv(RECV_SIZE)
+            except ConnectionResetError:
+                return None
+            if not data:
+                return None
+            frames.extend(self.decoder.feed(data))
+        return frames.popleft()
+
+    def send(self, data: bytes) -> None:
+        with self.lock:
+            self.sock.sendall(data)
+
+    def sendv(self, buffers: list[bytes]) -> None:
+        with self.lock:
+            self.sock.sendall(b"".join(buffers))

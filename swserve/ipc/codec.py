@@ -1,0 +1,100 @@
+"""Message payloads ↔ bytes, with ``struct`` and ``bytes.join``: no pickle.
+
+A request head travels as its fields joined by NUL: both parsers reject NUL
+in the method, target and header fields (RFC 9110 §5.5: field values never
+contain NUL), so the separator cannot occur inside a field, and encoding and
+decoding are each one C-level call however many headers there are.
+
+REQUEST payload::
+
+    u32 head length | method \\0 target \\0 version \\0 conn fields (4) \\0 name \\0 value ... | body part
+
+where the connection fields are scheme, client host, client port, server
+host, server port (a per-connection prefix the reactor builds once).
+
+RESPONSE_START payload::
+
+    u16 status | u32 header bytes | "name: value\\r\\n" ... | body part
+"""
+
+from __future__ import annotations
+
+import struct
+from itertools import chain
+from typing import Final
+
+from swserve.errors import IPCError
+
+_U32: Final = struct.Struct("<I")
+_START: Final = struct.Struct("<HI")
+_HELLO: Final = struct.Struct("<HII")
+
+CONN_FIELDS: Final = 5  # scheme, client host, client port, server host, server port
+HEAD_FIELDS: Final = 3 + CONN_FIELDS
+
+
+def conn_prefix(scheme: str, client: tuple[str, int] | None, server: tuple[str, int] | None) -> list[bytes]:
+    """The per-connection fields of every REQUEST on that connection."""
+    chost, cport = client if client else ("", 0)
+    shost, sport = server if server else ("", 0)
+    return [scheme.encode(), chost.encode(), str(cport).encode(), shost.encode(), str(sport).encode()]
+
+
+def encode_request(
+    method: bytes,
+    target: bytes,
+    version: bytes,
+    prefix: list[bytes],
+    headers: list[tuple[bytes, bytes]],
+    body: bytes | bytearray | memoryview,
+) -> bytes:
+    head = b"\0".join(chain((method, target, version), prefix, chain.from_iterable(headers)))
+    return b"".join((_U32.pack(len(head)), head, body))
+
+
+def decode_request(payload: bytes) -> tuple[list[bytes], bytes]:
+    """→ (fields, body part); fields[HEAD_FIELDS:] alternate header names and values."""
+    if len(payload) < 4:
+        raise IPCError("REQUEST payload too short")
+    (size,) = _U32.unpack_from(payload)
+    fields = payload[4 : 4 + size].split(b"\0")
+    if len(fields) < HEAD_FIELDS or (len(fields) - HEAD_FIELDS) % 2:
+        raise IPCError("REQUEST head has the wrong number of fields")
+    return fields, payload[4 + size :]
+
+
+def encode_response_start(status: int, headers: bytes, body: bytes = b"") -> bytes:
+    return b"".join((_START.pack(status, len(headers)), headers, body))
+
+
+def decode_response_start(payload: bytes) -> tuple[int, bytes, bytes]:
+    """→ (status, header lines, body part)."""
+    if len(payload) < _START.size:
+        raise IPCError("RESPONSE_START payload too short")
+    status, size = _START.unpack_from(payload)
+    end = _START.size + size
+    if not 100 <= status <= 999 or end > len(payload):
+        raise IPCError(f"RESPONSE_START with status {status} and {size} header bytes")
+    return status, payload[_START.size : end], payload[end:]
+
+
+def encode_hello(worker_id: int, pid: int, capacity: int) -> bytes:
+    return _HELLO.pack(worker_id, pid, capacity)
+
+
+def decode_hello(payload: bytes) -> tuple[int, int, int]:
+    """→ (worker id, pid, capacity)."""
+    if len(payload) != _HELLO.size:
+        raise IPCError("HELLO payload has the wrong size")
+    worker_id, pid, capacity = _HELLO.unpack(payload)
+    return worker_id, pid, capacity
+
+
+def encode_ready(worker_id: int, pid: int, capacity: int, interface: str) -> bytes:
+    return _HELLO.pack(worker_id, pid, capacity) + interface.encode()
+
+
+def decode_ready(payload: bytes) -> tuple[int, int, int, str]:
+    """→ (worker id, pid, capacity, interface)."""
+    worker_id, pid, capacity = decode_hello(payload[: _HELLO.size])
+    return worker_id, pid, capacity, payload[_HELLO.size :].decode()

@@ -1,0 +1,1 @@
+"""The manager: forks, watches and replaces workers; never touches client sockets."""

@@ -1,0 +1,1 @@
+"""The master: listeners, signals and reactors.  It never runs application code."""

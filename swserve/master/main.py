@@ -1,0 +1,317 @@
+"""The master process: bind → fork the manager → run the reactor → shut down in order.
+
+Order matters.  Listeners are bound first, so a bad address fails before any
+process exists.  The manager is forked before the event loop or any thread
+exists.  The reactor then serves on the master's loop, and workers connect to
+it over a private unix socket (a worker replaced by the manager simply
+connects again).  "Listening on …" is printed once every worker is ready.
+
+Signals only enqueue commands; ``_commands`` runs them in the loop:
+
+=========  ==============================================================
+SIGTERM    graceful stop: stop accepting, finish in-flight requests (up to
+           --graceful-timeout), close keep-alive connections, stop workers
+SIGINT     the same; a second SIGINT forces an immediate exit
+SIGCHLD    reap: the manager, and orphans when we are PID 1 (Docker)
+=========  ==============================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import tempfile
+from pathlib import Path
+
+from swserve import __version__
+from swserve.config import Config
+from swserve.errors import EXIT_APP_LOAD, EXIT_ERROR, EXIT_OK, ConfigError
+from swserve.logs import configure
+from swserve.master.listeners import Listener, bind
+from swserve.procname import set_title
+from swserve.reactor.core import Reactor
+from swserve.reactor.http_conn import HttpConnection
+from swserve.reactor.loop import new_event_loop
+from swserve.reactor.worker_link import WorkerLink
+
+log = logging.getLogger("swserve.error")
+
+
+def _parser_name(config: Config) -> str:
+    if config.http != "auto":
+        return config.http
+    try:
+        import httptools  # noqa: F401, PLC0415
+    except ImportError:
+        return "h11"
+    return "httptools"
+
+
+def run(config: Config) -> int:
+    """Run the server until it is stopped; return the process exit code."""
+    configure(config.log_level)
+    http = _parser_name(config)
+    if http != config.http:
+        config = _replace(config, http=http)
+    try:
+        listeners = bind(config.binds, config.backlog)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return EXIT_ERROR
+    ipc_dir = tempfile.mkdtemp(prefix="swserve-")
+    ipc_path = os.path.join(ipc_dir, "reactor.sock")
+    ipc_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    ipc_sock.bind(ipc_path)
+    ipc_sock.listen(1024)
+    ours, theirs = socket.socketpair()
+    try:
+        pid = os.fork()
+        if pid == 0:  # the manager
+            code = EXIT_ERROR
+            try:
+                ours.close()
+                ipc_sock.close()
+                for listener in listeners:
+                    listener.sock.close()
+                from swserve.manager.main import run as run_manager  # noqa: PLC0415
+
+                code = run_manager(config, ipc_path, theirs)
+            except BaseException:
+                log.exception("the manager crashed")
+            finally:
+                os._exit(code)
+        theirs.close()
+        set_title("swserve: master")
+        loop = new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            master = Master(config, listeners, ipc_sock, ours, pid)
+            return loop.run_until_complete(master.main())
+        finally:
+            loop.close()
+    finally:
+        shutil.rmtree(ipc_dir, ignore_errors=True)
+        for listener in listeners:
+            if listener.address.family == "unix":
+                with contextlib.suppress(OSError):
+                    os.unlink(listener.address.path)
+
+
+def _replace(config: Config, **changes: object) -> Config:
+    import dataclasses  # noqa: PLC0415
+
+    return dataclasses.replace(config, **changes)  # type: ignore[arg-type]
+
+
+class Master:
+    def __init__(
+        self,
+        config: Config,
+        listeners: list[Listener],
+        ipc_sock: socket.socket,
+        control: socket.socket,
+        manager_pid: int,
+    ) -> None:
+        self.config = config
+        self.listeners = listeners
+        self.ipc_sock = ipc_sock
+        self.control = control
+        self.manager_pid = manager_pid
+        self.commands: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
+        self.ready: set[int] = set()
+        self.announced = False
+        self.stopping = False
+        self.boot_error: str | None = None
+        self.interface = "?"
+        self.exit_code = EXIT_OK
+        self.worker_pids: dict[int, int] = {}
+        self._control_buf = b""
+        self._manager_gone = asyncio.Event()
+        self._idle = asyncio.Event()
+
+    # -- events (from signal handlers, the reactor, the manager) -------------------------------
+
+    def _enqueue(self, kind: str, arg: object = None) -> None:
+        self.commands.put_nowait((kind, arg))
+
+    def _on_reactor_event(self, kind: str, arg: object) -> None:
+        if kind == "idle":
+            self._idle.set()
+        else:
+            self._enqueue(kind, arg)
+
+    def _on_control_readable(self) -> None:
+        try:
+            data = self.control.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            asyncio.get_running_loop().remove_reader(self.control)
+            return
+        self._control_buf += data
+        *lines, self._control_buf = self._control_buf.split(b"\n")
+        for line in lines:
+            self._enqueue("manager", line.decode())
+
+    # -- main -------------------------------------------------------------------------------
+
+    async def main(self) -> int:
+        loop = asyncio.get_running_loop()
+        config = self.config
+        self.reactor = reactor = Reactor(config, on_event=self._on_reactor_event)
+        reactor.start(loop)
+        self.servers = [
+            await loop.create_server(lambda: HttpConnection(reactor), sock=listener.sock, backlog=config.backlog)
+            for listener in self.listeners
+        ]
+        self.ipc_server = await loop.create_unix_server(lambda: WorkerLink(reactor), sock=self.ipc_sock)
+        self.control.setblocking(False)
+        loop.add_reader(self.control, self._on_control_readable)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+            loop.add_signal_handler(sig, self._enqueue, "signal", sig)
+        # uvloop keeps SIGCHLD for itself, so the manager's exit is watched through a
+        # pidfd, and orphans (when we are PID 1 in a container) are reaped by a timer.
+        self._pidfd = os.pidfd_open(self.manager_pid)
+        loop.add_reader(self._pidfd, self._enqueue, "reap")
+        if os.getpid() == 1:
+            self._reap_orphans()
+        while True:
+            kind, arg = await self.commands.get()
+            if kind == "stopped":
+                break
+            self._handle(kind, arg)
+        return self.exit_code
+
+    def _handle(self, kind: str, arg: object) -> None:
+        if kind == "signal":
+            assert isinstance(arg, int)
+            self._handle_signal(arg)
+        elif kind == "reap":
+            self._reap()
+        elif kind == "ready":
+            assert isinstance(arg, tuple)
+            worker_id, pid, interface = arg
+            self.ready.add(worker_id)
+            self.worker_pids[worker_id] = pid
+            self.interface = interface
+            if not self.announced and len(self.ready) >= self.config.workers:
+                self._announce()
+        elif kind == "boot-error":
+            if self.boot_error is None:
+                self.boot_error = str(arg)
+                log.error("%s", self.boot_error)
+                self._shutdown(EXIT_APP_LOAD)
+        elif kind == "manager":
+            self._handle_manager_line(str(arg))
+
+    def _handle_manager_line(self, line: str) -> None:
+        parts = line.split()
+        if len(parts) == 5 and parts[0] == "exit":
+            worker_id, code = int(parts[1]), int(parts[3])
+            self.ready.discard(worker_id)
+            if code == EXIT_APP_LOAD and not self.stopping:
+                if self.boot_error is None:
+                    self.boot_error = f"worker {worker_id} failed to boot"
+                    log.error("%s", self.boot_error)
+                self._shutdown(EXIT_APP_LOAD)
+
+    def _handle_signal(self, sig: int) -> None:
+        if sig in (signal.SIGTERM, signal.SIGINT):
+            if self.stopping and sig == signal.SIGINT:
+                self._force_exit()
+            elif not self.stopping:
+                log.info("%s: shutting down gracefully", signal.Signals(sig).name)
+                self._shutdown(EXIT_OK)
+        else:
+            log.warning("%s: worker reload is not available in this version; ignored", signal.Signals(sig).name)
+
+    def _announce(self) -> None:
+        self.announced = True
+        config = self.config
+        for listener in self.listeners:
+            log.info("Listening on %s", listener.url)
+        log.info(
+            "swserve %s: process mode, %s app %r, %d worker%s (dispatch %s, parser %s)",
+            __version__,
+            self.interface,
+            config.app,
+            config.workers,
+            "" if config.workers == 1 else "s",
+            config.dispatch,
+            config.http,
+        )
+        if config.ready_file:
+            Path(config.ready_file).write_text("".join(f"{listener.url}\n" for listener in self.listeners))
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.manager_pid:
+                asyncio.get_running_loop().remove_reader(self._pidfd)
+                os.close(self._pidfd)
+                self._manager_gone.set()
+                if not self.stopping:
+                    log.error("the manager (pid %d) died unexpectedly (status %d): stopping", pid, status)
+                    self._shutdown(EXIT_ERROR)
+            # any other pid: an orphan re-parented to us because we are PID 1
+
+    def _reap_orphans(self) -> None:
+        self._reap()
+        asyncio.get_running_loop().call_later(1.0, self._reap_orphans)
+
+    # -- shutdown ---------------------------------------------------------------------------
+
+    def _shutdown(self, code: int) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        self.exit_code = code
+        asyncio.get_running_loop().create_task(self._stop(code))
+
+    async def _stop(self, code: int) -> None:
+        timeout = self.config.graceful_timeout
+        for server in self.servers:
+            server.close()  # stop accepting
+        if code == EXIT_OK:
+            self.reactor.drain()
+            try:
+                await asyncio.wait_for(self._idle.wait(), timeout)
+            except TimeoutError:
+                log.warning("graceful timeout: %d connection(s) still busy", len(self.reactor.sessions))
+        if not self._manager_gone.is_set():
+            with contextlib.suppress(OSError):
+                self.control.sendall(b"stop\n")
+            try:
+                await asyncio.wait_for(self._manager_gone.wait(), timeout + 5)
+            except TimeoutError:
+                log.error("the manager did not stop in time: killing it")
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.manager_pid, signal.SIGKILL)
+                await self._manager_gone.wait()
+        for conn in list(self.reactor.sessions.values()):
+            conn.transport.abort()
+        self.reactor.stop()
+        self.ipc_server.close()
+        if code == EXIT_OK:
+            log.info("stopped")
+        self._enqueue("stopped")
+
+    def _force_exit(self) -> None:
+        log.warning("second SIGINT: exiting now")
+        for pid in [self.manager_pid, *self.worker_pids.values()]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.exit_code = EXIT_ERROR
+        self._enqueue("stopped")

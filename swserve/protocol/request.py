@@ -1,0 +1,43 @@
+"""The parsed request, shared by both parsers, the reactor and the IPC codec.
+
+A plain ``__slots__`` class rather than a dataclass: one is built per request
+on the hot path, and the parsers fill it field by field as callbacks arrive.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Per-request header facts the parser glue records, so that framing checks
+# (RFC 9112 §6.3) run only when the headers they concern are present.
+FRAMING_HEADERS: Final = frozenset({b"content-length", b"transfer-encoding", b"host", b"expect", b"connection"})
+
+
+class Request:
+    """One complete HTTP/1.x request.
+
+    ``headers`` keep their order and raw values; names are lower-cased (the
+    ASGI form; the WSGI adapter derives ``HTTP_*`` keys from them).
+    """
+
+    __slots__ = (
+        "body",
+        "expect_continue",
+        "headers",
+        "keep_alive",
+        "method",
+        "target",
+        "version",
+    )
+
+    def __init__(self) -> None:
+        self.method: bytes = b""
+        self.target: bytes = b""
+        self.version: bytes = b"1.1"
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: bytearray = bytearray()
+        self.keep_alive: bool = True
+        self.expect_continue: bool = False
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method.decode()} {self.target!r} HTTP/{self.version.decode()}>"

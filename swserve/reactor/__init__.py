@@ -1,0 +1,1 @@
+"""Reactors: event loops that speak HTTP to clients and frames to workers."""

@@ -1,0 +1,176 @@
+"""The reactor: sessions, the request queue and dispatch, on one event loop.
+
+It owns every client connection (``sessions``, keyed by session id, never by
+fd) and every worker link.  Complete requests are dispatched to a worker
+chosen by the :class:`Dispatcher`, or wait in ``queue`` (one queue in front of
+all workers, so a slow request never holds up requests an idle worker could
+take).  A once-a-second tick refreshes the cached Date header and closes
+keep-alive connections idle past ``--keep-alive``: one sweep per loop, not a
+timer per connection.
+
+It never runs application code and never blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Callable
+from email.utils import formatdate
+from typing import TYPE_CHECKING
+
+from swserve.config import Config
+from swserve.protocol.limits import Limits
+from swserve.protocol.parser import HttptoolsParser, Parser
+from swserve.reactor.dispatcher import Dispatcher, WorkerSlot
+from swserve.reactor.http_conn import HttpConnection
+
+if TYPE_CHECKING:
+    from swserve.reactor.worker_link import WorkerLink
+
+log = logging.getLogger("swserve.error")
+
+
+def parser_factory(name: str, limits: Limits) -> Callable[[], Parser]:
+    if name == "h11":
+        from swserve.protocol.h11_parser import H11Parser  # noqa: PLC0415
+
+        return lambda: H11Parser(limits)
+    return lambda: HttptoolsParser(limits)
+
+
+class Reactor:
+    def __init__(self, config: Config, *, on_event: Callable[[str, object], None]) -> None:
+        self.config = config
+        self.limits = Limits(body=config.max_body_size)
+        self.make_parser = parser_factory(config.http, self.limits)
+        self.dispatcher = Dispatcher(config.dispatch)
+        self.sessions: dict[int, HttpConnection] = {}
+        self.queue: collections.deque[HttpConnection] = collections.deque()
+        self.links: dict[int, WorkerLink] = {}
+        self.draining = False
+        self.now = time.monotonic()
+        self.date_server = b""
+        self._on_event = on_event  # tells the master: "ready", "boot-error", "idle"
+        self._session_ids = 0
+        self._link_keys = 0
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._update_clock()
+
+    # -- ids ------------------------------------------------------------------------
+
+    def new_session_id(self) -> int:
+        self._session_ids += 1
+        return self._session_ids
+
+    def new_link_key(self) -> int:
+        self._link_keys += 1
+        return self._link_keys
+
+    # -- clock ----------------------------------------------------------------------
+
+    def _update_clock(self) -> None:
+        self.now = time.monotonic()
+        date = formatdate(usegmt=True).encode()
+        self.date_server = b"date: " + date + b"\r\nserver: swserve\r\n"
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._tick()
+
+    def _tick(self) -> None:
+        self._update_clock()
+        keep_alive = self.config.keep_alive
+        now = self.now
+        for conn in list(self.sessions.values()):
+            if conn.current is None and not conn.pending and now - conn.last_active >= keep_alive:
+                conn.closing = True
+                conn.transport.close()
+        self._tick_handle = self._loop.call_later(1.0, self._tick)
+
+    def stop(self) -> None:
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+
+    # -- requests ---------------------------------------------------------------------
+
+    def submit(self, conn: HttpConnection) -> None:
+        slot = self.dispatcher.pick(conn.session) if not self.queue else None
+        if slot is None:
+            self.queue.append(conn)
+            return
+        self._send(conn, slot)
+
+    def _send(self, conn: HttpConnection, slot: WorkerSlot) -> None:
+        slot.inflight += 1
+        conn.slot = slot
+        self.links[slot.key].send_request(conn)
+
+    def on_slot_free(self, slot: WorkerSlot) -> None:
+        queue = self.queue
+        dispatcher = self.dispatcher
+        while queue:
+            conn = queue[0]
+            if conn.current is None:  # the client left while queued
+                queue.popleft()
+                continue
+            target = dispatcher.pick(conn.session)
+            if target is None:
+                break
+            queue.popleft()
+            self._send(conn, target)
+        if self.draining and not self.busy():
+            self._on_event("idle", None)
+
+    def abandon(self, conn: HttpConnection) -> None:
+        """The client of ``conn.current`` left: drop it if queued, tell its worker if not."""
+        slot = conn.slot
+        if slot is None:
+            try:
+                self.queue.remove(conn)
+            except ValueError:
+                pass
+            return
+        link = self.links.get(slot.key)
+        if link is not None:
+            link.send_disconnect(conn)
+
+    def busy(self) -> bool:
+        """Is any request queued, with a worker, or being written?"""
+        return bool(self.queue) or any(conn.current is not None for conn in self.sessions.values())
+
+    # -- workers ------------------------------------------------------------------------
+
+    def on_worker_hello(self, link: WorkerLink) -> None:
+        self.links[link.key] = link
+
+    def on_worker_ready(self, link: WorkerLink, interface: str) -> None:
+        slot = link.slot
+        assert slot is not None
+        self.links[link.key] = link
+        self.dispatcher.add(slot)
+        self._on_event("ready", (slot.worker_id, slot.pid, interface))
+        self.on_slot_free(slot)
+
+    def on_boot_error(self, link: WorkerLink, message: str) -> None:
+        self._on_event("boot-error", message)
+
+    def on_worker_lost(self, link: WorkerLink) -> None:
+        self.links.pop(link.key, None)
+        if link.slot is not None:
+            self.dispatcher.remove(link.slot)
+        self._on_event("lost", (link.worker_id, link.pid))
+
+    # -- shutdown -------------------------------------------------------------------------
+
+    def drain(self) -> None:
+        """Stop keeping connections alive: close idle ones now, the rest after their response."""
+        self.draining = True
+        for conn in list(self.sessions.values()):
+            if conn.current is None and not conn.pending:
+                conn.closing = True
+                conn.transport.close()
+        if not self.busy():
+            self._on_event("idle", None)

@@ -1,0 +1,89 @@
+"""Dispatch modes as pure policies: which worker gets the next complete request.
+
+No I/O here.  The reactor keeps one :class:`Dispatcher`; each connected,
+ready worker is a :class:`WorkerSlot`.  ``pick`` returns a slot, or ``None``
+when the request must wait in the reactor's queue (never pushed into a busy
+worker's pipe in ``idle`` mode: Swoole's preemptive dispatch).
+
+=============  ==============================================================
+mode           rule
+=============  ==============================================================
+idle           the next idle worker in round order; else the least loaded one
+               with room (an ASGI worker runs many requests); else wait
+round-robin    the next worker in turn, busy or not
+fd             session id modulo the worker count: a connection always meets
+               the same worker (while the set of workers does not change)
+=============  ==============================================================
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+
+class WorkerSlot:
+    """The reactor's view of one ready worker."""
+
+    __slots__ = ("capacity", "inflight", "key", "pid", "retiring", "worker_id")
+
+    def __init__(self, key: int, worker_id: int, pid: int, capacity: int) -> None:
+        self.key = key  # unique per connected channel, never reused
+        self.worker_id = worker_id
+        self.pid = pid
+        self.capacity = capacity
+        self.inflight = 0
+        self.retiring = False
+
+    def __repr__(self) -> str:
+        return f"<WorkerSlot worker={self.worker_id} pid={self.pid} inflight={self.inflight}/{self.capacity}>"
+
+
+MODES: Final = ("idle", "round-robin", "fd")
+
+
+class Dispatcher:
+    def __init__(self, mode: str) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown dispatch mode {mode!r}")
+        self.mode = mode
+        self.slots: list[WorkerSlot] = []
+        self._next = 0
+
+    def add(self, slot: WorkerSlot) -> None:
+        self.slots.append(slot)
+        self.slots.sort(key=lambda s: (s.worker_id, s.key))
+
+    def remove(self, slot: WorkerSlot) -> None:
+        if slot in self.slots:
+            self.slots.remove(slot)
+
+    def pick(self, session: int) -> WorkerSlot | None:
+        slots = self.slots
+        n = len(slots)
+        if n == 0:
+            return None
+        if self.mode == "idle":
+            return self._pick_idle(slots, n)
+        if self.mode == "round-robin":
+            slot = slots[self._next % n]
+            self._next = (self._next + 1) % n
+            return slot
+        return slots[session % n]
+
+    def _pick_idle(self, slots: list[WorkerSlot], n: int) -> WorkerSlot | None:
+        start = self._next
+        best: WorkerSlot | None = None
+        for i in range(n):
+            slot = slots[(start + i) % n]
+            if slot.inflight == 0:
+                self._next = (start + i + 1) % n
+                return slot
+            if slot.inflight < slot.capacity and (best is None or slot.inflight < best.inflight):
+                best = slot
+        return best
+
+    def has_room(self) -> bool:
+        """Could ``pick`` return a slot now?  (Queued requests wait for this.)"""
+        if self.mode != "idle":
+            return bool(self.slots)
+        return any(s.inflight < s.capacity for s in self.slots)

@@ -1,0 +1,227 @@
+"""The client side of a reactor: an asyncio.Protocol per client connection.
+
+A thin shell: bytes go to the parser, complete requests go to the reactor,
+response frames from workers come back through ``on_response_*`` and are
+written out.  One request per connection is with a worker at a time; requests
+pipelined behind it wait here, so responses leave in request order
+(RFC 9112 §9.3.2) and no worker ever waits on a client.
+
+Resource handling: the connection registers its session in the reactor's
+table on ``connection_made`` and removes it in ``connection_lost``; that is
+the only place a session disappears, so a late reply finds no session and is
+dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from typing import TYPE_CHECKING, cast
+
+from swserve.errors import ProtocolError
+from swserve.ipc.codec import conn_prefix
+from swserve.protocol import serializer
+from swserve.protocol.request import Request
+
+if TYPE_CHECKING:
+    from swserve.reactor.core import Reactor
+    from swserve.reactor.dispatcher import WorkerSlot
+
+# Complete requests queued per connection before we stop reading from it:
+# enough for pipelining clients, bounded so one client cannot make us buffer.
+MAX_PIPELINED = 16
+
+
+class HttpConnection(asyncio.Protocol):
+    __slots__ = (
+        "_scheme",
+        "closing",
+        "current",
+        "error",
+        "last_active",
+        "parser",
+        "pending",
+        "plan",
+        "prefix",
+        "reactor",
+        "seq",
+        "session",
+        "slot",
+        "started",
+        "transport",
+    )
+
+    def __init__(self, reactor: Reactor, scheme: str = "http") -> None:
+        self.reactor = reactor
+        self.session = reactor.new_session_id()
+        self.parser = reactor.make_parser()
+        self.pending: collections.deque[Request] = collections.deque()
+        self.current: Request | None = None
+        self.slot: WorkerSlot | None = None  # the worker holding `current`, once dispatched
+        self.seq = 0  # request id of `current` within this session
+        self.started = False  # has the response to `current` started?
+        self.plan: serializer.ResponsePlan | None = None
+        self.error: ProtocolError | None = None
+        self.closing = False
+        self.last_active = reactor.now
+        self.prefix: list[bytes] = []
+        self._scheme = scheme
+
+    # -- asyncio callbacks ----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+        client = transport.get_extra_info("peername")
+        server = transport.get_extra_info("sockname")
+        self.prefix = conn_prefix(
+            self._scheme,
+            client if isinstance(client, tuple) else None,
+            server if isinstance(server, tuple) else None,
+        )
+        self.reactor.sessions[self.session] = self
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing or self.error is not None:
+            return
+        self.last_active = self.reactor.now
+        try:
+            requests = self.parser.feed(data)
+        except ProtocolError as exc:
+            requests = exc.completed
+            self.error = exc
+            self.transport.pause_reading()
+        pending = self.pending
+        for req in requests:
+            pending.append(req)
+            if not req.keep_alive:
+                # nothing after a non-persistent request is read (RFC 9112 §9.6)
+                self.transport.pause_reading()
+                self.closing = True
+                break
+        if self.current is None:
+            self._next()
+        else:
+            if len(pending) >= MAX_PIPELINED:
+                self.transport.pause_reading()
+            self._maybe_continue()
+
+    def eof_received(self) -> bool | None:
+        # A half-closed client may still read our responses: keep the transport
+        # open until they are written, then close.
+        if self.current is None and not self.pending:
+            return False
+        self.closing = True
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.reactor.sessions.pop(self.session, None)
+        if self.current is not None:
+            self.reactor.abandon(self)
+            self.current = None
+        self.pending.clear()
+
+    # -- request flow -----------------------------------------------------------------
+
+    def _next(self) -> None:
+        """Hand the next queued request to the reactor, or finish the connection."""
+        if self.pending:
+            req = self.pending.popleft()
+            self.current = req
+            self.seq += 1
+            self.started = False
+            self.slot = None
+            self.reactor.submit(self)
+            if len(self.pending) < MAX_PIPELINED // 2 and self.error is None and not self.closing:
+                self.transport.resume_reading()
+            return
+        if self.error is not None:
+            self.write_error(self.error.status_hint)
+            return
+        if self.closing:
+            self.transport.close()
+            return
+        self._maybe_continue()
+
+    def _maybe_continue(self) -> None:
+        # RFC 9110 §10.1.1: a server that will read the body "ought to send" 100
+        # (Continue).  Only when no other response is on the wire before it.
+        head = self.parser.head_pending
+        if head is not None and head.expect_continue and self.current is None and not self.pending:
+            head.expect_continue = False
+            self.transport.write(serializer.CONTINUE)
+
+    def write_error(self, status: int) -> None:
+        """Answer the current state with an error and close (framing is in doubt)."""
+        self.closing = True
+        if not self.transport.is_closing():
+            self.transport.write(serializer.error_response(status, self.reactor.date_server))
+            self.transport.close()
+
+    # -- responses from the worker -------------------------------------------------------
+
+    def on_response_start(self, status: int, flags: int, headers: bytes, body: bytes, end: bool) -> None:
+        req = self.current
+        assert req is not None
+        plan = serializer.plan_response(req, status, flags, shutting_down=self.reactor.draining)
+        self.plan = plan
+        self.started = True
+        head = serializer.response_head(req, status, flags, headers, plan, self.reactor.date_server)
+        transport = self.transport
+        if not plan.body_allowed:
+            transport.write(head)
+        elif plan.chunked:
+            parts = [head]
+            if body:
+                parts += serializer.chunk(body)
+            if end:
+                parts.append(serializer.LAST_CHUNK)
+            transport.writelines(parts)
+        elif body:
+            transport.writelines((head, body))
+        else:
+            transport.write(head)
+        if end:
+            self._finish()
+
+    def on_response_body(self, body: bytes, end: bool) -> None:
+        plan = self.plan
+        assert plan is not None
+        if plan.body_allowed:
+            if plan.chunked:
+                parts = serializer.chunk(body) if body else []
+                if end:
+                    parts.append(serializer.LAST_CHUNK)
+                self.transport.writelines(parts)
+            elif body:
+                self.transport.write(body)
+        if end:
+            self._finish()
+
+    def on_response_abort(self) -> None:
+        """The app failed after its response started: the only honest signal is a close."""
+        self.current = None
+        self.closing = True
+        self.transport.close()
+
+    def on_worker_lost(self) -> None:
+        """The worker holding our request died."""
+        self.current = None
+        if self.started:
+            self.closing = True
+            self.transport.close()
+        else:
+            self.write_error(502)
+
+    def _finish(self) -> None:
+        plan = self.plan
+        self.current = None
+        self.plan = None
+        self.slot = None
+        self.last_active = self.reactor.now
+        if plan is not None and not plan.keep_alive:
+            self.closing = True
+            self.pending.clear()
+            self.transport.close()
+            return
+        self._next()

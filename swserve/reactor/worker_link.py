@@ -1,0 +1,136 @@
+"""The worker side of a reactor: an asyncio.Protocol per connected worker.
+
+Frames from the worker are decoded here and routed to the client connection
+they answer.  A reply is delivered only if its (session, request) pair is
+still the one the connection waits for; anything else is dropped, which is
+how a reply for a client that left, or for a request already answered, is
+discarded.
+
+Error handling: a malformed frame means the worker is broken; the link is
+closed, which the reactor treats exactly like the worker's death (502 for its
+requests) and the manager replaces the process when it exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, cast
+
+from swserve.errors import IPCError
+from swserve.ipc import codec, framing
+from swserve.reactor.dispatcher import WorkerSlot
+
+if TYPE_CHECKING:
+    from swserve.reactor.core import Reactor
+    from swserve.reactor.http_conn import HttpConnection
+
+log = logging.getLogger("swserve.error")
+
+_START = framing.RESPONSE_START
+_BODY = framing.RESPONSE_BODY
+_END = framing.END
+_ABORT = framing.MORE  # on a RESPONSE_BODY with END: the app failed mid-response
+
+
+class WorkerLink(asyncio.Protocol):
+    def __init__(self, reactor: Reactor) -> None:
+        self.reactor = reactor
+        self.decoder = framing.FrameDecoder()
+        self.slot: WorkerSlot | None = None
+        self.worker_id = 0
+        self.pid = 0
+        self.key = reactor.new_link_key()
+        # (session, request) pairs this worker holds, for 502s when it dies
+        self.inflight: dict[tuple[int, int], HttpConnection] = {}
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self.decoder.feed(data)
+        except IPCError as exc:
+            log.error("worker %d (pid %d) sent a malformed frame: %s", self.worker_id, self.pid, exc)
+            self.transport.abort()
+            return
+        sessions = self.reactor.sessions
+        for kind, flags, session, request, payload in frames:
+            if kind == _START or kind == _BODY:
+                conn = sessions.get(session)
+                end = bool(flags & _END)
+                if end:
+                    self._release(session, request)
+                if conn is None or conn.seq != request or conn.slot is not self.slot:
+                    continue  # the client left, or this request was already answered
+                if kind == _START:
+                    try:
+                        status, headers, body = codec.decode_response_start(payload)
+                    except IPCError as exc:
+                        log.error("worker %d sent a bad response head: %s", self.worker_id, exc)
+                        self.transport.abort()
+                        return
+                    conn.on_response_start(status, flags, headers, body, end)
+                elif end and flags & _ABORT:
+                    conn.on_response_abort()
+                else:
+                    conn.on_response_body(payload, end)
+            else:
+                self._control(kind, payload)
+
+    def _release(self, session: int, request: int) -> None:
+        if self.inflight.pop((session, request), None) is None:
+            return
+        slot = self.slot
+        if slot is not None:
+            slot.inflight -= 1
+            self.reactor.on_slot_free(slot)
+
+    def _control(self, kind: int, payload: bytes) -> None:
+        if kind == framing.HELLO:
+            self.worker_id, self.pid, _ = codec.decode_hello(payload)
+            self.reactor.on_worker_hello(self)
+        elif kind == framing.READY:
+            worker_id, pid, capacity, interface = codec.decode_ready(payload)
+            self.slot = WorkerSlot(self.key, worker_id, pid, capacity)
+            self.reactor.on_worker_ready(self, interface)
+        elif kind == framing.BOOT_ERROR:
+            self.reactor.on_boot_error(self, payload.decode(errors="replace"))
+        elif kind == framing.STOPPING:
+            if self.slot is not None:
+                self.slot.retiring = True
+                self.reactor.dispatcher.remove(self.slot)
+        else:
+            log.error("worker %d sent an unexpected %s frame", self.worker_id, framing.FRAME_NAMES[kind])
+            self.transport.abort()
+
+    def send_request(self, conn: HttpConnection) -> None:
+        """Frame ``conn.current`` to this worker (body split into ≤ MAX_PAYLOAD frames)."""
+        req = conn.current
+        assert req is not None and self.slot is not None
+        self.inflight[conn.session, conn.seq] = conn
+        body = req.body
+        limit = framing.MAX_PAYLOAD // 2
+        if len(body) <= limit:
+            payload = codec.encode_request(req.method, req.target, req.version, conn.prefix, req.headers, body)
+            self.transport.write(framing.encode(framing.REQUEST, 0, conn.session, conn.seq, payload))
+            return
+        view = memoryview(body)
+        payload = codec.encode_request(req.method, req.target, req.version, conn.prefix, req.headers, view[:limit])
+        frames = [framing.encode(framing.REQUEST, framing.MORE, conn.session, conn.seq, payload)]
+        for start in range(limit, len(body), limit):
+            part = bytes(view[start : start + limit])
+            more = framing.MORE if start + limit < len(body) else 0
+            frames.append(framing.encode(framing.REQUEST_BODY, more, conn.session, conn.seq, part))
+        self.transport.writelines(frames)
+
+    def send_disconnect(self, conn: HttpConnection) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(framing.encode(framing.DISCONNECT, 0, conn.session, conn.seq))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.reactor.on_worker_lost(self)
+        for conn in list(self.inflight.values()):
+            if conn.current is not None and conn.slot is self.slot:
+                conn.on_worker_lost()
+        self.inflight.clear()

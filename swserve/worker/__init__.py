@@ -1,0 +1,1 @@
+"""Workers: one process hosting one application; never touches a client socket."""

@@ -1,0 +1,138 @@
+"""The ASGI worker: many concurrent requests on one uvloop event loop.
+
+Each REQUEST frame becomes a task running the app with a fresh
+:class:`RequestCycle`; DISCONNECT frames wake that cycle's ``receive``.
+SIGTERM: stop taking requests, let the in-flight ones finish, run lifespan
+shutdown, exit.  (The manager kills us if that takes longer than
+``--graceful-timeout``.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from typing import Final
+
+from swserve.apps.asgi import ASGIApp, RequestCycle, build_scope
+from swserve.apps.lifespan import Lifespan
+from swserve.config import Config
+from swserve.errors import EXIT_OK, AppLoadError
+from swserve.ipc import codec, framing
+from swserve.ipc.channel_async import AsyncChannel
+
+log = logging.getLogger("swserve.error")
+
+_encode = framing.encode
+_START: Final = framing.RESPONSE_START
+_BODY: Final = framing.RESPONSE_BODY
+_END: Final = framing.END
+_MAX: Final = framing.MAX_PAYLOAD
+
+
+class AsyncFrameSink:
+    __slots__ = ("channel", "request", "session")
+
+    def __init__(self, channel: AsyncChannel, session: int, request: int) -> None:
+        self.channel = channel
+        self.session = session
+        self.request = request
+
+    def send_start(self, status: int, flags: int, headers: bytes, body: bytes, end: bool) -> None:
+        if len(body) + len(headers) > _MAX - 16:
+            payload = codec.encode_response_start(status, headers)
+            self.channel.write(_encode(_START, flags, self.session, self.request, payload))
+            self.send_body(body, end)
+            return
+        payload = codec.encode_response_start(status, headers, body)
+        self.channel.write(_encode(_START, flags | (_END if end else 0), self.session, self.request, payload))
+
+    def send_body(self, data: bytes, end: bool) -> None:
+        view = memoryview(data)
+        for start in range(0, max(len(data), 1), _MAX):
+            last = start + _MAX >= len(data)
+            part = bytes(view[start : start + _MAX])
+            self.channel.write(_encode(_BODY, _END if (end and last) else 0, self.session, self.request, part))
+
+    def send_abort(self) -> None:
+        self.channel.write(_encode(_BODY, _END | framing.MORE, self.session, self.request))
+
+    def drain(self) -> asyncio.Future[None] | None:
+        return self.channel.drain()
+
+
+class ASGIWorker:
+    def __init__(self, app: ASGIApp, config: Config, sock: socket.socket, worker_id: int) -> None:
+        self.app = app
+        self.config = config
+        self.sock = sock
+        self.worker_id = worker_id
+        self.lifespan = Lifespan(app, config.lifespan)
+        self.cycles: dict[tuple[int, int], RequestCycle] = {}
+        self.bodies: dict[tuple[int, int], tuple[list[bytes], list[bytes]]] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.stopped: asyncio.Event
+
+    async def main(self) -> int:
+        loop = asyncio.get_running_loop()
+        self.stopped = asyncio.Event()
+        try:
+            await self.lifespan.startup()
+        except AppLoadError as exc:
+            self.sock.sendall(_encode(framing.BOOT_ERROR, 0, 0, 0, str(exc).encode()))
+            raise
+        _, self.channel = await loop.create_unix_connection(
+            lambda: AsyncChannel(self._on_frames, self.stopped.set), sock=self.sock
+        )
+        loop.add_signal_handler(signal.SIGTERM, self.stopped.set)
+        import os  # noqa: PLC0415
+
+        ready = codec.encode_ready(self.worker_id, os.getpid(), self.config.asgi_concurrency, "asgi")
+        self.channel.write(_encode(framing.READY, 0, 0, 0, ready))
+        await self.stopped.wait()
+        self.channel.transport.pause_reading()
+        if self.tasks:
+            await asyncio.wait(self.tasks)
+        await self.lifespan.shutdown()
+        self.channel.transport.close()
+        return EXIT_OK
+
+    def _on_frames(self, frames: list[framing.Frame]) -> None:
+        for kind, flags, session, request, payload in frames:
+            key = (session, request)
+            if kind == framing.REQUEST:
+                fields, body = codec.decode_request(payload)
+                if flags & framing.MORE:
+                    self.bodies[key] = (fields, [body])
+                    continue
+                self._start(key, fields, body)
+            elif kind == framing.REQUEST_BODY:
+                fields, parts = self.bodies[key]
+                parts.append(payload)
+                if not flags & framing.MORE:
+                    del self.bodies[key]
+                    self._start(key, fields, b"".join(parts))
+            elif kind == framing.DISCONNECT:
+                cycle = self.cycles.get(key)
+                if cycle is not None:
+                    cycle.disconnect()
+
+    def _start(self, key: tuple[int, int], fields: list[bytes], body: bytes) -> None:
+        sink = AsyncFrameSink(self.channel, key[0], key[1])
+        cycle = RequestCycle(sink, body, fields[0] == b"HEAD")
+        scope = build_scope(fields, self.lifespan.state if self.lifespan.supported else None)
+        self.cycles[key] = cycle
+        task = asyncio.get_running_loop().create_task(cycle.run(self.app, scope))
+        self.tasks.add(task)
+        task.add_done_callback(lambda t: (self.tasks.discard(t), self.cycles.pop(key, None)))
+
+
+def run(app: ASGIApp, config: Config, sock: socket.socket, worker_id: int) -> int:
+    from swserve.reactor.loop import new_event_loop  # noqa: PLC0415
+
+    loop = new_event_loop()
+    try:
+        return loop.run_until_complete(ASGIWorker(app, config, sock, worker_id).main())
+    finally:
+        loop.close()

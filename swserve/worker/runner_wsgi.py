@@ -1,0 +1,148 @@
+"""WSGI worker loops: a blocking loop (``--threads 1``) or a thread pool.
+
+With one thread there is no event loop at all: the worker blocks on its IPC
+socket, runs one request, writes its frames, and blocks again.  This is the
+fast path.  With ``--threads N`` the main thread reads frames and a pool of N
+threads runs requests, each writing its own frames under the channel's lock.
+
+A request whose client has already left (a DISCONNECT frame for it is
+already here) is discarded without running the app (Swoole's discard_data).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import types
+from concurrent.futures import ThreadPoolExecutor
+from typing import Final
+
+from swserve.apps.wsgi import WSGIAdapter
+from swserve.errors import EXIT_OK
+from swserve.ipc import codec, framing
+from swserve.ipc.channel_sync import SyncChannel
+
+log = logging.getLogger("swserve.error")
+
+_encode = framing.encode
+_START: Final = framing.RESPONSE_START
+_BODY: Final = framing.RESPONSE_BODY
+_END: Final = framing.END
+_MAX: Final = framing.MAX_PAYLOAD
+
+
+class StopWorker(Exception):
+    """Raised by the SIGTERM handler while the worker waits for work."""
+
+
+class FrameSink:
+    """Turns one request's response into frames on the channel."""
+
+    __slots__ = ("channel", "request", "session")
+
+    def __init__(self, channel: SyncChannel, session: int, request: int) -> None:
+        self.channel = channel
+        self.session = session
+        self.request = request
+
+    def send_start(self, status: int, flags: int, headers: bytes, body: bytes, end: bool) -> None:
+        rest = b""
+        if len(body) + len(headers) > _MAX - 16:
+            body, rest = b"", body
+            end_now = False
+        else:
+            end_now = end
+        payload = codec.encode_response_start(status, headers, body)
+        self.channel.send(_encode(_START, flags | (_END if end_now else 0), self.session, self.request, payload))
+        if rest or (end and not end_now):
+            self.send_body(rest, end)
+
+    def send_body(self, data: bytes, end: bool) -> None:
+        if len(data) <= _MAX:
+            self.channel.send(_encode(_BODY, _END if end else 0, self.session, self.request, data))
+            return
+        view = memoryview(data)
+        for start in range(0, len(data), _MAX):
+            last = start + _MAX >= len(data)
+            part = bytes(view[start : start + _MAX])
+            self.channel.send(_encode(_BODY, _END if (end and last) else 0, self.session, self.request, part))
+
+    def send_abort(self) -> None:
+        self.channel.send(_encode(_BODY, _END | framing.MORE, self.session, self.request))
+
+
+class WSGIWorker:
+    def __init__(self, channel: SyncChannel, adapter: WSGIAdapter, threads: int) -> None:
+        self.channel = channel
+        self.adapter = adapter
+        self.threads = threads
+        self.busy = 0
+        self.stopping = False
+        self.gone: set[tuple[int, int]] = set()
+
+    def _on_sigterm(self, signum: int, frame: types.FrameType | None) -> None:
+        self.stopping = True
+        if self.busy == 0 or self.threads > 1:
+            raise StopWorker
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        pool = ThreadPoolExecutor(self.threads, thread_name_prefix="swserve-wsgi") if self.threads > 1 else None
+        try:
+            while not self.stopping:
+                item = self._next_request()
+                if item is None:
+                    break
+                fields, body, session, request = item
+                if pool is None:
+                    self.busy = 1
+                    self._handle(fields, body, session, request)
+                    self.busy = 0
+                else:
+                    pool.submit(self._handle, fields, body, session, request)
+        except StopWorker:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            if pool is not None:
+                pool.shutdown(wait=True)
+        return EXIT_OK
+
+    def _handle(self, fields: list[bytes], body: bytes, session: int, request: int) -> None:
+        if (session, request) in self.gone:
+            self.gone.discard((session, request))
+            self.channel.send(_encode(_BODY, _END, session, request))  # frees the slot
+            return
+        self.adapter(fields, body, FrameSink(self.channel, session, request))
+
+    def _next_request(self) -> tuple[list[bytes], bytes, int, int] | None:
+        channel = self.channel
+        while True:
+            frame = channel.recv()
+            if frame is None:
+                return None  # the reactor is gone
+            kind, flags, session, request, payload = frame
+            if kind == framing.REQUEST:
+                fields, body = codec.decode_request(payload)
+                if flags & framing.MORE:
+                    body = self._rest_of_body(body)
+                for other in channel.frames:  # a disconnect already queued behind it?
+                    if other[0] == framing.DISCONNECT and other[2] == session and other[3] == request:
+                        self.gone.add((session, request))
+                return fields, body, session, request
+            if kind == framing.DISCONNECT:
+                continue  # for a request already answered: nothing to do
+            log.error("unexpected %s frame from the reactor", framing.FRAME_NAMES[kind])
+
+    def _rest_of_body(self, first: bytes) -> bytes:
+        parts = [first]
+        while True:
+            frame = self.channel.recv()
+            if frame is None:
+                raise StopWorker
+            kind, flags, _, _, payload = frame
+            if kind != framing.REQUEST_BODY:
+                raise StopWorker
+            parts.append(payload)
+            if not flags & framing.MORE:
+                return b"".join(parts)
