@@ -11,24 +11,17 @@ from typing import Any
 import click
 
 from swserve import __version__
-from swserve.config import SETTINGS, Config, Setting, build_config
+from swserve.config import SETTINGS, Config, Setting, build_config, parse_size
 from swserve.errors import ConfigError
 
 
-class _SizeType(click.ParamType):
-    name = "size"
-
-    def __init__(self, setting: Setting) -> None:
-        self.setting = setting
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, int):
-            return value
-        assert self.setting.parse is not None
-        try:
-            return self.setting.parse(str(value))
-        except ConfigError as exc:
-            self.fail(str(exc), param, ctx)
+def _parse_size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_size(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 _CLICK_TYPES: dict[str, Any] = {"str": str, "int": int, "float": float, "list": str}
@@ -45,7 +38,7 @@ def _param(s: Setting) -> click.Parameter:
     if s.kind == "choice":
         return click.Option(decls, type=click.Choice(s.choices), **common)
     if s.kind == "size":
-        return click.Option(decls, type=_SizeType(s), **common)
+        return click.Option(decls, type=str, metavar="SIZE", callback=_parse_size, **common)
     if s.kind == "list":
         return click.Option(decls, multiple=True, metavar=s.metavar or None, help=s.help)
     return click.Option(decls, type=_CLICK_TYPES[s.kind], metavar=s.metavar or None, **common)
@@ -73,7 +66,7 @@ def _run(**params: Any) -> None:
 
 
 def serve(config: Config) -> None:
-    from swserve.master.main import run  # noqa: PLC0415 - keep `swserve --help` fast
+    from swserve.master.main import run
 
     sys.exit(run(config))
 

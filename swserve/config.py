@@ -46,7 +46,7 @@ class Setting:
 def setting(
     default: Any = None,
     *,
-    help: str,  # noqa: A002 - the word users see in --help
+    help: str,
     section: str,
     flags: Sequence[str] = (),
     kind: str = "",
@@ -140,7 +140,9 @@ class Config:
     host: str = setting(
         "127.0.0.1", kind="str", section="Listeners", help="Host to bind when --bind is not given."
     )
-    port: int = setting(8000, kind="int", section="Listeners", help="Port to bind when --bind is not given.")
+    port: int = setting(
+        8000, kind="int", section="Listeners", help="Port to bind when --bind is not given."
+    )
     backlog: int = setting(
         2048,
         kind="int",
@@ -181,8 +183,7 @@ class Config:
         30.0,
         kind="float",
         section="Processes",
-        help="Seconds that in-flight requests get to finish on shutdown before workers are "
-        "killed.",
+        help="Seconds that in-flight requests get to finish on shutdown before workers are killed.",
     )
     http: str = setting(
         "auto",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def set_title(title: str) -> None:
     try:
-        import setproctitle  # noqa: PLC0415
+        import setproctitle
     except ImportError:  # pragma: no cover - a dependency; titles are cosmetic
         return
     setproctitle.setproctitle(title)

@@ -32,15 +32,25 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _ASGI: Final = {"version": "3.0", "spec_version": "2.4"}
-_FLAG_HEADERS: Final = {b"content-length": serializer.HAS_CONTENT_LENGTH, b"date": serializer.HAS_DATE, b"server": serializer.HAS_SERVER}
-_HOP_BY_HOP: Final = frozenset({b"connection", b"transfer-encoding", b"keep-alive", b"upgrade", b"te", b"trailer"})
+_FLAG_HEADERS: Final = {
+    b"content-length": serializer.HAS_CONTENT_LENGTH,
+    b"date": serializer.HAS_DATE,
+    b"server": serializer.HAS_SERVER,
+}
+_HOP_BY_HOP: Final = frozenset(
+    {b"connection", b"transfer-encoding", b"keep-alive", b"upgrade", b"te", b"trailer"}
+)
 _ERROR_BODY: Final = b"500 Internal Server Error\n"
-_ERROR_HEADERS: Final = b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n" % len(_ERROR_BODY)
+_ERROR_HEADERS: Final = b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n" % len(
+    _ERROR_BODY
+)
 _BAD_NAME: Final = frozenset(b"\x00\r\n:\t ")
 
 
 class AsyncSink(Protocol):
-    def send_start(self, status: int, flags: int, headers: bytes, body: bytes, end: bool) -> None: ...
+    def send_start(
+        self, status: int, flags: int, headers: bytes, body: bytes, end: bool
+    ) -> None: ...
     def send_body(self, data: bytes, end: bool) -> None: ...
     def send_abort(self) -> None: ...
     def drain(self) -> Awaitable[None] | None: ...
@@ -73,7 +83,19 @@ def build_scope(fields: list[bytes], state: dict[str, Any] | None) -> dict[str, 
 class RequestCycle:
     """One request's receive/send pair and the rules of message order."""
 
-    __slots__ = ("body", "disconnected", "ended", "flags", "head", "headers", "sink", "started", "status", "_body_sent", "_start_pending")
+    __slots__ = (
+        "_body_sent",
+        "_start_pending",
+        "body",
+        "disconnected",
+        "ended",
+        "flags",
+        "head",
+        "headers",
+        "sink",
+        "started",
+        "status",
+    )
 
     def __init__(self, sink: AsyncSink, body: bytes, head: bool) -> None:
         self.sink = sink
@@ -116,17 +138,26 @@ class RequestCycle:
                 raise RuntimeError("http.response.body sent after the response ended")
             body = message.get("body", b"")
             if not isinstance(body, bytes | bytearray | memoryview):
-                raise TypeError(f"http.response.body 'body' must be bytes, not {type(body).__name__}")
+                raise TypeError(
+                    f"http.response.body 'body' must be bytes, not {type(body).__name__}"
+                )
             more = bool(message.get("more_body", False))
+            length = len(body)
             if self.head or self.status in (204, 304):
                 body = b""
             self.ended = not more
             if self._start_pending:
                 self._start_pending = False
                 flags = self.flags
-                if not more and not flags & serializer.HAS_CONTENT_LENGTH and not (self.head or self.status in (204, 304)):
-                    # the whole body is known: send a length instead of chunking
-                    self.headers += b"content-length: %d\r\n" % len(body)
+                if (
+                    not more
+                    and not flags & serializer.HAS_CONTENT_LENGTH
+                    and self.status not in (204, 304)
+                    and (length or not self.head)
+                ):
+                    # the whole body is known: send a length instead of chunking (a
+                    # HEAD response gets the length its GET would have, RFC 9110 §9.3.2)
+                    self.headers += b"content-length: %d\r\n" % length
                     flags |= serializer.HAS_CONTENT_LENGTH
                 self.sink.send_start(self.status, flags, self.headers, bytes(body), not more)
             else:
@@ -145,7 +176,13 @@ class RequestCycle:
         lines = []
         for name, value in message.get("headers", ()):
             lname = bytes(name).lower()
-            if not lname or _BAD_NAME.intersection(lname) or b"\r" in value or b"\n" in value or b"\0" in value:
+            if (
+                not lname
+                or _BAD_NAME.intersection(lname)
+                or b"\r" in value
+                or b"\n" in value
+                or b"\0" in value
+            ):
                 raise ValueError(f"invalid response header {name!r}")
             if lname in _HOP_BY_HOP:
                 if lname == b"connection" and b"close" in bytes(value).lower():
@@ -167,7 +204,11 @@ class RequestCycle:
             self._fail()
             return
         if not self.started:
-            log.error("ASGI app returned without sending a response for %s %s", scope["method"], scope["path"])
+            log.error(
+                "ASGI app returned without sending a response for %s %s",
+                scope["method"],
+                scope["path"],
+            )
             self._fail()
         elif not self.ended:
             if self._start_pending:

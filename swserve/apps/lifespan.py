@@ -32,7 +32,11 @@ class Lifespan:
         self._error: BaseException | None = None
 
     async def _main(self) -> None:
-        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": self.state}
+        scope = {
+            "type": "lifespan",
+            "asgi": {"version": "3.0", "spec_version": "2.0"},
+            "state": self.state,
+        }
         try:
             await self.app(scope, self._inbox.get, self._outbox.put)
         except BaseException as exc:
@@ -51,11 +55,17 @@ class Lifespan:
         if kind == "lifespan.startup.complete":
             return
         if kind == "lifespan.startup.failed":
-            raise AppLoadError(f"lifespan startup failed: {message.get('message', '')}".rstrip(": "))
+            raise AppLoadError(
+                f"lifespan startup failed: {message.get('message', '')}".rstrip(": ")
+            )
         # the app returned or raised without answering
         self.supported = False
         if self.mode == "on":
-            reason = f"{type(self._error).__name__}: {self._error}" if self._error else "the app returned"
+            reason = (
+                f"{type(self._error).__name__}: {self._error}"
+                if self._error
+                else "the app returned"
+            )
             raise AppLoadError(f"lifespan startup failed: {reason}")
         if self._error is not None:
             log.debug("the app does not support ASGI lifespan (%r); carrying on", self._error)

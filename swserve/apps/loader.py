@@ -49,9 +49,13 @@ def load(spec: str, *, factory: bool = False, app_dir: str = ".") -> Any:
         try:
             obj = obj()
         except BaseException as exc:
-            raise AppLoadError(f"could not import {spec!r}: the factory raised {type(exc).__name__}: {exc}") from exc
+            raise AppLoadError(
+                f"could not import {spec!r}: the factory raised {type(exc).__name__}: {exc}"
+            ) from exc
     if not callable(obj):
-        raise AppLoadError(f"could not import {spec!r}: {type(obj).__name__} object is not callable")
+        raise AppLoadError(
+            f"could not import {spec!r}: {type(obj).__name__} object is not callable"
+        )
     return obj
 
 
@@ -59,9 +63,7 @@ def detect_interface(app: Any) -> str:
     """``asgi`` if calling ``app`` would return a coroutine, else ``wsgi``; never calls it."""
     if inspect.iscoroutinefunction(app):
         return "asgi"
-    call = getattr(type(app), "__call__", None)
-    if call is not None and inspect.iscoroutinefunction(call):
-        return "asgi"
-    if inspect.iscoroutinefunction(getattr(app, "__call__", None)):
+    # an instance whose class defines ``async def __call__`` (Starlette, Django's ASGIHandler)
+    if inspect.iscoroutinefunction(type(app).__call__):
         return "asgi"
     return "wsgi"

@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any, Final, Protocol
 from urllib.parse import unquote_to_bytes
 
-from swserve.errors import AppLoadError
 from swserve.ipc.codec import HEAD_FIELDS
 from swserve.protocol import serializer
 
@@ -29,17 +28,35 @@ log = logging.getLogger("swserve.error")
 
 _TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-_HOP_BY_HOP: Final = frozenset({"connection", "transfer-encoding", "keep-alive", "upgrade", "te", "trailer", "proxy-connection"})
-_FLAG_HEADERS: Final = {"content-length": serializer.HAS_CONTENT_LENGTH, "date": serializer.HAS_DATE, "server": serializer.HAS_SERVER}
+_HOP_BY_HOP: Final = frozenset(
+    {
+        "connection",
+        "transfer-encoding",
+        "keep-alive",
+        "upgrade",
+        "te",
+        "trailer",
+        "proxy-connection",
+    }
+)
+_FLAG_HEADERS: Final = {
+    "content-length": serializer.HAS_CONTENT_LENGTH,
+    "date": serializer.HAS_DATE,
+    "server": serializer.HAS_SERVER,
+}
 _ERROR_BODY: Final = b"500 Internal Server Error\n"
-_ERROR_HEADERS: Final = b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n" % len(_ERROR_BODY)
+_ERROR_HEADERS: Final = b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n" % len(
+    _ERROR_BODY
+)
 
 StartResponse = Callable[..., Callable[[bytes], None]]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 class ResponseSink(Protocol):
-    def send_start(self, status: int, flags: int, headers: bytes, body: bytes, end: bool) -> None: ...
+    def send_start(
+        self, status: int, flags: int, headers: bytes, body: bytes, end: bool
+    ) -> None: ...
     def send_body(self, data: bytes, end: bool) -> None: ...
     def send_abort(self) -> None: ...
 
@@ -63,7 +80,10 @@ class InputStream(io.BytesIO):
     """``wsgi.input``: a fully received body (the reactor dispatches complete requests)."""
 
 
-_HEADER_KEYS: dict[bytes, str] = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH"}
+_HEADER_KEYS: dict[bytes, str] = {
+    b"content-type": "CONTENT_TYPE",
+    b"content-length": "CONTENT_LENGTH",
+}
 
 
 def _environ_key(name: bytes) -> str:
@@ -171,7 +191,7 @@ class _Response:
         self.no_body = head
 
     def start_response(
-        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        self, status: Any, headers: Any, exc_info: Any = None
     ) -> Callable[[bytes], None]:
         if exc_info is not None:
             try:
@@ -181,7 +201,12 @@ class _Response:
                 exc_info = None
         elif self.status:
             raise RuntimeError("start_response called a second time without exc_info")
-        if not isinstance(status, str) or len(status) < 3 or not status[:3].isdigit() or status[3:4] not in ("", " "):
+        if (
+            not isinstance(status, str)
+            or len(status) < 3
+            or not status[:3].isdigit()
+            or status[3:4] not in ("", " ")
+        ):
             raise ValueError(f"invalid status {status!r}: expected '200 OK'")
         code = int(status[:3])
         if code < 200:
@@ -222,20 +247,23 @@ class _Response:
         elif data and not self.no_body:
             self.sink.send_body(data, False)
 
-    def run(self, result: Iterable[bytes]) -> None:
+    def run(self, result: Any) -> None:
         if isinstance(result, list | tuple) and len(result) == 1 and not self.headers_sent:
             # The common case (hello world, most frameworks' buffered responses):
             # one body part, so we know its length and send one frame.
             body = result[0]
             if not isinstance(body, bytes):
                 raise TypeError(f"the app's iterable yielded {type(body).__name__}, not bytes")
-            if not self.flags & serializer.HAS_CONTENT_LENGTH and not self.no_body:
+            if not self.flags & serializer.HAS_CONTENT_LENGTH and self.status not in (204, 304):
+                # a HEAD response gets the length its GET would have (RFC 9110 §9.3.2)
                 self.headers += b"content-length: %d\r\n" % len(body)
                 self.flags |= serializer.HAS_CONTENT_LENGTH
             self._send_start(body, True)
             return
         if isinstance(result, str | bytes):
-            raise TypeError(f"the app returned {type(result).__name__}; it must return an iterable of bytes")
+            raise TypeError(
+                f"the app returned {type(result).__name__}; it must return an iterable of bytes"
+            )
         for data in result:
             if not isinstance(data, bytes):
                 raise TypeError(f"the app's iterable yielded {type(data).__name__}, not bytes")
@@ -258,10 +286,10 @@ class _Response:
             self.sink.send_abort()
         else:
             self.headers_sent = True
-            self.sink.send_start(500, serializer.HAS_CONTENT_LENGTH, _ERROR_HEADERS, b"" if self.head else _ERROR_BODY, True)
-
-
-def check_wsgi(app: object) -> WSGIApp:
-    if not callable(app):
-        raise AppLoadError("the WSGI app is not callable")
-    return app  # type: ignore[return-value]
+            self.sink.send_start(
+                500,
+                serializer.HAS_CONTENT_LENGTH,
+                _ERROR_HEADERS,
+                b"" if self.head else _ERROR_BODY,
+                True,
+            )

@@ -9,21 +9,25 @@ hands senders a future that resolves on ``resume_writing``: the app's
 from __future__ import annotations
 
 import asyncio
-from typing import cast
 from collections.abc import Callable
+from typing import cast
 
 from swserve.ipc.framing import Frame, FrameDecoder
 
 
 class AsyncChannel(asyncio.Protocol):
-    def __init__(self, on_frames: Callable[[list[Frame]], None], on_lost: Callable[[], None]) -> None:
+    def __init__(
+        self, on_frames: Callable[[list[Frame]], None], on_lost: Callable[[], None]
+    ) -> None:
         self.decoder = FrameDecoder()
         self._on_frames = on_frames
         self._on_lost = on_lost
         self._paused: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+        self.transport = cast(
+            asyncio.Transport, transport
+        )  # uvloop's transports are not subclasses
 
     def data_received(self, data: bytes) -> None:
         self._on_frames(self.decoder.feed(data))

@@ -33,11 +33,19 @@ CONN_FIELDS: Final = 5  # scheme, client host, client port, server host, server 
 HEAD_FIELDS: Final = 3 + CONN_FIELDS
 
 
-def conn_prefix(scheme: str, client: tuple[str, int] | None, server: tuple[str, int] | None) -> list[bytes]:
+def conn_prefix(
+    scheme: str, client: tuple[str, int] | None, server: tuple[str, int] | None
+) -> list[bytes]:
     """The per-connection fields of every REQUEST on that connection."""
     chost, cport = client if client else ("", 0)
     shost, sport = server if server else ("", 0)
-    return [scheme.encode(), chost.encode(), str(cport).encode(), shost.encode(), str(sport).encode()]
+    return [
+        scheme.encode(),
+        chost.encode(),
+        str(cport).encode(),
+        shost.encode(),
+        str(sport).encode(),
+    ]
 
 
 def encode_request(

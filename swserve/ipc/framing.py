@@ -110,7 +110,9 @@ class FrameDecoder:
         while end - pos >= HEADER_SIZE:
             magic, version, kind, flags, length, session, request = _unpack_from(view, pos)
             if magic != MAGIC or version != VERSION or kind not in FRAME_NAMES:
-                raise IPCError(f"bad frame header at byte {pos}: magic={magic} version={version} type={kind}")
+                raise IPCError(
+                    f"bad frame header at byte {pos}: magic={magic} version={version} type={kind}"
+                )
             if length > MAX_PAYLOAD:
                 raise IPCError(f"frame of {length} bytes exceeds {MAX_PAYLOAD}")
             stop = pos + HEADER_SIZE + length

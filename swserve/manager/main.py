@@ -45,10 +45,10 @@ class Manager:
     # -- process mechanics ---------------------------------------------------------------
 
     def spawn(self, worker_id: int) -> None:
-        while True:
+        pid = -1
+        while pid == -1:
             try:
                 pid = os.fork()
-                break
             except OSError as exc:  # EAGAIN/ENOMEM: as Swoole does, retry every 100 ms
                 log.error("cannot fork worker %d: %s; retrying", worker_id, exc)
                 time.sleep(0.1)
@@ -64,7 +64,7 @@ class Manager:
             self._wake_r.close()
             self._wake_w.close()
             self.control.close()
-            from swserve.worker.main import run  # noqa: PLC0415
+            from swserve.worker.main import run
 
             code = run(self.config, worker_id, self.ipc_path)
         except BaseException:
@@ -90,7 +90,9 @@ class Manager:
                 log.debug("%s", policy.describe(ex))  # the master prints the reason once
             elif action != policy.FORGET or ex.code not in (0, None):
                 log.warning("%s", policy.describe(ex))
-            self._tell(f"exit {worker_id} {pid} {ex.code if ex.code is not None else -1} {ex.signal or 0}")
+            self._tell(
+                f"exit {worker_id} {pid} {ex.code if ex.code is not None else -1} {ex.signal or 0}"
+            )
             if action == policy.RESPAWN:
                 self.spawn(worker_id)
 
@@ -166,7 +168,9 @@ class Manager:
                 self._wake_r.recv(512)
             self.reap()
         for pid in list(self.workers):
-            log.warning("worker %d (pid %d) did not stop in time: killing it", self.workers[pid], pid)
+            log.warning(
+                "worker %d (pid %d) did not stop in time: killing it", self.workers[pid], pid
+            )
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         while self.workers:

@@ -29,7 +29,11 @@ def describe(ex: Exit) -> str:
     """One log line for a worker's exit, naming the signal and guessing OOM for a stray SIGKILL."""
     who = f"worker {ex.worker_id} (pid {ex.pid})"
     if ex.signal is not None:
-        name = signal.Signals(ex.signal).name if ex.signal in signal.Signals.__members__.values() else str(ex.signal)
+        name = (
+            signal.Signals(ex.signal).name
+            if ex.signal in signal.Signals.__members__.values()
+            else str(ex.signal)
+        )
         line = f"{who} was killed by {name}"
         if ex.signal == signal.SIGKILL and not ex.expected:
             line += " (perhaps out of memory?)"
@@ -47,7 +51,7 @@ def decide(ex: Exit, *, stopping: bool) -> str:
 
 def from_status(worker_id: int, pid: int, status: int, expected: bool) -> Exit:
     """Build an Exit from a ``waitpid`` status (the os.W* macros are pure functions)."""
-    import os  # noqa: PLC0415 - os.W* only decode an integer
+    import os
 
     if os.WIFSIGNALED(status):
         return Exit(worker_id, pid, None, os.WTERMSIG(status), expected)

@@ -46,7 +46,7 @@ def _parser_name(config: Config) -> str:
     if config.http != "auto":
         return config.http
     try:
-        import httptools  # noqa: F401, PLC0415
+        import httptools  # noqa: F401
     except ImportError:
         return "h11"
     return "httptools"
@@ -78,7 +78,7 @@ def run(config: Config) -> int:
                 ipc_sock.close()
                 for listener in listeners:
                     listener.sock.close()
-                from swserve.manager.main import run as run_manager  # noqa: PLC0415
+                from swserve.manager.main import run as run_manager
 
                 code = run_manager(config, ipc_path, theirs)
             except BaseException:
@@ -103,7 +103,7 @@ def run(config: Config) -> int:
 
 
 def _replace(config: Config, **changes: object) -> Config:
-    import dataclasses  # noqa: PLC0415
+    import dataclasses
 
     return dataclasses.replace(config, **changes)  # type: ignore[arg-type]
 
@@ -168,10 +168,14 @@ class Master:
         self.reactor = reactor = Reactor(config, on_event=self._on_reactor_event)
         reactor.start(loop)
         self.servers = [
-            await loop.create_server(lambda: HttpConnection(reactor), sock=listener.sock, backlog=config.backlog)
+            await loop.create_server(
+                lambda: HttpConnection(reactor), sock=listener.sock, backlog=config.backlog
+            )
             for listener in self.listeners
         ]
-        self.ipc_server = await loop.create_unix_server(lambda: WorkerLink(reactor), sock=self.ipc_sock)
+        self.ipc_server = await loop.create_unix_server(
+            lambda: WorkerLink(reactor), sock=self.ipc_sock
+        )
         self.control.setblocking(False)
         loop.add_reader(self.control, self._on_control_readable)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
@@ -230,7 +234,10 @@ class Master:
                 log.info("%s: shutting down gracefully", signal.Signals(sig).name)
                 self._shutdown(EXIT_OK)
         else:
-            log.warning("%s: worker reload is not available in this version; ignored", signal.Signals(sig).name)
+            log.warning(
+                "%s: worker reload is not available in this version; ignored",
+                signal.Signals(sig).name,
+            )
 
     def _announce(self) -> None:
         self.announced = True
@@ -248,7 +255,9 @@ class Master:
             config.http,
         )
         if config.ready_file:
-            Path(config.ready_file).write_text("".join(f"{listener.url}\n" for listener in self.listeners))
+            Path(config.ready_file).write_text(
+                "".join(f"{listener.url}\n" for listener in self.listeners)
+            )
 
     def _reap(self) -> None:
         while True:
@@ -263,7 +272,9 @@ class Master:
                 os.close(self._pidfd)
                 self._manager_gone.set()
                 if not self.stopping:
-                    log.error("the manager (pid %d) died unexpectedly (status %d): stopping", pid, status)
+                    log.error(
+                        "the manager (pid %d) died unexpectedly (status %d): stopping", pid, status
+                    )
                     self._shutdown(EXIT_ERROR)
             # any other pid: an orphan re-parented to us because we are PID 1
 
@@ -289,7 +300,9 @@ class Master:
             try:
                 await asyncio.wait_for(self._idle.wait(), timeout)
             except TimeoutError:
-                log.warning("graceful timeout: %d connection(s) still busy", len(self.reactor.sessions))
+                log.warning(
+                    "graceful timeout: %d connection(s) still busy", len(self.reactor.sessions)
+                )
         if not self._manager_gone.is_set():
             with contextlib.suppress(OSError):
                 self.control.sendall(b"stop\n")

@@ -72,7 +72,9 @@ def check_head(version: bytes, framing: list[tuple[bytes, bytes]], limits: Limit
         # RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code
         # to any HTTP/1.1 request message that lacks a Host header field and to any
         # request message that contains more than one Host header field line".
-        raise ProtocolError(400, "missing Host header" if hosts == 0 else "more than one Host header")
+        raise ProtocolError(
+            400, "missing Host header" if hosts == 0 else "more than one Host header"
+        )
     if codings:
         if lengths:
             # RFC 9112 §6.1: a message with both "ought to be handled as an error";

@@ -137,7 +137,8 @@ class H11Parser:
             return
         conn.send(_DUMMY_RESPONSE)
         conn.send(h11.EndOfMessage())
-        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+        state: object = conn.our_state  # changed by send(); mypy cannot see that
+        if state is h11.DONE and conn.their_state is h11.DONE:
             conn.start_next_cycle()
             self._head = bytearray(conn.trailing_data[0])
             if self._head:

@@ -10,7 +10,9 @@ from typing import Final
 
 # Per-request header facts the parser glue records, so that framing checks
 # (RFC 9112 §6.3) run only when the headers they concern are present.
-FRAMING_HEADERS: Final = frozenset({b"content-length", b"transfer-encoding", b"host", b"expect", b"connection"})
+FRAMING_HEADERS: Final = frozenset(
+    {b"content-length", b"transfer-encoding", b"host", b"expect", b"connection"}
+)
 
 
 class Request:

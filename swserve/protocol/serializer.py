@@ -76,7 +76,12 @@ def plan_response(
 
 
 def response_head(
-    request: Request, status: int, flags: int, headers: bytes, plan: ResponsePlan, date_server: bytes
+    request: Request,
+    status: int,
+    flags: int,
+    headers: bytes,
+    plan: ResponsePlan,
+    date_server: bytes,
 ) -> bytes:
     """Serialise the head.  ``headers`` are the app's, already "name: value\\r\\n" lines.
 

@@ -35,7 +35,7 @@ log = logging.getLogger("swserve.error")
 
 def parser_factory(name: str, limits: Limits) -> Callable[[], Parser]:
     if name == "h11":
-        from swserve.protocol.h11_parser import H11Parser  # noqa: PLC0415
+        from swserve.protocol.h11_parser import H11Parser
 
         return lambda: H11Parser(limits)
     return lambda: HttptoolsParser(limits)

@@ -70,7 +70,9 @@ class HttpConnection(asyncio.Protocol):
     # -- asyncio callbacks ----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+        self.transport = cast(
+            asyncio.Transport, transport
+        )  # uvloop's transports are not subclasses
         client = transport.get_extra_info("peername")
         server = transport.get_extra_info("sockname")
         self.prefix = conn_prefix(
@@ -160,7 +162,9 @@ class HttpConnection(asyncio.Protocol):
 
     # -- responses from the worker -------------------------------------------------------
 
-    def on_response_start(self, status: int, flags: int, headers: bytes, body: bytes, end: bool) -> None:
+    def on_response_start(
+        self, status: int, flags: int, headers: bytes, body: bytes, end: bool
+    ) -> None:
         req = self.current
         assert req is not None
         plan = serializer.plan_response(req, status, flags, shutting_down=self.reactor.draining)

@@ -7,7 +7,7 @@ import asyncio
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
     try:
-        import uvloop  # noqa: PLC0415
+        import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on every supported platform
         return asyncio.new_event_loop()
     return uvloop.new_event_loop()

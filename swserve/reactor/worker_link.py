@@ -45,18 +45,22 @@ class WorkerLink(asyncio.Protocol):
         self.inflight: dict[tuple[int, int], HttpConnection] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+        self.transport = cast(
+            asyncio.Transport, transport
+        )  # uvloop's transports are not subclasses
 
     def data_received(self, data: bytes) -> None:
         try:
             frames = self.decoder.feed(data)
         except IPCError as exc:
-            log.error("worker %d (pid %d) sent a malformed frame: %s", self.worker_id, self.pid, exc)
+            log.error(
+                "worker %d (pid %d) sent a malformed frame: %s", self.worker_id, self.pid, exc
+            )
             self.transport.abort()
             return
         sessions = self.reactor.sessions
         for kind, flags, session, request, payload in frames:
-            if kind == _START or kind == _BODY:
+            if kind in (_START, _BODY):
                 conn = sessions.get(session)
                 end = bool(flags & _END)
                 if end:
@@ -101,22 +105,31 @@ class WorkerLink(asyncio.Protocol):
                 self.slot.retiring = True
                 self.reactor.dispatcher.remove(self.slot)
         else:
-            log.error("worker %d sent an unexpected %s frame", self.worker_id, framing.FRAME_NAMES[kind])
+            log.error(
+                "worker %d sent an unexpected %s frame", self.worker_id, framing.FRAME_NAMES[kind]
+            )
             self.transport.abort()
 
     def send_request(self, conn: HttpConnection) -> None:
         """Frame ``conn.current`` to this worker (body split into ≤ MAX_PAYLOAD frames)."""
         req = conn.current
-        assert req is not None and self.slot is not None
+        assert req is not None
+        assert self.slot is not None
         self.inflight[conn.session, conn.seq] = conn
         body = req.body
         limit = framing.MAX_PAYLOAD // 2
         if len(body) <= limit:
-            payload = codec.encode_request(req.method, req.target, req.version, conn.prefix, req.headers, body)
-            self.transport.write(framing.encode(framing.REQUEST, 0, conn.session, conn.seq, payload))
+            payload = codec.encode_request(
+                req.method, req.target, req.version, conn.prefix, req.headers, body
+            )
+            self.transport.write(
+                framing.encode(framing.REQUEST, 0, conn.session, conn.seq, payload)
+            )
             return
         view = memoryview(body)
-        payload = codec.encode_request(req.method, req.target, req.version, conn.prefix, req.headers, view[:limit])
+        payload = codec.encode_request(
+            req.method, req.target, req.version, conn.prefix, req.headers, view[:limit]
+        )
         frames = [framing.encode(framing.REQUEST, framing.MORE, conn.session, conn.seq, payload)]
         for start in range(limit, len(body), limit):
             part = bytes(view[start : start + limit])

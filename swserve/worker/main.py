@@ -26,7 +26,14 @@ log = logging.getLogger("swserve.error")
 
 def run(config: Config, worker_id: int, ipc_path: str) -> int:
     """Run worker ``worker_id`` (1-based) to completion; return its exit code."""
-    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGTTIN, signal.SIGTTOU):
+    for sig in (
+        signal.SIGINT,
+        signal.SIGHUP,
+        signal.SIGUSR1,
+        signal.SIGUSR2,
+        signal.SIGTTIN,
+        signal.SIGTTOU,
+    ):
         signal.signal(sig, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -53,19 +60,23 @@ def run(config: Config, worker_id: int, ipc_path: str) -> int:
         return EXIT_APP_LOAD
     try:
         if interface == "asgi":
-            from swserve.worker import runner_asgi  # noqa: PLC0415
+            from swserve.worker import runner_asgi
 
             try:
                 return runner_asgi.run(app, config, sock, worker_id)
             except AppLoadError:
                 return EXIT_APP_LOAD
-        from swserve.apps.wsgi import WSGIAdapter  # noqa: PLC0415
-        from swserve.ipc.channel_sync import SyncChannel  # noqa: PLC0415
-        from swserve.worker.runner_wsgi import WSGIWorker  # noqa: PLC0415
+        from swserve.apps.wsgi import WSGIAdapter
+        from swserve.ipc.channel_sync import SyncChannel
+        from swserve.worker.runner_wsgi import WSGIWorker
 
         adapter = WSGIAdapter(app, multithread=config.threads > 1, multiprocess=config.workers > 1)
         channel = SyncChannel(sock)
-        channel.send(framing.encode(framing.READY, 0, 0, 0, codec.encode_ready(worker_id, pid, config.threads, "wsgi")))
+        channel.send(
+            framing.encode(
+                framing.READY, 0, 0, 0, codec.encode_ready(worker_id, pid, config.threads, "wsgi")
+            )
+        )
         return WSGIWorker(channel, adapter, config.threads).run()
     except (BrokenPipeError, ConnectionResetError):
         return EXIT_OK  # the reactor is gone: the master is stopping or died

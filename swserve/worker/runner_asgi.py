@@ -46,14 +46,18 @@ class AsyncFrameSink:
             self.send_body(body, end)
             return
         payload = codec.encode_response_start(status, headers, body)
-        self.channel.write(_encode(_START, flags | (_END if end else 0), self.session, self.request, payload))
+        self.channel.write(
+            _encode(_START, flags | (_END if end else 0), self.session, self.request, payload)
+        )
 
     def send_body(self, data: bytes, end: bool) -> None:
         view = memoryview(data)
         for start in range(0, max(len(data), 1), _MAX):
             last = start + _MAX >= len(data)
             part = bytes(view[start : start + _MAX])
-            self.channel.write(_encode(_BODY, _END if (end and last) else 0, self.session, self.request, part))
+            self.channel.write(
+                _encode(_BODY, _END if (end and last) else 0, self.session, self.request, part)
+            )
 
     def send_abort(self) -> None:
         self.channel.write(_encode(_BODY, _END | framing.MORE, self.session, self.request))
@@ -86,9 +90,11 @@ class ASGIWorker:
             lambda: AsyncChannel(self._on_frames, self.stopped.set), sock=self.sock
         )
         loop.add_signal_handler(signal.SIGTERM, self.stopped.set)
-        import os  # noqa: PLC0415
+        import os
 
-        ready = codec.encode_ready(self.worker_id, os.getpid(), self.config.asgi_concurrency, "asgi")
+        ready = codec.encode_ready(
+            self.worker_id, os.getpid(), self.config.asgi_concurrency, "asgi"
+        )
         self.channel.write(_encode(framing.READY, 0, 0, 0, ready))
         await self.stopped.wait()
         self.channel.transport.pause_reading()
@@ -125,11 +131,12 @@ class ASGIWorker:
         self.cycles[key] = cycle
         task = asyncio.get_running_loop().create_task(cycle.run(self.app, scope))
         self.tasks.add(task)
-        task.add_done_callback(lambda t: (self.tasks.discard(t), self.cycles.pop(key, None)))
+        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(lambda _: self.cycles.pop(key, None))
 
 
 def run(app: ASGIApp, config: Config, sock: socket.socket, worker_id: int) -> int:
-    from swserve.reactor.loop import new_event_loop  # noqa: PLC0415
+    from swserve.reactor.loop import new_event_loop
 
     loop = new_event_loop()
     try:

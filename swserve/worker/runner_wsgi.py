@@ -53,7 +53,9 @@ class FrameSink:
         else:
             end_now = end
         payload = codec.encode_response_start(status, headers, body)
-        self.channel.send(_encode(_START, flags | (_END if end_now else 0), self.session, self.request, payload))
+        self.channel.send(
+            _encode(_START, flags | (_END if end_now else 0), self.session, self.request, payload)
+        )
         if rest or (end and not end_now):
             self.send_body(rest, end)
 
@@ -65,7 +67,9 @@ class FrameSink:
         for start in range(0, len(data), _MAX):
             last = start + _MAX >= len(data)
             part = bytes(view[start : start + _MAX])
-            self.channel.send(_encode(_BODY, _END if (end and last) else 0, self.session, self.request, part))
+            self.channel.send(
+                _encode(_BODY, _END if (end and last) else 0, self.session, self.request, part)
+            )
 
     def send_abort(self) -> None:
         self.channel.send(_encode(_BODY, _END | framing.MORE, self.session, self.request))
@@ -87,7 +91,11 @@ class WSGIWorker:
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_sigterm)
-        pool = ThreadPoolExecutor(self.threads, thread_name_prefix="swserve-wsgi") if self.threads > 1 else None
+        pool = (
+            ThreadPoolExecutor(self.threads, thread_name_prefix="swserve-wsgi")
+            if self.threads > 1
+            else None
+        )
         try:
             while not self.stopping:
                 item = self._next_request()
@@ -127,7 +135,11 @@ class WSGIWorker:
                 if flags & framing.MORE:
                     body = self._rest_of_body(body)
                 for other in channel.frames:  # a disconnect already queued behind it?
-                    if other[0] == framing.DISCONNECT and other[2] == session and other[3] == request:
+                    if (
+                        other[0] == framing.DISCONNECT
+                        and other[2] == session
+                        and other[3] == request
+                    ):
                         self.gone.add((session, request))
                 return fields, body, session, request
             if kind == framing.DISCONNECT:

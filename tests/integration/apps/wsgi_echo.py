@@ -1,0 +1,73 @@
+"""A WSGI app that reports what it received; used by the wire tests.
+
+Routes:
+  /echo      → body: the request body; headers x-method, x-path, x-query
+  /environ   → JSON of the str-valued environ keys
+  /stream    → three chunks, no Content-Length (chunked on the wire)
+  /sleep?s=N → sleeps N seconds, then "slept"
+  /pid       → the worker's pid
+  /status?code=N → that status, empty body
+  /print     → prints a line to stdout, then "printed"
+  /error     → raises before start_response
+  /late-error → raises after the first chunk
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from urllib.parse import parse_qs
+
+
+def app(environ, start_response):
+    path = environ["PATH_INFO"]
+    query = parse_qs(environ["QUERY_STRING"])
+    if path == "/environ":
+        data = {k: v for k, v in environ.items() if isinstance(v, str)}
+        body = json.dumps(data).encode()
+        start_response(
+            "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        )
+        return [body]
+    if path == "/stream":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return iter([b"one ", b"two ", b"three"])
+    if path == "/sleep":
+        time.sleep(float(query.get("s", ["1"])[0]))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"slept"]
+    if path == "/pid":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [str(os.getpid()).encode()]
+    if path == "/status":
+        code = int(query["code"][0])
+        start_response(f"{code} Whatever", [])
+        return [b""]
+    if path == "/print":
+        print(f"line from the app {query.get('n', ['0'])[0]} " + "x" * 200)
+        sys.stdout.flush()
+        start_response("200 OK", [])
+        return [b"printed"]
+    if path == "/error":
+        raise RuntimeError("boom before start")
+    if path == "/late-error":
+
+        def gen():
+            yield b"partial"
+            raise RuntimeError("boom after start")
+
+        start_response("200 OK", [])
+        return gen()
+    body = environ["wsgi.input"].read()
+    start_response(
+        "200 OK",
+        [
+            ("Content-Type", "application/octet-stream"),
+            ("X-Method", environ["REQUEST_METHOD"]),
+            ("X-Path", path),
+            ("X-Query", environ["QUERY_STRING"]),
+        ],
+    )
+    return [body]

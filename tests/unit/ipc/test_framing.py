@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, strategies as st
+
+from swserve.errors import IPCError
+from swserve.ipc import codec, framing
+
+FRAMES = [
+    (framing.HELLO, 0, 0, 0, codec.encode_hello(3, 1234, 1)),
+    (framing.REQUEST, framing.MORE, 2**63, 7, b"x" * 1000),
+    (
+        framing.RESPONSE_START,
+        framing.END | 0x05,
+        1,
+        1,
+        codec.encode_response_start(200, b"a: b\r\n", b"hi"),
+    ),
+    (framing.RESPONSE_BODY, framing.END, 9, 4, b""),
+    (framing.DISCONNECT, 0, 5, 2, b""),
+]
+STREAM = b"".join(framing.encode(*f) for f in FRAMES)
+
+
+def test_header_is_twenty_bytes() -> None:
+    assert framing.HEADER_SIZE == 20
+    assert len(framing.encode(framing.DISCONNECT, 0, 1, 1)) == 20
+
+
+def test_round_trip_whole() -> None:
+    assert framing.FrameDecoder().feed(STREAM) == FRAMES
+
+
+def test_round_trip_byte_by_byte() -> None:
+    decoder = framing.FrameDecoder()
+    out = []
+    for i in range(len(STREAM)):
+        out += decoder.feed(STREAM[i : i + 1])
+    assert out == FRAMES
+    assert decoder.pending == 0
+
+
+def test_trailing_partial_frame_is_held_back() -> None:
+    decoder = framing.FrameDecoder()
+    extra = framing.encode(framing.RESPONSE_BODY, 0, 1, 1, b"abcdef")
+    assert decoder.feed(STREAM + extra[:25]) == FRAMES
+    assert decoder.pending == 25
+    assert decoder.feed(extra[25:]) == [(framing.RESPONSE_BODY, 0, 1, 1, b"abcdef")]
+
+
+@given(st.lists(st.integers(min_value=0, max_value=len(STREAM)), max_size=20))
+def test_any_split_points_give_the_same_frames(cuts: list[int]) -> None:
+    decoder = framing.FrameDecoder()
+    points = [0, *sorted(cuts), len(STREAM)]
+    out = []
+    for a, b in zip(points, points[1:], strict=False):
+        out += decoder.feed(STREAM[a:b])
+    assert out == FRAMES
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"X" + STREAM[1:20],  # magic
+        STREAM[:1] + b"\x09" + STREAM[2:20],  # version
+        STREAM[:2] + b"\xee" + STREAM[3:20],  # type
+    ],
+)
+def test_corrupt_header_raises(bad: bytes) -> None:
+    with pytest.raises(IPCError):
+        framing.FrameDecoder().feed(bad)
+
+
+def test_oversized_length_raises_before_buffering() -> None:
+    header = framing.encode_header(framing.RESPONSE_BODY, 0, 1, 1, framing.MAX_PAYLOAD + 1)
+    with pytest.raises(IPCError):
+        framing.FrameDecoder().feed(header)
+
+
+@given(st.binary(max_size=200))
+def test_garbage_raises_only_ipc_error_and_buffers_little(data: bytes) -> None:
+    decoder = framing.FrameDecoder()
+    try:
+        decoder.feed(data)
+    except IPCError:
+        return
+    assert decoder.pending <= framing.HEADER_SIZE + framing.MAX_PAYLOAD

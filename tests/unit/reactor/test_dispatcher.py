@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, strategies as st
+
+from swserve.reactor.dispatcher import Dispatcher, WorkerSlot
+
+
+def make(mode: str, capacities: list[int]) -> tuple[Dispatcher, list[WorkerSlot]]:
+    d = Dispatcher(mode)
+    slots = [
+        WorkerSlot(key=i + 10, worker_id=i + 1, pid=100 + i, capacity=c)
+        for i, c in enumerate(capacities)
+    ]
+    for s in slots:
+        d.add(s)
+    return d, slots
+
+
+def test_unknown_mode() -> None:
+    with pytest.raises(ValueError, match="unknown dispatch mode"):
+        Dispatcher("random")
+
+
+def test_no_workers_means_wait() -> None:
+    for mode in ("idle", "round-robin", "fd"):
+        assert Dispatcher(mode).pick(1) is None
+
+
+def test_idle_goes_round_to_idle_workers() -> None:
+    d, (a, b, c) = make("idle", [1, 1, 1])
+    picks = []
+    for _ in range(3):
+        s = d.pick(0)
+        assert s is not None
+        s.inflight += 1
+        picks.append(s)
+    assert picks == [a, b, c]
+    assert d.pick(0) is None  # all busy: the request waits in the reactor
+    b.inflight = 0
+    assert d.pick(0) is b
+
+
+def test_idle_skips_busy_worker_even_if_its_turn() -> None:
+    d, (a, b) = make("idle", [1, 1])
+    a.inflight = 1
+    assert d.pick(0) is b
+
+
+def test_idle_falls_back_to_least_loaded_with_room() -> None:
+    d, (a, b) = make("idle", [100, 100])
+    a.inflight, b.inflight = 5, 3
+    assert d.pick(0) is b
+    b.inflight = 100
+    assert d.pick(0) is a
+
+
+def test_round_robin_ignores_load() -> None:
+    d, slots = make("round-robin", [1, 1, 1])
+    slots[0].inflight = 1
+    assert [d.pick(0) for _ in range(4)] == [slots[0], slots[1], slots[2], slots[0]]
+
+
+def test_fd_pins_a_session_to_a_worker() -> None:
+    d, _ = make("fd", [1, 1, 1])
+    for session in range(20):
+        first = d.pick(session)
+        assert all(d.pick(session) is first for _ in range(3))
+
+
+def test_remove() -> None:
+    d, (a, b) = make("idle", [1, 1])
+    d.remove(a)
+    d.remove(a)  # removing twice is harmless
+    assert d.slots == [b]
+
+
+@given(st.lists(st.tuples(st.integers(1, 4), st.integers(0, 4)), min_size=1, max_size=6))
+def test_idle_never_exceeds_capacity(spec: list[tuple[int, int]]) -> None:
+    d, slots = make("idle", [c for c, _ in spec])
+    for s, (c, load) in zip(slots, spec, strict=True):
+        s.inflight = min(load, c)
+    picked = d.pick(0)
+    if picked is None:
+        assert all(s.inflight >= s.capacity for s in slots)
+        assert not d.has_room()
+    else:
+        assert picked.inflight < picked.capacity
+        if any(s.inflight == 0 for s in slots):
+            assert picked.inflight == 0

@@ -1,0 +1,30 @@
+"""Cores stay sans-IO: they import no asyncio, socket, os, signal, threading or time."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[2] / "swserve"
+CORES = [
+    *sorted((ROOT / "protocol").glob("*.py")),
+    ROOT / "ipc" / "framing.py",
+    ROOT / "ipc" / "codec.py",
+    ROOT / "reactor" / "dispatcher.py",
+]
+FORBIDDEN = {"asyncio", "socket", "os", "signal", "threading", "time", "selectors", "subprocess"}
+
+
+@pytest.mark.parametrize("path", CORES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_core_imports_no_io(path: Path) -> None:
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module]
+        for name in names:
+            assert name.split(".")[0] not in FORBIDDEN, f"{path.name} imports {name}"
