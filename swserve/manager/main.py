@@ -5,7 +5,8 @@ unsafe), it forks every worker, so the application is imported only in
 workers, and new code is loaded by each new worker.
 
 Control: the master sends lines over a socketpair (``stop``); the manager
-reports each worker exit as ``exit ID PID CODE SIGNAL``.  EOF on that socket
+reports each worker exit as ``exit ID PID CODE SIGNAL``, and a SIGTERM it
+received as ``term`` (the master then stops the server gracefully).  EOF on that socket
 means the master died: stop every worker at once.
 
 Signals only enqueue (``signal.set_wakeup_fd``): the loop does the work.
@@ -23,7 +24,7 @@ import socket
 import time
 
 from swserve.config import Config
-from swserve.errors import EXIT_ERROR, EXIT_OK
+from swserve.errors import EXIT_APP_LOAD, EXIT_ERROR, EXIT_OK
 from swserve.manager import policy
 from swserve.procname import set_title
 
@@ -86,9 +87,11 @@ class Manager:
             ex = policy.from_status(worker_id, pid, status, pid in self.expected)
             self.expected.discard(pid)
             action = policy.decide(ex, stopping=self.stopping)
-            if action == policy.HALT_BOOT:
+            if action == policy.HALT_BOOT or ex.code == EXIT_APP_LOAD:
                 log.debug("%s", policy.describe(ex))  # the master prints the reason once
-            elif action != policy.FORGET or ex.code not in (0, None):
+            elif ex.code == 0:
+                log.info("%s", policy.describe(ex))
+            elif action == policy.RESPAWN or not ex.expected:
                 log.warning("%s", policy.describe(ex))
             self._tell(
                 f"exit {worker_id} {pid} {ex.code if ex.code is not None else -1} {ex.signal or 0}"
@@ -134,7 +137,12 @@ class Manager:
         for signum in data:
             if signum == signal.SIGCHLD:
                 self.reap()
-            elif signum in (signal.SIGTERM, signal.SIGQUIT):
+            elif signum == signal.SIGTERM:
+                # The master runs the shutdown (it must drain connections first), so a
+                # SIGTERM sent to us, e.g. to the whole process group by systemd, is
+                # passed on to it rather than acted on here.
+                self._tell("term")
+            elif signum == signal.SIGQUIT:
                 self.stopping = True
 
     def _on_control(self) -> None:

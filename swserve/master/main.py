@@ -130,6 +130,8 @@ class Master:
         self.interface = "?"
         self.exit_code = EXIT_OK
         self.worker_pids: dict[int, int] = {}
+        self.lost_pids: set[int] = set()
+        self.boot_failed: dict[int, int] = {}  # pid → worker id, exited with code 3
         self._control_buf = b""
         self._manager_gone = asyncio.Event()
         self._idle = asyncio.Event()
@@ -212,19 +214,38 @@ class Master:
                 self.boot_error = str(arg)
                 log.error("%s", self.boot_error)
                 self._shutdown(EXIT_APP_LOAD)
+        elif kind == "lost":
+            assert isinstance(arg, tuple)
+            self.lost_pids.add(arg[1])
+            self._check_boot_failures()
         elif kind == "manager":
             self._handle_manager_line(str(arg))
 
     def _handle_manager_line(self, line: str) -> None:
         parts = line.split()
-        if len(parts) == 5 and parts[0] == "exit":
-            worker_id, code = int(parts[1]), int(parts[3])
+        if parts == ["term"]:
+            self._handle_signal(signal.SIGTERM)
+        elif len(parts) == 5 and parts[0] == "exit":
+            worker_id, pid, code = int(parts[1]), int(parts[2]), int(parts[3])
             self.ready.discard(worker_id)
-            if code == EXIT_APP_LOAD and not self.stopping:
-                if self.boot_error is None:
-                    self.boot_error = f"worker {worker_id} failed to boot"
-                    log.error("%s", self.boot_error)
-                self._shutdown(EXIT_APP_LOAD)
+            if code == EXIT_APP_LOAD:
+                self.boot_failed[pid] = worker_id
+                self._check_boot_failures()
+
+    def _check_boot_failures(self) -> None:
+        """Stop with exit code 3 once a worker that failed to boot has said why.
+
+        Its BOOT_ERROR frame is read before its link's EOF ("lost"), so waiting
+        for both makes sure the reason is printed, whichever channel is faster.
+        """
+        for pid, worker_id in list(self.boot_failed.items()):
+            if pid not in self.lost_pids:
+                continue
+            del self.boot_failed[pid]
+            if self.boot_error is None and not self.stopping:
+                self.boot_error = f"worker {worker_id} failed to boot"
+                log.error("%s", self.boot_error)
+            self._shutdown(EXIT_APP_LOAD)
 
     def _handle_signal(self, sig: int) -> None:
         if sig in (signal.SIGTERM, signal.SIGINT):

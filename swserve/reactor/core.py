@@ -121,6 +121,10 @@ class Reactor:
                 break
             queue.popleft()
             self._send(conn, target)
+        self.check_idle()
+
+    def check_idle(self) -> None:
+        """While draining, tell the master once nothing is left to answer."""
         if self.draining and not self.busy():
             self._on_event("idle", None)
 

@@ -122,6 +122,7 @@ class HttpConnection(asyncio.Protocol):
             self.reactor.abandon(self)
             self.current = None
         self.pending.clear()
+        self.reactor.check_idle()
 
     # -- request flow -----------------------------------------------------------------
 

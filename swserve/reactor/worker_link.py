@@ -81,6 +81,8 @@ class WorkerLink(asyncio.Protocol):
                     conn.on_response_body(payload, end)
             else:
                 self._control(kind, payload)
+        if self.reactor.draining:
+            self.reactor.check_idle()
 
     def _release(self, session: int, request: int) -> None:
         if self.inflight.pop((session, request), None) is None:

@@ -40,7 +40,7 @@ def run(config: Config, worker_id: int, ipc_path: str) -> int:
     set_title(f"swserve: worker {worker_id}")
     # line-buffered, so a print() from the app is written whole and is not lost
     # if the worker is killed (PIPE_BUF makes each short line's write atomic)
-    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    sys.stdout.reconfigure(line_buffering=True, write_through=False)  # type: ignore[union-attr]
     pid = os.getpid()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:

@@ -4,7 +4,7 @@ Routes:
   /echo      → body: the request body; headers x-method, x-path, x-query
   /environ   → JSON of the str-valued environ keys
   /stream    → three chunks, no Content-Length (chunked on the wire)
-  /sleep?s=N → sleeps N seconds, then "slept"
+  /sleep?s=N[&f=FILE] → writes the worker pid to FILE, sleeps N seconds, then "slept"
   /pid       → the worker's pid
   /status?code=N → that status, empty body
   /print     → prints a line to stdout, then "printed"
@@ -35,6 +35,9 @@ def app(environ, start_response):
         start_response("200 OK", [("Content-Type", "text/plain")])
         return iter([b"one ", b"two ", b"three"])
     if path == "/sleep":
+        if "f" in query:  # tell the test which worker holds the request
+            with open(query["f"][0], "w") as marker:
+                marker.write(str(os.getpid()))
         time.sleep(float(query.get("s", ["1"])[0]))
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"slept"]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, strategies as st
 
@@ -53,7 +55,7 @@ def test_any_split_points_give_the_same_frames(cuts: list[int]) -> None:
     decoder = framing.FrameDecoder()
     points = [0, *sorted(cuts), len(STREAM)]
     out = []
-    for a, b in zip(points, points[1:], strict=False):
+    for a, b in itertools.pairwise(points):
         out += decoder.feed(STREAM[a:b])
     assert out == FRAMES
 

@@ -1,0 +1,66 @@
+# swserve container image.  See docs/docker.md.
+#
+#   docker build -t swserve .
+#   docker run --rm -p 8000:8000 swserve
+#
+# BASE_IMAGE must be a Python >= 3.11 image whose `python` is first on PATH
+# (CI substitutes a local stand-in for python:3.11-slim).
+ARG BASE_IMAGE=python:3.11-slim
+
+# ---------------------------------------------------------------------------
+# build: wheels for swserve and every dependency, so that the runtime stage
+# installs offline (--no-index) and needs no compiler.
+# ---------------------------------------------------------------------------
+FROM ${BASE_IMAGE} AS build
+
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_ROOT_USER_ACTION=ignore
+
+WORKDIR /src
+
+# Dependencies and the build backend first, from pyproject.toml alone: these
+# layers stay cached while only swserve's own code changes, so a rebuild after a
+# code change needs neither a compiler nor the network.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb')); \
+open('/tmp/requirements.txt', 'w').write('\n'.join(p['project']['dependencies'])); \
+open('/tmp/build-requirements.txt', 'w').write('\n'.join(p['build-system']['requires']))" \
+ && python -m pip install --no-cache-dir -r /tmp/build-requirements.txt \
+ && python -m pip wheel --no-cache-dir --wheel-dir /wheels -r /tmp/requirements.txt
+
+# Then swserve itself: its dependencies' wheels are already in /wheels.
+COPY README.md ./
+COPY swserve ./swserve
+RUN python -m pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels .
+
+# ---------------------------------------------------------------------------
+# runtime: the wheels installed into the base image's Python, no build tools,
+# no pip cache, a non-root user.
+# ---------------------------------------------------------------------------
+FROM ${BASE_IMAGE} AS runtime
+
+ENV PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_ROOT_USER_ACTION=ignore
+
+RUN useradd --no-log-init --uid 10001 --user-group \
+        --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin swserve
+
+# Not RUN --mount=type=bind,from=build: buildah (podman build, used by CI) may
+# reuse that RUN layer from its cache after the build stage changed.  The copied
+# wheels cost about 5 MB in this layer; the rm only hides them.
+COPY --from=build /wheels /wheels
+RUN python -m pip install --no-cache-dir --no-index --find-links=/wheels /wheels/swserve-*.whl \
+ && rm -rf /wheels \
+ && swserve --version
+
+WORKDIR /app
+USER 10001:10001
+EXPOSE 8000
+
+# Exec form: swserve is PID 1 and gets SIGTERM from `docker stop` (graceful stop,
+# exit 0); it also reaps orphaned processes as PID 1.  Workers default to the
+# number of usable CPU cores; pass --workers N to override.
+CMD ["swserve", "--bind", "0.0.0.0:8000"]

@@ -1,0 +1,1 @@
+"""Applications served identically by every server under test."""

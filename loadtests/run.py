@@ -1,0 +1,1127 @@
+#!/usr/bin/env python3
+"""Benchmark swserve against uvicorn, gunicorn and granian on the same apps, with wrk.
+
+Responsibilities:
+  * keep a separate virtualenv (``loadtests/.venv-anchors/``) with the anchor servers and an
+    editable install of swserve, so nothing here depends on the developer's own environment;
+  * start each server on 127.0.0.1 in its own session, wait for a real HTTP answer (never a fixed
+    sleep), drive it with wrk, and stop the whole process group afterwards (TERM, then KILL);
+  * measure the CPU time of the server's whole process tree (from /proc) so that each point
+    carries CPU µs per request beside requests per second;
+  * write every raw point as JSON, and a markdown summary, into ``loadtests/results/``.
+
+It must not talk to anything but 127.0.0.1, run without a time bound, or leave a server behind:
+every server is stopped in a ``finally``, also on Ctrl-C, SIGTERM and errors.
+
+Only the standard library is used, so any Python 3.11 can run ``python3 loadtests/run.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import http.client
+import json
+import math
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, Final
+
+HERE: Final = Path(__file__).resolve().parent
+REPO_ROOT: Final = HERE.parent
+VENV_DIR: Final = HERE / ".venv-anchors"
+VENV_BIN: Final = VENV_DIR / "bin"
+INSTALL_STAMP: Final = VENV_DIR / ".anchors-installed"
+RESULTS_DIR: Final = HERE / "results"
+HOST: Final = "127.0.0.1"
+
+ANCHOR_REQUIREMENTS: Final = ("uvicorn[standard]", "gunicorn", "granian", "flask", "fastapi")
+REPORTED_PACKAGES: Final = (
+    *("swserve", "uvicorn", "gunicorn", "granian"),
+    *("flask", "fastapi", "httptools", "uvloop"),
+)
+
+# Every wait is bounded. The values are generous for a loaded 2-core machine.
+VENV_CREATE_TIMEOUT_S: Final = 120
+PIP_TIMEOUT_S: Final = 900
+READY_TIMEOUT_S: Final = 30.0
+PROBE_TIMEOUT_S: Final = 2.0
+POLL_INTERVAL_S: Final = 0.05
+STOP_GRACE_S: Final = 10.0
+WRK_SLACK_S: Final = 30  # on top of the wrk duration, for wrk's own start-up and teardown
+LOG_TAIL_LINES: Final = 30
+
+# click's and argparse's usage errors: the CLI does not know an option (yet).
+CLI_REJECTED_RE: Final = re.compile(
+    r"no such option|invalid value|unrecognized arguments|usage:", re.IGNORECASE
+)
+
+# ---------------------------------------------------------------------------------------------
+# Servers: the one table of how to launch each server under test.
+# ---------------------------------------------------------------------------------------------
+
+WSGI: Final = frozenset({"wsgi"})
+ASGI: Final = frozenset({"asgi"})
+BOTH: Final = WSGI | ASGI
+
+
+@dataclass(frozen=True)
+class Server:
+    """How to launch one server.
+
+    ``command`` is a template over {app}, {interface}, {host}, {port}, {workers} and {extra};
+    its first word is an executable in the anchors venv. {extra} is ``asgi_extra`` for ASGI apps
+    and empty for WSGI ones. Servers with a ``port_line`` are given port 0 and the port is read
+    from their log, which avoids the free-port race; the others get a port the harness picked.
+    """
+
+    name: str
+    interfaces: frozenset[str]
+    command: str
+    asgi_extra: str = ""
+    port_line: str = ""  # regex for the log line giving the port it bound; "" = can't report
+    skip_if_rejected: bool = False  # a CLI usage error means "not supported yet": skip the point
+    subject: bool = False  # the server being benchmarked; ratios are computed against the others
+
+    def argv(self, app: str, interface: str, port: int, workers: int) -> list[str]:
+        extra = self.asgi_extra if interface == "asgi" else ""
+        return shlex.split(
+            self.command.format(
+                app=app, interface=interface, host=HOST, port=port, workers=workers, extra=extra
+            )
+        )
+
+
+SWSERVE: Final = "swserve {app} --bind {host}:{port} --workers {workers}"
+SWSERVE_PORT: Final = r"Listening on http://127\.0\.0\.1:(\d+)"
+# Info level only adds start-up lines (access logs stay off) and gives the bound port.
+GUNICORN: Final = (
+    "gunicorn {app} --bind {host}:{port} --workers {workers} --log-level info --no-control-socket"
+)
+GUNICORN_PORT: Final = r"Listening at: http://127\.0\.0\.1:(\d+)"
+SERVERS: Final[tuple[Server, ...]] = (
+    Server("swserve", BOTH, SWSERVE, port_line=SWSERVE_PORT, subject=True),
+    Server(
+        "swserve-base",
+        BOTH,
+        SWSERVE + " --mode base",
+        port_line=SWSERVE_PORT,
+        skip_if_rejected=True,
+        subject=True,
+    ),
+    # uvicorn's WSGI adapter is deprecated and not how anyone deploys WSGI: ASGI only.
+    Server(
+        "uvicorn",
+        ASGI,
+        "uvicorn {app} --host {host} --port {port} --workers {workers} --interface asgi3"
+        " --http httptools --loop uvloop --no-access-log --log-level info",
+        port_line=r"Uvicorn running on http://127\.0\.0\.1:(\d+)",
+    ),
+    Server("gunicorn-sync", WSGI, GUNICORN + " --worker-class sync", port_line=GUNICORN_PORT),
+    Server(
+        "gunicorn-gthread",
+        WSGI,
+        GUNICORN + " --worker-class gthread --threads 4",
+        port_line=GUNICORN_PORT,
+    ),
+    Server(
+        "granian",
+        BOTH,
+        "granian --interface {interface} --host {host} --port {port} --workers {workers}"
+        " --http 1 --no-access-log --log-level warning {extra} {app}",
+        asgi_extra="--no-ws --loop uvloop",
+        # port_line: none; given port 0, granian logs "Listening at: http://127.0.0.1:0".
+    ),
+)
+SERVERS_BY_NAME: Final = {server.name: server for server in SERVERS}
+
+# ---------------------------------------------------------------------------------------------
+# Scenarios: the one table of what is measured.
+# ---------------------------------------------------------------------------------------------
+
+POST_1MIB_LUA: Final = """\
+wrk.method = "POST"
+wrk.body = string.rep("x", 1048576)
+wrk.headers["Content-Type"] = "application/octet-stream"
+"""
+
+# One request in ten goes to /slow (50 ms), the rest to /fast (1 ms).
+MIXED_LUA: Final = """\
+local counter = 0
+request = function()
+  counter = counter + 1
+  if counter % 10 == 0 then
+    return wrk.format("GET", "/slow")
+  end
+  return wrk.format("GET", "/fast")
+end
+"""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    interface: str
+    app: str
+    suites: frozenset[str]
+    summary: str
+    path: str = "/"
+    probe_path: str = "/"  # GET target for the readiness check
+    lua: str = ""  # wrk script, written to a temp file when set
+
+
+QUICK: Final = frozenset({"quick", "full"})  # quick scenarios are part of full too
+FULL: Final = frozenset({"full"})
+APPS: Final = "loadtests.apps."
+SCENARIOS: Final[tuple[Scenario, ...]] = (
+    Scenario(
+        "wsgi-hello", "wsgi", APPS + "hello_wsgi:app", QUICK, "13-byte body: fixed cost, WSGI"
+    ),
+    Scenario(
+        "asgi-hello", "asgi", APPS + "hello_asgi:app", QUICK, "13-byte body: fixed cost, ASGI"
+    ),
+    Scenario(
+        "flask-json", "wsgi", APPS + "flask_json:app", FULL, "Flask jsonify: a real framework"
+    ),
+    Scenario(
+        "fastapi-json", "asgi", APPS + "fastapi_json:app", FULL, "FastAPI JSON: a real framework"
+    ),
+    Scenario("wsgi-64k", "wsgi", APPS + "big:app", FULL, "64 KiB response body, WSGI"),
+    Scenario("asgi-64k", "asgi", APPS + "big:asgi_app", FULL, "64 KiB response body, ASGI"),
+    Scenario(
+        "wsgi-echo-1m",
+        "wsgi",
+        APPS + "big:app",
+        FULL,
+        "1 MiB POST echoed back, WSGI",
+        path="/echo",
+        lua=POST_1MIB_LUA,
+    ),
+    Scenario(
+        "asgi-echo-1m",
+        "asgi",
+        APPS + "big:asgi_app",
+        FULL,
+        "1 MiB POST echoed back, ASGI",
+        path="/echo",
+        lua=POST_1MIB_LUA,
+    ),
+    Scenario(
+        "wsgi-mixed",
+        "wsgi",
+        APPS + "mixed:app",
+        frozenset(),
+        "90% 1 ms, 10% 50 ms handlers: head-of-line blocking",
+        probe_path="/fast",
+        lua=MIXED_LUA,
+    ),
+)
+SCENARIOS_BY_NAME: Final = {scenario.name: scenario for scenario in SCENARIOS}
+
+
+@dataclass(frozen=True)
+class Suite:
+    duration_s: int
+    repeat: int
+    connections: int = 64
+
+
+SUITES: Final = {"quick": Suite(duration_s=5, repeat=2), "full": Suite(duration_s=8, repeat=3)}
+
+# ---------------------------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class WrkResult:
+    requests: int
+    rps: float
+    latency_ms: dict[str, float]  # "p50", "p75", "p90", "p99"
+    non_2xx_3xx: int
+    socket_errors: dict[str, int]  # connect, read, write, timeout
+
+
+@dataclass
+class Point:
+    """One run of one server on one scenario: everything written to the JSON file."""
+
+    scenario: str
+    server: str
+    repeat: int
+    status: str = "ok"  # "ok", "failed" or "skipped"
+    reason: str = ""
+    argv: list[str] = field(default_factory=list)
+    pinning: str = ""
+    connections: int = 0
+    duration_s: int = 0
+    workers: int = 0
+    port: int | None = None
+    startup_s: float | None = None  # launch until the first successful GET
+    rps: float | None = None
+    requests: int | None = None
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    non_2xx_3xx: int | None = None
+    socket_errors: dict[str, int] = field(default_factory=dict)
+    errors: int | None = None  # non-2xx/3xx responses + socket errors
+    cpu_s: float | None = None  # user+sys of the server's process tree during the wrk run
+    cpu_us_per_req: float | None = None
+    server_cores_used: float | None = None  # cpu_s / wall seconds of the wrk run
+    tree_processes: int | None = None
+    loadavg_1m: float | None = None  # machine load just before the run, to spot noisy neighbours
+    exit_code: int | None = None
+    stopped_with: str = ""  # "SIGTERM", "SIGKILL", or "" if it had exited by itself
+    server_log_tail: str = ""
+    wrk_output: str = ""
+
+
+class PointError(Exception):
+    """A point could not be measured; ``status`` is "failed" or "skipped"."""
+
+    def __init__(self, reason: str, *, status: str = "failed") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+class StopRequestedError(Exception):
+    """SIGTERM or SIGHUP reached the harness: stop measuring, clean up, write what we have."""
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+# ---------------------------------------------------------------------------------------------
+# The anchors venv
+# ---------------------------------------------------------------------------------------------
+
+
+def pip_install(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(VENV_BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check", *args],
+        capture_output=True,
+        text=True,
+        timeout=PIP_TIMEOUT_S,
+        check=False,
+        cwd=REPO_ROOT,
+    )
+
+
+def ensure_venv(*, no_install: bool, with_swserve: bool) -> str:
+    """Create the anchors venv once, install the anchors once, and swserve (editable) each run.
+
+    With ``no_install`` an existing venv is used as it is; without ``with_swserve`` (no swserve
+    variant selected) swserve is not reinstalled.
+
+    Returns:
+        "" when the venv has a ``swserve`` command, else why not, so that swserve points are
+        recorded as failed while the anchors still run.
+
+    Raises:
+        SystemExit: the venv or the anchors could not be installed.
+    """
+    swserve = VENV_BIN / "swserve"
+    if not (VENV_BIN / "python").exists():
+        log(f"creating {VENV_DIR} ...")
+        subprocess.run(
+            [sys.executable, "-m", "venv", str(VENV_DIR)],
+            check=True,
+            timeout=VENV_CREATE_TIMEOUT_S,
+        )
+    elif no_install:
+        return "" if swserve.exists() else f"{swserve} not found (and --no-install was given)"
+    wanted = "\n".join(ANCHOR_REQUIREMENTS)
+    if not INSTALL_STAMP.exists() or INSTALL_STAMP.read_text() != wanted:
+        log(f"installing {', '.join(ANCHOR_REQUIREMENTS)} into {VENV_DIR} ...")
+        result = pip_install(*ANCHOR_REQUIREMENTS)
+        if result.returncode != 0:
+            raise SystemExit(f"pip could not install the anchors:\n{tail(result.stderr)}")
+        INSTALL_STAMP.write_text(wanted)
+    if not with_swserve:
+        return ""
+    log(f"installing swserve from {REPO_ROOT} (editable) ...")
+    result = pip_install("-e", str(REPO_ROOT))
+    if result.returncode == 0:
+        return ""
+    failure = f"pip install -e {REPO_ROOT} failed:\n{tail(result.stderr or result.stdout, 12)}"
+    if swserve.exists():  # an earlier editable install still runs the current source tree
+        log(f"warning: {failure}\nusing the swserve already installed in {VENV_DIR}")
+        return ""
+    log(failure)
+    return failure
+
+
+def installed_versions() -> dict[str, str | None]:
+    code = (
+        "import importlib.metadata as m, json, sys\n"
+        "def version(name):\n"
+        "    try:\n"
+        "        return m.version(name)\n"
+        "    except m.PackageNotFoundError:\n"
+        "        return None\n"
+        "print(json.dumps({name: version(name) for name in sys.argv[1:]}))\n"
+    )
+    result = subprocess.run(
+        [str(VENV_BIN / "python"), "-c", code, *REPORTED_PACKAGES],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    versions: dict[str, str | None] = json.loads(result.stdout)
+    return versions
+
+
+def server_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "PYTHONHOME"}}
+    env["PYTHONPATH"] = str(REPO_ROOT)  # every server imports loadtests.apps.* from the repo
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONUNBUFFERED"] = "1"  # the "Listening on" line must reach the log file at once
+    return env
+
+
+# ---------------------------------------------------------------------------------------------
+# /proc: CPU accounting and process groups
+# ---------------------------------------------------------------------------------------------
+
+CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class ProcStat:
+    ppid: int
+    pgrp: int
+    zombie: bool
+    cpu_ticks: int  # utime + stime + cutime + cstime
+
+
+def read_stats() -> dict[int, ProcStat]:
+    """Parse /proc/*/stat for every process (see proc(5) for the field numbers)."""
+    stats: dict[int, ProcStat] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            data = Path(entry.path, "stat").read_text()
+        except OSError:  # exited while we were walking /proc
+            continue
+        # Field 2, the command name, may contain spaces and ")": split after the last ")".
+        fields = data[data.rindex(")") + 2 :].split()
+        stats[int(entry.name)] = ProcStat(
+            ppid=int(fields[1]),  # field 4
+            pgrp=int(fields[2]),  # field 5
+            zombie=fields[0] == "Z",  # field 3
+            cpu_ticks=sum(int(value) for value in fields[11:15]),  # fields 14-17
+        )
+    return stats
+
+
+def tree_cpu(root: int) -> tuple[float, int]:
+    """CPU seconds used so far by ``root`` and all its descendants, and how many are alive.
+
+    Children that exited and were reaped are in their parent's cutime/cstime, so workers replaced
+    during a run are still counted.
+    """
+    stats = read_stats()
+    children: defaultdict[int, list[int]] = defaultdict(list)
+    for pid, stat in stats.items():
+        children[stat.ppid].append(pid)
+    ticks = 0
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        pid = stack.pop()
+        if pid in seen or pid not in stats:
+            continue
+        seen.add(pid)
+        ticks += stats[pid].cpu_ticks
+        stack.extend(children[pid])
+    return ticks / CLOCK_TICKS, len(seen)
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any non-zombie process is left in process group ``pgid``."""
+    return any(s.pgrp == pgid and not s.zombie for s in read_stats().values())
+
+
+def stop_group(proc: subprocess.Popen[Any], grace: float = STOP_GRACE_S) -> str:
+    """Stop a process started with ``start_new_session=True`` and everything in its group.
+
+    SIGTERM to the group; wait up to ``grace`` for the leader and the rest of the group to exit;
+    then SIGKILL the group.
+
+    Returns:
+        "SIGTERM" or "SIGKILL" (whichever ended it), or "" if the group had already exited.
+    """
+    with signals_blocked():  # a second Ctrl-C must not cut the clean-up short
+        return _stop_group(proc, grace)
+
+
+@contextlib.contextmanager
+def signals_blocked() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGHUP back (they are delivered on exit) in a bounded section."""
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _stop_group(proc: subprocess.Popen[Any], grace: float) -> str:
+    pgid = proc.pid  # a session leader's pid is its process group id
+    if proc.poll() is not None and not group_alive(pgid):
+        return ""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace)
+    while group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(POLL_INTERVAL_S)
+    if proc.poll() is None or group_alive(pgid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace)
+        return "SIGKILL"
+    return "SIGTERM"
+
+
+@contextlib.contextmanager
+def session(argv: list[str], **kwargs: Any) -> Iterator[subprocess.Popen[Any]]:
+    """Run ``argv`` in a new session; stop its whole process group on exit, whatever happens.
+
+    Raises:
+        PointError: ``argv`` could not be started.
+    """
+    try:
+        proc = subprocess.Popen(argv, start_new_session=True, **kwargs)
+    except OSError as exc:
+        raise PointError(f"cannot start {argv[0]}: {exc}") from exc
+    try:
+        yield proc
+    finally:
+        stop_group(proc)
+
+
+def _raise_stop_requested(signum: int, frame: FrameType | None) -> None:
+    raise StopRequestedError(signal.Signals(signum).name)
+
+
+# ---------------------------------------------------------------------------------------------
+# CPU pinning
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pinning:
+    server_cpus: tuple[int, ...] = ()
+    load_cpus: tuple[int, ...] = ()
+
+    @classmethod
+    def choose(cls, *, enabled: bool) -> Pinning:
+        """On small machines (2-4 CPUs) give wrk the first CPU and the server the others.
+
+        Otherwise wrk and the server fight for the same cores and each point measures the
+        scheduler as much as the server. Larger machines have room, so nothing is pinned there.
+        """
+        cpus = tuple(sorted(os.sched_getaffinity(0)))
+        if not enabled or not 2 <= len(cpus) <= 4 or shutil.which("taskset") is None:
+            return cls()
+        return cls(server_cpus=cpus[1:], load_cpus=cpus[:1])
+
+    def describe(self) -> str:
+        if not self.server_cpus:
+            return "none"
+        return f"server=cpu{_cpus(self.server_cpus)} wrk=cpu{_cpus(self.load_cpus)}"
+
+    def server_prefix(self) -> list[str]:
+        return ["taskset", "-c", _cpus(self.server_cpus)] if self.server_cpus else []
+
+    def load_prefix(self) -> list[str]:
+        return ["taskset", "-c", _cpus(self.load_cpus)] if self.load_cpus else []
+
+
+def _cpus(cpus: tuple[int, ...]) -> str:
+    return ",".join(map(str, cpus))
+
+
+# ---------------------------------------------------------------------------------------------
+# Readiness and wrk
+# ---------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """Bind port 0 and release it: racy by nature, so used only for anchors that can't report."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def http_status(port: int, path: str) -> int | None:
+    conn = http.client.HTTPConnection(HOST, port, timeout=PROBE_TIMEOUT_S)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
+def wait_ready(
+    proc: subprocess.Popen[Any],
+    log_path: Path,
+    port: int,
+    port_line: str,
+    probe_path: str,
+    timeout: float,
+) -> int:
+    """Wait until the server answers a real GET with 2xx/3xx, and return its port.
+
+    With ``port == 0`` the port is first read from the log line matching ``port_line``.
+
+    Raises:
+        PointError: the server exited, answered with an error status, or the deadline passed.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise PointError(f"server exited with code {proc.returncode} before it was ready")
+        if port == 0 and (match := re.search(port_line, log_path.read_text(errors="replace"))):
+            port = int(match.group(1))
+        if port != 0 and (status := http_status(port, probe_path)) is not None:
+            if not 200 <= status < 400:
+                raise PointError(f"readiness probe GET {probe_path} answered HTTP {status}")
+            return port
+        time.sleep(POLL_INTERVAL_S)
+    what = "print its port" if port == 0 else f"answer GET {probe_path} on port {port}"
+    raise PointError(f"server did not {what} within {timeout:g} s")
+
+
+WRK_UNITS_MS: Final = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+WRK_LATENCY_RE: Final = re.compile(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s|m|h)\s*$", re.M)
+WRK_REQUESTS_RE: Final = re.compile(r"^\s*(\d+) requests in ", re.M)
+WRK_RPS_RE: Final = re.compile(r"^Requests/sec:\s+([\d.]+)", re.M)
+WRK_SOCKET_RE: Final = re.compile(
+    r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)"
+)
+WRK_NON_2XX_RE: Final = re.compile(r"Non-2xx or 3xx responses: (\d+)")
+
+
+def parse_wrk(output: str) -> WrkResult:
+    rps, requests = WRK_RPS_RE.search(output), WRK_REQUESTS_RE.search(output)
+    if rps is None or requests is None:
+        raise PointError(f"could not parse wrk's output: {tail(output, 5)}")
+    sockets = WRK_SOCKET_RE.search(output)
+    non_2xx = WRK_NON_2XX_RE.search(output)
+    socket_counts = [int(n) for n in sockets.groups()] if sockets else [0, 0, 0, 0]
+    return WrkResult(
+        requests=int(requests.group(1)),
+        rps=float(rps.group(1)),
+        latency_ms={
+            f"p{pct}": round(float(value) * WRK_UNITS_MS[unit], 4)
+            for pct, value, unit in WRK_LATENCY_RE.findall(output)
+        },
+        non_2xx_3xx=int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors=dict(
+            zip(("connect", "read", "write", "timeout"), socket_counts, strict=True)
+        ),
+    )
+
+
+def run_wrk(
+    url: str, *, duration_s: int, connections: int, script: Path | None, pinning: Pinning
+) -> tuple[WrkResult, str]:
+    """Run ``wrk -t1 -cC -dDs --latency`` against ``url``; return the parsed and raw output."""
+    argv = [*pinning.load_prefix(), "wrk", "-t1", f"-c{connections}", f"-d{duration_s}s"]
+    argv += ["--latency", *(["-s", str(script)] if script else []), url]
+    with session(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        try:
+            output, _ = proc.communicate(timeout=duration_s + WRK_SLACK_S)
+        except subprocess.TimeoutExpired as exc:
+            raise PointError(f"wrk did not finish within {duration_s + WRK_SLACK_S} s") from exc
+    if proc.returncode != 0:
+        raise PointError(f"wrk exited with code {proc.returncode}: {tail(output, 5)}")
+    return parse_wrk(output), output
+
+
+# ---------------------------------------------------------------------------------------------
+# One measurement point
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    duration_s: int
+    connections: int
+    workers: int
+    warmup_s: int
+    ready_timeout_s: float
+    pinning: Pinning
+    workdir: Path
+    swserve_missing: str  # why the venv has no swserve command, or ""
+
+
+def measure(server: Server, scenario: Scenario, settings: Settings, point: Point) -> None:
+    """Start ``server`` on ``scenario``'s app, warm it up, drive it with wrk, stop it.
+
+    Fills in ``point``. The server's process group is stopped, and ``exit_code``,
+    ``stopped_with`` and ``server_log_tail`` are filled in, before this returns or raises.
+
+    Raises:
+        PointError: the point could not be measured.
+    """
+    port = 0 if server.port_line else free_port()
+    argv = server.argv(scenario.app, scenario.interface, port, settings.workers)
+    executable = VENV_BIN / argv[0]
+    point.argv = [*settings.pinning.server_prefix(), str(executable), *argv[1:]]
+    if server.subject and settings.swserve_missing:
+        raise PointError(settings.swserve_missing)
+    if not executable.exists():
+        raise PointError(f"{executable} not found")
+    script = None
+    if scenario.lua:
+        script = settings.workdir / f"{scenario.name}.lua"
+        script.write_text(scenario.lua)
+
+    log_path = settings.workdir / f"{server.name}-{scenario.name}-{point.repeat}.log"
+    with (
+        log_path.open("w") as log_file,
+        session(
+            point.argv, cwd=REPO_ROOT, env=server_env(), stdout=log_file, stderr=subprocess.STDOUT
+        ) as proc,
+    ):
+        started = time.monotonic()
+        try:
+            point.port = wait_ready(
+                proc,
+                log_path,
+                port,
+                server.port_line,
+                scenario.probe_path,
+                settings.ready_timeout_s,
+            )
+            point.startup_s = round(time.monotonic() - started, 3)
+            drive = functools.partial(
+                run_wrk,
+                f"http://{HOST}:{point.port}{scenario.path}",
+                connections=settings.connections,
+                script=script,
+                pinning=settings.pinning,
+            )
+            if settings.warmup_s > 0:
+                drive(duration_s=settings.warmup_s)
+            point.loadavg_1m = os.getloadavg()[0]
+            cpu_before, _ = tree_cpu(proc.pid)
+            wall_before = time.monotonic()
+            result, point.wrk_output = drive(duration_s=settings.duration_s)
+            wall = time.monotonic() - wall_before
+            cpu_after, point.tree_processes = tree_cpu(proc.pid)
+            if proc.poll() is not None:
+                raise PointError(f"server exited with code {proc.returncode} during the run")
+        finally:
+            point.stopped_with = stop_group(proc)
+            point.exit_code = proc.returncode
+            point.server_log_tail = tail(log_path.read_text(errors="replace"))
+    if result.requests == 0:
+        raise PointError("wrk completed no request")
+    point.rps = result.rps
+    point.requests = result.requests
+    point.latency_ms = result.latency_ms
+    point.non_2xx_3xx = result.non_2xx_3xx
+    point.socket_errors = result.socket_errors
+    point.errors = result.non_2xx_3xx + sum(result.socket_errors.values())
+    point.cpu_s = round(cpu_after - cpu_before, 3)
+    point.cpu_us_per_req = round(point.cpu_s * 1e6 / result.requests, 2)
+    point.server_cores_used = round(point.cpu_s / wall, 3)
+
+
+def record_failure(server: Server, point: Point, exc: PointError) -> None:
+    """Record ``exc`` on ``point``; a usage error from an optional CLI variant is a skip."""
+    point.status, point.reason = exc.status, exc.reason
+    if (
+        server.skip_if_rejected
+        and point.exit_code == 2
+        and CLI_REJECTED_RE.search(point.server_log_tail)
+    ):
+        point.status = "skipped"
+        point.reason = f"the CLI rejected {server.name}'s options: {tail(point.server_log_tail, 1)}"
+
+
+def run_plan(
+    plan: list[tuple[Scenario, int, Server]], settings: Settings
+) -> tuple[list[Point], str]:
+    """Measure every (scenario, repeat, server) in order.
+
+    Returns:
+        The points, and the name of the interruption that cut the run short (or "").
+    """
+    points: list[Point] = []
+    # (server, scenario) -> why it is not tried again in this run; scenario "*" means all.
+    given_up: dict[tuple[str, str], str] = {}
+    for index, (scenario, rep, server) in enumerate(plan, start=1):
+        prefix = f"[{index}/{len(plan)}] {scenario.name} {server.name} #{rep}"
+        point = Point(
+            scenario=scenario.name,
+            server=server.name,
+            repeat=rep,
+            pinning=settings.pinning.describe(),
+            connections=settings.connections,
+            duration_s=settings.duration_s,
+            workers=settings.workers,
+        )
+        skip_reason = given_up.get((server.name, scenario.name)) or given_up.get((server.name, "*"))
+        try:
+            if skip_reason:
+                raise PointError(skip_reason, status="skipped")
+            measure(server, scenario, settings, point)
+            log(
+                f"{prefix}: {point.rps:,.0f} req/s, {point.cpu_us_per_req:.1f} µs CPU/req, "
+                f"p99 {point.latency_ms.get('p99', math.nan):.2f} ms, {point.errors} errors"
+            )
+        except PointError as exc:
+            record_failure(server, point, exc)
+            log(f"{prefix}: {point.status}: {point.reason.splitlines()[0]}")
+            if point.status == "skipped" and not skip_reason:
+                given_up[server.name, "*"] = point.reason  # the CLI won't change mid-run
+            elif point.status == "failed" and point.port is None:  # never became ready
+                given_up[server.name, scenario.name] = (
+                    f"not retried after failing to start in repeat {rep}: {point.reason}"
+                )
+        except (KeyboardInterrupt, StopRequestedError) as exc:
+            log(f"{prefix}: interrupted; writing the points measured so far")
+            return points, type(exc).__name__
+        except Exception:  # a harness bug: keep it in the results, go on with the other points
+            point.status, point.reason = "failed", f"harness error:\n{traceback.format_exc()}"
+            log(f"{prefix}: {point.reason}")
+        points.append(point)
+    return points, ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Reporting
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Summary:
+    scenario: str
+    server: str
+    runs: int
+    ok: int
+    rps: float | None
+    cpu_us_per_req: float | None
+    p50_ms: float | None
+    p99_ms: float | None
+    cores: float | None
+    errors: int
+    note: str
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def stopped_cleanly(point: Point) -> bool:
+    """SIGTERM was enough, and the server exited 0 (or died of the SIGTERM itself)."""
+    return point.stopped_with == "SIGTERM" and point.exit_code in {0, -signal.SIGTERM}
+
+
+def summarise(points: list[Point]) -> list[Summary]:
+    groups: dict[tuple[str, str], list[Point]] = defaultdict(list)
+    for point in points:
+        groups[point.scenario, point.server].append(point)
+    scenario_rank = {name: i for i, name in enumerate(SCENARIOS_BY_NAME)}
+    server_rank = {name: i for i, name in enumerate(SERVERS_BY_NAME)}
+    summaries = []
+    for (scenario, server), group in sorted(
+        groups.items(), key=lambda item: (scenario_rank[item[0][0]], server_rank[item[0][1]])
+    ):
+        ok = [p for p in group if p.status == "ok"]
+        not_ok = [p for p in group if p.status != "ok"]
+        notes = [f"{p.status}: {p.reason.splitlines()[0][:100]}" for p in not_ok[:1]]
+        unclean = [p for p in ok if not stopped_cleanly(p)]
+        if unclean:
+            exits = ", ".join(sorted({f"{p.stopped_with} -> exit {p.exit_code}" for p in unclean}))
+            notes.append(f"unclean stop in {len(unclean)}/{len(ok)} ok runs ({exits})")
+        note = "; ".join(notes)
+        summaries.append(
+            Summary(
+                scenario=scenario,
+                server=server,
+                runs=len(group),
+                ok=len(ok),
+                rps=_median([p.rps for p in ok]),
+                cpu_us_per_req=_median([p.cpu_us_per_req for p in ok]),
+                p50_ms=_median([p.latency_ms.get("p50") for p in ok]),
+                p99_ms=_median([p.latency_ms.get("p99") for p in ok]),
+                cores=_median([p.server_cores_used for p in ok]),
+                errors=sum(p.errors or 0 for p in ok),
+                note=note,
+            )
+        )
+    return summaries
+
+
+def _load_range(points: list[Point]) -> str:
+    loads = [p.loadavg_1m for p in points if p.loadavg_1m is not None]
+    return f"{min(loads):.1f}-{max(loads):.1f}" if loads else "-"
+
+
+def _ratios(subject: Summary | None, row: Summary) -> list[str]:
+    """swserve's req/s ÷ the row's, and swserve's CPU µs/req ÷ the row's."""
+    if subject is None or subject is row or subject.rps is None or not row.rps:
+        return ["", ""]
+    cpu = (
+        subject.cpu_us_per_req / row.cpu_us_per_req
+        if subject.cpu_us_per_req is not None and row.cpu_us_per_req
+        else None
+    )
+    return [_fmt(subject.rps / row.rps, 2), _fmt(cpu, 2)]
+
+
+def markdown(summaries: list[Summary], points: list[Point], meta: dict[str, Any]) -> str:
+    by_key = {(s.scenario, s.server): s for s in summaries}
+    subjects = [
+        server.name
+        for server in SERVERS
+        if server.subject and any(s.server == server.name and s.rps for s in summaries)
+    ]
+    header = ["scenario", "server", "req/s", "CPU µs/req", "p50 ms", "p99 ms", "server cores"]
+    header += ["errors", "ok/runs"]
+    for subject in subjects:
+        header += [f"{subject} req/s ratio", f"{subject} CPU/req ratio"]
+    header.append("note")
+    aligns = ["---", "---", *["--:"] * (len(header) - 3), "---"]
+    lines = [
+        f"# swserve load test: {meta['label']}",
+        "",
+        f"{meta['started']} · {meta['cpus']} CPUs · pinning {meta['pinning']} · "
+        f"{meta['workers']} worker(s) · wrk -t1 -c{meta['connections']} -d{meta['duration_s']}s"
+        f" · {meta['repeat']} interleaved repeats · medians",
+        "",
+        f"1-minute load average before the runs: {_load_range(points)} "
+        "(above the CPU count, other work on the machine disturbed the numbers)",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(aligns) + "|",
+    ]
+    if not summaries:
+        lines.append("| (no point was measured) |" + " |" * (len(header) - 1))
+    for s in summaries:
+        row = [s.scenario, s.server, _fmt(s.rps, 0), _fmt(s.cpu_us_per_req)]
+        row += [_fmt(s.p50_ms, 2), _fmt(s.p99_ms, 2), _fmt(s.cores, 2)]
+        row += [str(s.errors) if s.ok else "-", f"{s.ok}/{s.runs}"]
+        for subject in subjects:
+            row += _ratios(by_key.get((s.scenario, subject)), s)
+        row.append(s.note.replace("|", "\\|"))
+        lines.append("| " + " | ".join(row) + " |")
+    lines += [
+        "",
+        "*req/s ratio*: the subject's req/s ÷ this row's (above 1: the subject serves more). "
+        "*CPU/req ratio*: the subject's CPU µs per request ÷ this row's (below 1: the subject is "
+        "cheaper). *server cores*: the server's CPU seconds ÷ wall seconds during the run. "
+        "*errors*: non-2xx/3xx responses + socket errors, summed over the ok runs.",
+        "",
+        "versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v),
+    ]
+    if meta.get("interrupted"):
+        lines += ["", f"**Interrupted ({meta['interrupted']}): the run is incomplete.**"]
+    first_failures: dict[tuple[str, str], Point] = {}
+    for point in points:
+        if point.status != "ok":
+            first_failures.setdefault((point.scenario, point.server), point)
+    if first_failures:
+        lines += ["", "## Failed or skipped points (the first of each)", ""]
+        for point in first_failures.values():
+            lines += [f"### {point.server} / {point.scenario}: {point.status}", "", "```"]
+            lines.append(point.reason)
+            if point.server_log_tail:
+                lines += ["--- server output (tail) ---", tail(point.server_log_tail, 15)]
+            lines += ["```", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_results(
+    output_dir: Path, meta: dict[str, Any], summaries: list[Summary], points: list[Point]
+) -> tuple[Path, str]:
+    report = markdown(summaries, points, meta)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    json_path = output_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{meta['label']}.json"
+    payload = {
+        "meta": meta,
+        "summary": [asdict(s) for s in summaries],
+        "points": [asdict(p) for p in points],
+    }
+    json_path.write_text(json.dumps(payload, indent=2) + "\n")
+    json_path.with_suffix(".md").write_text(report)
+    return json_path, report
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------
+
+
+def _names(table: dict[str, Any], what: str) -> Callable[[str], list[str]]:
+    def parse(value: str) -> list[str]:
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        unknown = [name for name in names if name not in table]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(
+                f"unknown {what} {', '.join(unknown) or '(none)'}; choose from {', '.join(table)}"
+            )
+        return names
+
+    return parse
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return number
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Benchmark swserve against uvicorn, gunicorn and granian with wrk.",
+        epilog="example: python3 loadtests/run.py --suite quick --servers swserve,granian",
+    )
+    add = parser.add_argument
+    add("--suite", choices=SUITES, default="quick", help="quick (default) or full")
+    add(
+        "--scenario",
+        type=_names(SCENARIOS_BY_NAME, "scenario"),
+        help="only these scenarios (comma-separated; see --list), with the suite's defaults",
+    )
+    add(
+        "--servers",
+        type=_names(SERVERS_BY_NAME, "server"),
+        default=list(SERVERS_BY_NAME),
+        help=f"comma-separated subset of {','.join(SERVERS_BY_NAME)} (default: all)",
+    )
+    add("--duration", type=_positive, help="seconds per point (default: quick 5, full 8)")
+    add("--connections", type=_positive, help="wrk connections (default 64)")
+    add("--workers", type=_positive, default=1, help="server worker processes (default 1)")
+    add("--repeat", type=_positive, help="runs per point (default: quick 2, full 3)")
+    add("--warmup", type=int, default=1, help="unmeasured wrk seconds before each run (1)")
+    add("--ready-timeout", type=float, default=READY_TIMEOUT_S, help="seconds (default 30)")
+    add("--no-install", action="store_true", help="use the anchors venv as it is, if present")
+    add("--no-pin", action="store_true", help="do not pin the server and wrk with taskset")
+    add("--output-dir", type=Path, default=RESULTS_DIR, help="default: loadtests/results")
+    add("--list", action="store_true", help="list the servers and scenarios, then exit")
+    return parser.parse_args(argv)
+
+
+def list_tables() -> None:
+    print("servers:")
+    for server in SERVERS:
+        print(f"  {server.name:17} {'/'.join(sorted(server.interfaces))}")
+    print("scenarios:")
+    for scenario in SCENARIOS:
+        suites = ",".join(sorted(scenario.suites)) or "--scenario only"
+        print(f"  {scenario.name:13} {suites:16} {scenario.summary}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.list:
+        list_tables()
+        return 0
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk not found: apt-get install -y wrk")
+    suite = SUITES[args.suite]
+    if args.scenario:
+        scenarios = [SCENARIOS_BY_NAME[name] for name in args.scenario]
+    else:
+        scenarios = [s for s in SCENARIOS if args.suite in s.suites]
+    servers = [SERVERS_BY_NAME[name] for name in args.servers]
+    repeat = args.repeat or suite.repeat
+    plan = [
+        (scenario, rep, server)
+        for scenario in scenarios
+        for rep in range(1, repeat + 1)
+        for server in servers  # interleaved, A B C A B C: drift hits every server alike
+        if scenario.interface in server.interfaces
+    ]
+    if not plan:
+        raise SystemExit("nothing to run: no selected server serves the selected scenarios")
+
+    signal.signal(signal.SIGTERM, _raise_stop_requested)
+    signal.signal(signal.SIGHUP, _raise_stop_requested)
+    try:
+        swserve_missing = ensure_venv(
+            no_install=args.no_install, with_swserve=any(server.subject for server in servers)
+        )
+    except (KeyboardInterrupt, StopRequestedError):
+        return 130
+    pinning = Pinning.choose(enabled=not args.no_pin)
+    meta: dict[str, Any] = {
+        "label": "+".join(args.scenario) if args.scenario else args.suite,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "argv": sys.argv,
+        "cpus": os.cpu_count(),
+        "affinity": sorted(os.sched_getaffinity(0)),
+        "pinning": pinning.describe(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "duration_s": args.duration or suite.duration_s,
+        "connections": args.connections or suite.connections,
+        "workers": args.workers,
+        "repeat": repeat,
+        "warmup_s": args.warmup,
+        "versions": installed_versions(),
+    }
+    with tempfile.TemporaryDirectory(prefix="swserve-loadtest-") as workdir:
+        settings = Settings(
+            duration_s=meta["duration_s"],
+            connections=meta["connections"],
+            workers=args.workers,
+            warmup_s=args.warmup,
+            ready_timeout_s=args.ready_timeout,
+            pinning=pinning,
+            workdir=Path(workdir),
+            swserve_missing=swserve_missing,
+        )
+        points, meta["interrupted"] = run_plan(plan, settings)
+    json_path, report = write_results(args.output_dir, meta, summarise(points), points)
+    print(report)
+    log(f"wrote {json_path} and {json_path.with_suffix('.md')}")
+    return 130 if meta["interrupted"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

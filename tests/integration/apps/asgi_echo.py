@@ -1,0 +1,101 @@
+"""An ASGI app that checks the scope and the message order while it answers.
+
+Routes: /scope (JSON of the scope), /echo (request body), /stream (three
+parts), /sleep?s=N, /pid, /disconnect (waits for http.disconnect, then
+writes a marker file named by ?f=), /error, /lifespan (the state set at
+startup).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from urllib.parse import parse_qs
+
+SPEC_KEYS = {
+    "type",
+    "asgi",
+    "http_version",
+    "method",
+    "scheme",
+    "path",
+    "raw_path",
+    "query_string",
+    "root_path",
+    "headers",
+    "client",
+    "server",
+}
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                scope["state"]["started"] = "yes"
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    assert scope["type"] == "http"
+    assert scope.keys() >= SPEC_KEYS, SPEC_KEYS - scope.keys()
+    assert scope["asgi"]["version"] == "3.0"
+    assert all(name == name.lower() for name, _ in scope["headers"])
+    query = parse_qs(scope["query_string"].decode())
+    path = scope["path"]
+    if path == "/scope":
+        data = {k: v for k, v in scope.items() if k not in ("headers", "state")}
+        data["raw_path"] = scope["raw_path"].decode("latin-1")
+        data["query_string"] = scope["query_string"].decode("latin-1")
+        data["headers"] = [[n.decode(), v.decode()] for n, v in scope["headers"]]
+        await respond(send, json.dumps(data).encode(), b"application/json")
+        return
+    if path == "/lifespan":
+        await respond(send, scope["state"]["started"].encode())
+        return
+    if path == "/stream":
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/plain")],
+            }
+        )
+        for part in (b"one ", b"two ", b"three"):
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    if path == "/sleep":
+        await asyncio.sleep(float(query.get("s", ["1"])[0]))
+        await respond(send, b"slept")
+        return
+    if path == "/pid":
+        await respond(send, str(os.getpid()).encode())
+        return
+    if path == "/disconnect":
+        body = await receive()
+        assert body["type"] == "http.request"
+        message = await receive()
+        assert message["type"] == "http.disconnect"
+        Path(query["f"][0]).write_text("disconnected")
+        return
+    if path == "/error":
+        raise RuntimeError("boom")
+    chunks = []
+    while True:
+        message = await receive()
+        assert message["type"] == "http.request"
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    await respond(send, b"".join(chunks))
+
+
+async def respond(send, body: bytes, content_type: bytes = b"text/plain") -> None:
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-type", content_type)]}
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,225 @@
+"""The process model with real processes and real signals."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.helpers import ResponseReader, connect, exchange
+from tests.integration.conftest import Server, Starter
+
+
+def titles(server: Server) -> list[str]:
+    return sorted(server.children().values())
+
+
+def worker_pids(server: Server) -> set[int]:
+    return {pid for pid, title in server.children().items() if title.startswith("swserve: worker")}
+
+
+def test_process_tree_and_titles(serve: Starter) -> None:
+    server = serve(workers=2)
+    assert titles(server) == [
+        "swserve: manager",
+        "swserve: master",
+        "swserve: worker 1",
+        "swserve: worker 2",
+    ]
+    server.wait_for(r"process mode, wsgi app 'wsgi_echo:app', 2 workers")
+
+
+def test_sigterm_lets_an_in_flight_request_finish(serve: Starter, tmp_path: Path) -> None:
+    server = serve(workers=1)
+    marker = tmp_path / "pid"
+    with connect(server.port) as sock:
+        sock.sendall(b"GET /sleep?s=2&f=%s HTTP/1.1\r\nHost: x\r\n\r\n" % str(marker).encode())
+        wait_for_file(marker)  # the worker has the request
+        time_sent = time.monotonic()
+        server.send(signal.SIGTERM)
+        r = ResponseReader(sock).read()
+        assert (r.status, r.body) == (200, b"slept")
+        assert r.header("connection") == "close"
+        assert time.monotonic() - time_sent >= 1.0
+    assert server.wait_exit(30) == 0
+
+
+def test_sigterm_closes_idle_keep_alive_connections(serve: Starter) -> None:
+    server = serve(workers=1)
+    with connect(server.port) as sock:
+        sock.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+        reader = ResponseReader(sock)
+        assert reader.read().status == 200
+        server.send(signal.SIGTERM)
+        assert reader.closed(10)
+    assert server.wait_exit(30) == 0
+
+
+def wait_for_file(path: Path, timeout: float = 10.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and (text := path.read_text()):
+            return text
+        time.sleep(0.01)  # polling a file with a deadline, not sleeping to synchronise
+    raise AssertionError(f"{path} did not appear")
+
+
+def test_sigint_twice_forces_exit(serve: Starter, tmp_path: Path) -> None:
+    server = serve(workers=1)
+    server.expected_exit = None
+    marker = tmp_path / "pid"
+    with connect(server.port) as sock:
+        sock.sendall(b"GET /sleep?s=30&f=%s HTTP/1.1\r\nHost: x\r\n\r\n" % str(marker).encode())
+        wait_for_file(marker)
+        server.send(signal.SIGINT)
+        server.wait_for("SIGINT: shutting down")
+        server.send(signal.SIGINT)
+        code = server.wait_exit(10)
+    assert code != 0
+    server.kill_group()
+
+
+def test_killed_worker_gives_502_to_its_request_only_and_is_replaced(
+    serve: Starter, tmp_path: Path
+) -> None:
+    server = serve(workers=2)
+    marker = tmp_path / "pid"
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            slow = pool.submit(client.get, f"/sleep?s=5&f={marker}")
+            victim = int(wait_for_file(marker))
+            fast = [pool.submit(client.get, "/echo") for _ in range(40)]
+            os.kill(victim, signal.SIGKILL)
+            assert slow.result().status_code == 502
+            assert all(f.result().status_code == 200 for f in fast)
+        server.wait_for(rf"worker \d \(pid {victim}\) was killed by SIGKILL")
+        deadline = time.monotonic() + 20
+        while len(worker_pids(server)) < 2 and time.monotonic() < deadline:
+            assert client.get("/echo").status_code == 200
+        after = worker_pids(server)
+        assert len(after) == 2
+        assert victim not in after
+        assert client.get("/echo").status_code == 200
+
+
+def test_unimportable_app_exits_3_with_one_line(serve: Starter) -> None:
+    server = serve("no_such_module:app", wait=False)
+    server.expected_exit = 3
+    assert server.wait_exit(30) == 3
+    server.kill_group()
+    errors = [line for line in server.stderr if line.strip()]
+    assert len(errors) == 1, server.logs()
+    assert "could not import 'no_such_module:app': No module named 'no_such_module'" in errors[0]
+    assert "Traceback" not in server.logs()
+
+
+def test_app_raising_at_import_exits_3(serve: Starter) -> None:
+    server = serve("crash_on_boot:app", wait=False)
+    server.expected_exit = 3
+    assert server.wait_exit(30) == 3
+    server.kill_group()
+    assert "RuntimeError: this app cannot start" in server.logs()
+    assert "Traceback" not in server.logs()
+
+
+def test_debug_log_level_shows_the_traceback(serve: Starter) -> None:
+    server = serve("crash_on_boot:app", "--log-level", "debug", wait=False, workers=1)
+    server.expected_exit = 3
+    assert server.wait_exit(30) == 3
+    server.kill_group()
+    assert "Traceback" in server.logs()
+
+
+def test_missing_attribute_and_not_callable(serve: Starter) -> None:
+    for app, reason in (
+        ("wsgi_echo:nope", "has no attribute 'nope'"),
+        ("wsgi_echo:json", "not callable"),
+    ):
+        server = serve(app, wait=False, workers=1)
+        server.expected_exit = 3
+        assert server.wait_exit(30) == 3
+        server.kill_group()
+        assert reason in server.logs()
+
+
+def test_lifespan_startup_failure_exits_3(serve: Starter) -> None:
+    server = serve("lifespan_fail:app", wait=False, workers=1)
+    server.expected_exit = 3
+    assert server.wait_exit(30) == 3
+    server.kill_group()
+    assert "lifespan startup failed: database unreachable" in server.logs()
+
+
+def test_bind_in_use_is_one_line_and_nonzero(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = Server(
+            [sys.executable, "-m", "swserve", "wsgi_echo:app", "--bind", f"127.0.0.1:{port}"]
+        )
+        try:
+            assert server.wait_exit(20) == 1
+        finally:
+            server.kill_group()
+        assert any(f"cannot listen on 127.0.0.1:{port}" in line for line in server.stderr)
+        assert "Traceback" not in server.logs()
+
+
+def test_unix_socket_bind(serve: Starter, tmp_path: Path) -> None:
+    path = tmp_path / "app.sock"
+    server = serve("wsgi_echo:app", "--bind", f"unix:{path}", workers=1)
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(str(path))
+        sock.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert ResponseReader(sock).read().status == 200
+    assert exchange(server.port, b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")[0].status == 200
+
+
+def test_idle_dispatch_sends_requests_past_a_busy_worker(serve: Starter) -> None:
+    server = serve(workers=2)
+    with (
+        httpx.Client(base_url=server.url, timeout=20) as client,
+        concurrent.futures.ThreadPoolExecutor(4) as pool,
+    ):
+        slow = pool.submit(client.get, "/sleep?s=3")
+        server_pids = worker_pids(server)
+        started = time.monotonic()
+        fast = [client.get("/pid") for _ in range(10)]
+        elapsed = time.monotonic() - started
+        assert all(r.status_code == 200 for r in fast)
+        assert elapsed < 2.5, "fast requests waited behind the slow one"
+        assert len({r.text for r in fast}) == 1  # all went to the one idle worker
+        assert int(fast[0].text) in server_pids
+        assert slow.result().status_code == 200
+
+
+def test_app_stdout_lines_are_whole_and_not_lost(serve: Starter) -> None:
+    server = serve(workers=2)
+    with (
+        httpx.Client(base_url=server.url, timeout=10) as client,
+        concurrent.futures.ThreadPoolExecutor(8) as pool,
+    ):
+        results = list(pool.map(lambda n: client.get(f"/print?n={n}").status_code, range(60)))
+    assert results == [200] * 60
+    for n in range(60):
+        server.wait_for(rf"^line from the app {n} x{{200}}$", stream="stdout")
+    lines = [line for line in server.stdout if line.startswith("line from the app")]
+    assert all(line.endswith("x" * 200) for line in lines)
+
+
+def test_sigterm_to_the_whole_process_group_stops_cleanly(serve: Starter) -> None:
+    """What systemd's KillMode=control-group and `kill -- -PGID` do."""
+    server = serve(workers=2)
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        assert client.get("/echo").status_code == 200
+    os.killpg(server.pid, signal.SIGTERM)
+    assert server.wait_exit(30) == 0, server.logs()
+    assert not any("died unexpectedly" in line for line in server.stderr)
