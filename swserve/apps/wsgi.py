@@ -176,10 +176,15 @@ class WSGIAdapter:
                     close()
                 except Exception:
                     log.exception("error closing the WSGI app's iterable")
+        # The response ends only after close(): the request is not done (and the
+        # worker not idle) until the app has cleaned up (Swoole marks IDLE after
+        # the callback returns).
+        if not response.ended:
+            response.end()
 
 
 class _Response:
-    __slots__ = ("flags", "head", "headers", "headers_sent", "no_body", "sink", "status")
+    __slots__ = ("ended", "flags", "head", "headers", "headers_sent", "no_body", "sink", "status")
 
     def __init__(self, sink: ResponseSink, head: bool) -> None:
         self.sink = sink
@@ -189,6 +194,7 @@ class _Response:
         self.headers = b""
         self.headers_sent = False
         self.no_body = head
+        self.ended = False
 
     def start_response(
         self, status: Any, headers: Any, exc_info: Any = None
@@ -258,6 +264,7 @@ class _Response:
                 # a HEAD response gets the length its GET would have (RFC 9110 §9.3.2)
                 self.headers += b"content-length: %d\r\n" % len(body)
                 self.flags |= serializer.HAS_CONTENT_LENGTH
+            self.ended = True
             self._send_start(body, True)
             return
         if isinstance(result, str | bytes):
@@ -273,6 +280,9 @@ class _Response:
                 self._send_start(data, False)
             elif not self.no_body:
                 self.sink.send_body(data, False)
+
+    def end(self) -> None:
+        self.ended = True
         if not self.headers_sent:
             if not self.flags & serializer.HAS_CONTENT_LENGTH and not self.no_body:
                 self.headers += b"content-length: 0\r\n"
@@ -282,6 +292,7 @@ class _Response:
             self.sink.send_body(b"", True)
 
     def fail(self) -> None:
+        self.ended = True
         if self.headers_sent:
             self.sink.send_abort()
         else:

@@ -108,12 +108,9 @@ class HttpConnection(asyncio.Protocol):
             self._maybe_continue()
 
     def eof_received(self) -> bool | None:
-        # A half-closed client may still read our responses: keep the transport
-        # open until they are written, then close.
-        if self.current is None and not self.pending:
-            return False
-        self.closing = True
-        return True
+        # A client that closes its side has gone away, as nginx and uvicorn also
+        # assume: its request is abandoned (the app sees http.disconnect).
+        return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True

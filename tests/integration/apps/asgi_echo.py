@@ -46,7 +46,7 @@ async def app(scope, receive, send):
     assert all(name == name.lower() for name, _ in scope["headers"])
     query = parse_qs(scope["query_string"].decode())
     path = scope["path"]
-    if path == "/scope":
+    if path.startswith("/scope"):
         data = {k: v for k, v in scope.items() if k not in ("headers", "state")}
         data["raw_path"] = scope["raw_path"].decode("latin-1")
         data["query_string"] = scope["query_string"].decode("latin-1")
