@@ -116,3 +116,14 @@ def test_parse_bind() -> None:
 def test_build_config_rejects_unknown() -> None:
     with pytest.raises(ConfigError, match="unknown setting"):
         build_config({"wokers": 2})
+
+
+def test_settings_page_is_current() -> None:
+    from pathlib import Path  # noqa: PLC0415
+
+    from swserve import settings_doc  # noqa: PLC0415
+
+    page = Path(__file__).parents[2] / "docs" / "settings.md"
+    assert page.read_text() == settings_doc.render(), (
+        "docs/settings.md is stale: run python -m swserve.settings_doc > docs/settings.md"
+    )
