@@ -119,9 +119,9 @@ def test_build_config_rejects_unknown() -> None:
 
 
 def test_settings_page_is_current() -> None:
-    from pathlib import Path  # noqa: PLC0415
+    from pathlib import Path
 
-    from swserve import settings_doc  # noqa: PLC0415
+    from swserve import settings_doc
 
     page = Path(__file__).parents[2] / "docs" / "settings.md"
     assert page.read_text() == settings_doc.render(), (
