@@ -15,6 +15,40 @@ from typing import cast
 from swserve.ipc.framing import Frame, FrameDecoder
 
 
+class BatchWriter:
+    """Coalesces the frames written during one loop iteration into one ``writelines``.
+
+    Under load a reactor dispatches many requests per iteration (and an ASGI
+    worker finishes many responses); one writev instead of one write each cut
+    the CPU per request measured in loadtests/ (see the commit message).
+    """
+
+    __slots__ = ("_loop", "_out", "transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport = transport
+        self._loop = loop
+        self._out: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        out = self._out
+        if not out:
+            self._loop.call_soon(self.flush)
+        out.append(data)
+
+    def writelines(self, data: list[bytes]) -> None:
+        if not self._out:
+            self._loop.call_soon(self.flush)
+        self._out.extend(data)
+
+    def flush(self) -> None:
+        out = self._out
+        if out:
+            self._out = []
+            if not self.transport.is_closing():
+                self.transport.writelines(out)
+
+
 class AsyncChannel(asyncio.Protocol):
     def __init__(
         self, on_frames: Callable[[list[Frame]], None], on_lost: Callable[[], None]
@@ -25,9 +59,9 @@ class AsyncChannel(asyncio.Protocol):
         self._paused: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(
-            asyncio.Transport, transport
-        )  # uvloop's transports are not subclasses
+        # uvloop's transports are not subclasses of asyncio.Transport
+        self.transport = cast(asyncio.Transport, transport)
+        self.writer = BatchWriter(self.transport, asyncio.get_running_loop())
 
     def data_received(self, data: bytes) -> None:
         self._on_frames(self.decoder.feed(data))
@@ -50,4 +84,4 @@ class AsyncChannel(asyncio.Protocol):
         return paused if paused is not None and not paused.done() else None
 
     def write(self, data: bytes) -> None:
-        self.transport.write(data)
+        self.writer.write(data)

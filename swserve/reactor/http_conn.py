@@ -70,9 +70,8 @@ class HttpConnection(asyncio.Protocol):
     # -- asyncio callbacks ----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(
-            asyncio.Transport, transport
-        )  # uvloop's transports are not subclasses
+        # uvloop's transports are not subclasses of asyncio.Transport
+        self.transport = cast(asyncio.Transport, transport)
         client = transport.get_extra_info("peername")
         server = transport.get_extra_info("sockname")
         self.prefix = conn_prefix(

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, cast
 
 from swserve.errors import IPCError
 from swserve.ipc import codec, framing
+from swserve.ipc.channel_async import BatchWriter
 from swserve.reactor.dispatcher import WorkerSlot
 
 if TYPE_CHECKING:
@@ -45,9 +46,9 @@ class WorkerLink(asyncio.Protocol):
         self.inflight: dict[tuple[int, int], HttpConnection] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(
-            asyncio.Transport, transport
-        )  # uvloop's transports are not subclasses
+        # uvloop's transports are not subclasses of asyncio.Transport
+        self.transport = cast(asyncio.Transport, transport)
+        self.writer = BatchWriter(self.transport, asyncio.get_running_loop())
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -124,9 +125,7 @@ class WorkerLink(asyncio.Protocol):
             payload = codec.encode_request(
                 req.method, req.target, req.version, conn.prefix, req.headers, body
             )
-            self.transport.write(
-                framing.encode(framing.REQUEST, 0, conn.session, conn.seq, payload)
-            )
+            self.writer.write(framing.encode(framing.REQUEST, 0, conn.session, conn.seq, payload))
             return
         view = memoryview(body)
         payload = codec.encode_request(
@@ -137,11 +136,11 @@ class WorkerLink(asyncio.Protocol):
             part = bytes(view[start : start + limit])
             more = framing.MORE if start + limit < len(body) else 0
             frames.append(framing.encode(framing.REQUEST_BODY, more, conn.session, conn.seq, part))
-        self.transport.writelines(frames)
+        self.writer.writelines(frames)
 
     def send_disconnect(self, conn: HttpConnection) -> None:
         if not self.transport.is_closing():
-            self.transport.write(framing.encode(framing.DISCONNECT, 0, conn.session, conn.seq))
+            self.writer.write(framing.encode(framing.DISCONNECT, 0, conn.session, conn.seq))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.reactor.on_worker_lost(self)

@@ -101,6 +101,7 @@ class ASGIWorker:
         if self.tasks:
             await asyncio.wait(self.tasks)
         await self.lifespan.shutdown()
+        self.channel.writer.flush()
         self.channel.transport.close()
         return EXIT_OK
 
