@@ -46,20 +46,30 @@ class Manager:
     # -- process mechanics ---------------------------------------------------------------
 
     def spawn(self, worker_id: int) -> None:
+        # Signals are blocked across fork(): a SIGTERM that reaches the child before
+        # it has reset our handlers would otherwise run the manager's no-op handler
+        # and be lost, leaving a worker that ignores the stop.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
         pid = -1
-        while pid == -1:
-            try:
-                pid = os.fork()
-            except OSError as exc:  # EAGAIN/ENOMEM: as Swoole does, retry every 100 ms
-                log.error("cannot fork worker %d: %s; retrying", worker_id, exc)
-                time.sleep(0.1)
-        if pid == 0:
-            self._become_worker(worker_id)
+        try:
+            while pid == -1:
+                try:
+                    pid = os.fork()
+                except OSError as exc:  # EAGAIN/ENOMEM: as Swoole does, retry every 100 ms
+                    log.error("cannot fork worker %d: %s; retrying", worker_id, exc)
+                    time.sleep(0.1)
+            if pid == 0:
+                self._become_worker(worker_id, blocked)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         self.workers[pid] = worker_id
 
-    def _become_worker(self, worker_id: int) -> None:
+    def _become_worker(self, worker_id: int, mask: set[int | signal.Signals]) -> None:
         code = EXIT_ERROR
         try:
+            for sig in _HANDLED:
+                signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a pending SIGTERM now ends us
             signal.set_wakeup_fd(-1)
             self._selector.close()
             self._wake_r.close()
