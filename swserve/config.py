@@ -185,6 +185,63 @@ class Config:
         section="Processes",
         help="Seconds that in-flight requests get to finish on shutdown before workers are killed.",
     )
+    max_requests: int = setting(
+        0,
+        kind="int",
+        section="Worker life cycle",
+        help="Recycle a worker after this many requests (0: never), to bound slow memory "
+        "leaks. Its replacement is started and ready before it stops taking requests.",
+    )
+    max_requests_jitter: int = setting(
+        -1,
+        kind="int",
+        section="Worker life cycle",
+        default_doc="half of --max-requests",
+        help="Each worker's own limit is --max-requests plus a random 0..J, so workers "
+        "started together do not recycle together (Swoole's rule).",
+    )
+    max_worker_memory: int = setting(
+        0,
+        kind="int",
+        section="Worker life cycle",
+        metavar="MIB",
+        help="Recycle a worker whose resident memory passes this many MiB (0: never); "
+        "checked by the manager every second.",
+    )
+    max_worker_lifetime: float = setting(
+        0.0,
+        kind="float",
+        section="Worker life cycle",
+        help="Recycle a worker older than this many seconds, plus up to 10% jitter (0: never).",
+    )
+    max_wait_time: float = setting(
+        30.0,
+        kind="float",
+        section="Worker life cycle",
+        help="Seconds a retiring worker gets to finish its in-flight requests before it is "
+        "killed (Swoole's max_wait_time); its unfinished requests then get 502.",
+    )
+    max_concurrent_recycles: int = setting(
+        1,
+        kind="int",
+        section="Worker life cycle",
+        help="Workers replaced at the same time during recycling and reloads.",
+    )
+    reload_mode: str = setting(
+        "async",
+        kind="choice",
+        choices=("async", "sync"),
+        section="Worker life cycle",
+        help="async: a replacement is started and ready before the old worker retires; "
+        "sync: one worker at a time, the next only after the previous one exited.",
+    )
+    timeout: float = setting(
+        0.0,
+        kind="float",
+        section="Worker life cycle",
+        help="Seconds a request may run in a worker (0: no limit). Past it the client gets "
+        "504; a WSGI worker is replaced, an ASGI request is cancelled.",
+    )
     http: str = setting(
         "auto",
         kind="choice",
@@ -220,6 +277,10 @@ class Config:
         section="Logging",
         help="Write the listening addresses to this file once every worker is ready.",
     )
+
+    @property
+    def jitter(self) -> int:
+        return self.max_requests // 2 if self.max_requests_jitter < 0 else self.max_requests_jitter
 
     @property
     def binds(self) -> tuple[str, ...]:
@@ -265,6 +326,13 @@ _CHECKS: Final[tuple[tuple[str, Callable[[Any], bool], str], ...]] = (
     ("keep_alive", lambda v: v >= 0, "must not be negative"),
     ("graceful_timeout", lambda v: v >= 0, "must not be negative"),
     ("max_body_size", lambda v: v >= 0, "must not be negative"),
+    ("max_requests", lambda v: v >= 0, "must not be negative"),
+    ("max_requests_jitter", lambda v: v >= -1, "must not be negative"),
+    ("max_worker_memory", lambda v: v >= 0, "must not be negative"),
+    ("max_worker_lifetime", lambda v: v >= 0, "must not be negative"),
+    ("max_wait_time", lambda v: v >= 0, "must not be negative"),
+    ("max_concurrent_recycles", lambda v: v >= 1, "must be at least 1"),
+    ("timeout", lambda v: v >= 0, "must not be negative"),
 )
 
 

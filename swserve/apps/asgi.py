@@ -199,6 +199,12 @@ class RequestCycle:
     async def run(self, app: ASGIApp, scope: Scope) -> None:
         try:
             await app(scope, self.receive, self.send)
+        except asyncio.CancelledError:
+            log.warning("cancelled %s %s (ran past --timeout)", scope["method"], scope["path"])
+            if not self.ended:
+                self.ended = True
+                self.sink.send_abort()  # frees the worker's slot in the reactor
+            return
         except Exception:
             log.exception("error in ASGI app handling %s %s", scope["method"], scope["path"])
             self._fail()

@@ -47,6 +47,8 @@ RESPONSE_START: Final = 6  # W→R  status, headers, maybe body; flags END and s
 RESPONSE_BODY: Final = 7  # W→R  body bytes; flag END on the last
 DISCONNECT: Final = 8  # R→W  the client of this request went away
 STOPPING: Final = 9  # W→R  the worker is retiring: dispatch it nothing more
+STOP: Final = 10  # R→W  you are drained and retired: finish and exit
+CANCEL: Final = 11  # R→W  this request ran past --timeout: cancel it (ASGI)
 
 FRAME_NAMES: Final = {
     HELLO: "HELLO",
@@ -58,6 +60,8 @@ FRAME_NAMES: Final = {
     RESPONSE_BODY: "RESPONSE_BODY",
     DISCONNECT: "DISCONNECT",
     STOPPING: "STOPPING",
+    STOP: "STOP",
+    CANCEL: "CANCEL",
 }
 
 # Flags.  MORE/END belong to request/response streams; the low nibble of a

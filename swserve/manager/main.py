@@ -1,14 +1,35 @@
-"""The manager process: start the pool, wait for exits, respawn, stop on command.
+"""The manager process: forks workers and carries out the supervisor's decisions.
 
 Forked by the master before any thread exists (forking a threaded process is
 unsafe), it forks every worker, so the application is imported only in
-workers, and new code is loaded by each new worker.
+workers and each new worker loads the code as it is on disk now.  The
+decisions (respawn, recycle, reload, halt) are made by the sans-IO
+:class:`~swserve.manager.policy.Supervisor`; this shell forks, signals,
+reaps and talks to the master.
 
-Control: the master sends lines over a socketpair (``stop``); the manager
-reports each worker exit as ``exit ID PID CODE SIGNAL``, and a SIGTERM it
-received as ``term`` (the master then stops the server gracefully).  EOF on that socket
-means the master died: stop every worker at once.
+Control lines over the socketpair with the master:
 
+===========================  ==========================================================
+master → manager             meaning
+===========================  ==========================================================
+``stop``                     stop every worker (SIGTERM, SIGKILL after the grace)
+``ready PID``                that worker's app is loaded: it serves
+``recycle PID REASON``       replace that worker (max-requests, …)
+``timeout PID``              a request on it ran past --timeout: stop and replace it
+``reload``                   replace every worker (SIGHUP/SIGUSR1 to the master)
+``scale +1`` / ``scale -1``  SIGTTIN / SIGTTOU to the master
+===========================  ==========================================================
+
+===========================  ==========================================================
+manager → master             meaning
+===========================  ==========================================================
+``retire PID REASON``        stop dispatching to PID, drain it, send it STOP
+``exit SLOT PID CODE SIG``   a worker exited (CODE -1 when killed by signal SIG)
+``halt CODE MESSAGE``        stop the server with this exit code (boot failures)
+``term``                     the manager got SIGTERM: the master stops the server
+===========================  ==========================================================
+
+EOF on the socket means the master died: every worker is stopped at once.
 Signals only enqueue (``signal.set_wakeup_fd``): the loop does the work.
 """
 
@@ -18,19 +39,37 @@ import contextlib
 import errno
 import logging
 import os
+import random
 import selectors
 import signal
 import socket
 import time
 
 from swserve.config import Config
-from swserve.errors import EXIT_APP_LOAD, EXIT_ERROR, EXIT_OK
+from swserve.errors import EXIT_ERROR, EXIT_OK
 from swserve.manager import policy
 from swserve.procname import set_title
 
 log = logging.getLogger("swserve.error")
 
 _HANDLED = (signal.SIGTERM, signal.SIGCHLD, signal.SIGQUIT)
+TICK = 0.5  # seconds between supervision ticks (escalation, memory and age checks)
+
+
+def exit_status(status: int) -> tuple[int | None, int | None]:
+    """A ``waitpid`` status → (exit code, None) or (None, signal)."""
+    if os.WIFSIGNALED(status):
+        return None, os.WTERMSIG(status)
+    return os.waitstatus_to_exitcode(status), None
+
+
+def rss_mib(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            pages = int(f.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    return pages * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
 
 
 class Manager:
@@ -38,14 +77,39 @@ class Manager:
         self.config = config
         self.ipc_path = ipc_path
         self.control = control
-        self.workers: dict[int, int] = {}  # pid → worker id
-        self.expected: set[int] = set()  # pids we signalled on purpose
-        self.stopping = False
+        self.supervisor = policy.Supervisor(
+            config.workers,
+            max_concurrent=config.max_concurrent_recycles,
+            max_wait=config.max_wait_time,
+            kill_grace=config.graceful_timeout,
+            reload_mode=config.reload_mode,
+        )
+        # per-worker lifetime limit with up to 10% jitter, decided at spawn
+        self.lifetimes: dict[int, float] = {}
         self._control_buf = b""
+        self._halted = False
 
-    # -- process mechanics ---------------------------------------------------------------
+    # -- actions ---------------------------------------------------------------------------
 
-    def spawn(self, worker_id: int) -> None:
+    def apply(self, actions: list[policy.Action]) -> None:
+        for action in actions:
+            if isinstance(action, policy.Spawn):
+                self.spawn(action.slot)
+            elif isinstance(action, policy.Retire):
+                self._tell(f"retire {action.pid} {action.reason}")
+            elif isinstance(action, policy.Kill):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(action.pid, action.sig)
+            elif isinstance(action, policy.Reloaded):
+                self._tell("reloaded")
+            elif isinstance(action, policy.Halt):
+                if not self._halted:
+                    self._halted = True
+                    self._tell(f"halt {action.code} {action.message}")
+            else:
+                getattr(log, action.level)("%s", action.message)
+
+    def spawn(self, slot: int) -> None:
         # Signals are blocked across fork(): a SIGTERM that reaches the child before
         # it has reset our handlers would otherwise run the manager's no-op handler
         # and be lost, leaving a worker that ignores the stop.
@@ -56,15 +120,19 @@ class Manager:
                 try:
                     pid = os.fork()
                 except OSError as exc:  # EAGAIN/ENOMEM: as Swoole does, retry every 100 ms
-                    log.error("cannot fork worker %d: %s; retrying", worker_id, exc)
+                    log.error("cannot fork worker %d: %s; retrying", slot, exc)
                     time.sleep(0.1)
             if pid == 0:
-                self._become_worker(worker_id, blocked)
+                self._become_worker(slot, blocked)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-        self.workers[pid] = worker_id
+        now = time.monotonic()
+        self.supervisor.spawned(slot, pid, now)
+        if self.config.max_worker_lifetime:
+            limit = self.config.max_worker_lifetime
+            self.lifetimes[pid] = now + limit + random.uniform(0, limit / 10)  # noqa: S311
 
-    def _become_worker(self, worker_id: int, mask: set[int | signal.Signals]) -> None:
+    def _become_worker(self, slot: int, mask: set[int | signal.Signals]) -> None:
         code = EXIT_ERROR
         try:
             for sig in _HANDLED:
@@ -77,9 +145,9 @@ class Manager:
             self.control.close()
             from swserve.worker.main import run
 
-            code = run(self.config, worker_id, self.ipc_path)
+            code = run(self.config, slot, self.ipc_path)
         except BaseException:
-            log.exception("worker %d crashed", worker_id)
+            log.exception("worker %d crashed", slot)
         finally:
             os._exit(code)
 
@@ -91,23 +159,13 @@ class Manager:
                 return
             if pid == 0:
                 return
-            worker_id = self.workers.pop(pid, None)
-            if worker_id is None:
+            worker = self.supervisor.workers.get(pid)
+            if worker is None:
                 continue
-            ex = policy.from_status(worker_id, pid, status, pid in self.expected)
-            self.expected.discard(pid)
-            action = policy.decide(ex, stopping=self.stopping)
-            if action == policy.HALT_BOOT or ex.code == EXIT_APP_LOAD:
-                log.debug("%s", policy.describe(ex))  # the master prints the reason once
-            elif ex.code == 0:
-                log.info("%s", policy.describe(ex))
-            elif action == policy.RESPAWN or not ex.expected:
-                log.warning("%s", policy.describe(ex))
-            self._tell(
-                f"exit {worker_id} {pid} {ex.code if ex.code is not None else -1} {ex.signal or 0}"
-            )
-            if action == policy.RESPAWN:
-                self.spawn(worker_id)
+            code, sig = exit_status(status)
+            self.lifetimes.pop(pid, None)
+            self._tell(f"exit {worker.slot} {pid} {code if code is not None else -1} {sig or 0}")
+            self.apply(self.supervisor.exited(pid, code, sig, time.monotonic()))
 
     def _tell(self, line: str) -> None:
         with contextlib.suppress(OSError):
@@ -117,8 +175,15 @@ class Manager:
 
     def run(self) -> int:
         set_title("swserve: manager")
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the master's to handle
-        for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGTTIN, signal.SIGTTOU):
+        # Ctrl-C and reload/scale signals are the master's to handle
+        for sig in (
+            signal.SIGINT,
+            signal.SIGHUP,
+            signal.SIGUSR1,
+            signal.SIGUSR2,
+            signal.SIGTTIN,
+            signal.SIGTTOU,
+        ):
             signal.signal(sig, signal.SIG_IGN)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -129,15 +194,28 @@ class Manager:
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._wake_r, selectors.EVENT_READ, "signal")
         self._selector.register(self.control, selectors.EVENT_READ, "control")
-        for worker_id in range(1, self.config.workers + 1):
-            self.spawn(worker_id)
-        while not self.stopping:
-            for key, _ in self._selector.select(timeout=1.0):
+        self.apply(self.supervisor.start())
+        while not self.supervisor.stopping:
+            for key, _ in self._selector.select(timeout=TICK):
                 if key.data == "signal":
                     self._on_signals()
                 else:
                     self._on_control()
+            self._tick()
         return self.stop_all()
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        sup = self.supervisor
+        actions = sup.tick(now)
+        for worker in sup.serving():
+            pid = worker.pid
+            if pid in self.lifetimes and now >= self.lifetimes[pid]:
+                del self.lifetimes[pid]
+                actions += sup.recycle(pid, "lifetime", now)
+            elif self.config.max_worker_memory and rss_mib(pid) > self.config.max_worker_memory:
+                actions += sup.recycle(pid, "memory", now)
+        self.apply(actions)
 
     def _on_signals(self) -> None:
         try:
@@ -153,50 +231,64 @@ class Manager:
                 # passed on to it rather than acted on here.
                 self._tell("term")
             elif signum == signal.SIGQUIT:
-                self.stopping = True
+                self.supervisor.stop()
 
     def _on_control(self) -> None:
         try:
-            data = self.control.recv(4096)
+            data = self.control.recv(65536)
         except OSError as exc:
             if exc.errno in (errno.EAGAIN, errno.EINTR):
                 return
             data = b""
         if not data:
             log.debug("the master is gone: stopping the workers")
-            self.stopping = True
+            self.supervisor.stop()
             return
         self._control_buf += data
         *lines, self._control_buf = self._control_buf.split(b"\n")
-        for line in lines:
-            if line == b"stop":
-                self.stopping = True
+        now = time.monotonic()
+        sup = self.supervisor
+        for raw in lines:
+            parts = raw.decode().split()
+            if not parts:
+                continue
+            command = parts[0]
+            if command == "stop":
+                sup.stop()
+            elif command == "ready":
+                self.apply(sup.ready(int(parts[1]), now))
+            elif command == "recycle":
+                self.apply(sup.recycle(int(parts[1]), parts[2], now))
+            elif command == "timeout":
+                self.apply(sup.timed_out(int(parts[1]), now))
+            elif command == "reload":
+                self.apply(sup.reload(now))
+            elif command == "scale":
+                self.apply(sup.scale(int(parts[1]), now))
 
     def stop_all(self) -> int:
         """SIGTERM every worker, wait up to the graceful timeout, then SIGKILL the rest."""
-        self.stopping = True
-        for pid in self.workers:
-            self.expected.add(pid)
+        sup = self.supervisor
+        sup.stop()
+        for pid in list(sup.workers):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + self.config.graceful_timeout
-        while self.workers and time.monotonic() < deadline:
+        while sup.workers and time.monotonic() < deadline:
             self._selector.select(timeout=min(0.5, max(0.0, deadline - time.monotonic())))
             with contextlib.suppress(BlockingIOError):
                 self._wake_r.recv(512)
             self.reap()
-        for pid in list(self.workers):
-            log.warning(
-                "worker %d (pid %d) did not stop in time: killing it", self.workers[pid], pid
-            )
+        for pid, worker in list(sup.workers.items()):
+            log.warning("worker %d (pid %d) did not stop in time: killing it", worker.slot, pid)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        while self.workers:
-            with contextlib.suppress(ChildProcessError):
+        while sup.workers:
+            try:
                 pid, _ = os.waitpid(-1, 0)
-                self.workers.pop(pid, None)
-                continue
-            break
+            except ChildProcessError:
+                break
+            sup.workers.pop(pid, None)
         return EXIT_OK
 
 

@@ -1,39 +1,135 @@
-"""Sans-IO supervision decisions: how to describe a worker's exit, and what to do next.
+"""Sans-IO supervision: worker events and a clock in, actions out.
 
-No I/O, no clock reads: the manager shell passes in what it saw.
+The manager shell feeds this module what it saw (a worker spawned, became
+ready, exited; a recycle or reload was asked for; time passed) and carries
+out the actions it returns.  No I/O, no clock reads: ``now`` is passed in,
+so recycling, reload and crash-loop rules are unit-tested with a fake clock.
+
+Theory of operation
+-------------------
+Every worker is a :class:`Worker` keyed by pid and carries a *slot* (its
+1-based worker id).  A worker is replaced the async way (Swoole's
+``reload_async``)::
+
+    recycle(old) ──► Spawn(slot, replaces=old) ──► ready(new) ──► Retire(old)
+                                                                   │
+          exited(old) ◄── the reactor drained old and sent it STOP ┘
+                      (or Kill(old) once max_wait_time has passed)
+
+so capacity never drops below ``workers``.  At most ``max_concurrent``
+replacements run at once; the rest wait in ``queue``.  A reload queues every
+worker of the current generation; with ``reload_mode="sync"`` a worker is
+retired first and its replacement spawned only after it exited (one at a
+time, capacity drops by one).
+
+A replacement that exits without ever being ready is a *boot failure*: the
+replacement is abandoned and the old worker keeps serving (a reload with
+broken code changes nothing).  During start-up, or for a worker that crashed
+and whose respawn fails to boot ``CRASH_LOOP`` times in a row, a boot failure
+halts the server with exit code 3.
 """
 
 from __future__ import annotations
 
+import collections
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from swserve.errors import EXIT_APP_LOAD
 
-RESPAWN: Final = "respawn"
-HALT_BOOT: Final = "halt-boot"  # the app cannot load: stop the server with exit code 3
-FORGET: Final = "forget"  # we are stopping, or we retired it on purpose
+CRASH_LOOP: Final = 5  # consecutive boot failures of one slot that stop the server
+
+
+# -- actions ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Spawn:
+    slot: int
+    reason: str = "start"
+
+
+@dataclass(frozen=True, slots=True)
+class Retire:
+    """Ask the reactor to stop dispatching to ``pid``, drain it and send it STOP."""
+
+    pid: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Kill:
+    pid: int
+    sig: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Halt:
+    code: int
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    level: str  # "info" | "warning" | "error"
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reloaded:
+    """Every worker of the reload's generation has been replaced."""
+
+
+Action = Spawn | Retire | Kill | Halt | Log | Reloaded
+
+
+# -- state -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Worker:
+    slot: int
+    pid: int
+    generation: int
+    spawned_at: float
+    ready: bool = False
+    replaces: int | None = None  # pid of the worker this one replaces, once ready
+    reason: str = "start"  # why it was spawned
+    retiring: str = ""  # the reason, once asked to retire
+    retire_at: float = 0.0
+    killed: bool = False
+    requests: int = 0
+
+
+@dataclass(slots=True)
+class Stats:
+    """Counters for the summary lines (and, later, metrics)."""
+
+    spawned: int = 0
+    recycled: collections.Counter[str] = field(default_factory=collections.Counter)
+    crashes: int = 0
+    reloads: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Exit:
-    worker_id: int
+    slot: int
     pid: int
     code: int | None  # exit code, or None if killed by a signal
     signal: int | None
-    expected: bool  # we sent the signal or asked it to stop
+    expected: bool  # we retired it or signalled it on purpose
 
 
 def describe(ex: Exit) -> str:
     """One log line for a worker's exit, naming the signal and guessing OOM for a stray SIGKILL."""
-    who = f"worker {ex.worker_id} (pid {ex.pid})"
+    who = f"worker {ex.slot} (pid {ex.pid})"
     if ex.signal is not None:
-        name = (
-            signal.Signals(ex.signal).name
-            if ex.signal in signal.Signals.__members__.values()
-            else str(ex.signal)
-        )
+        try:
+            name = signal.Signals(ex.signal).name
+        except ValueError:
+            name = f"signal {ex.signal}"
         line = f"{who} was killed by {name}"
         if ex.signal == signal.SIGKILL and not ex.expected:
             line += " (perhaps out of memory?)"
@@ -41,18 +137,270 @@ def describe(ex: Exit) -> str:
     return f"{who} exited with code {ex.code}"
 
 
-def decide(ex: Exit, *, stopping: bool) -> str:
-    if stopping or ex.expected:
-        return FORGET
-    if ex.code == EXIT_APP_LOAD:
-        return HALT_BOOT
-    return RESPAWN
+class Supervisor:
+    def __init__(
+        self,
+        workers: int,
+        *,
+        max_concurrent: int = 1,
+        max_wait: float = 30.0,
+        kill_grace: float = 30.0,
+        reload_mode: str = "async",
+    ) -> None:
+        self.target = workers
+        self.max_concurrent = max(1, max_concurrent)
+        self.max_wait = max_wait
+        self.kill_grace = kill_grace
+        self.reload_mode = reload_mode
+        self.workers: dict[int, Worker] = {}  # pid → worker
+        self.queue: collections.deque[tuple[int, str]] = collections.deque()  # (pid, reason)
+        # spawns asked for whose pid is not known yet: (slot, replaces, reason)
+        self.pending_spawns: list[tuple[int, int | None, str]] = []
+        self.generation = 1
+        self.started = False  # every first-generation worker has been ready once
+        self.stopping = False
+        self.reloading = False
+        self.boot_failures: collections.Counter[int] = collections.Counter()  # slot → in a row
+        self.stats = Stats()
 
+    # -- queries ---------------------------------------------------------------------------
 
-def from_status(worker_id: int, pid: int, status: int, expected: bool) -> Exit:
-    """Build an Exit from a ``waitpid`` status (the os.W* macros are pure functions)."""
-    import os
+    def by_slot(self, slot: int) -> list[Worker]:
+        return [w for w in self.workers.values() if w.slot == slot]
 
-    if os.WIFSIGNALED(status):
-        return Exit(worker_id, pid, None, os.WTERMSIG(status), expected)
-    return Exit(worker_id, pid, os.waitstatus_to_exitcode(status), None, expected)
+    def serving(self) -> list[Worker]:
+        return [w for w in self.workers.values() if w.ready and not w.retiring]
+
+    def in_progress(self) -> int:
+        """Replacements under way: spawned but not ready, or retiring."""
+        under_way = sum(1 for w in self.workers.values() if w.replaces is not None or w.retiring)
+        return under_way + sum(1 for _, replaces, _ in self.pending_spawns if replaces is not None)
+
+    # -- events ------------------------------------------------------------------------------
+
+    def start(self) -> list[Action]:
+        actions: list[Action] = []
+        for slot in range(1, self.target + 1):
+            actions += self._spawn(slot, None, "start")
+        return actions
+
+    def spawned(self, slot: int, pid: int, now: float) -> None:
+        replaces: int | None = None
+        reason = "start"
+        for i, (pending_slot, pending_replaces, pending_reason) in enumerate(self.pending_spawns):
+            if pending_slot == slot:
+                del self.pending_spawns[i]
+                replaces, reason = pending_replaces, pending_reason
+                break
+        self.workers[pid] = Worker(
+            slot, pid, self.generation, now, replaces=replaces, reason=reason
+        )
+        self.stats.spawned += 1
+
+    def ready(self, pid: int, now: float) -> list[Action]:
+        worker = self.workers.get(pid)
+        if worker is None or worker.ready:
+            return []
+        worker.ready = True
+        self.boot_failures[worker.slot] = 0
+        actions: list[Action] = []
+        if (
+            not self.started
+            and all(w.ready for w in self.workers.values())
+            and not self.pending_spawns
+        ):
+            self.started = True
+        old_pid, worker.replaces = worker.replaces, None
+        if old_pid is not None and old_pid in self.workers:
+            actions += self._retire(self.workers[old_pid], worker.reason, now)
+        actions += self._next(now)
+        return actions
+
+    def exited(self, pid: int, code: int | None, sig: int | None, now: float) -> list[Action]:
+        worker = self.workers.pop(pid, None)
+        if worker is None:
+            return []
+        expected = bool(worker.retiring) or worker.killed or self.stopping
+        ex = Exit(worker.slot, pid, code, sig, expected)
+        actions: list[Action] = []
+        if self.stopping:
+            if code not in (0, None, EXIT_APP_LOAD):  # the master prints boot errors
+                actions.append(Log("warning", describe(ex)))
+            return actions
+        if worker.retiring:
+            if code not in (0, None) or (sig is not None and not worker.killed):
+                actions.append(Log("warning", describe(ex)))
+            self.stats.recycled[worker.retiring] += 1
+            if worker.retiring == "reload-sync":
+                # a sync reload replaces a worker only after it has exited
+                actions += self._spawn(worker.slot, None, worker.retiring)
+            actions += self._next(now)
+            return actions
+        if not worker.ready:
+            return actions + self._boot_failure(worker, ex)
+        # a serving worker died on its own
+        self.stats.crashes += 1
+        actions.append(Log("warning", describe(ex)))
+        # a replacement that was on its way for it no longer replaces anything
+        for other in self.workers.values():
+            if other.replaces == pid:
+                other.replaces = None
+        self.queue = collections.deque((p, r) for p, r in self.queue if p != pid)
+        if len(self.by_slot(worker.slot)) == 0 and worker.slot <= self.target:
+            actions += self._spawn(worker.slot, None, "crash")
+        actions += self._next(now)
+        return actions
+
+    def _boot_failure(self, worker: Worker, ex: Exit) -> list[Action]:
+        actions: list[Action] = []
+        reason = "the app failed to load" if ex.code == EXIT_APP_LOAD else describe(ex)
+        if not self.started:
+            return [Halt(EXIT_APP_LOAD, f"worker {worker.slot} failed to boot: {reason}")]
+        if worker.replaces is not None:
+            # a replacement with broken code: abandon it and everything queued
+            self.queue.clear()
+            self.reloading = False
+            actions.append(
+                Log(
+                    "error",
+                    f"worker {worker.slot} (pid {worker.pid}) failed to boot ({reason}); "
+                    "the reload or recycle is abandoned and the running workers keep serving "
+                    "the old code",
+                )
+            )
+            return actions
+        self.boot_failures[worker.slot] += 1
+        if self.boot_failures[worker.slot] >= CRASH_LOOP:
+            return [
+                Halt(
+                    EXIT_APP_LOAD,
+                    f"worker {worker.slot} failed to boot {CRASH_LOOP} times in a row ({reason}): "
+                    "stopping instead of respawning forever",
+                )
+            ]
+        actions.append(
+            Log("warning", f"worker {worker.slot} failed to boot ({reason}); respawning")
+        )
+        if len(self.by_slot(worker.slot)) == 0 and worker.slot <= self.target:
+            actions += self._spawn(worker.slot, None, "crash")
+        return actions
+
+    def recycle(self, pid: int, reason: str, now: float) -> list[Action]:
+        worker = self.workers.get(pid)
+        if worker is None or not worker.ready or worker.retiring or self.stopping:
+            return []
+        if any(p == pid for p, _ in self.queue):
+            return []
+        if any(w.replaces == pid for w in self.workers.values()):
+            return []
+        self.queue.append((pid, reason))
+        return self._next(now)
+
+    def reload(self, now: float) -> list[Action]:
+        if self.stopping:
+            return []
+        if self.reloading:
+            return [Log("info", "a reload is already running: this one is coalesced into it")]
+        self.reloading = True
+        self.generation += 1
+        self.stats.reloads += 1
+        reason = "reload-sync" if self.reload_mode == "sync" else "reload"
+        for worker in sorted(self.workers.values(), key=lambda w: w.slot):
+            queued = any(p == worker.pid for p, _ in self.queue)
+            if worker.generation < self.generation and not worker.retiring and not queued:
+                self.queue.append((worker.pid, reason))
+        actions: list[Action] = [
+            Log("info", f"reloading {len(self.queue)} worker(s) ({self.reload_mode})")
+        ]
+        return actions + self._next(now)
+
+    def timed_out(self, pid: int, now: float) -> list[Action]:
+        """A request ran past --timeout on ``pid``: replace it now, stop it (TERM, then KILL)."""
+        worker = self.workers.get(pid)
+        if worker is None or self.stopping or worker.killed:
+            return []
+        worker.retiring = "timeout"
+        worker.retire_at = now
+        worker.killed = True
+        self.queue = collections.deque((p, r) for p, r in self.queue if p != pid)
+        actions: list[Action] = [Kill(pid, signal.SIGTERM, "timeout")]
+        if worker.slot <= self.target:
+            actions += self._spawn(worker.slot, None, "timeout")
+        return actions
+
+    def scale(self, delta: int, now: float) -> list[Action]:
+        if self.stopping:
+            return []
+        if delta > 0:
+            self.target += 1
+            return self._spawn(self.target, None, "scale-up")
+        if self.target <= 1:
+            return [Log("warning", "SIGTTOU: already at one worker")]
+        slot = self.target
+        self.target -= 1
+        self.pending_spawns = [p for p in self.pending_spawns if p[0] != slot]
+        actions: list[Action] = []
+        for worker in self.by_slot(slot):
+            self.queue = collections.deque((p, r) for p, r in self.queue if p != worker.pid)
+            worker.replaces = None
+            actions += self._retire(worker, "scale-down", now)
+        return actions
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.queue.clear()
+
+    def tick(self, now: float) -> list[Action]:
+        """Escalate: a retiring worker past max_wait is killed; a TERMed one past the grace, too."""
+        actions: list[Action] = []
+        for worker in list(self.workers.values()):
+            if not worker.retiring:
+                continue
+            if worker.killed and worker.retiring == "timeout":
+                if now - worker.retire_at >= self.kill_grace:
+                    worker.retire_at = float("inf")
+                    actions.append(Kill(worker.pid, signal.SIGKILL, "timeout"))
+            elif not worker.killed and now - worker.retire_at >= self.max_wait:
+                worker.killed = True
+                actions.append(
+                    Log(
+                        "warning",
+                        f"worker {worker.slot} (pid {worker.pid}) did not finish its requests "
+                        f"in {self.max_wait:g}s: killing it",
+                    )
+                )
+                actions.append(Kill(worker.pid, signal.SIGKILL, worker.retiring))
+        return actions
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _spawn(self, slot: int, replaces: int | None, reason: str) -> list[Action]:
+        self.pending_spawns.append((slot, replaces, reason))
+        return [Spawn(slot, reason)]
+
+    def _retire(self, worker: Worker, reason: str, now: float) -> list[Action]:
+        worker.retiring = reason
+        worker.retire_at = now
+        if not worker.ready:
+            # still booting: it holds no requests and the reactor has no slot for it yet
+            worker.killed = True
+            return [Kill(worker.pid, signal.SIGTERM, reason)]
+        return [Retire(worker.pid, reason)]
+
+    def _next(self, now: float) -> list[Action]:
+        """Start queued replacements while fewer than max_concurrent are under way."""
+        actions: list[Action] = []
+        while self.queue and self.in_progress() < self.max_concurrent:
+            pid, reason = self.queue.popleft()
+            worker = self.workers.get(pid)
+            if worker is None or worker.retiring or not worker.ready:
+                continue
+            if reason == "reload-sync":
+                actions += self._retire(worker, reason, now)
+            else:
+                # async: the old worker serves on until its replacement is ready
+                actions += self._spawn(worker.slot, pid, reason)
+        if not self.queue and self.in_progress() == 0 and self.reloading:
+            self.reloading = False
+            actions.append(Reloaded())
+        return actions

@@ -33,6 +33,7 @@ from swserve.config import Config
 from swserve.errors import EXIT_APP_LOAD, EXIT_ERROR, EXIT_OK, ConfigError
 from swserve.logs import configure
 from swserve.master.listeners import Listener, bind
+from swserve.master.stats import Stats
 from swserve.procname import set_title
 from swserve.reactor.core import Reactor
 from swserve.reactor.http_conn import HttpConnection
@@ -132,6 +133,8 @@ class Master:
         self.worker_pids: dict[int, int] = {}
         self.lost_pids: set[int] = set()
         self.boot_failed: dict[int, int] = {}  # pid → worker id, exited with code 3
+        self.halt: tuple[int, str] | None = None
+        self.stats = Stats()
         self._control_buf = b""
         self._manager_gone = asyncio.Event()
         self._idle = asyncio.Event()
@@ -180,7 +183,14 @@ class Master:
         )
         self.control.setblocking(False)
         loop.add_reader(self.control, self._on_control_readable)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+        for sig in (
+            signal.SIGTERM,
+            signal.SIGINT,
+            signal.SIGHUP,
+            signal.SIGUSR1,
+            signal.SIGTTIN,
+            signal.SIGTTOU,
+        ):
             loop.add_signal_handler(sig, self._enqueue, "signal", sig)
         # uvloop keeps SIGCHLD for itself, so the manager's exit is watched through a
         # pidfd, and orphans (when we are PID 1 in a container) are reaped by a timer.
@@ -206,46 +216,74 @@ class Master:
             worker_id, pid, interface = arg
             self.ready.add(worker_id)
             self.worker_pids[worker_id] = pid
+            self.stats.worker_ready(worker_id, pid)
             self.interface = interface
+            self._tell_manager(f"ready {pid}")
             if not self.announced and len(self.ready) >= self.config.workers:
                 self._announce()
         elif kind == "boot-error":
-            if self.boot_error is None:
-                self.boot_error = str(arg)
-                log.error("%s", self.boot_error)
-                self._shutdown(EXIT_APP_LOAD)
+            message = str(arg)
+            if not self.announced:
+                if self.boot_error is None:
+                    self.boot_error = message
+                    log.error("%s", message)
+                    self._shutdown(EXIT_APP_LOAD)
+            else:
+                log.error("a new worker could not load the app: %s", message)
         elif kind == "lost":
             assert isinstance(arg, tuple)
             self.lost_pids.add(arg[1])
-            self._check_boot_failures()
+            self.stats.worker_lost(arg[1], arg[2])
+            self._check_halt()
+        elif kind == "recycle":
+            assert isinstance(arg, tuple)
+            self._tell_manager(f"recycle {arg[0]} {arg[1]}")
+        elif kind == "timeout":
+            self._tell_manager(f"timeout {arg}")
         elif kind == "manager":
             self._handle_manager_line(str(arg))
 
+    def _tell_manager(self, line: str) -> None:
+        with contextlib.suppress(OSError):
+            self.control.sendall(line.encode() + b"\n")
+
     def _handle_manager_line(self, line: str) -> None:
-        parts = line.split()
-        if parts == ["term"]:
+        parts = line.split(maxsplit=2)
+        command = parts[0] if parts else ""
+        if command == "term":
             self._handle_signal(signal.SIGTERM)
-        elif len(parts) == 5 and parts[0] == "exit":
-            worker_id, pid, code = int(parts[1]), int(parts[2]), int(parts[3])
-            self.ready.discard(worker_id)
+        elif command == "retire":
+            self.reactor.retire(int(parts[1]))
+            self.stats.recycled[parts[2]] += 1
+        elif command == "reloaded":
+            log.info("reload finished; %s", self.stats.summary(self.reactor))
+        elif command == "halt":
+            self.halt = (int(parts[1]), parts[2] if len(parts) > 2 else "")
+            self._check_halt()
+        elif command == "exit":
+            fields = line.split()
+            worker_id, pid, code, _sig = (int(f) for f in fields[1:5])
+            self.stats.exits += 1
+            if self.worker_pids.get(worker_id) == pid:
+                self.ready.discard(worker_id)
             if code == EXIT_APP_LOAD:
                 self.boot_failed[pid] = worker_id
-                self._check_boot_failures()
+            self._check_halt()
 
-    def _check_boot_failures(self) -> None:
-        """Stop with exit code 3 once a worker that failed to boot has said why.
+    def _check_halt(self) -> None:
+        """Stop with the manager's exit code once every failed worker has said why.
 
-        Its BOOT_ERROR frame is read before its link's EOF ("lost"), so waiting
-        for both makes sure the reason is printed, whichever channel is faster.
+        A worker's BOOT_ERROR frame is read before its link's EOF ("lost"), so
+        waiting for the EOF of each worker that exited with code 3 makes sure
+        the reason is printed, whichever channel is faster.
         """
-        for pid, worker_id in list(self.boot_failed.items()):
-            if pid not in self.lost_pids:
-                continue
-            del self.boot_failed[pid]
-            if self.boot_error is None and not self.stopping:
-                self.boot_error = f"worker {worker_id} failed to boot"
-                log.error("%s", self.boot_error)
-            self._shutdown(EXIT_APP_LOAD)
+        if self.halt is None or any(pid not in self.lost_pids for pid in self.boot_failed):
+            return
+        code, message = self.halt
+        if not self.stopping:
+            if self.boot_error is None:
+                log.error("%s", message)
+            self._shutdown(code)
 
     def _handle_signal(self, sig: int) -> None:
         if sig in (signal.SIGTERM, signal.SIGINT):
@@ -254,11 +292,15 @@ class Master:
             elif not self.stopping:
                 log.info("%s: shutting down gracefully", signal.Signals(sig).name)
                 self._shutdown(EXIT_OK)
-        else:
-            log.warning(
-                "%s: worker reload is not available in this version; ignored",
-                signal.Signals(sig).name,
-            )
+        elif self.stopping:
+            return
+        elif sig in (signal.SIGHUP, signal.SIGUSR1):
+            log.info("%s: reloading the workers", signal.Signals(sig).name)
+            self._tell_manager("reload")
+        elif sig == signal.SIGTTIN:
+            self._tell_manager("scale 1")
+        elif sig == signal.SIGTTOU:
+            self._tell_manager("scale -1")
 
     def _announce(self) -> None:
         self.announced = True
@@ -339,7 +381,7 @@ class Master:
         self.reactor.stop()
         self.ipc_server.close()
         if code == EXIT_OK:
-            log.info("stopped")
+            log.info("stopped; %s", self.stats.summary(self.reactor))
         self._enqueue("stopped")
 
     def _force_exit(self) -> None:

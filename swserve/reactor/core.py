@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import random
 import time
 from collections.abc import Callable
 from email.utils import formatdate
@@ -83,12 +84,45 @@ class Reactor:
     def _tick(self) -> None:
         self._update_clock()
         keep_alive = self.config.keep_alive
+        timeout = self.config.timeout
         now = self.now
         for conn in list(self.sessions.values()):
-            if conn.current is None and not conn.pending and now - conn.last_active >= keep_alive:
-                conn.closing = True
-                conn.transport.close()
-        self._tick_handle = self._loop.call_later(1.0, self._tick)
+            if conn.current is None:
+                if not conn.pending and now - conn.last_active >= keep_alive:
+                    conn.closing = True
+                    conn.transport.close()
+            elif timeout and conn.slot is not None and now - conn.dispatched_at >= timeout:
+                self._time_out(conn)
+        # with --timeout, sweep often enough to answer within a quarter of it
+        interval = min(1.0, timeout / 4) if timeout else 1.0
+        self._tick_handle = self._loop.call_later(interval, self._tick)
+
+    def _time_out(self, conn: HttpConnection) -> None:
+        """Answer 504 (or close, if the response started) and deal with the worker."""
+        slot = conn.slot
+        assert slot is not None
+        link = self.links.get(slot.key)
+        log.warning(
+            "request %s %s ran past --timeout %gs on worker %d (pid %d)",
+            conn.current.method.decode() if conn.current else "?",
+            conn.current.target[:200].decode("latin-1") if conn.current else "?",
+            self.config.timeout,
+            slot.worker_id,
+            slot.pid,
+        )
+        if link is not None and link.interface == "asgi":
+            link.send_cancel(conn)  # the loop is alive: cancel only this request
+        elif not slot.retiring:
+            # a WSGI thread cannot be interrupted: replace the whole worker
+            slot.retiring = True
+            self.dispatcher.remove(slot)
+            self._on_event("timeout", slot.pid)
+        conn.current = None
+        if conn.started:
+            conn.closing = True
+            conn.transport.close()
+        else:
+            conn.write_error(504)
 
     def stop(self) -> None:
         if self._tick_handle is not None:
@@ -106,9 +140,23 @@ class Reactor:
     def _send(self, conn: HttpConnection, slot: WorkerSlot) -> None:
         slot.inflight += 1
         conn.slot = slot
+        conn.dispatched_at = time.monotonic()
         self.links[slot.key].send_request(conn)
 
+    def request_limit(self) -> int:
+        """A new worker's own max-requests: N + random(0, jitter), as Swoole does."""
+        limit = self.config.max_requests
+        return limit + random.randint(0, self.config.jitter) if limit else 0  # noqa: S311
+
+    def retire(self, pid: int) -> None:
+        for link in list(self.links.values()):
+            if link.pid == pid:
+                link.retire()
+
     def on_slot_free(self, slot: WorkerSlot) -> None:
+        if slot.limit and slot.served >= slot.limit and not slot.recycle_asked:
+            slot.recycle_asked = True
+            self._on_event("recycle", (slot.pid, "max-requests"))
         queue = self.queue
         dispatcher = self.dispatcher
         while queue:
@@ -165,7 +213,8 @@ class Reactor:
         self.links.pop(link.key, None)
         if link.slot is not None:
             self.dispatcher.remove(link.slot)
-        self._on_event("lost", (link.worker_id, link.pid))
+        served = link.slot.served if link.slot is not None else 0
+        self._on_event("lost", (link.worker_id, link.pid, served))
 
     # -- shutdown -------------------------------------------------------------------------
 

@@ -24,14 +24,27 @@ from typing import Final
 class WorkerSlot:
     """The reactor's view of one ready worker."""
 
-    __slots__ = ("capacity", "inflight", "key", "pid", "retiring", "worker_id")
+    __slots__ = (
+        "capacity",
+        "inflight",
+        "key",
+        "limit",
+        "pid",
+        "recycle_asked",
+        "retiring",
+        "served",
+        "worker_id",
+    )
 
-    def __init__(self, key: int, worker_id: int, pid: int, capacity: int) -> None:
+    def __init__(self, key: int, worker_id: int, pid: int, capacity: int, limit: int = 0) -> None:
         self.key = key  # unique per connected channel, never reused
         self.worker_id = worker_id
         self.pid = pid
         self.capacity = capacity
         self.inflight = 0
+        self.served = 0
+        self.limit = limit  # recycle after this many requests (0: never)
+        self.recycle_asked = False
         self.retiring = False
 
     def __repr__(self) -> str:

@@ -37,6 +37,7 @@ class HttpConnection(asyncio.Protocol):
         "_scheme",
         "closing",
         "current",
+        "dispatched_at",
         "error",
         "last_active",
         "parser",
@@ -60,6 +61,7 @@ class HttpConnection(asyncio.Protocol):
         self.slot: WorkerSlot | None = None  # the worker holding `current`, once dispatched
         self.seq = 0  # request id of `current` within this session
         self.started = False  # has the response to `current` started?
+        self.dispatched_at = 0.0  # reactor clock when `current` went to a worker
         self.plan: serializer.ResponsePlan | None = None
         self.error: ProtocolError | None = None
         self.closing = False

@@ -42,6 +42,7 @@ class WorkerLink(asyncio.Protocol):
         self.worker_id = 0
         self.pid = 0
         self.key = reactor.new_link_key()
+        self.interface = ""
         # (session, request) pairs this worker holds, for 502s when it dies
         self.inflight: dict[tuple[int, int], HttpConnection] = {}
 
@@ -91,7 +92,10 @@ class WorkerLink(asyncio.Protocol):
         slot = self.slot
         if slot is not None:
             slot.inflight -= 1
+            slot.served += 1
             self.reactor.on_slot_free(slot)
+            if slot.retiring and slot.inflight == 0:
+                self.send_stop()
 
     def _control(self, kind: int, payload: bytes) -> None:
         if kind == framing.HELLO:
@@ -99,7 +103,8 @@ class WorkerLink(asyncio.Protocol):
             self.reactor.on_worker_hello(self)
         elif kind == framing.READY:
             worker_id, pid, capacity, interface = codec.decode_ready(payload)
-            self.slot = WorkerSlot(self.key, worker_id, pid, capacity)
+            self.interface = interface
+            self.slot = WorkerSlot(self.key, worker_id, pid, capacity, self.reactor.request_limit())
             self.reactor.on_worker_ready(self, interface)
         elif kind == framing.BOOT_ERROR:
             self.reactor.on_boot_error(self, payload.decode(errors="replace"))
@@ -137,6 +142,22 @@ class WorkerLink(asyncio.Protocol):
             more = framing.MORE if start + limit < len(body) else 0
             frames.append(framing.encode(framing.REQUEST_BODY, more, conn.session, conn.seq, part))
         self.writer.writelines(frames)
+
+    def retire(self) -> None:
+        """Dispatch nothing more to this worker; STOP it once its requests are answered."""
+        slot = self.slot
+        if slot is None or slot.retiring:
+            return
+        slot.retiring = True
+        self.reactor.dispatcher.remove(slot)
+        if slot.inflight == 0:
+            self.send_stop()
+
+    def send_stop(self) -> None:
+        self.writer.write(framing.encode(framing.STOP, 0, 0, 0))
+
+    def send_cancel(self, conn: HttpConnection) -> None:
+        self.writer.write(framing.encode(framing.CANCEL, 0, conn.session, conn.seq))
 
     def send_disconnect(self, conn: HttpConnection) -> None:
         if not self.transport.is_closing():

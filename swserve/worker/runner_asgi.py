@@ -76,6 +76,7 @@ class ASGIWorker:
         self.cycles: dict[tuple[int, int], RequestCycle] = {}
         self.bodies: dict[tuple[int, int], tuple[list[bytes], list[bytes]]] = {}
         self.tasks: set[asyncio.Task[None]] = set()
+        self.running: dict[tuple[int, int], asyncio.Task[None]] = {}
         self.stopped: asyncio.Event
 
     async def main(self) -> int:
@@ -124,6 +125,12 @@ class ASGIWorker:
                 cycle = self.cycles.get(key)
                 if cycle is not None:
                     cycle.disconnect()
+            elif kind == framing.CANCEL:
+                task = self.running.get(key)
+                if task is not None:
+                    task.cancel()  # --timeout: the reactor has answered 504
+            elif kind == framing.STOP:
+                self.stopped.set()
 
     def _start(self, key: tuple[int, int], fields: list[bytes], body: bytes) -> None:
         sink = AsyncFrameSink(self.channel, key[0], key[1])
@@ -133,7 +140,8 @@ class ASGIWorker:
         task = asyncio.get_running_loop().create_task(cycle.run(self.app, scope))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
-        task.add_done_callback(lambda _: self.cycles.pop(key, None))
+        self.running[key] = task
+        task.add_done_callback(lambda _: (self.cycles.pop(key, None), self.running.pop(key, None)))
 
 
 def run(app: ASGIApp, config: Config, sock: socket.socket, worker_id: int) -> int:

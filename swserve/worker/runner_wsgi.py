@@ -142,7 +142,9 @@ class WSGIWorker:
                     ):
                         self.gone.add((session, request))
                 return fields, body, session, request
-            if kind == framing.DISCONNECT:
+            if kind == framing.STOP:
+                return None  # retired: the reactor has nothing more for us
+            if kind in (framing.DISCONNECT, framing.CANCEL):
                 continue  # for a request already answered: nothing to do
             log.error("unexpected %s frame from the reactor", framing.FRAME_NAMES[kind])
 

@@ -1,0 +1,84 @@
+"""Server-wide and per-worker counters kept by the master, behind one object.
+
+The reactor counts requests per worker slot; this object keeps what outlives
+a slot (recycles by reason, exits) and renders the one-line summaries logged
+after a reload and at shutdown.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from swserve.reactor.core import Reactor
+
+
+@dataclass
+class WorkerRecord:
+    worker_id: int
+    pid: int
+    started_at: float
+    served: int = 0
+
+
+@dataclass
+class Stats:
+    started_at: float = field(default_factory=time.time)
+    workers: dict[int, WorkerRecord] = field(default_factory=dict)  # pid → record
+    recycled: collections.Counter[str] = field(default_factory=collections.Counter)
+    exits: int = 0
+    served_by_gone: int = 0  # requests served by workers that have exited
+
+    def worker_ready(self, worker_id: int, pid: int) -> None:
+        self.workers[pid] = WorkerRecord(worker_id, pid, time.time())
+
+    def worker_lost(self, pid: int, served: int) -> None:
+        """A worker's link closed: keep its request count in the totals."""
+        self.workers.pop(pid, None)
+        self.served_by_gone += served
+
+    def snapshot(self, reactor: Reactor) -> dict[str, object]:
+        """Per-worker state (IDLE/BUSY, requests, in flight) and server-wide totals."""
+        per_worker = []
+        served = self.served_by_gone
+        for link in reactor.links.values():
+            slot = link.slot
+            if slot is None:
+                continue
+            record = self.workers.get(slot.pid)
+            if record is not None:
+                record.served = slot.served
+            served += slot.served
+            per_worker.append(
+                {
+                    "worker": slot.worker_id,
+                    "pid": slot.pid,
+                    "status": "BUSY" if slot.inflight else "IDLE",
+                    "requests": slot.served,
+                    "in_flight": slot.inflight,
+                    "retiring": slot.retiring,
+                    "started_at": record.started_at if record else None,
+                }
+            )
+        return {
+            "requests": served,
+            "in_flight": sum(w["in_flight"] for w in per_worker),  # type: ignore[misc]
+            "queued": len(reactor.queue),
+            "connections": len(reactor.sessions),
+            "workers": per_worker,
+            "recycled": dict(self.recycled),
+            "worker_exits": self.exits,
+        }
+
+    def summary(self, reactor: Reactor) -> str:
+        snap = self.snapshot(reactor)
+        recycled = ", ".join(f"{k} {v}" for k, v in sorted(self.recycled.items())) or "none"
+        workers = snap["workers"]
+        assert isinstance(workers, list)
+        return (
+            f"{snap['requests']} requests served, {snap['in_flight']} in flight, "
+            f"{len(workers)} workers, recycled: {recycled}, worker exits: {self.exits}"
+        )

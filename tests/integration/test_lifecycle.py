@@ -1,0 +1,199 @@
+"""Workers come and go, requests and connections don't: recycling, reload, timeouts, scaling."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.helpers import ResponseReader, connect
+from tests.integration.conftest import Server, Starter
+from tests.integration.loadgen import Load
+
+
+def worker_pids(server: Server) -> set[int]:
+    return {pid for pid, title in server.children().items() if title.startswith("swserve: worker")}
+
+
+def manager_pid(server: Server) -> int:
+    (pid,) = [pid for pid, title in server.children().items() if title == "swserve: manager"]
+    return pid
+
+
+def manager_children(manager: int) -> list[int]:
+    """Live (not zombie) children of the manager: worker processes, old and new.
+
+    Counted by parentage rather than by process title, which a just-forked
+    worker has not set yet.
+    """
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(stat[1]) == manager and stat[0] != "Z":
+            out.append(int(entry.name))
+    return out
+
+
+def wait_until(predicate, timeout: float = 20.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)  # polling observable state with a deadline
+
+
+def test_max_requests_recycles_without_losing_a_request(serve: Starter) -> None:
+    server = serve("wsgi_echo:app", "--max-requests", "50", workers=2)
+    before = worker_pids(server)
+    manager = manager_pid(server)
+    min_workers = 2
+    with Load(server.port, clients=12, path="/echo") as load:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (load.total < 300 or before & worker_pids(server)):
+            min_workers = min(min_workers, len(manager_children(manager)))
+            time.sleep(0.01)  # sampling the process tree while the load runs
+    assert load.total >= 300
+    assert load.failures() == []
+    assert all(c.reconnects == 0 for c in load.clients)
+    assert not (before & worker_pids(server)), "no worker was recycled"
+    assert min_workers >= 2, "capacity dropped below --workers\n" + server.logs()
+
+
+def test_sighup_three_times_under_load_drops_nothing_and_serves_new_code(
+    serve: Starter, tmp_path: Path
+) -> None:
+    version = tmp_path / "version"
+    version.write_text("v1")
+    server = serve("versioned:app", workers=2, env={"VERSION_FILE": str(version)})
+    with Load(server.port, clients=8, path="/") as load:
+        load.wait_for(50)
+        for n in range(3):
+            version.write_text(f"v{n + 2}")
+            marker = len(server.stderr)
+            server.send(signal.SIGHUP)
+            server.wait_for("reload finished", start=marker, timeout=30)
+        seen = load.total
+        load.wait_for(seen + 50)
+    assert load.failures() == []
+    assert all(c.reconnects == 0 for c in load.clients), "a keep-alive connection was closed"
+    last = [c.bodies[-1].split()[0] for c in load.clients]
+    assert set(last) == {b"v4"}
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        assert client.get("/").text.startswith("v4 ")
+
+
+def test_reload_with_broken_code_keeps_the_old_workers(serve: Starter, tmp_path: Path) -> None:
+    version = tmp_path / "version"
+    version.write_text("good")
+    server = serve("versioned:app", workers=2, env={"VERSION_FILE": str(version)})
+    before = worker_pids(server)
+    version.write_text("broken")
+    server.send(signal.SIGHUP)
+    server.wait_for("abandoned")
+    server.wait_for("this deploy is broken")
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        for _ in range(10):
+            r = client.get("/")
+            assert r.status_code == 200
+            assert r.text.startswith("good ")
+    assert worker_pids(server) == before
+    # and a later, fixed deploy reloads fine
+    version.write_text("fixed")
+    marker = len(server.stderr)
+    server.send(signal.SIGUSR1)
+    server.wait_for("reload finished", start=marker, timeout=30)
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        assert client.get("/").text.startswith("fixed ")
+
+
+def test_sync_reload_replaces_one_at_a_time(serve: Starter, tmp_path: Path) -> None:
+    version = tmp_path / "version"
+    version.write_text("a")
+    server = serve(
+        "versioned:app", "--reload-mode", "sync", workers=2, env={"VERSION_FILE": str(version)}
+    )
+    version.write_text("b")
+    with Load(server.port, clients=4, path="/") as load:
+        load.wait_for(20)
+        server.send(signal.SIGHUP)
+        server.wait_for("reload finished", timeout=30)
+        seen = load.total
+        load.wait_for(seen + 20)
+    assert load.failures() == []
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        assert client.get("/").text.startswith("b ")
+
+
+def test_timeout_answers_504_and_replaces_the_worker(serve: Starter, tmp_path: Path) -> None:
+    server = serve("wsgi_echo:app", "--timeout", "1", "--graceful-timeout", "2", workers=2)
+    marker = tmp_path / "pid"
+    with httpx.Client(base_url=server.url, timeout=20) as client:
+        started = time.monotonic()
+        r = client.get("/sleep", params={"s": "3600", "f": str(marker)})
+        elapsed = time.monotonic() - started
+        assert r.status_code == 504
+        assert 1.0 <= elapsed < 3.0
+        stuck = int(marker.read_text())
+        for _ in range(20):
+            assert client.get("/echo").status_code == 200
+        wait_until(
+            lambda: stuck not in worker_pids(server) and len(worker_pids(server)) == 2,
+            what="replacement",
+        )
+    server.wait_for("ran past --timeout")
+
+
+def test_asgi_timeout_cancels_only_that_request(serve: Starter) -> None:
+    server = serve("asgi_echo:app", "--timeout", "1", workers=1)
+    with httpx.Client(base_url=server.url, timeout=20) as client:
+        pid = client.get("/pid").text
+        assert client.get("/sleep", params={"s": "3600"}).status_code == 504
+        assert client.get("/pid").text == pid  # same worker, still serving
+    server.wait_for("cancelled GET /sleep")
+
+
+def test_killed_worker_and_crash_loop_on_boot(serve: Starter, tmp_path: Path) -> None:
+    version = tmp_path / "version"
+    version.write_text("ok")
+    server = serve("versioned:app", workers=1, env={"VERSION_FILE": str(version)})
+    (pid,) = worker_pids(server)
+    version.write_text("broken")
+    import os
+
+    os.kill(pid, signal.SIGKILL)
+    server.expected_exit = 3
+    assert server.wait_exit(60) == 3
+    assert any("failed to boot 5 times in a row" in line for line in server.stderr), server.logs()
+
+
+def test_ttin_and_ttou_change_the_worker_count(serve: Starter) -> None:
+    server = serve("wsgi_echo:app", workers=2)
+    server.send(signal.SIGTTIN)
+    wait_until(lambda: len(worker_pids(server)) == 3, what="a third worker")
+    server.send(signal.SIGTTOU)  # standard signals do not queue: one at a time
+    wait_until(lambda: len(worker_pids(server)) == 2, what="back to two workers")
+    server.send(signal.SIGTTOU)
+    wait_until(lambda: len(worker_pids(server)) == 1, what="one worker left")
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        assert client.get("/echo").status_code == 200
+
+
+def test_keep_alive_connection_survives_a_reload(serve: Starter, tmp_path: Path) -> None:
+    version = tmp_path / "version"
+    version.write_text("old")
+    server = serve("versioned:app", workers=1, env={"VERSION_FILE": str(version)})
+    with connect(server.port) as sock:
+        reader = ResponseReader(sock)
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert reader.read().body.startswith(b"old")
+        version.write_text("new")
+        server.send(signal.SIGHUP)
+        server.wait_for("reload finished", timeout=30)
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert reader.read().body.startswith(b"new")
