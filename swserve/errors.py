@@ -32,6 +32,10 @@ class IPCError(SwserveError):
     """A peer sent bytes that are not a valid frame: treat the peer as crashed."""
 
 
+class ClientDisconnected(SwserveError):
+    """The client of the response being written has gone: stop producing it."""
+
+
 class WorkerLost(SwserveError):
     """The worker that held a request died before answering it."""
 

@@ -86,6 +86,8 @@ class RequestCycle:
     __slots__ = (
         "_body_sent",
         "_start_pending",
+        "_unyielded",
+        "_writable",
         "body",
         "disconnected",
         "ended",
@@ -103,6 +105,8 @@ class RequestCycle:
         self.head = head
         self._body_sent = False
         self.disconnected: asyncio.Event | None = None
+        self._writable: asyncio.Future[None] | None = None  # pending while the client is behind
+        self._unyielded = 0  # body bytes sent since send() last let the loop run
         self.started = False
         self._start_pending = False
         self.ended = False
@@ -123,6 +127,16 @@ class RequestCycle:
         if self.disconnected is None:
             self.disconnected = asyncio.Event()
         self.disconnected.set()
+        self.set_writable(True)
+
+    def set_writable(self, writable: bool) -> None:
+        """BUFFER_FULL / BUFFER_EMPTY from the reactor: hold ``send`` while the client is behind."""
+        if writable:
+            if self._writable is not None and not self._writable.done():
+                self._writable.set_result(None)
+            self._writable = None
+        elif self._writable is None:
+            self._writable = asyncio.get_running_loop().create_future()
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
@@ -165,6 +179,17 @@ class RequestCycle:
             waiter = self.sink.drain()
             if waiter is not None:
                 await waiter
+            if more:
+                if self._writable is not None:
+                    await self._writable
+                else:
+                    # An app that streams without ever really awaiting would starve
+                    # the loop: our frames would pile up unsent and BUFFER_FULL would
+                    # never be read.  Let the loop run every 64 KiB.
+                    self._unyielded += length
+                    if self._unyielded >= 65536:
+                        self._unyielded = 0
+                        await asyncio.sleep(0)
             return
         raise RuntimeError(f"unexpected ASGI message type {kind!r} in an http scope")
 

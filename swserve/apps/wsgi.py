@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any, Final, Protocol
 from urllib.parse import unquote_to_bytes
 
+from swserve.errors import ClientDisconnected
 from swserve.ipc.codec import HEAD_FIELDS
 from swserve.protocol import serializer
 
@@ -166,6 +167,9 @@ class WSGIAdapter:
         try:
             result = self.app(env, response.start_response)
             response.run(result)
+        except ClientDisconnected:
+            log.debug("client left during %s %s", env["REQUEST_METHOD"], env["RAW_URI"])
+            response.fail()  # ends the response so the reactor frees the worker's slot
         except Exception:
             log.exception("error in WSGI app handling %s %s", env["REQUEST_METHOD"], env["RAW_URI"])
             response.fail()

@@ -35,6 +35,32 @@ class SyncChannel:
             frames.extend(self.decoder.feed(data))
         return frames.popleft()
 
+    def recv_nowait(self) -> list[Frame]:
+        """Frames that have already arrived, without blocking (they are not queued)."""
+        try:
+            data = self.sock.recv(RECV_SIZE, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return []
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            raise EOFError("the reactor is gone")
+        return self.decoder.feed(data)
+
+    def recv_one(self) -> Frame:
+        """Block for the next frame that is not already queued (EOFError at EOF)."""
+        while True:
+            try:
+                data = self.sock.recv(RECV_SIZE)
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                raise EOFError("the reactor is gone")
+            frames = self.decoder.feed(data)
+            if frames:
+                self.frames.extend(frames[1:])
+                return frames[0]
+
     def send(self, data: bytes) -> None:
         with self.lock:
             self.sock.sendall(data)

@@ -49,6 +49,8 @@ DISCONNECT: Final = 8  # R→W  the client of this request went away
 STOPPING: Final = 9  # W→R  the worker is retiring: dispatch it nothing more
 STOP: Final = 10  # R→W  you are drained and retired: finish and exit
 CANCEL: Final = 11  # R→W  this request ran past --timeout: cancel it (ASGI)
+BUFFER_FULL: Final = 12  # R→W  this request's client reads slowly: stop sending its body
+BUFFER_EMPTY: Final = 13  # R→W  its client caught up: send on (Swoole's onBufferEmpty)
 
 FRAME_NAMES: Final = {
     HELLO: "HELLO",
@@ -62,6 +64,8 @@ FRAME_NAMES: Final = {
     STOPPING: "STOPPING",
     STOP: "STOP",
     CANCEL: "CANCEL",
+    BUFFER_FULL: "BUFFER_FULL",
+    BUFFER_EMPTY: "BUFFER_EMPTY",
 }
 
 # Flags.  MORE/END belong to request/response streams; the low nibble of a

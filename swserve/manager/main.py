@@ -35,6 +35,7 @@ Signals only enqueue (``signal.set_wakeup_fd``): the loop does the work.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import logging
@@ -146,6 +147,10 @@ class Manager:
             from swserve.worker.main import run
 
             code = run(self.config, slot, self.ipc_path)
+            if code == EXIT_OK:
+                # os._exit below skips interpreter shutdown; the app's atexit
+                # handlers (flushing logs, closing pools) still get to run
+                atexit._run_exitfuncs()
         except BaseException:
             log.exception("worker %d crashed", slot)
         finally:

@@ -23,6 +23,7 @@ from email.utils import formatdate
 from typing import TYPE_CHECKING
 
 from swserve.config import Config
+from swserve.ipc import framing
 from swserve.protocol.limits import Limits
 from swserve.protocol.parser import HttptoolsParser, Parser
 from swserve.reactor.dispatcher import Dispatcher, WorkerSlot
@@ -141,7 +142,10 @@ class Reactor:
         slot.inflight += 1
         conn.slot = slot
         conn.dispatched_at = time.monotonic()
-        self.links[slot.key].send_request(conn)
+        link = self.links[slot.key]
+        link.send_request(conn)
+        if conn.write_paused:  # the client is still behind on an earlier response
+            link.send_flow(framing.BUFFER_FULL, conn)
 
     def request_limit(self) -> int:
         """A new worker's own max-requests: N + random(0, jitter), as Swoole does."""

@@ -19,6 +19,7 @@ import collections
 from typing import TYPE_CHECKING, cast
 
 from swserve.errors import ProtocolError
+from swserve.ipc import framing
 from swserve.ipc.codec import conn_prefix
 from swserve.protocol import serializer
 from swserve.protocol.request import Request
@@ -50,6 +51,7 @@ class HttpConnection(asyncio.Protocol):
         "slot",
         "started",
         "transport",
+        "write_paused",
     )
 
     def __init__(self, reactor: Reactor, scheme: str = "http") -> None:
@@ -62,6 +64,7 @@ class HttpConnection(asyncio.Protocol):
         self.seq = 0  # request id of `current` within this session
         self.started = False  # has the response to `current` started?
         self.dispatched_at = 0.0  # reactor clock when `current` went to a worker
+        self.write_paused = False  # the client is behind: its worker was told BUFFER_FULL
         self.plan: serializer.ResponsePlan | None = None
         self.error: ProtocolError | None = None
         self.closing = False
@@ -81,7 +84,29 @@ class HttpConnection(asyncio.Protocol):
             client if isinstance(client, tuple) else None,
             server if isinstance(server, tuple) else None,
         )
+        self.transport.set_write_buffer_limits(high=self.HIGH_WATER, low=self.LOW_WATER)
         self.reactor.sessions[self.session] = self
+
+    # Output buffer watermarks: above HIGH the worker producing this connection's
+    # response is told to wait (BUFFER_FULL); below LOW it may go on.  Swoole's
+    # buffer_output_size is 2 MiB; 256 KiB keeps 10k slow clients under 2.5 GiB.
+    HIGH_WATER = 256 * 1024
+    LOW_WATER = 64 * 1024
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self._tell_worker(framing.BUFFER_FULL)
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._tell_worker(framing.BUFFER_EMPTY)
+
+    def _tell_worker(self, kind: int) -> None:
+        slot = self.slot
+        if slot is not None and self.current is not None:
+            link = self.reactor.links.get(slot.key)
+            if link is not None:
+                link.send_flow(kind, self)
 
     def data_received(self, data: bytes) -> None:
         if self.closing or self.error is not None:

@@ -159,6 +159,10 @@ class WorkerLink(asyncio.Protocol):
     def send_cancel(self, conn: HttpConnection) -> None:
         self.writer.write(framing.encode(framing.CANCEL, 0, conn.session, conn.seq))
 
+    def send_flow(self, kind: int, conn: HttpConnection) -> None:
+        """BUFFER_FULL / BUFFER_EMPTY for the request ``conn`` is waiting on."""
+        self.writer.write(framing.encode(kind, 0, conn.session, conn.seq))
+
     def send_disconnect(self, conn: HttpConnection) -> None:
         if not self.transport.is_closing():
             self.writer.write(framing.encode(framing.DISCONNECT, 0, conn.session, conn.seq))

@@ -129,6 +129,10 @@ class ASGIWorker:
                 task = self.running.get(key)
                 if task is not None:
                     task.cancel()  # --timeout: the reactor has answered 504
+            elif kind == framing.BUFFER_FULL or kind == framing.BUFFER_EMPTY:
+                cycle = self.cycles.get(key)
+                if cycle is not None:
+                    cycle.set_writable(kind == framing.BUFFER_EMPTY)
             elif kind == framing.STOP:
                 self.stopped.set()
 

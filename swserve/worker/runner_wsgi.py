@@ -5,6 +5,12 @@ socket, runs one request, writes its frames, and blocks again.  This is the
 fast path.  With ``--threads N`` the main thread reads frames and a pool of N
 threads runs requests, each writing its own frames under the channel's lock.
 
+Flow control (Swoole's onBufferFull/onBufferEmpty): when a client reads
+slowly the reactor sends BUFFER_FULL for its request, and the thread writing
+that response blocks before its next body frame until BUFFER_EMPTY (or
+DISCONNECT, which ends the app's iteration).  With one thread the writer
+itself reads those frames; with a pool the main thread does and wakes it.
+
 A request whose client has already left (a DISCONNECT frame for it is
 already here) is discarded without running the app (Swoole's discard_data).
 """
@@ -13,14 +19,16 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 import types
 from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
 from swserve.apps.wsgi import WSGIAdapter
-from swserve.errors import EXIT_OK
+from swserve.errors import EXIT_OK, ClientDisconnected
 from swserve.ipc import codec, framing
 from swserve.ipc.channel_sync import SyncChannel
+from swserve.ipc.framing import Frame
 
 log = logging.getLogger("swserve.error")
 
@@ -29,19 +37,90 @@ _START: Final = framing.RESPONSE_START
 _BODY: Final = framing.RESPONSE_BODY
 _END: Final = framing.END
 _MAX: Final = framing.MAX_PAYLOAD
+_FLOW: Final = frozenset(
+    {framing.BUFFER_FULL, framing.BUFFER_EMPTY, framing.DISCONNECT, framing.CANCEL}
+)
+
+Key = tuple[int, int]
 
 
 class StopWorker(Exception):
     """Raised by the SIGTERM handler while the worker waits for work."""
 
 
+class Flow:
+    """Which responses may be written now; shared by the reader and the writers."""
+
+    def __init__(self, channel: SyncChannel, threaded: bool) -> None:
+        self.channel = channel
+        self.threaded = threaded
+        self.paused: dict[Key, threading.Event] = {}  # cleared while the client is behind
+        self.gone: set[Key] = set()
+        self.lock = threading.Lock()
+
+    def on_frame(self, kind: int, key: Key) -> None:
+        with self.lock:
+            if kind == framing.BUFFER_FULL:
+                self.paused.setdefault(key, threading.Event()).clear()
+            elif kind == framing.BUFFER_EMPTY:
+                event = self.paused.pop(key, None)
+                if event is not None:
+                    event.set()
+            elif kind == framing.DISCONNECT:
+                self.gone.add(key)
+                event = self.paused.pop(key, None)
+                if event is not None:
+                    event.set()
+
+    def wait_writable(self, key: Key) -> None:
+        """Block while ``key``'s client is behind; raise ClientGone if it left.
+
+        Raises:
+            ClientDisconnected: a DISCONNECT for ``key`` has arrived.
+            EOFError: the reactor went away while we waited.
+        """
+        if not self.threaded:
+            self._pump(block=False)
+            while key in self.paused and key not in self.gone:
+                self._pump(block=True)
+        else:
+            event = self.paused.get(key)
+            if event is not None:
+                event.wait()
+        if key in self.gone:
+            raise ClientDisconnected
+
+    def _pump(self, block: bool) -> None:
+        channel = self.channel
+        frames = [channel.recv_one()] if block else channel.recv_nowait()
+        for frame in frames:
+            if frame[0] in _FLOW:
+                self.on_frame(frame[0], (frame[2], frame[3]))
+            else:
+                channel.frames.append(frame)  # a new request: the main loop takes it later
+
+    def release_all(self) -> None:
+        """The reactor is gone: wake every waiting writer (it will find its client gone)."""
+        with self.lock:
+            for key, event in self.paused.items():
+                self.gone.add(key)
+                event.set()
+            self.paused.clear()
+
+    def done(self, key: Key) -> None:
+        with self.lock:
+            self.paused.pop(key, None)
+            self.gone.discard(key)
+
+
 class FrameSink:
     """Turns one request's response into frames on the channel."""
 
-    __slots__ = ("channel", "request", "session")
+    __slots__ = ("channel", "flow", "request", "session")
 
-    def __init__(self, channel: SyncChannel, session: int, request: int) -> None:
+    def __init__(self, channel: SyncChannel, flow: Flow, session: int, request: int) -> None:
         self.channel = channel
+        self.flow = flow
         self.session = session
         self.request = request
 
@@ -60,6 +139,8 @@ class FrameSink:
             self.send_body(rest, end)
 
     def send_body(self, data: bytes, end: bool) -> None:
+        if data:
+            self.flow.wait_writable((self.session, self.request))
         if len(data) <= _MAX:
             self.channel.send(_encode(_BODY, _END if end else 0, self.session, self.request, data))
             return
@@ -80,9 +161,9 @@ class WSGIWorker:
         self.channel = channel
         self.adapter = adapter
         self.threads = threads
+        self.flow = Flow(channel, threaded=threads > 1)
         self.busy = 0
         self.stopping = False
-        self.gone: set[tuple[int, int]] = set()
 
     def _on_sigterm(self, signum: int, frame: types.FrameType | None) -> None:
         self.stopping = True
@@ -108,20 +189,24 @@ class WSGIWorker:
                     self.busy = 0
                 else:
                     pool.submit(self._handle, fields, body, session, request)
-        except StopWorker:
+        except (StopWorker, EOFError):
             pass
         finally:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             if pool is not None:
+                self.flow.release_all()
                 pool.shutdown(wait=True)
         return EXIT_OK
 
     def _handle(self, fields: list[bytes], body: bytes, session: int, request: int) -> None:
-        if (session, request) in self.gone:
-            self.gone.discard((session, request))
-            self.channel.send(_encode(_BODY, _END, session, request))  # frees the slot
-            return
-        self.adapter(fields, body, FrameSink(self.channel, session, request))
+        key = (session, request)
+        try:
+            if key in self.flow.gone:
+                self.channel.send(_encode(_BODY, _END, session, request))  # frees the slot
+                return
+            self.adapter(fields, body, FrameSink(self.channel, self.flow, session, request))
+        finally:
+            self.flow.done(key)
 
     def _next_request(self) -> tuple[list[bytes], bytes, int, int] | None:
         channel = self.channel
@@ -140,18 +225,19 @@ class WSGIWorker:
                         and other[2] == session
                         and other[3] == request
                     ):
-                        self.gone.add((session, request))
+                        self.flow.gone.add((session, request))
                 return fields, body, session, request
             if kind == framing.STOP:
                 return None  # retired: the reactor has nothing more for us
-            if kind in (framing.DISCONNECT, framing.CANCEL):
-                continue  # for a request already answered: nothing to do
+            if kind in _FLOW:
+                self.flow.on_frame(kind, (session, request))
+                continue
             log.error("unexpected %s frame from the reactor", framing.FRAME_NAMES[kind])
 
     def _rest_of_body(self, first: bytes) -> bytes:
         parts = [first]
         while True:
-            frame = self.channel.recv()
+            frame: Frame | None = self.channel.recv()
             if frame is None:
                 raise StopWorker
             kind, flags, _, _, payload = frame
