@@ -271,6 +271,29 @@ class Config:
         section="Logging",
         help="Error-log level. debug also shows tracebacks of app import errors.",
     )
+    hooks: str = setting(
+        "",
+        kind="str",
+        section="Processes",
+        metavar="PATH|MODULE",
+        help="A .py file or module defining any of on_master_start, on_manager_start, "
+        "on_worker_start, on_worker_stop, on_worker_exit, on_worker_error, on_manager_stop, "
+        "on_shutdown; each runs in the process its name says (see docs/hooks.md).",
+    )
+    slowlog_timeout: float = setting(
+        0.0,
+        kind="float",
+        section="Worker life cycle",
+        help="Log the Python stack of a request that has run this many seconds, once, "
+        "with its method, path and elapsed time; the request goes on (0: off).",
+    )
+    heartbeat_timeout: float = setting(
+        30.0,
+        kind="float",
+        section="Worker life cycle",
+        help="A worker whose loop has not reported for this many seconds while no request "
+        "accounts for it is taken as hung and replaced (0: off).",
+    )
     ready_file: str = setting(
         "",
         kind="str",

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import collections
 import socket
+import struct
 import threading
+from collections.abc import Callable
 
 from swserve.ipc.framing import Frame, FrameDecoder
 
@@ -17,8 +19,13 @@ RECV_SIZE = 256 * 1024
 
 
 class SyncChannel:
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, on_idle: Callable[[], None] | None = None) -> None:
         self.sock = sock
+        self.on_idle = on_idle
+        if on_idle is not None:
+            # recv() returns EAGAIN after a second of silence (one syscall, unlike
+            # settimeout's poll+recv), and the worker sends a heartbeat
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 1, 0))
         self.decoder = FrameDecoder()
         self.frames: collections.deque[Frame] = collections.deque()
         self.lock = threading.Lock()  # one writer at a time: frames must not interleave
@@ -28,6 +35,10 @@ class SyncChannel:
         while not frames:
             try:
                 data = self.sock.recv(RECV_SIZE)
+            except BlockingIOError:
+                if self.on_idle is not None:
+                    self.on_idle()
+                continue
             except ConnectionResetError:
                 return None
             if not data:
@@ -52,6 +63,8 @@ class SyncChannel:
         while True:
             try:
                 data = self.sock.recv(RECV_SIZE)
+            except BlockingIOError:
+                continue  # SO_RCVTIMEO: keep waiting
             except ConnectionResetError:
                 data = b""
             if not data:

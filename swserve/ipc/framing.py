@@ -51,6 +51,7 @@ STOP: Final = 10  # R→W  you are drained and retired: finish and exit
 CANCEL: Final = 11  # R→W  this request ran past --timeout: cancel it (ASGI)
 BUFFER_FULL: Final = 12  # R→W  this request's client reads slowly: stop sending its body
 BUFFER_EMPTY: Final = 13  # R→W  its client caught up: send on (Swoole's onBufferEmpty)
+HEARTBEAT: Final = 14  # W→R  the worker's loop is alive (sent from that loop, about once a second)
 
 FRAME_NAMES: Final = {
     HELLO: "HELLO",
@@ -66,6 +67,7 @@ FRAME_NAMES: Final = {
     CANCEL: "CANCEL",
     BUFFER_FULL: "BUFFER_FULL",
     BUFFER_EMPTY: "BUFFER_EMPTY",
+    HEARTBEAT: "HEARTBEAT",
 }
 
 # Flags.  MORE/END belong to request/response streams; the low nibble of a

@@ -48,6 +48,7 @@ import time
 
 from swserve.config import Config
 from swserve.errors import EXIT_ERROR, EXIT_OK
+from swserve.hooks import Hooks, Server as HookServer
 from swserve.manager import policy
 from swserve.procname import set_title
 
@@ -74,8 +75,10 @@ def rss_mib(pid: int) -> float:
 
 
 class Manager:
-    def __init__(self, config: Config, ipc_path: str, control: socket.socket) -> None:
+    def __init__(self, config: Config, ipc_path: str, control: socket.socket, hooks: Hooks) -> None:
         self.config = config
+        self.hooks = hooks
+        self.server_info = HookServer(config, "manager", os.getpid(), os.getppid())
         self.ipc_path = ipc_path
         self.control = control
         self.supervisor = policy.Supervisor(
@@ -146,7 +149,7 @@ class Manager:
             self.control.close()
             from swserve.worker.main import run
 
-            code = run(self.config, slot, self.ipc_path)
+            code = run(self.config, slot, self.ipc_path, self.hooks, self.server_info.master_pid)
             if code == EXIT_OK:
                 # os._exit below skips interpreter shutdown; the app's atexit
                 # handlers (flushing logs, closing pools) still get to run
@@ -169,6 +172,9 @@ class Manager:
                 continue
             code, sig = exit_status(status)
             self.lifetimes.pop(pid, None)
+            expected = worker.retiring or worker.killed or self.supervisor.stopping
+            if (code != 0 or sig is not None) and not expected:
+                self.hooks.call("on_worker_error", self.server_info, worker.slot, pid, code, sig)
             self._tell(f"exit {worker.slot} {pid} {code if code is not None else -1} {sig or 0}")
             self.apply(self.supervisor.exited(pid, code, sig, time.monotonic()))
 
@@ -199,6 +205,10 @@ class Manager:
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._wake_r, selectors.EVENT_READ, "signal")
         self._selector.register(self.control, selectors.EVENT_READ, "control")
+        if not self.hooks.call("on_manager_start", self.server_info):
+            self._tell("halt 3 the on_manager_start hook failed")
+            self.supervisor.stop()
+            return self.stop_all()
         self.apply(self.supervisor.start())
         while not self.supervisor.stopping:
             for key, _ in self._selector.select(timeout=TICK):
@@ -294,8 +304,9 @@ class Manager:
             except ChildProcessError:
                 break
             sup.workers.pop(pid, None)
+        self.hooks.call("on_manager_stop", self.server_info)
         return EXIT_OK
 
 
-def run(config: Config, ipc_path: str, control: socket.socket) -> int:
-    return Manager(config, ipc_path, control).run()
+def run(config: Config, ipc_path: str, control: socket.socket, hooks: Hooks) -> int:
+    return Manager(config, ipc_path, control, hooks).run()

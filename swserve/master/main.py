@@ -31,6 +31,7 @@ from pathlib import Path
 from swserve import __version__
 from swserve.config import Config
 from swserve.errors import EXIT_APP_LOAD, EXIT_ERROR, EXIT_OK, ConfigError
+from swserve.hooks import Hooks, Server as HookServer, load as load_hooks
 from swserve.logs import configure
 from swserve.master.listeners import Listener, bind
 from swserve.master.stats import Stats
@@ -60,6 +61,7 @@ def run(config: Config) -> int:
     if http != config.http:
         config = _replace(config, http=http)
     try:
+        hooks = load_hooks(config.hooks)  # before any fork: every process shares the module
         listeners = bind(config.binds, config.backlog)
     except ConfigError as exc:
         log.error("%s", exc)
@@ -81,7 +83,7 @@ def run(config: Config) -> int:
                     listener.sock.close()
                 from swserve.manager.main import run as run_manager
 
-                code = run_manager(config, ipc_path, theirs)
+                code = run_manager(config, ipc_path, theirs, hooks)
             except BaseException:
                 log.exception("the manager crashed")
             finally:
@@ -91,7 +93,7 @@ def run(config: Config) -> int:
         loop = new_event_loop()
         asyncio.set_event_loop(loop)
         try:
-            master = Master(config, listeners, ipc_sock, ours, pid)
+            master = Master(config, listeners, ipc_sock, ours, pid, hooks)
             return loop.run_until_complete(master.main())
         finally:
             loop.close()
@@ -117,8 +119,11 @@ class Master:
         ipc_sock: socket.socket,
         control: socket.socket,
         manager_pid: int,
+        hooks: Hooks,
     ) -> None:
         self.config = config
+        self.hooks = hooks
+        self.server_info = HookServer(config, "master", os.getpid(), os.getpid())
         self.listeners = listeners
         self.ipc_sock = ipc_sock
         self.control = control
@@ -317,6 +322,9 @@ class Master:
             config.dispatch,
             config.http,
         )
+        if not self.hooks.call("on_master_start", self.server_info):
+            self._shutdown(EXIT_APP_LOAD)
+            return
         if config.ready_file:
             Path(config.ready_file).write_text(
                 "".join(f"{listener.url}\n" for listener in self.listeners)
@@ -382,6 +390,7 @@ class Master:
         self.ipc_server.close()
         if code == EXIT_OK:
             log.info("stopped; %s", self.stats.summary(self.reactor))
+        self.hooks.call("on_shutdown", self.server_info)
         self._enqueue("stopped")
 
     def _force_exit(self) -> None:

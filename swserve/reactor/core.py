@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
+import os
 import random
+import signal
 import time
 from collections.abc import Callable
 from email.utils import formatdate
@@ -85,18 +88,54 @@ class Reactor:
     def _tick(self) -> None:
         self._update_clock()
         keep_alive = self.config.keep_alive
-        timeout = self.config.timeout
+        config = self.config
+        timeout = config.timeout
+        slowlog = config.slowlog_timeout
         now = self.now
         for conn in list(self.sessions.values()):
             if conn.current is None:
                 if not conn.pending and now - conn.last_active >= keep_alive:
                     conn.closing = True
                     conn.transport.close()
-            elif timeout and conn.slot is not None and now - conn.dispatched_at >= timeout:
-                self._time_out(conn)
-        # with --timeout, sweep often enough to answer within a quarter of it
-        interval = min(1.0, timeout / 4) if timeout else 1.0
+            elif conn.slot is not None:
+                running = now - conn.dispatched_at
+                if timeout and running >= timeout:
+                    self._time_out(conn)
+                elif slowlog and running >= slowlog and not conn.slow_logged:
+                    conn.slow_logged = True
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(conn.slot.pid, signal.SIGUSR2)  # the worker dumps the stack
+        if config.heartbeat_timeout:
+            self._check_liveness(now, config.heartbeat_timeout)
+        # with --timeout or --slowlog-timeout, sweep often enough to act within a quarter of it
+        limits = [t for t in (timeout, slowlog) if t]
+        interval = min(1.0, min(limits) / 4) if limits else 1.0
         self._tick_handle = self._loop.call_later(interval, self._tick)
+
+    def _check_liveness(self, now: float, limit: float) -> None:
+        """Replace a worker whose loop has gone silent with no request to account for it.
+
+        A single-threaded WSGI worker cannot send heartbeats while it runs a
+        request (that is --timeout's business); an ASGI worker's loop and a
+        threaded worker's reader thread always can.
+        """
+        for link in list(self.links.values()):
+            slot = link.slot
+            if slot is None or slot.retiring or now - link.last_seen < limit:
+                continue
+            if slot.inflight and link.interface == "wsgi" and slot.capacity == 1:
+                continue
+            log.warning(
+                "worker %d (pid %d) has not answered for %.0fs with %d request(s) in flight: "
+                "replacing it",
+                slot.worker_id,
+                slot.pid,
+                now - link.last_seen,
+                slot.inflight,
+            )
+            slot.retiring = True
+            self.dispatcher.remove(slot)
+            self._on_event("timeout", slot.pid)
 
     def _time_out(self, conn: HttpConnection) -> None:
         """Answer 504 (or close, if the response started) and deal with the worker."""
@@ -141,6 +180,7 @@ class Reactor:
     def _send(self, conn: HttpConnection, slot: WorkerSlot) -> None:
         slot.inflight += 1
         conn.slot = slot
+        conn.slow_logged = False
         conn.dispatched_at = time.monotonic()
         link = self.links[slot.key]
         link.send_request(conn)

@@ -49,6 +49,7 @@ class HttpConnection(asyncio.Protocol):
         "seq",
         "session",
         "slot",
+        "slow_logged",
         "started",
         "transport",
         "write_paused",
@@ -64,6 +65,7 @@ class HttpConnection(asyncio.Protocol):
         self.seq = 0  # request id of `current` within this session
         self.started = False  # has the response to `current` started?
         self.dispatched_at = 0.0  # reactor clock when `current` went to a worker
+        self.slow_logged = False  # has --slowlog-timeout asked for its stack already?
         self.write_paused = False  # the client is behind: its worker was told BUFFER_FULL
         self.plan: serializer.ResponsePlan | None = None
         self.error: ProtocolError | None = None

@@ -43,6 +43,7 @@ class WorkerLink(asyncio.Protocol):
         self.pid = 0
         self.key = reactor.new_link_key()
         self.interface = ""
+        self.last_seen = reactor.now  # any frame, heartbeats included, proves the loop alive
         # (session, request) pairs this worker holds, for 502s when it dies
         self.inflight: dict[tuple[int, int], HttpConnection] = {}
 
@@ -52,6 +53,7 @@ class WorkerLink(asyncio.Protocol):
         self.writer = BatchWriter(self.transport, asyncio.get_running_loop())
 
     def data_received(self, data: bytes) -> None:
+        self.last_seen = self.reactor.now
         try:
             frames = self.decoder.feed(data)
         except IPCError as exc:
@@ -108,6 +110,8 @@ class WorkerLink(asyncio.Protocol):
             self.reactor.on_worker_ready(self, interface)
         elif kind == framing.BOOT_ERROR:
             self.reactor.on_boot_error(self, payload.decode(errors="replace"))
+        elif kind == framing.HEARTBEAT:
+            pass  # data_received already noted it
         elif kind == framing.STOPPING:
             if self.slot is not None:
                 self.slot.retiring = True

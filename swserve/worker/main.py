@@ -18,13 +18,36 @@ import traceback
 from swserve.apps.loader import detect_interface, load
 from swserve.config import Config
 from swserve.errors import EXIT_APP_LOAD, EXIT_OK, AppLoadError
+from swserve.hooks import Hooks, Server as HookServer
 from swserve.ipc import codec, framing
 from swserve.procname import set_title
+from swserve.worker.slowlog import SlowLog
 
 log = logging.getLogger("swserve.error")
 
 
-def run(config: Config, worker_id: int, ipc_path: str) -> int:
+class WorkerHooks:
+    """The worker's stop and exit hooks, bound to this worker; each runs at most once."""
+
+    def __init__(self, hooks: Hooks, server: HookServer, worker_id: int) -> None:
+        self.hooks = hooks
+        self.server = server
+        self.worker_id = worker_id
+        self.ran: set[str] = set()
+
+    def stopping(self) -> None:
+        self._once("on_worker_stop")
+
+    def waiting(self) -> None:
+        self._once("on_worker_exit")
+
+    def _once(self, name: str) -> None:
+        if name not in self.ran:
+            self.ran.add(name)
+            self.hooks.call(name, self.server, self.worker_id)
+
+
+def run(config: Config, worker_id: int, ipc_path: str, hooks: Hooks, master_pid: int) -> int:
     """Run worker ``worker_id`` (1-based) to completion; return its exit code."""
     for sig in (
         signal.SIGINT,
@@ -58,12 +81,18 @@ def run(config: Config, worker_id: int, ipc_path: str) -> int:
             message += "\n" + "".join(traceback.format_exception(exc.__cause__ or exc)).rstrip()
         sock.sendall(framing.encode(framing.BOOT_ERROR, 0, 0, 0, message.encode()))
         return EXIT_APP_LOAD
+    server = HookServer(config, "worker", pid, master_pid)
+    if not hooks.call("on_worker_start", server, worker_id):
+        message = f"the on_worker_start hook failed in worker {worker_id}"
+        sock.sendall(framing.encode(framing.BOOT_ERROR, 0, 0, 0, message.encode()))
+        return EXIT_APP_LOAD
+    lifecycle = WorkerHooks(hooks, server, worker_id)
     try:
         if interface == "asgi":
             from swserve.worker import runner_asgi
 
             try:
-                return runner_asgi.run(app, config, sock, worker_id)
+                return runner_asgi.run(app, config, sock, worker_id, lifecycle)
             except AppLoadError:
                 return EXIT_APP_LOAD
         from swserve.apps.wsgi import WSGIAdapter
@@ -72,12 +101,13 @@ def run(config: Config, worker_id: int, ipc_path: str) -> int:
 
         adapter = WSGIAdapter(app, multithread=config.threads > 1, multiprocess=config.workers > 1)
         channel = SyncChannel(sock)
+        slowlog = SlowLog(config.slowlog_timeout, worker_id)
         channel.send(
             framing.encode(
                 framing.READY, 0, 0, 0, codec.encode_ready(worker_id, pid, config.threads, "wsgi")
             )
         )
-        return WSGIWorker(channel, adapter, config.threads).run()
+        return WSGIWorker(channel, adapter, config.threads, lifecycle, slowlog).run()
     except (BrokenPipeError, ConnectionResetError):
         return EXIT_OK  # the reactor is gone: the master is stopping or died
     finally:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from swserve.apps.asgi import ASGIApp, RequestCycle, build_scope
 from swserve.apps.lifespan import Lifespan
@@ -21,6 +22,12 @@ from swserve.config import Config
 from swserve.errors import EXIT_OK, AppLoadError
 from swserve.ipc import codec, framing
 from swserve.ipc.channel_async import AsyncChannel
+from swserve.worker.slowlog import Running, SlowLog
+
+if TYPE_CHECKING:
+    from swserve.worker.main import WorkerHooks
+
+_HEARTBEAT: Final = framing.encode(framing.HEARTBEAT, 0, 0, 0)
 
 log = logging.getLogger("swserve.error")
 
@@ -67,8 +74,17 @@ class AsyncFrameSink:
 
 
 class ASGIWorker:
-    def __init__(self, app: ASGIApp, config: Config, sock: socket.socket, worker_id: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        config: Config,
+        sock: socket.socket,
+        worker_id: int,
+        hooks: WorkerHooks,
+    ) -> None:
         self.app = app
+        self.hooks = hooks
+        self.slowlog = SlowLog(config.slowlog_timeout, worker_id)
         self.config = config
         self.sock = sock
         self.worker_id = worker_id
@@ -91,20 +107,28 @@ class ASGIWorker:
             lambda: AsyncChannel(self._on_frames, self.stopped.set), sock=self.sock
         )
         loop.add_signal_handler(signal.SIGTERM, self.stopped.set)
-        import os
-
+        self.slowlog.install()
         ready = codec.encode_ready(
             self.worker_id, os.getpid(), self.config.asgi_concurrency, "asgi"
         )
         self.channel.write(_encode(framing.READY, 0, 0, 0, ready))
+        self._heartbeat()
         await self.stopped.wait()
         self.channel.transport.pause_reading()
+        self.hooks.stopping()
         if self.tasks:
+            self.hooks.waiting()
             await asyncio.wait(self.tasks)
         await self.lifespan.shutdown()
         self.channel.writer.flush()
         self.channel.transport.close()
         return EXIT_OK
+
+    def _heartbeat(self) -> None:
+        """Sent from the loop itself: if the loop is blocked, the reactor hears nothing."""
+        if not self.stopped.is_set():
+            self.channel.write(_HEARTBEAT)
+            asyncio.get_running_loop().call_later(1.0, self._heartbeat)
 
     def _on_frames(self, frames: list[framing.Frame]) -> None:
         for kind, flags, session, request, payload in frames:
@@ -145,14 +169,25 @@ class ASGIWorker:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         self.running[key] = task
-        task.add_done_callback(lambda _: (self.cycles.pop(key, None), self.running.pop(key, None)))
+        slow = self.slowlog.running if self.slowlog.timeout else None
+        if slow is not None:
+            slow[key] = Running(scope["method"], scope["path"][:200], stack=task.get_stack)
+        task.add_done_callback(
+            lambda _: (
+                self.cycles.pop(key, None),
+                self.running.pop(key, None),
+                slow.pop(key, None) if slow is not None else None,
+            )
+        )
 
 
-def run(app: ASGIApp, config: Config, sock: socket.socket, worker_id: int) -> int:
+def run(
+    app: ASGIApp, config: Config, sock: socket.socket, worker_id: int, hooks: WorkerHooks
+) -> int:
     from swserve.reactor.loop import new_event_loop
 
     loop = new_event_loop()
     try:
-        return loop.run_until_complete(ASGIWorker(app, config, sock, worker_id).main())
+        return loop.run_until_complete(ASGIWorker(app, config, sock, worker_id, hooks).main())
     finally:
         loop.close()

@@ -22,13 +22,17 @@ import signal
 import threading
 import types
 from concurrent.futures import ThreadPoolExecutor
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from swserve.apps.wsgi import WSGIAdapter
 from swserve.errors import EXIT_OK, ClientDisconnected
 from swserve.ipc import codec, framing
 from swserve.ipc.channel_sync import SyncChannel
 from swserve.ipc.framing import Frame
+from swserve.worker.slowlog import Running, SlowLog
+
+if TYPE_CHECKING:
+    from swserve.worker.main import WorkerHooks
 
 log = logging.getLogger("swserve.error")
 
@@ -40,6 +44,8 @@ _MAX: Final = framing.MAX_PAYLOAD
 _FLOW: Final = frozenset(
     {framing.BUFFER_FULL, framing.BUFFER_EMPTY, framing.DISCONNECT, framing.CANCEL}
 )
+
+_HEARTBEAT: Final = framing.encode(framing.HEARTBEAT, 0, 0, 0)
 
 Key = tuple[int, int]
 
@@ -157,13 +163,26 @@ class FrameSink:
 
 
 class WSGIWorker:
-    def __init__(self, channel: SyncChannel, adapter: WSGIAdapter, threads: int) -> None:
+    def __init__(
+        self,
+        channel: SyncChannel,
+        adapter: WSGIAdapter,
+        threads: int,
+        hooks: WorkerHooks,
+        slowlog: SlowLog,
+    ) -> None:
         self.channel = channel
         self.adapter = adapter
         self.threads = threads
+        self.hooks = hooks
+        self.slowlog = slowlog
         self.flow = Flow(channel, threaded=threads > 1)
         self.busy = 0
         self.stopping = False
+        channel.on_idle = self.heartbeat
+
+    def heartbeat(self) -> None:
+        self.channel.send(_HEARTBEAT)
 
     def _on_sigterm(self, signum: int, frame: types.FrameType | None) -> None:
         self.stopping = True
@@ -177,6 +196,7 @@ class WSGIWorker:
             if self.threads > 1
             else None
         )
+        self.slowlog.install()
         try:
             while not self.stopping:
                 item = self._next_request()
@@ -193,19 +213,28 @@ class WSGIWorker:
             pass
         finally:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            self.hooks.stopping()
             if pool is not None:
+                if self.slowlog.running:
+                    self.hooks.waiting()
                 self.flow.release_all()
                 pool.shutdown(wait=True)
         return EXIT_OK
 
     def _handle(self, fields: list[bytes], body: bytes, session: int, request: int) -> None:
         key = (session, request)
+        running = self.slowlog.running if self.slowlog.timeout else None
+        if running is not None:  # only then: it costs a few µs per request
+            method, path = fields[0].decode("latin-1"), fields[1][:200].decode("latin-1")
+            running[key] = Running(method, path, thread=threading.get_ident())
         try:
             if key in self.flow.gone:
                 self.channel.send(_encode(_BODY, _END, session, request))  # frees the slot
                 return
             self.adapter(fields, body, FrameSink(self.channel, self.flow, session, request))
         finally:
+            if running is not None:
+                running.pop(key, None)
             self.flow.done(key)
 
     def _next_request(self) -> tuple[list[bytes], bytes, int, int] | None:

@@ -1,0 +1,61 @@
+"""The slow-request log: a request past --slowlog-timeout gets its stack logged, once.
+
+The reactor notices the slow request and sends the worker SIGUSR2; the
+handler, running in the worker's main thread, formats the stack of the
+thread (WSGI) or task (ASGI) serving every request that is past the limit
+and not logged yet.  It writes with one ``os.write`` to stderr rather than
+through ``logging``, whose locks a signal handler must not take.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+import traceback
+import types
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Running:
+    method: str
+    path: str
+    started: float = field(default_factory=time.monotonic)
+    thread: int = 0  # WSGI: the thread serving it
+    stack: Callable[[], list[types.FrameType]] | None = None  # ASGI: the task's frames
+    logged: bool = False
+
+
+class SlowLog:
+    def __init__(self, timeout: float, worker_id: int) -> None:
+        self.timeout = timeout
+        self.worker_id = worker_id
+        self.running: dict[tuple[int, int], Running] = {}
+
+    def install(self) -> None:
+        if self.timeout:
+            signal.signal(signal.SIGUSR2, self._dump)
+
+    def _dump(self, signum: int, frame: types.FrameType | None) -> None:
+        now = time.monotonic()
+        frames = sys._current_frames()
+        for request in list(self.running.values()):
+            elapsed = now - request.started
+            if request.logged or elapsed < self.timeout:
+                continue
+            request.logged = True
+            if request.stack is not None:
+                task_frames = request.stack()
+                summary = traceback.StackSummary.extract((f, f.f_lineno) for f in task_frames)
+                stack = "".join(summary.format()) or "".join(traceback.format_stack(frame))
+            else:
+                thread_frame = frames.get(request.thread, frame)
+                stack = "".join(traceback.format_stack(thread_frame))
+            text = (
+                f"[slowlog] {request.method} {request.path} has run {elapsed:.1f}s in worker "
+                f"{self.worker_id} (pid {os.getpid()}); its stack:\n{stack}"
+            )
+            os.write(2, text.encode(errors="replace"))
