@@ -197,3 +197,23 @@ def test_keep_alive_connection_survives_a_reload(serve: Starter, tmp_path: Path)
         server.wait_for("reload finished", timeout=30)
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         assert reader.read().body.startswith(b"new")
+
+
+def test_memory_limit_recycles_a_leaking_worker(serve: Starter) -> None:
+    server = serve("leak:app", "--max-worker-memory", "64", workers=1)
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        first = client.get("/").text
+        for _ in range(5):  # 80 MiB leaked
+            assert client.get("/leak").status_code == 200
+        wait_until(lambda: client.get("/").text != first, what="a fresh worker")
+    assert server.stop() == 0
+    server.wait_for(r"recycled: memory 1")
+
+
+def test_lifetime_limit_recycles_workers(serve: Starter) -> None:
+    server = serve("wsgi_echo:app", "--max-worker-lifetime", "1", workers=2)
+    before = worker_pids(server)
+    with Load(server.port, clients=4, path="/echo") as load:
+        wait_until(lambda: not (before & worker_pids(server)), what="both workers recycled")
+    assert load.failures() == []
+    assert all(c.reconnects == 0 for c in load.clients)
