@@ -206,7 +206,7 @@ class Config:
         section="Worker life cycle",
         metavar="MIB",
         help="Recycle a worker whose resident memory passes this many MiB (0: never); "
-        "checked by the manager every second.",
+        "checked by the manager twice a second.",
     )
     max_worker_lifetime: float = setting(
         0.0,

@@ -118,6 +118,10 @@ class RequestCycle:
         if not self._body_sent:
             self._body_sent = True
             return {"type": "http.request", "body": self.body, "more_body": False}
+        if self.ended:
+            # the spec: http.disconnect is "sent to the application if receive is
+            # called after a response has been sent"
+            return {"type": "http.disconnect"}
         if self.disconnected is None:
             self.disconnected = asyncio.Event()
         await self.disconnected.wait()

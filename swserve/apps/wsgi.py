@@ -87,9 +87,17 @@ _HEADER_KEYS: dict[bytes, str] = {
 }
 
 
-def _environ_key(name: bytes) -> str:
+def _environ_key(name: bytes) -> str | None:
+    """``x-forwarded-for`` → ``HTTP_X_FORWARDED_FOR``; None for a name with ``_``.
+
+    ``X_Forwarded_For`` would land in the same key as ``X-Forwarded-For``, and a
+    proxy that strips or checks the dashed spelling would not see it: such
+    headers are dropped, as gunicorn and nginx do.
+    """
     key = _HEADER_KEYS.get(name)
     if key is None:
+        if b"_" in name:
+            return None
         key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
         if len(_HEADER_KEYS) < 1024:  # bounded cache: header names are attacker-chosen
             _HEADER_KEYS[name] = key
@@ -145,6 +153,8 @@ class WSGIAdapter:
         it = iter(fields[HEAD_FIELDS:])
         for name, value in zip(it, it, strict=True):
             key = _environ_key(name)
+            if key is None:
+                continue
             text = value.decode("latin-1")
             if key in env:
                 # RFC 9110 §5.3: repeated fields combine with commas (cookies with ";")

@@ -46,7 +46,6 @@ REQUEST_BODY: Final = 5  # R→W  more body; flag MORE on all but the last
 RESPONSE_START: Final = 6  # W→R  status, headers, maybe body; flags END and serializer flags
 RESPONSE_BODY: Final = 7  # W→R  body bytes; flag END on the last
 DISCONNECT: Final = 8  # R→W  the client of this request went away
-STOPPING: Final = 9  # W→R  the worker is retiring: dispatch it nothing more
 STOP: Final = 10  # R→W  you are drained and retired: finish and exit
 CANCEL: Final = 11  # R→W  this request ran past --timeout: cancel it (ASGI)
 BUFFER_FULL: Final = 12  # R→W  this request's client reads slowly: stop sending its body
@@ -62,7 +61,6 @@ FRAME_NAMES: Final = {
     RESPONSE_START: "RESPONSE_START",
     RESPONSE_BODY: "RESPONSE_BODY",
     DISCONNECT: "DISCONNECT",
-    STOPPING: "STOPPING",
     STOP: "STOP",
     CANCEL: "CANCEL",
     BUFFER_FULL: "BUFFER_FULL",

@@ -12,12 +12,12 @@ Control lines over the socketpair with the master:
 ===========================  ==========================================================
 master → manager             meaning
 ===========================  ==========================================================
-``stop``                     stop every worker (SIGTERM, SIGKILL after the grace)
+``stop`` / ``stop now``      stop every worker (SIGTERM, SIGKILL after the grace / 1 s)
 ``ready PID``                that worker's app is loaded: it serves
 ``recycle PID REASON``       replace that worker (max-requests, …)
 ``timeout PID``              a request on it ran past --timeout: stop and replace it
 ``reload``                   replace every worker (SIGHUP/SIGUSR1 to the master)
-``scale +1`` / ``scale -1``  SIGTTIN / SIGTTOU to the master
+``scale 1`` / ``scale -1``   SIGTTIN / SIGTTOU to the master
 ===========================  ==========================================================
 
 ===========================  ==========================================================
@@ -26,7 +26,8 @@ manager → master             meaning
 ``retire PID REASON``        stop dispatching to PID, drain it, send it STOP
 ``exit SLOT PID CODE SIG``   a worker exited (CODE -1 when killed by signal SIG)
 ``halt CODE MESSAGE``        stop the server with this exit code (boot failures)
-``term``                     the manager got SIGTERM: the master stops the server
+``reloaded``                 a reload has replaced every worker
+``term`` / ``quit``          the manager got SIGTERM / SIGQUIT: the master stops the server
 ===========================  ==========================================================
 
 EOF on the socket means the master died: every worker is stopped at once.
@@ -92,6 +93,7 @@ class Manager:
         self.lifetimes: dict[int, float] = {}
         self._control_buf = b""
         self._halted = False
+        self.grace = config.graceful_timeout  # how long stop_all waits before SIGKILL
 
     # -- actions ---------------------------------------------------------------------------
 
@@ -246,7 +248,7 @@ class Manager:
                 # passed on to it rather than acted on here.
                 self._tell("term")
             elif signum == signal.SIGQUIT:
-                self.supervisor.stop()
+                self._tell("quit")  # the master's quick shutdown, as for SIGTERM
 
     def _on_control(self) -> None:
         try:
@@ -269,6 +271,8 @@ class Manager:
                 continue
             command = parts[0]
             if command == "stop":
+                if parts[1:] == ["now"]:
+                    self.grace = 1.0  # quick shutdown: in-flight requests are not waited for
                 sup.stop()
             elif command == "ready":
                 self.apply(sup.ready(int(parts[1]), now))
@@ -288,7 +292,7 @@ class Manager:
         for pid in list(sup.workers):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + self.config.graceful_timeout
+        deadline = time.monotonic() + self.grace
         while sup.workers and time.monotonic() < deadline:
             self._selector.select(timeout=min(0.5, max(0.0, deadline - time.monotonic())))
             with contextlib.suppress(BlockingIOError):

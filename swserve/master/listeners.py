@@ -49,10 +49,23 @@ def bind(addresses: tuple[str, ...], backlog: int) -> list[Listener]:
     return out
 
 
+def _in_use(path: str) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
 def _bind_one(address: BindAddress, text: str, backlog: int) -> socket.socket:
     if address.family == "unix":
         with contextlib.suppress(FileNotFoundError):
             if stat.S_ISSOCK(os.stat(address.path).st_mode):
+                if _in_use(address.path):
+                    raise ConfigError(f"cannot listen on {text}: another server is listening there")
                 os.unlink(address.path)  # a stale socket from an earlier run
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         target: str | tuple[str, int] = address.path

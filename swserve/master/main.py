@@ -6,14 +6,20 @@ exists.  The reactor then serves on the master's loop, and workers connect to
 it over a private unix socket (a worker replaced by the manager simply
 connects again).  "Listening on …" is printed once every worker is ready.
 
-Signals only enqueue commands; ``_commands`` runs them in the loop:
+Signals only enqueue commands; ``_handle`` runs them in the loop:
 
-=========  ==============================================================
-SIGTERM    graceful stop: stop accepting, finish in-flight requests (up to
-           --graceful-timeout), close keep-alive connections, stop workers
-SIGINT     the same; a second SIGINT forces an immediate exit
-SIGCHLD    reap: the manager, and orphans when we are PID 1 (Docker)
-=========  ==============================================================
+=================  ===========================================================
+SIGTERM, SIGINT    graceful stop: stop accepting, finish in-flight requests (up
+                   to --graceful-timeout), close keep-alive connections, stop
+                   workers; a second SIGINT forces an immediate exit
+SIGQUIT            quick stop: no drain
+SIGHUP, SIGUSR1    reload every worker (the manager replaces them gracefully)
+SIGTTIN, SIGTTOU   one worker more / one fewer
+SIGUSR2            logged: there are no task workers to reload
+=================  ===========================================================
+
+uvloop keeps SIGCHLD for itself: the manager's exit is watched through a
+pidfd, and orphans (when we are PID 1 in a container) are reaped by a timer.
 """
 
 from __future__ import annotations
@@ -195,6 +201,8 @@ class Master:
             signal.SIGUSR1,
             signal.SIGTTIN,
             signal.SIGTTOU,
+            signal.SIGQUIT,
+            signal.SIGUSR2,
         ):
             loop.add_signal_handler(sig, self._enqueue, "signal", sig)
         # uvloop keeps SIGCHLD for itself, so the manager's exit is watched through a
@@ -257,6 +265,8 @@ class Master:
         command = parts[0] if parts else ""
         if command == "term":
             self._handle_signal(signal.SIGTERM)
+        elif command == "quit":
+            self._handle_signal(signal.SIGQUIT)
         elif command == "retire":
             self.reactor.retire(int(parts[1]))
             self.stats.recycled[parts[2]] += 1
@@ -291,6 +301,12 @@ class Master:
             self._shutdown(code)
 
     def _handle_signal(self, sig: int) -> None:
+        if sig == signal.SIGQUIT:
+            # gunicorn's quick shutdown: no drain, in-flight requests are cut off
+            if not self.stopping:
+                log.info("SIGQUIT: shutting down now, without draining")
+                self._shutdown(EXIT_OK, drain=False)
+            return
         if sig in (signal.SIGTERM, signal.SIGINT):
             if self.stopping and sig == signal.SIGINT:
                 self._force_exit()
@@ -306,6 +322,9 @@ class Master:
             self._tell_manager("scale 1")
         elif sig == signal.SIGTTOU:
             self._tell_manager("scale -1")
+        elif sig == signal.SIGUSR2:
+            # Swoole reloads its task workers on SIGUSR2; swserve has none
+            log.info("SIGUSR2: there are no task workers to reload; ignored")
 
     def _announce(self) -> None:
         self.announced = True
@@ -355,18 +374,18 @@ class Master:
 
     # -- shutdown ---------------------------------------------------------------------------
 
-    def _shutdown(self, code: int) -> None:
+    def _shutdown(self, code: int, *, drain: bool = True) -> None:
         if self.stopping:
             return
         self.stopping = True
         self.exit_code = code
-        asyncio.get_running_loop().create_task(self._stop(code))
+        asyncio.get_running_loop().create_task(self._stop(code, drain and code == EXIT_OK))
 
-    async def _stop(self, code: int) -> None:
+    async def _stop(self, code: int, drain: bool) -> None:
         timeout = self.config.graceful_timeout
         for server in self.servers:
             server.close()  # stop accepting
-        if code == EXIT_OK:
+        if drain:
             self.reactor.drain()
             try:
                 await asyncio.wait_for(self._idle.wait(), timeout)
@@ -376,7 +395,7 @@ class Master:
                 )
         if not self._manager_gone.is_set():
             with contextlib.suppress(OSError):
-                self.control.sendall(b"stop\n")
+                self.control.sendall(b"stop\n" if drain else b"stop now\n")
             try:
                 await asyncio.wait_for(self._manager_gone.wait(), timeout + 5)
             except TimeoutError:

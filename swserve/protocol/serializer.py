@@ -62,6 +62,7 @@ class ResponsePlan:
 def plan_response(
     request: Request, status: int, flags: int, *, shutting_down: bool = False
 ) -> ResponsePlan:
+    """``shutting_down`` (or ``--keep-alive 0``) closes the connection after this response."""
     """Decide body, chunking and keep-alive for a response (RFC 9112 §6.3)."""
     # HEAD, 1xx, 204 and 304 responses never carry a body (RFC 9110 §6.4.1).
     body_allowed = request.method != b"HEAD" and status >= 200 and status not in (204, 304)

@@ -262,6 +262,10 @@ class Reactor:
 
     # -- shutdown -------------------------------------------------------------------------
 
+    @property
+    def no_keep_alive(self) -> bool:
+        return self.draining or self.config.keep_alive == 0
+
     def drain(self) -> None:
         """Stop keeping connections alive: close idle ones now, the rest after their response."""
         self.draining = True

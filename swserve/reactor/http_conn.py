@@ -128,11 +128,11 @@ class HttpConnection(asyncio.Protocol):
                 self.transport.pause_reading()
                 self.closing = True
                 break
+        if len(pending) >= MAX_PIPELINED:
+            self.transport.pause_reading()
         if self.current is None:
             self._next()
         else:
-            if len(pending) >= MAX_PIPELINED:
-                self.transport.pause_reading()
             self._maybe_continue()
 
     def eof_received(self) -> bool | None:
@@ -193,7 +193,9 @@ class HttpConnection(asyncio.Protocol):
     ) -> None:
         req = self.current
         assert req is not None
-        plan = serializer.plan_response(req, status, flags, shutting_down=self.reactor.draining)
+        plan = serializer.plan_response(
+            req, status, flags, shutting_down=self.reactor.no_keep_alive
+        )
         self.plan = plan
         self.started = True
         head = serializer.response_head(req, status, flags, headers, plan, self.reactor.date_server)

@@ -112,10 +112,6 @@ class WorkerLink(asyncio.Protocol):
             self.reactor.on_boot_error(self, payload.decode(errors="replace"))
         elif kind == framing.HEARTBEAT:
             pass  # data_received already noted it
-        elif kind == framing.STOPPING:
-            if self.slot is not None:
-                self.slot.retiring = True
-                self.reactor.dispatcher.remove(self.slot)
         else:
             log.error(
                 "worker %d sent an unexpected %s frame", self.worker_id, framing.FRAME_NAMES[kind]

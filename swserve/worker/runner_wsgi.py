@@ -232,6 +232,13 @@ class WSGIWorker:
                 self.channel.send(_encode(_BODY, _END, session, request))  # frees the slot
                 return
             self.adapter(fields, body, FrameSink(self.channel, self.flow, session, request))
+        except BaseException:
+            # SystemExit/KeyboardInterrupt from the app: the adapter only catches
+            # Exception. End the response (the client sees a close) and go on.
+            log.exception("the app raised a BaseException; the response is aborted")
+            self.channel.send(_encode(_BODY, _END | framing.MORE, session, request))
+            if self.threads == 1:
+                raise
         finally:
             if running is not None:
                 running.pop(key, None)

@@ -104,3 +104,7 @@ def test_disconnect_reaches_the_app(serve: Starter, tmp_path: Path) -> None:
     assert marker.read_text() == "disconnected"
     with httpx.Client(base_url=server.url, timeout=10) as client:
         assert client.get("/pid").status_code == 200  # and the worker's slot was freed
+
+
+def test_receive_after_the_response_is_disconnect(client: httpx.Client) -> None:
+    assert client.get("/after").text == "sent"

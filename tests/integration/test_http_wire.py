@@ -214,3 +214,11 @@ def test_client_that_leaves_mid_request_does_not_disturb_others(port: int) -> No
     sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
     sock.close()
     assert exchange(port, b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")[0].status == 200
+
+
+def test_underscore_header_names_never_reach_the_environ(port: int) -> None:
+    (r,) = exchange(
+        port,
+        b"GET /environ HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 1.2.3.4\r\nX_Forwarded_For: 6.6.6.6\r\n\r\n",
+    )
+    assert '"HTTP_X_FORWARDED_FOR": "1.2.3.4"' in r.body.decode()

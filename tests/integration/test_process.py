@@ -223,3 +223,39 @@ def test_sigterm_to_the_whole_process_group_stops_cleanly(serve: Starter) -> Non
     os.killpg(server.pid, signal.SIGTERM)
     assert server.wait_exit(30) == 0, server.logs()
     assert not any("died unexpectedly" in line for line in server.stderr)
+
+
+def test_sigquit_stops_without_draining(serve: Starter, tmp_path: Path) -> None:
+    server = serve(workers=1)
+    marker = tmp_path / "pid"
+    with connect(server.port) as sock:
+        sock.sendall(b"GET /sleep?s=30&f=%s HTTP/1.1\r\nHost: x\r\n\r\n" % str(marker).encode())
+        wait_for_file(marker)
+        started = time.monotonic()
+        server.send(signal.SIGQUIT)
+        assert server.wait_exit(20) == 0
+        assert time.monotonic() - started < 15  # did not wait for the 30 s request
+
+
+def test_unix_socket_in_use_is_refused(serve: Starter, tmp_path: Path) -> None:
+    path = tmp_path / "app.sock"
+    first = serve("wsgi_echo:app", "--bind", f"unix:{path}", workers=1)
+    second = serve("wsgi_echo:app", "--bind", f"unix:{path}", workers=1, wait=False)
+    second.expected_exit = 1
+    assert second.wait_exit(20) == 1
+    assert "another server is listening there" in second.logs()
+    with socket.socket(socket.AF_UNIX) as sock:  # the first one still serves
+        sock.settimeout(10)
+        sock.connect(str(path))
+        sock.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert ResponseReader(sock).read().status == 200
+    assert first.proc.poll() is None
+
+
+def test_keep_alive_zero_closes_after_each_response(serve: Starter) -> None:
+    server = serve("wsgi_echo:app", "--keep-alive", "0", workers=1)
+    with connect(server.port) as sock:
+        sock.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+        reader = ResponseReader(sock)
+        assert reader.read().header("connection") == "close"
+        assert reader.closed()

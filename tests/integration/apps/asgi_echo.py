@@ -82,6 +82,11 @@ async def app(scope, receive, send):
         assert message["type"] == "http.disconnect"
         Path(query["f"][0]).write_text("disconnected")
         return
+    if path == "/after":
+        await respond(send, b"sent")
+        message = await asyncio.wait_for(receive(), 5)  # must not hang: the response is done
+        assert message["type"] == "http.disconnect", message
+        return
     if path == "/error":
         raise RuntimeError("boom")
     chunks = []
