@@ -62,8 +62,10 @@ class ResponsePlan:
 def plan_response(
     request: Request, status: int, flags: int, *, shutting_down: bool = False
 ) -> ResponsePlan:
-    """``shutting_down`` (or ``--keep-alive 0``) closes the connection after this response."""
-    """Decide body, chunking and keep-alive for a response (RFC 9112 §6.3)."""
+    """Decide body, chunking and keep-alive for a response (RFC 9112 §6.3).
+
+    ``shutting_down`` (draining, or ``--keep-alive 0``) closes the connection after it.
+    """
     # HEAD, 1xx, 204 and 304 responses never carry a body (RFC 9110 §6.4.1).
     body_allowed = request.method != b"HEAD" and status >= 200 and status not in (204, 304)
     keep_alive = request.keep_alive and not (flags & APP_CLOSE) and not shutting_down
