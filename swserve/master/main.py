@@ -42,10 +42,8 @@ from swserve.logs import configure
 from swserve.master.listeners import Listener, bind
 from swserve.master.stats import Stats
 from swserve.procname import set_title
-from swserve.reactor.core import Reactor
-from swserve.reactor.http_conn import HttpConnection
+from swserve.reactor.host import make_host
 from swserve.reactor.loop import new_event_loop
-from swserve.reactor.worker_link import WorkerLink
 
 log = logging.getLogger("swserve.error")
 
@@ -181,17 +179,9 @@ class Master:
     async def main(self) -> int:
         loop = asyncio.get_running_loop()
         config = self.config
-        self.reactor = reactor = Reactor(config, on_event=self._on_reactor_event)
-        reactor.start(loop)
-        self.servers = [
-            await loop.create_server(
-                lambda: HttpConnection(reactor), sock=listener.sock, backlog=config.backlog
-            )
-            for listener in self.listeners
-        ]
-        self.ipc_server = await loop.create_unix_server(
-            lambda: WorkerLink(reactor), sock=self.ipc_sock
-        )
+        self.host = make_host(config, self._on_reactor_event)
+        self.reactor = self.host.reactor
+        await self.host.start(self.listeners, self.ipc_sock)
         self.control.setblocking(False)
         loop.add_reader(self.control, self._on_control_readable)
         for sig in (
@@ -383,8 +373,7 @@ class Master:
 
     async def _stop(self, code: int, drain: bool) -> None:
         timeout = self.config.graceful_timeout
-        for server in self.servers:
-            server.close()  # stop accepting
+        self.host.stop_accepting()
         if drain:
             self.reactor.drain()
             try:
@@ -403,10 +392,7 @@ class Master:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(self.manager_pid, signal.SIGKILL)
                 await self._manager_gone.wait()
-        for conn in list(self.reactor.sessions.values()):
-            conn.transport.abort()
-        self.reactor.stop()
-        self.ipc_server.close()
+        self.host.close()
         if code == EXIT_OK:
             log.info("stopped; %s", self.stats.summary(self.reactor))
         self.hooks.call("on_shutdown", self.server_info)

@@ -259,3 +259,41 @@ def test_keep_alive_zero_closes_after_each_response(serve: Starter) -> None:
         reader = ResponseReader(sock)
         assert reader.read().header("connection") == "close"
         assert reader.closed()
+
+
+def test_round_robin_dispatch_alternates_workers(serve: Starter) -> None:
+    server = serve("wsgi_echo:app", "--dispatch", "round-robin", workers=2)
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        pids = [client.get("/pid").text for _ in range(6)]
+    assert len(set(pids)) == 2
+    assert pids[0::2] == [pids[0]] * 3  # A B A B A B
+    assert pids[1::2] == [pids[1]] * 3
+
+
+def test_fd_dispatch_pins_a_connection_to_a_worker(serve: Starter) -> None:
+    server = serve("wsgi_echo:app", "--dispatch", "fd", workers=2)
+    seen = set()
+    for _ in range(4):  # several connections: each sticks to one worker
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            pids = {client.get("/pid").text for _ in range(5)}
+        assert len(pids) == 1
+        seen |= pids
+    assert len(seen) == 2
+
+
+def test_request_whose_client_left_before_dispatch_is_discarded(
+    serve: Starter, tmp_path: Path
+) -> None:
+    """Swoole's discard_data: a queued request of a client that has gone never runs."""
+    server = serve("wsgi_echo:app", workers=1)
+    busy = tmp_path / "busy"
+    ghost = tmp_path / "ghost"
+    with connect(server.port) as holder:
+        holder.sendall(b"GET /sleep?s=1&f=%s HTTP/1.1\r\nHost: x\r\n\r\n" % str(busy).encode())
+        wait_for_file(busy)  # the only worker is busy: the next request waits in the reactor
+        with connect(server.port) as leaver:
+            leaver.sendall(b"GET /sleep?s=0&f=%s HTTP/1.1\r\nHost: x\r\n\r\n" % str(ghost).encode())
+        assert ResponseReader(holder).read().status == 200
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        assert client.get("/echo").status_code == 200  # the worker has moved past it
+    assert not ghost.exists()
