@@ -217,3 +217,21 @@ def test_lifetime_limit_recycles_workers(serve: Starter) -> None:
         wait_until(lambda: not (before & worker_pids(server)), what="both workers recycled")
     assert load.failures() == []
     assert all(c.reconnects == 0 for c in load.clients)
+
+
+def test_retiring_worker_is_killed_after_max_wait_time(serve: Starter, tmp_path: Path) -> None:
+    """A request that outlives --max-wait-time on a retiring worker gets 502."""
+    version = tmp_path / "version"
+    version.write_text("v")
+    server = serve(
+        "versioned:app", "--max-requests", "1", "--max-requests-jitter", "0", "--max-wait-time", "1",
+        workers=1, env={"VERSION_FILE": str(version), "IMPORT_DELAY": "0.5"},
+    )  # fmt: skip
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        assert client.get("/").status_code == 200  # the worker's one request: it will be recycled
+        started = time.monotonic()
+        r = client.get("/forever")  # still goes to the old worker: its replacement is importing
+        assert r.status_code == 502
+        assert time.monotonic() - started < 10
+        server.wait_for("did not finish its requests in 1s: killing it")
+        assert client.get("/").status_code == 200  # the replacement serves
