@@ -257,6 +257,44 @@ class Config:
         help="Seconds an idle keep-alive connection stays open (uvicorn's default). Raise it "
         "above your load balancer's idle timeout.",
     )
+    header_timeout: float = setting(
+        10.0,
+        kind="float",
+        section="HTTP",
+        help="Seconds a client gets to send a complete request head, from its first byte; "
+        "past it: 408 and close (defeats slowloris, which trickles bytes to stay alive).",
+    )
+    body_timeout: float = setting(
+        30.0,
+        kind="float",
+        section="HTTP",
+        help="Longest gap between two reads of a request body; past it: 408 and close.",
+    )
+    limit_request_line: int = setting(
+        8190,
+        kind="int",
+        section="HTTP",
+        help="Longest request target in bytes; longer: 414 (gunicorn's name and default).",
+    )
+    limit_request_fields: int = setting(
+        100,
+        kind="int",
+        section="HTTP",
+        help="Most header fields in a request; more: 431 (gunicorn's name and default).",
+    )
+    limit_request_field_size: int = setting(
+        8190,
+        kind="int",
+        section="HTTP",
+        help="Longest header field (name and value) in bytes; longer: 431 (gunicorn's default).",
+    )
+    max_queued_requests: int = setting(
+        1000,
+        kind="int",
+        section="Processes",
+        help="Complete requests that may wait in the reactor for a free worker; above it a "
+        "request gets 503 Service Unavailable with Retry-After at once (0: no limit).",
+    )
     max_body_size: int = setting(
         16 * 1024 * 1024,
         kind="size",
@@ -356,6 +394,12 @@ _CHECKS: Final[tuple[tuple[str, Callable[[Any], bool], str], ...]] = (
     ("max_wait_time", lambda v: v >= 0, "must not be negative"),
     ("max_concurrent_recycles", lambda v: v >= 1, "must be at least 1"),
     ("timeout", lambda v: v >= 0, "must not be negative"),
+    ("header_timeout", lambda v: v > 0, "must be positive"),
+    ("body_timeout", lambda v: v > 0, "must be positive"),
+    ("limit_request_line", lambda v: v >= 16, "must be at least 16"),
+    ("limit_request_fields", lambda v: v >= 1, "must be at least 1"),
+    ("limit_request_field_size", lambda v: v >= 16, "must be at least 16"),
+    ("max_queued_requests", lambda v: v >= 0, "must not be negative"),
 )
 
 

@@ -49,7 +49,13 @@ def parser_factory(name: str, limits: Limits) -> Callable[[], Parser]:
 class Reactor:
     def __init__(self, config: Config, *, on_event: Callable[[str, object], None]) -> None:
         self.config = config
-        self.limits = Limits(body=config.max_body_size)
+        self.limits = Limits(
+            request_line=config.limit_request_line,
+            header_count=config.limit_request_fields,
+            header_field=config.limit_request_field_size,
+            body=config.max_body_size,
+        )
+        self._last_overload_log = 0.0
         self.make_parser = parser_factory(config.http, self.limits)
         self.dispatcher = Dispatcher(config.dispatch)
         self.sessions: dict[int, HttpConnection] = {}
@@ -94,7 +100,13 @@ class Reactor:
         now = self.now
         for conn in list(self.sessions.values()):
             if conn.current is None:
-                if not conn.pending and now - conn.last_active >= keep_alive:
+                if conn.head_since:
+                    if now - conn.head_since >= config.header_timeout:
+                        conn.write_error(408)  # slowloris, or a client that stalled
+                elif conn.parser.head_pending is not None:
+                    if now - conn.last_active >= config.body_timeout:
+                        conn.write_error(408)
+                elif not conn.pending and now - conn.last_active >= keep_alive:
                     conn.closing = True
                     conn.transport.close()
             elif conn.slot is not None:
@@ -173,9 +185,25 @@ class Reactor:
     def submit(self, conn: HttpConnection) -> None:
         slot = self.dispatcher.pick(conn.session) if not self.queue else None
         if slot is None:
+            limit = self.config.max_queued_requests
+            if limit and len(self.queue) >= limit:
+                self._overloaded(conn)
+                return
             self.queue.append(conn)
             return
         self._send(conn, slot)
+
+    def _overloaded(self, conn: HttpConnection) -> None:
+        """503 at once, rather than a queue that grows until clients time out."""
+        now = time.monotonic()
+        if now - self._last_overload_log >= 5.0:  # at most one line every 5 s
+            self._last_overload_log = now
+            log.warning(
+                "%d requests are waiting for a worker (--max-queued-requests): answering 503",
+                len(self.queue),
+            )
+        conn.current = None
+        conn.write_error(503, retry_after=1)
 
     def _send(self, conn: HttpConnection, slot: WorkerSlot) -> None:
         slot.inflight += 1

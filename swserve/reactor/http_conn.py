@@ -40,6 +40,7 @@ class HttpConnection(asyncio.Protocol):
         "current",
         "dispatched_at",
         "error",
+        "head_since",
         "last_active",
         "parser",
         "pending",
@@ -65,6 +66,7 @@ class HttpConnection(asyncio.Protocol):
         self.seq = 0  # request id of `current` within this session
         self.started = False  # has the response to `current` started?
         self.dispatched_at = 0.0  # reactor clock when `current` went to a worker
+        self.head_since = 0.0  # when the first byte of an incomplete request head came
         self.slow_logged = False  # has --slowlog-timeout asked for its stack already?
         self.write_paused = False  # the client is behind: its worker was told BUFFER_FULL
         self.plan: serializer.ResponsePlan | None = None
@@ -120,6 +122,11 @@ class HttpConnection(asyncio.Protocol):
             requests = exc.completed
             self.error = exc
             self.transport.pause_reading()
+        # --header-timeout runs from the first byte of a head until the head is complete
+        if self.parser.head_pending is not None or requests:
+            self.head_since = 0.0
+        elif self.current is None and not self.head_since:
+            self.head_since = self.reactor.now
         pending = self.pending
         for req in requests:
             pending.append(req)
@@ -179,11 +186,14 @@ class HttpConnection(asyncio.Protocol):
             head.expect_continue = False
             self.transport.write(serializer.CONTINUE)
 
-    def write_error(self, status: int) -> None:
+    def write_error(self, status: int, retry_after: int = 0) -> None:
         """Answer the current state with an error and close (framing is in doubt)."""
         self.closing = True
         if not self.transport.is_closing():
-            self.transport.write(serializer.error_response(status, self.reactor.date_server))
+            date_server = self.reactor.date_server
+            if retry_after:
+                date_server += b"retry-after: %d\r\n" % retry_after
+            self.transport.write(serializer.error_response(status, date_server))
             self.transport.close()
 
     # -- responses from the worker -------------------------------------------------------

@@ -1,0 +1,118 @@
+"""Slow clients and floods: timeouts, queue limits and header limits, on the live server."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.helpers import ResponseReader, connect, exchange
+from tests.integration.conftest import Starter
+
+
+def test_slowloris_is_answered_408_and_others_are_served(serve: Starter) -> None:
+    server = serve("wsgi_echo:app", "--header-timeout", "1", workers=1)
+    stop = threading.Event()
+    slow = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(50)]
+    closed_after: list[float] = []
+
+    def trickle(sock: socket.socket) -> None:
+        started = time.monotonic()
+        head = b"GET / HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 1000
+        try:
+            for byte in head:
+                if stop.is_set():
+                    return
+                sock.sendall(bytes([byte]))
+                stop.wait(0.2)  # one header byte every 0.2 s: the slowloris pattern
+        except OSError:
+            pass
+        closed_after.append(time.monotonic() - started)
+
+    threads = [threading.Thread(target=trickle, args=(s,), daemon=True) for s in slow]
+    for t in threads:
+        t.start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=5) as client:
+            for _ in range(10):
+                started = time.monotonic()
+                assert client.get("/echo").status_code == 200
+                assert time.monotonic() - started < 1.0
+        deadline = time.monotonic() + 10
+        while len(closed_after) < len(slow):
+            assert time.monotonic() < deadline, f"only {len(closed_after)} slow clients were closed"
+            time.sleep(0.05)  # polling the closers' reports with a deadline
+        assert max(closed_after) < 4.0
+        reader = ResponseReader(slow[0])
+        slow[0].settimeout(1)
+        try:
+            assert reader.read().status == 408
+        except (OSError, EOFError):
+            pass  # the 408 may be lost to a reset caused by our own late writes
+    finally:
+        stop.set()
+        for s in slow:
+            s.close()
+
+
+def test_body_timeout(serve: Starter) -> None:
+    server = serve("wsgi_echo:app", "--body-timeout", "1", workers=1)
+    with connect(server.port) as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+        started = time.monotonic()
+        r = ResponseReader(sock).read()
+        assert r.status == 408
+        assert time.monotonic() - started < 4
+
+
+def test_queue_limit_answers_503_at_once_and_recovers(serve: Starter, tmp_path: Path) -> None:
+    server = serve("wsgi_echo:app", "--max-queued-requests", "2", workers=1)
+    marker = tmp_path / "busy"
+    with (
+        httpx.Client(base_url=server.url, timeout=20) as client,
+        concurrent.futures.ThreadPoolExecutor(10) as pool,
+    ):
+        busy = pool.submit(client.get, f"/sleep?s=2&f={marker}")
+        deadline = time.monotonic() + 10
+        while not marker.exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)  # polling a file with a deadline
+        started = time.monotonic()
+
+        def timed() -> tuple[float, int, str | None]:
+            (r,) = exchange(server.port, b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+            return time.monotonic() - started, r.status, r.header("retry-after")
+
+        flood = [pool.submit(timed) for _ in range(8)]
+        statuses = []
+        for f in flood:
+            took, status, retry_after = f.result()
+            statuses.append(status)
+            if status == 503:
+                assert retry_after == "1"
+                assert took < 1.5  # at once, not after a timeout
+        assert statuses.count(503) >= 5
+        assert statuses.count(200) >= 1
+        assert busy.result().status_code == 200
+        assert client.get("/echo").status_code == 200  # recovered
+    server.wait_for("--max-queued-requests")
+
+
+def test_header_limits_are_settings(serve: Starter) -> None:
+    server = serve(
+        "wsgi_echo:app", "--limit-request-line", "100", "--limit-request-fields", "5",
+        "--limit-request-field-size", "200", workers=1,
+    )  # fmt: skip
+    port = server.port
+    assert exchange(port, b"GET /" + b"a" * 150 + b" HTTP/1.1\r\nHost: x\r\n\r\n")[0].status == 414
+    many = b"".join(b"X-%d: 1\r\n" % i for i in range(6))
+    assert exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n")[0].status == 431
+    assert (
+        exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"v" * 300 + b"\r\n\r\n")[0].status
+        == 431
+    )
+    assert exchange(port, b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")[0].status == 200
