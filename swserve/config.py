@@ -288,6 +288,20 @@ class Config:
         section="HTTP",
         help="Longest header field (name and value) in bytes; longer: 431 (gunicorn's default).",
     )
+    max_connections: int = setting(
+        10000,
+        kind="int",
+        section="Listeners",
+        help="Open client connections above which the reactor stops accepting (they wait "
+        "in the listen backlog) until one closes (0: no limit).",
+    )
+    write_timeout: float = setting(
+        60.0,
+        kind="float",
+        section="HTTP",
+        help="Seconds a client may leave our response unread (its buffer full) before the "
+        "connection is closed.",
+    )
     max_queued_requests: int = setting(
         1000,
         kind="int",
@@ -400,6 +414,8 @@ _CHECKS: Final[tuple[tuple[str, Callable[[Any], bool], str], ...]] = (
     ("limit_request_fields", lambda v: v >= 1, "must be at least 1"),
     ("limit_request_field_size", lambda v: v >= 16, "must be at least 16"),
     ("max_queued_requests", lambda v: v >= 0, "must not be negative"),
+    ("max_connections", lambda v: v >= 0, "must not be negative"),
+    ("write_timeout", lambda v: v > 0, "must be positive"),
 )
 
 

@@ -56,6 +56,7 @@ class Reactor:
             body=config.max_body_size,
         )
         self._last_overload_log = 0.0
+        self.on_connection_closed: Callable[[], None] | None = None  # set by the host
         self.make_parser = parser_factory(config.http, self.limits)
         self.dispatcher = Dispatcher(config.dispatch)
         self.sessions: dict[int, HttpConnection] = {}
@@ -99,7 +100,10 @@ class Reactor:
         slowlog = config.slowlog_timeout
         now = self.now
         for conn in list(self.sessions.values()):
-            if conn.current is None:
+            if conn.write_paused and now - conn.paused_since >= config.write_timeout:
+                conn.closing = True
+                conn.transport.abort()  # the client stopped reading: its worker gets DISCONNECT
+            elif conn.current is None:
                 if conn.head_since:
                     if now - conn.head_since >= config.header_timeout:
                         conn.write_error(408)  # slowloris, or a client that stalled

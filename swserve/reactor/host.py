@@ -20,6 +20,7 @@ from typing import Protocol
 
 from swserve.config import Config
 from swserve.master.listeners import Listener
+from swserve.reactor.acceptor import Acceptor
 from swserve.reactor.core import Reactor
 from swserve.reactor.http_conn import HttpConnection
 from swserve.reactor.worker_link import WorkerLink
@@ -49,23 +50,27 @@ class InlineHost:
     def __init__(self, config: Config, on_event: Callable[[str, object], None]) -> None:
         self.config = config
         self.reactor = Reactor(config, on_event=on_event)
-        self._servers: list[asyncio.Server] = []
+        self._acceptor: Acceptor | None = None
         self._ipc_server: asyncio.Server | None = None
 
     async def start(self, listeners: list[Listener], ipc_sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         reactor = self.reactor
         reactor.start(loop)
-        for listener in listeners:
-            server = await loop.create_server(
-                lambda: HttpConnection(reactor), sock=listener.sock, backlog=self.config.backlog
-            )
-            self._servers.append(server)
+        self._acceptor = acceptor = Acceptor(
+            loop,
+            [listener.sock for listener in listeners],
+            lambda: HttpConnection(reactor),
+            lambda: len(reactor.sessions),
+            self.config.max_connections,
+        )
+        reactor.on_connection_closed = acceptor.connection_closed
+        acceptor.start()
         self._ipc_server = await loop.create_unix_server(lambda: WorkerLink(reactor), sock=ipc_sock)
 
     def stop_accepting(self) -> None:
-        for server in self._servers:
-            server.close()
+        if self._acceptor is not None:
+            self._acceptor.close()
 
     def close(self) -> None:
         for conn in list(self.reactor.sessions.values()):

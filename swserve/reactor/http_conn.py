@@ -43,6 +43,7 @@ class HttpConnection(asyncio.Protocol):
         "head_since",
         "last_active",
         "parser",
+        "paused_since",
         "pending",
         "plan",
         "prefix",
@@ -67,6 +68,7 @@ class HttpConnection(asyncio.Protocol):
         self.started = False  # has the response to `current` started?
         self.dispatched_at = 0.0  # reactor clock when `current` went to a worker
         self.head_since = 0.0  # when the first byte of an incomplete request head came
+        self.paused_since = 0.0  # when the client's output buffer went over HIGH_WATER
         self.slow_logged = False  # has --slowlog-timeout asked for its stack already?
         self.write_paused = False  # the client is behind: its worker was told BUFFER_FULL
         self.plan: serializer.ResponsePlan | None = None
@@ -99,6 +101,7 @@ class HttpConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        self.paused_since = self.reactor.now
         self._tell_worker(framing.BUFFER_FULL)
 
     def resume_writing(self) -> None:
@@ -155,6 +158,8 @@ class HttpConnection(asyncio.Protocol):
             self.current = None
         self.pending.clear()
         self.reactor.check_idle()
+        if self.reactor.on_connection_closed is not None:
+            self.reactor.on_connection_closed()
 
     # -- request flow -----------------------------------------------------------------
 

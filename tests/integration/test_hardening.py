@@ -116,3 +116,54 @@ def test_header_limits_are_settings(serve: Starter) -> None:
         == 431
     )
     assert exchange(port, b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")[0].status == 200
+
+
+def test_connections_above_the_limit_wait_in_the_backlog_and_are_served(serve: Starter) -> None:
+    server = serve("wsgi_echo:app", "--max-connections", "20", workers=2)
+    request = b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n"
+    held = []
+    for _ in range(20):
+        sock = connect(server.port)
+        sock.sendall(request)
+        assert ResponseReader(sock).read().status == 200
+        held.append(sock)
+    waiting = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(200)]
+    for sock in waiting:
+        sock.sendall(request)
+    waiting[0].settimeout(0.5)
+    try:
+        waiting[0].recv(1)
+        raise AssertionError("a connection above --max-connections was served while at the limit")
+    except TimeoutError:
+        pass  # accepted by the kernel, not by us: it waits in the backlog
+    for sock in held:
+        sock.close()  # below the limit: accepting resumes
+    for sock in waiting:
+        sock.settimeout(20)
+        r = ResponseReader(sock).read()
+        assert r.status == 200
+        sock.close()  # make room for the next ones
+    server.wait_for(r"--max-connections \(20\) reached")
+
+
+def test_client_that_never_reads_is_dropped_after_the_write_timeout(serve: Starter) -> None:
+    server = serve("wsgi_echo:app", "--write-timeout", "1", workers=1)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    body = b"x" * (10 * 1024 * 1024)
+    sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    started = time.monotonic()
+    sock.settimeout(15)
+    time.sleep(3)  # deliberately not reading: this is the client under test, not synchronisation
+    total = 0
+    try:
+        while chunk := sock.recv(1 << 20):
+            total += len(chunk)
+    except (ConnectionResetError, TimeoutError):
+        pass
+    sock.close()
+    assert total < len(body), "the whole response arrived: the connection was not dropped"
+    assert time.monotonic() - started < 15
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        assert client.get("/echo").status_code == 200
