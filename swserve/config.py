@@ -309,6 +309,15 @@ class Config:
         help="Complete requests that may wait in the reactor for a free worker; above it a "
         "request gets 503 Service Unavailable with Retry-After at once (0: no limit).",
     )
+    body_spool_size: int = setting(
+        1024 * 1024,
+        kind="size",
+        section="HTTP",
+        default_doc="1MiB",
+        help="Request bodies larger than this are written to a temporary file by the "
+        "reactor and reach the worker as a file-backed wsgi.input / receive() stream "
+        "(0: never).",
+    )
     max_body_size: int = setting(
         16 * 1024 * 1024,
         kind="size",
@@ -401,6 +410,7 @@ _CHECKS: Final[tuple[tuple[str, Callable[[Any], bool], str], ...]] = (
     ("keep_alive", lambda v: v >= 0, "must not be negative"),
     ("graceful_timeout", lambda v: v >= 0, "must not be negative"),
     ("max_body_size", lambda v: v >= 0, "must not be negative"),
+    ("body_spool_size", lambda v: v >= 0, "must not be negative"),
     ("max_requests", lambda v: v >= 0, "must not be negative"),
     ("max_requests_jitter", lambda v: v >= -1, "must not be negative"),
     ("max_worker_memory", lambda v: v >= 0, "must not be negative"),

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Final, Protocol
+from typing import Any, BinaryIO, Final, Protocol
 from urllib.parse import unquote_to_bytes
 
 from swserve.apps.wsgi import split_target
@@ -45,6 +45,7 @@ _ERROR_HEADERS: Final = b"content-type: text/plain; charset=utf-8\r\ncontent-len
     _ERROR_BODY
 )
 _BAD_NAME: Final = frozenset(b"\x00\r\n:\t ")
+SPOOL_READ: Final = 256 * 1024  # receive() part size for a spooled body
 
 
 class AsyncSink(Protocol):
@@ -99,7 +100,7 @@ class RequestCycle:
         "status",
     )
 
-    def __init__(self, sink: AsyncSink, body: bytes, head: bool) -> None:
+    def __init__(self, sink: AsyncSink, body: bytes | BinaryIO, head: bool) -> None:
         self.sink = sink
         self.body = body
         self.head = head
@@ -116,8 +117,17 @@ class RequestCycle:
 
     async def receive(self) -> Message:
         if not self._body_sent:
-            self._body_sent = True
-            return {"type": "http.request", "body": self.body, "more_body": False}
+            body = self.body
+            if isinstance(body, bytes):
+                self._body_sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            # a body the reactor spooled to disk: hand it out in parts
+            part = body.read(SPOOL_READ)
+            more = len(part) == SPOOL_READ
+            if not more:
+                self._body_sent = True
+                body.close()
+            return {"type": "http.request", "body": part, "more_body": more}
         if self.ended:
             # the spec: http.disconnect is "sent to the application if receive is
             # called after a response has been sent"
@@ -226,6 +236,13 @@ class RequestCycle:
         self._start_pending = True
 
     async def run(self, app: ASGIApp, scope: Scope) -> None:
+        try:
+            await self._run(app, scope)
+        finally:
+            if not isinstance(self.body, bytes):
+                self.body.close()
+
+    async def _run(self, app: ASGIApp, scope: Scope) -> None:
         try:
             await app(scope, self.receive, self.send)
         except asyncio.CancelledError:

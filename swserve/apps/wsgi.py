@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, Any, Final, Protocol
+from typing import IO, Any, BinaryIO, Final, Protocol
 from urllib.parse import unquote_to_bytes
 
 from swserve.errors import ClientDisconnected
@@ -51,6 +52,7 @@ _ERROR_HEADERS: Final = b"content-type: text/plain; charset=utf-8\r\ncontent-len
 )
 
 StartResponse = Callable[..., Callable[[bytes], None]]
+Body = bytes | BinaryIO  # in memory, or a spooled file (reactor/spool.py)
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
@@ -133,7 +135,7 @@ class WSGIAdapter:
             "wsgi.file_wrapper": FileWrapper,
         }
 
-    def environ(self, fields: list[bytes], body: bytes) -> dict[str, Any]:
+    def environ(self, fields: list[bytes], body: Body) -> dict[str, Any]:
         method, target, version, scheme, chost, cport, shost, sport = fields[:HEAD_FIELDS]
         env = self.base.copy()
         path, query = split_target(target)
@@ -149,7 +151,7 @@ class WSGIAdapter:
         env["REMOTE_ADDR"] = chost.decode("latin-1")
         env["REMOTE_PORT"] = cport.decode("latin-1")
         env["wsgi.url_scheme"] = scheme.decode("latin-1")
-        env["wsgi.input"] = InputStream(body)
+        env["wsgi.input"] = InputStream(body) if isinstance(body, bytes) else body
         it = iter(fields[HEAD_FIELDS:])
         for name, value in zip(it, it, strict=True):
             key = _environ_key(name)
@@ -164,11 +166,13 @@ class WSGIAdapter:
         if "HTTP_HOST" in env:
             host = env["HTTP_HOST"]
             env["SERVER_NAME"] = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-        if "CONTENT_LENGTH" not in env and body:
-            env["CONTENT_LENGTH"] = str(len(body))
+        if "CONTENT_LENGTH" not in env:
+            size = len(body) if isinstance(body, bytes) else os.fstat(body.fileno()).st_size
+            if size:
+                env["CONTENT_LENGTH"] = str(size)
         return env
 
-    def __call__(self, fields: list[bytes], body: bytes, sink: ResponseSink) -> None:
+    def __call__(self, fields: list[bytes], body: Body, sink: ResponseSink) -> None:
         """Run the app for one request and stream its response into ``sink``."""
         env = self.environ(fields, body)
         head = env["REQUEST_METHOD"] == "HEAD"
@@ -190,6 +194,8 @@ class WSGIAdapter:
                     close()
                 except Exception:
                     log.exception("error closing the WSGI app's iterable")
+            if not isinstance(body, bytes):
+                body.close()  # a spooled body's file (already unlinked)
         # The response ends only after close(): the request is not done (and the
         # worker not idle) until the app has cleaned up (Swoole marks IDLE after
         # the callback returns).

@@ -70,6 +70,7 @@ FRAME_NAMES: Final = {
 
 # Flags.  MORE/END belong to request/response streams; the low nibble of a
 # RESPONSE_START carries serializer.HAS_CONTENT_LENGTH … HAS_SERVER.
+SPOOLED: Final = 0x20  # on a REQUEST: the body part is the path of a file holding the body
 MORE: Final = 0x40  # more frames of this request body follow
 END: Final = 0x80  # this frame ends the response
 

@@ -37,6 +37,8 @@ class Request:
         self.target: bytes = b""
         self.version: bytes = b"1.1"
         self.headers: list[tuple[bytes, bytes]] = []
+        # a bytearray, or (for bodies the reactor spools to disk) any object
+        # with ``+=`` and ``len()`` that takes its place: see reactor/spool.py
         self.body: bytearray = bytearray()
         self.keep_alive: bool = True
         self.expect_continue: bool = False

@@ -23,6 +23,7 @@ from swserve.ipc import framing
 from swserve.ipc.codec import conn_prefix
 from swserve.protocol import serializer
 from swserve.protocol.request import Request
+from swserve.reactor.spool import SpooledBody
 
 if TYPE_CHECKING:
     from swserve.reactor.core import Reactor
@@ -52,6 +53,7 @@ class HttpConnection(asyncio.Protocol):
         "session",
         "slot",
         "slow_logged",
+        "spooled",
         "started",
         "transport",
         "write_paused",
@@ -69,6 +71,7 @@ class HttpConnection(asyncio.Protocol):
         self.dispatched_at = 0.0  # reactor clock when `current` went to a worker
         self.head_since = 0.0  # when the first byte of an incomplete request head came
         self.paused_since = 0.0  # when the client's output buffer went over HIGH_WATER
+        self.spooled: SpooledBody | None = None  # the current request's body file, if any
         self.slow_logged = False  # has --slowlog-timeout asked for its stack already?
         self.write_paused = False  # the client is behind: its worker was told BUFFER_FULL
         self.plan: serializer.ResponsePlan | None = None
@@ -125,6 +128,10 @@ class HttpConnection(asyncio.Protocol):
             requests = exc.completed
             self.error = exc
             self.transport.pause_reading()
+        spool = self.reactor.config.body_spool_size
+        head = self.parser.head_pending
+        if spool and head is not None and len(head.body) > spool and type(head.body) is bytearray:
+            head.body = SpooledBody(head.body)  # type: ignore[assignment]  # see reactor/spool.py
         # --header-timeout runs from the first byte of a head until the head is complete
         if self.parser.head_pending is not None or requests:
             self.head_since = 0.0
@@ -156,6 +163,12 @@ class HttpConnection(asyncio.Protocol):
         if self.current is not None:
             self.reactor.abandon(self)
             self.current = None
+        for req in (self.parser.head_pending, *self.pending):
+            body: object = req.body if req is not None else None
+            if isinstance(body, SpooledBody):
+                body.discard()  # never dispatched: nobody else will remove its file
+        if self.spooled is not None:
+            self.spooled.discard()
         self.pending.clear()
         self.reactor.check_idle()
         if self.reactor.on_connection_closed is not None:
@@ -261,6 +274,9 @@ class HttpConnection(asyncio.Protocol):
             self.write_error(502)
 
     def _finish(self) -> None:
+        if self.spooled is not None:
+            self.spooled.discard()
+            self.spooled = None
         plan = self.plan
         self.current = None
         self.plan = None

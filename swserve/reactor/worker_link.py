@@ -21,6 +21,7 @@ from swserve.errors import IPCError
 from swserve.ipc import codec, framing
 from swserve.ipc.channel_async import BatchWriter
 from swserve.reactor.dispatcher import WorkerSlot
+from swserve.reactor.spool import SpooledBody
 
 if TYPE_CHECKING:
     from swserve.reactor.core import Reactor
@@ -125,6 +126,17 @@ class WorkerLink(asyncio.Protocol):
         assert self.slot is not None
         self.inflight[conn.session, conn.seq] = conn
         body = req.body
+        spooled: object = body  # a SpooledBody stands in for the bytearray (spool.py)
+        if isinstance(spooled, SpooledBody):
+            path = spooled.finish().encode()
+            conn.spooled = spooled
+            payload = codec.encode_request(
+                req.method, req.target, req.version, conn.prefix, req.headers, path
+            )
+            self.writer.write(
+                framing.encode(framing.REQUEST, framing.SPOOLED, conn.session, conn.seq, payload)
+            )
+            return
         limit = framing.MAX_PAYLOAD // 2
         if len(body) <= limit:
             payload = codec.encode_request(

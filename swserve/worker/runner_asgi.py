@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import socket
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, BinaryIO, Final
 
 from swserve.apps.asgi import ASGIApp, RequestCycle, build_scope
 from swserve.apps.lifespan import Lifespan
@@ -23,6 +23,7 @@ from swserve.errors import EXIT_OK, AppLoadError
 from swserve.ipc import codec, framing
 from swserve.ipc.channel_async import AsyncChannel
 from swserve.worker.slowlog import Running, SlowLog
+from swserve.worker.spooled import open_spooled
 
 if TYPE_CHECKING:
     from swserve.worker.main import WorkerHooks
@@ -135,6 +136,9 @@ class ASGIWorker:
             key = (session, request)
             if kind == framing.REQUEST:
                 fields, body = codec.decode_request(payload)
+                if flags & framing.SPOOLED:
+                    self._start(key, fields, open_spooled(body))
+                    continue
                 if flags & framing.MORE:
                     self.bodies[key] = (fields, [body])
                     continue
@@ -160,7 +164,7 @@ class ASGIWorker:
             elif kind == framing.STOP:
                 self.stopped.set()
 
-    def _start(self, key: tuple[int, int], fields: list[bytes], body: bytes) -> None:
+    def _start(self, key: tuple[int, int], fields: list[bytes], body: bytes | BinaryIO) -> None:
         sink = AsyncFrameSink(self.channel, key[0], key[1])
         cycle = RequestCycle(sink, body, fields[0] == b"HEAD")
         scope = build_scope(fields, self.lifespan.state if self.lifespan.supported else None)

@@ -24,12 +24,13 @@ import types
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Final
 
-from swserve.apps.wsgi import WSGIAdapter
+from swserve.apps.wsgi import Body, WSGIAdapter
 from swserve.errors import EXIT_OK, ClientDisconnected
 from swserve.ipc import codec, framing
 from swserve.ipc.channel_sync import SyncChannel
 from swserve.ipc.framing import Frame
 from swserve.worker.slowlog import Running, SlowLog
+from swserve.worker.spooled import open_spooled
 
 if TYPE_CHECKING:
     from swserve.worker.main import WorkerHooks
@@ -221,7 +222,7 @@ class WSGIWorker:
                 pool.shutdown(wait=True)
         return EXIT_OK
 
-    def _handle(self, fields: list[bytes], body: bytes, session: int, request: int) -> None:
+    def _handle(self, fields: list[bytes], body: Body, session: int, request: int) -> None:
         key = (session, request)
         running = self.slowlog.running if self.slowlog.timeout else None
         if running is not None:  # only then: it costs a few µs per request
@@ -244,7 +245,7 @@ class WSGIWorker:
                 running.pop(key, None)
             self.flow.done(key)
 
-    def _next_request(self) -> tuple[list[bytes], bytes, int, int] | None:
+    def _next_request(self) -> tuple[list[bytes], Body, int, int] | None:
         channel = self.channel
         while True:
             frame = channel.recv()
@@ -252,9 +253,12 @@ class WSGIWorker:
                 return None  # the reactor is gone
             kind, flags, session, request, payload = frame
             if kind == framing.REQUEST:
-                fields, body = codec.decode_request(payload)
-                if flags & framing.MORE:
-                    body = self._rest_of_body(body)
+                fields, part = codec.decode_request(payload)
+                body: Body = part
+                if flags & framing.SPOOLED:
+                    body = open_spooled(part)
+                elif flags & framing.MORE:
+                    body = self._rest_of_body(part)
                 for other in channel.frames:  # a disconnect already queued behind it?
                     if (
                         other[0] == framing.DISCONNECT

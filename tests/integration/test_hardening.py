@@ -167,3 +167,23 @@ def test_client_that_never_reads_is_dropped_after_the_write_timeout(serve: Start
     assert time.monotonic() - started < 15
     with httpx.Client(base_url=server.url, timeout=10) as client:
         assert client.get("/echo").status_code == 200
+
+
+def test_large_bodies_are_spooled_to_a_file_and_arrive_whole(serve: Starter) -> None:
+    server = serve("wsgi_echo:app", "--body-spool-size", "64KiB", workers=1)
+    body = bytes(range(256)) * 20_000  # ~5 MiB
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        r = client.post("/echo", content=body)
+        assert r.content == body
+        small = client.post("/echo", content=b"tiny")
+        assert small.content == b"tiny"
+        r = client.post("/input-type", content=body)
+        assert r.text == "BufferedReader"  # a file, not a copy in memory
+
+
+def test_spooled_body_reaches_asgi_in_parts(serve: Starter) -> None:
+    server = serve("asgi_echo:app", "--body-spool-size", "64KiB", workers=1)
+    body = b"0123456789" * 300_000  # 3 MB
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        assert client.post("/echo", content=body).content == body
+        assert client.post("/echo-parts", content=body).json() > 1

@@ -87,6 +87,15 @@ async def app(scope, receive, send):
         message = await asyncio.wait_for(receive(), 5)  # must not hang: the response is done
         assert message["type"] == "http.disconnect", message
         return
+    if path == "/echo-parts":
+        parts = 0
+        while True:
+            message = await receive()
+            parts += 1
+            if not message.get("more_body"):
+                break
+        await respond(send, str(parts).encode(), b"application/json")
+        return
     if path == "/error":
         raise RuntimeError("boom")
     chunks = []

@@ -53,6 +53,9 @@ def app(environ, start_response):
         sys.stdout.flush()
         start_response("200 OK", [])
         return [b"printed"]
+    if path == "/input-type":
+        start_response("200 OK", [])
+        return [type(environ["wsgi.input"]).__name__.encode()]
     if path == "/error":
         raise RuntimeError("boom before start")
     if path == "/late-error":
