@@ -17,7 +17,7 @@ from tests.integration.conftest import Starter
 def test_slowloris_is_answered_408_and_others_are_served(serve: Starter) -> None:
     server = serve("wsgi_echo:app", "--header-timeout", "1", workers=1)
     stop = threading.Event()
-    slow = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(50)]
+    slow = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(200)]
     closed_after: list[float] = []
 
     def trickle(sock: socket.socket) -> None:
@@ -187,3 +187,44 @@ def test_spooled_body_reaches_asgi_in_parts(serve: Starter) -> None:
     with httpx.Client(base_url=server.url, timeout=30) as client:
         assert client.post("/echo", content=body).content == body
         assert client.post("/echo-parts", content=body).json() > 1
+
+
+def test_worker_that_writes_a_malformed_frame_is_treated_as_crashed(serve: Starter) -> None:
+    server = serve("rogue:app", workers=1)
+    with httpx.Client(base_url=server.url, timeout=20) as client:
+        first = client.get("/").text
+        assert client.get("/garbage").status_code == 502
+        server.wait_for("sent a malformed frame")
+        deadline = time.monotonic() + 20
+        while True:  # the worker is replaced; requests meanwhile wait in the reactor
+            r = client.get("/")
+            if r.status_code == 200 and r.text != first:
+                break
+            assert time.monotonic() < deadline
+    assert server.stop() == 0
+
+
+def test_clients_that_reset_mid_request_mid_response_and_mid_chunk(serve: Starter) -> None:
+    server = serve("wsgi_echo:app", workers=1)
+
+    def reset(sock: socket.socket) -> None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        sock.close()  # RST, not FIN
+
+    for payload in (
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc",  # mid-body
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",  # mid-chunk
+        b"GET /echo HTTP/1.1\r\nHo",  # mid-head
+    ):
+        sock = connect(server.port)
+        sock.sendall(payload)
+        reset(sock)
+    sock = connect(server.port)
+    sock.sendall(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+    sock.recv(5)  # the response has started
+    reset(sock)  # mid-response
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        for _ in range(5):
+            assert client.get("/echo").status_code == 200
+    assert server.stop() == 0
+    assert "Traceback" not in server.logs()
