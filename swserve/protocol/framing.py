@@ -19,13 +19,14 @@ _MAX_CL_DIGITS: Final = 18  # fits in a signed 64-bit integer: nobody sends an e
 class Head:
     """What the framing headers say about one request."""
 
-    __slots__ = ("chunked", "content_length", "expect_continue", "keep_alive")
+    __slots__ = ("chunked", "content_length", "expect_continue", "keep_alive", "upgrade")
 
     def __init__(self) -> None:
         self.content_length: int | None = None
         self.chunked = False
         self.keep_alive = True
         self.expect_continue = False
+        self.upgrade = False  # Connection names the upgrade option
 
 
 def check_head(version: bytes, framing: list[tuple[bytes, bytes]], limits: Limits) -> Head:
@@ -45,9 +46,9 @@ def check_head(version: bytes, framing: list[tuple[bytes, bytes]], limits: Limit
     if version != b"1.1" and version != b"1.0":
         raise ProtocolError(505, "HTTP version not supported")
     http11 = version == b"1.1"
-    upgrade = False
     head.keep_alive = http11
     hosts = 0
+    unmet_expectation = False
     lengths: list[bytes] = []
     codings: list[bytes] = []
     for name, value in framing:
@@ -63,18 +64,19 @@ def check_head(version: bytes, framing: list[tuple[bytes, bytes]], limits: Limit
                 head.keep_alive = False
             elif b"keep-alive" in tokens:
                 head.keep_alive = True
-            upgrade = upgrade or b"upgrade" in tokens
+            head.upgrade = head.upgrade or b"upgrade" in tokens
         elif name == b"expect":
-            if value.strip().lower() != b"100-continue":
-                raise ProtocolError(417, "unsupported expectation")
-            head.expect_continue = http11
-    if http11 and hosts != 1:
-        # RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code
-        # to any HTTP/1.1 request message that lacks a Host header field and to any
-        # request message that contains more than one Host header field line".
-        raise ProtocolError(
-            400, "missing Host header" if hosts == 0 else "more than one Host header"
-        )
+            if value.strip().lower() == b"100-continue":
+                head.expect_continue = http11
+            else:
+                unmet_expectation = True
+    # RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code
+    # to any HTTP/1.1 request message that lacks a Host header field and to any
+    # request message that contains more than one Host header field line".
+    if hosts > 1:
+        raise ProtocolError(400, "more than one Host header")
+    if http11 and not hosts:
+        raise ProtocolError(400, "missing Host header")
     if codings:
         if lengths:
             # RFC 9112 §6.1: a message with both "ought to be handled as an error";
@@ -96,7 +98,10 @@ def check_head(version: bytes, framing: list[tuple[bytes, bytes]], limits: Limit
         head.content_length = int(value)
         if head.content_length > limits.body:
             raise ProtocolError(413, "request body too large")
-    if upgrade:
+    if unmet_expectation:
+        # after the framing checks, which llhttp makes while it reads the fields
+        raise ProtocolError(417, "unsupported expectation")
+    if head.upgrade:
         # we speak no upgraded protocol: answer as HTTP/1.1 and close, so the
         # bytes the client sends next in the new protocol are never parsed
         head.keep_alive = False

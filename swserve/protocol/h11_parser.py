@@ -1,147 +1,266 @@
-"""Parser glue over h11: the pure-Python fallback, with httptools' strictness.
+"""Parser glue for the pure-Python fallback: swserve's framing, h11's grammar.
 
-h11 is a full client/server state machine; we use only its reading half.  To
-let it read the next pipelined request we complete each cycle with a dummy
-response whose bytes are thrown away (the real response is serialised by
-``serializer.py``).  h11 on its own is more lenient than llhttp in two ways
-that matter for request smuggling: it lets Transfer-Encoding win over
-Content-Length, and it unfolds obs-fold continuation lines.  The first is
-caught by the shared ``check_head``; the second by scanning the raw head.
+h11 is a full client/server state machine, and on its own it differs from
+llhttp where it matters: it unfolds obs-fold lines, merges repeated
+Content-Length values, accepts control characters in field values and
+whitespace after a chunk size, waits for any chunk size, refuses empty lines
+before a request line, cannot carry on after an HTTP/1.0 keep-alive request,
+and fails on CONNECT.  So this glue frames the stream itself, with the rules
+the httptools glue shares (``syntax``, ``framing``, ``chunked``): it cuts the
+buffer into the request line, the field lines and the body, looking at each
+byte once, and gives each complete head to a fresh h11 connection, which
+checks its grammar.  The body never reaches h11.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Final
 
 import h11
 
 from swserve.errors import ProtocolError
+from swserve.protocol.chunked import DONE, ChunkedReader
 from swserve.protocol.framing import check_head
 from swserve.protocol.limits import Limits
 from swserve.protocol.request import FRAMING_HEADERS, Request
+from swserve.protocol.syntax import (
+    check_request_line_prefix,
+    parse_field_line,
+    parse_request_line,
+    skip_empty_lines,
+)
 
-_OBS_FOLD: Final = re.compile(rb"\r?\n[ \t]")
-_HEAD_END: Final = re.compile(rb"\r?\n\r?\n")
-_BARE_LF: Final = re.compile(rb"(?<!\r)\n")
-_CONTENT_LENGTH: Final = re.compile(rb"\ncontent-length[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
-_DUMMY_RESPONSE: Final = h11.Response(status_code=200, headers=[(b"content-length", b"0")])
+# parser states
+_LINE: Final = 0  # before a request line (empty lines are skipped)
+_FIELDS: Final = 1  # in the header section
+_LENGTH: Final = 2  # in a Content-Length body
+_CHUNKED: Final = 3  # in a chunked body
+_STOPPED: Final = 4  # after a request that is not persistent: the rest is ignored
+
+# An incomplete request line is checked on every feed while short, then each
+# time it grows by _RECHECK bytes (the checks look at the whole line so far).
+_SHORT_LINE: Final = 64
+_RECHECK: Final = 256
 
 
 class H11Parser:
     """Same interface and results as :class:`~swserve.protocol.parser.HttptoolsParser`."""
 
+    __slots__ = (
+        "_buf",
+        "_checked",
+        "_chunks",
+        "_fields_start",
+        "_framing",
+        "_head_bytes",
+        "_head_start",
+        "_left",
+        "_limits",
+        "_pos",
+        "_req",
+        "_scanned",
+        "_state",
+        "head_pending",
+    )
+
     def __init__(self, limits: Limits | None = None) -> None:
         self._limits = limits or Limits()
-        self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self._limits.header_block)
-        self._req: Request | None = None
-        self._head = bytearray()  # raw bytes of the head being read, for the obs-fold scan
-        self._closed = False
+        self._buf = bytearray()
+        self._pos = 0  # the first byte of _buf not yet parsed
+        self._scanned = 0  # bytes after _pos known to hold no LF (each byte is scanned once)
+        self._state = _LINE
+        self._req = Request()
+        self._head_start = 0  # offset in _buf of the request line being read
+        self._fields_start = 0  # offset in _buf of its first field line
+        self._framing: list[tuple[bytes, bytes]] = []
+        self._head_bytes = 0  # sum of (field size + 4), as in the httptools glue
+        self._checked = 0  # length of the incomplete request line when last checked
+        self._left = 0  # Content-Length bytes still to come
+        self._chunks: ChunkedReader | None = None
         self.head_pending: Request | None = None
 
     def feed(self, data: bytes) -> list[Request]:
-        if self._closed:
+        if self._state == _STOPPED:
             return []
         done: list[Request] = []
         try:
-            if self._req is None and data:
-                self._head += data
-                self._scan_head()
-            self._conn.receive_data(data)
-            self._drain(done)
-        except h11.RemoteProtocolError as exc:
-            status = exc.error_status_hint
-            if "too long" in str(exc).lower():
-                status = 431
-            error = ProtocolError(status, f"malformed request: {exc}")
-            error.completed = done
-            raise error from None
+            if not data:
+                self._eof()
+                return []
+            self._buf += data
+            self._run(done)
         except ProtocolError as exc:
             exc.completed = done
             raise
+        except h11.ProtocolError as exc:  # nothing but ProtocolError leaves feed()
+            error = ProtocolError(exc.error_status_hint, f"malformed request: {exc}")
+            error.completed = done
+            raise error from None
         return done
 
-    def _scan_head(self) -> None:
-        """Reject what h11 would accept but llhttp does not, in the raw head bytes."""
-        end = _HEAD_END.search(self._head)
-        head = bytes(self._head if end is None else self._head[: end.end()])
-        line_end = head.find(b"\n")
-        if line_end == -1:
-            if len(head) > self._limits.request_line:
-                raise ProtocolError(414, "request line too long")
-            return
-        if _BARE_LF.search(head):
-            raise ProtocolError(400, "bare LF line ending")
-        # the request line cannot be folded, so any fold after it is obs-fold
-        if _OBS_FOLD.search(head, line_end - 1):
-            raise ProtocolError(400, "obsolete line folding in header")
-        if end is not None:
-            lengths = _CONTENT_LENGTH.findall(head)
-            # h11 merges "5, 5" and repeated equal values into one; llhttp refuses both
-            if len(lengths) > 1 or (lengths and not lengths[0].strip().isdigit()):
-                raise ProtocolError(400, "invalid or repeated Content-Length")
-            self._head = bytearray()
-
-    def _drain(self, done: list[Request]) -> None:
-        conn = self._conn
+    def _run(self, done: list[Request]) -> None:
         while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA or event is h11.PAUSED:
+            state = self._state
+            if state == _LINE:
+                progress = self._request_line()
+            elif state == _FIELDS:
+                progress = self._field_line(done)
+            elif state == _LENGTH:
+                progress = self._length_body(done)
+            elif state == _CHUNKED:
+                progress = self._chunked_body(done)
+            else:
                 return
-            if isinstance(event, h11.Request):
-                self._start(event)
-            elif isinstance(event, h11.Data):
-                req = self._req
-                assert req is not None
-                req.body += event.data
-                if len(req.body) > self._limits.body:
-                    raise ProtocolError(413, "request body too large")
-            elif isinstance(event, h11.EndOfMessage):
-                assert self._req is not None
-                done.append(self._req)
-                self._req = None
-                self.head_pending = None
-                self._next_cycle()
-            elif isinstance(event, h11.ConnectionClosed):
-                self._closed = True
-                return
+            if not progress:
+                break
+        # drop what is parsed, but keep the head being read (h11 checks it whole)
+        keep = self._head_start if self._state == _FIELDS else self._pos
+        if keep:
+            del self._buf[:keep]
+            self._pos -= keep
+            self._head_start -= keep
+            self._fields_start -= keep
 
-    def _start(self, event: h11.Request) -> None:
+    def _find_lf(self) -> int:
+        """The next LF from _pos, scanning only bytes not scanned before."""
+        buf = self._buf
+        pos = self._pos
+        end = buf.find(b"\n", pos + self._scanned)
+        if end < 0:
+            self._scanned = len(buf) - pos
+        else:
+            self._scanned = 0
+        return end
+
+    def _request_line(self) -> bool:
+        buf = self._buf
+        pos = skip_empty_lines(buf, self._pos)
+        if pos != self._pos:
+            self._pos = pos
+            self._scanned = 0
+        end = self._find_lf()
         limits = self._limits
-        if len(event.target) > limits.request_line:
-            raise ProtocolError(414, "request line too long")
+        if end < 0:
+            pending = len(buf) - pos
+            if pending and (pending <= _SHORT_LINE or pending - self._checked >= _RECHECK):
+                self._checked = pending
+                check_request_line_prefix(bytes(buf[pos:]), limits)
+            return False
+        self._checked = 0
+        method, target, version = parse_request_line(bytes(buf[pos:end]), limits)
         req = Request()
-        req.method = event.method
-        req.target = event.target
-        req.version = event.http_version
-        framing = []
-        headers = req.headers
-        for name, value in event.headers.raw_items():
-            lname = name.lower()
-            if len(lname) + len(value) > limits.header_field:
-                raise ProtocolError(431, "request header fields too large")
-            headers.append((lname, value))
-            if lname in FRAMING_HEADERS:
-                framing.append((lname, value))
-        if len(headers) > limits.header_count:
+        req.method = method
+        req.target = target
+        req.version = version
+        self._req = req
+        self._framing = []
+        self._head_bytes = 0
+        self._head_start = pos
+        self._pos = self._fields_start = end + 1
+        self._state = _FIELDS
+        return True
+
+    def _field_line(self, done: list[Request]) -> bool:
+        buf = self._buf
+        pos = self._pos
+        limits = self._limits
+        end = self._find_lf()
+        # The raw head is bounded too (field sizes leave out OWS); the check
+        # runs per line, in order, so where the input is cut does not matter.
+        if (len(buf) if end < 0 else end + 1) - self._head_start > limits.head_backstop:
             raise ProtocolError(431, "request header fields too large")
-        head = check_head(req.version, framing, limits)
+        if end < 0:
+            return False
+        self._pos = end + 1
+        if end == pos + 1 and buf[pos] == 13:  # the empty line: the head is complete
+            self._end_of_head(end + 1, done)
+            return True
+        name, value = parse_field_line(bytes(buf[pos:end]))
+        req = self._req
+        req.headers.append((name, value))
+        size = len(name) + len(value)
+        self._head_bytes += size + 4
+        if (
+            size > limits.header_field
+            or len(req.headers) > limits.header_count
+            or self._head_bytes > limits.header_block
+        ):
+            raise ProtocolError(431, "request header fields too large")
+        if name in FRAMING_HEADERS:
+            self._framing.append((name, value))
+        return True
+
+    def _end_of_head(self, end: int, done: list[Request]) -> None:
+        req = self._req
+        limits = self._limits
+        # The framing checks come first: h11 would answer some of them
+        # differently (501 for Transfer-Encoding: gzip, where 400 is right).
+        head = check_head(req.version, self._framing, limits)
+        # h11 wants single spaces in the request line; llhttp takes runs of them
+        line = b"%s %s HTTP/%s\r\n" % (req.method, req.target, req.version)
+        _check_grammar(line + bytes(self._buf[self._fields_start : end]))
         req.keep_alive = head.keep_alive
         req.expect_continue = head.expect_continue
-        self._req = req
         self.head_pending = req
-
-    def _next_cycle(self) -> None:
-        conn = self._conn
-        if conn.our_state is not h11.SEND_RESPONSE:
-            return
-        conn.send(_DUMMY_RESPONSE)
-        conn.send(h11.EndOfMessage())
-        state: object = conn.our_state  # changed by send(); mypy cannot see that
-        if state is h11.DONE and conn.their_state is h11.DONE:
-            conn.start_next_cycle()
-            self._head = bytearray(conn.trailing_data[0])
-            if self._head:
-                self._scan_head()
+        if head.chunked:
+            self._chunks = ChunkedReader(limits)
+            self._state = _CHUNKED
+        elif head.content_length:
+            self._left = head.content_length
+            self._state = _LENGTH
         else:
-            self._closed = True  # the client asked to close: nothing more to read
+            self._complete(done)
+
+    def _length_body(self, done: list[Request]) -> bool:
+        buf = self._buf
+        pos = self._pos
+        take = min(self._left, len(buf) - pos)
+        if not take:
+            return False
+        self._req.body += buf[pos : pos + take]
+        self._pos = pos + take
+        self._left -= take
+        if self._left:
+            return False
+        self._complete(done)
+        return True
+
+    def _chunked_body(self, done: list[Request]) -> bool:
+        reader = self._chunks
+        assert reader is not None
+        self._pos = reader.read(self._buf, self._pos, self._req.body)
+        if reader.state != DONE:
+            return False
+        self._complete(done)
+        return True
+
+    def _complete(self, done: list[Request]) -> None:
+        req = self._req
+        done.append(req)
+        self.head_pending = None
+        self._chunks = None
+        self._scanned = 0
+        if req.keep_alive:
+            self._state = _LINE
+        else:
+            # nothing after a non-persistent request is read (RFC 9112 §9.6)
+            self._state = _STOPPED
+            self._buf = bytearray()
+            self._pos = self._head_start = 0
+
+    def _eof(self) -> None:
+        if self._state == _LINE:
+            rest = bytes(self._buf[self._pos :])
+            if not rest.strip(b"\r\n"):
+                return  # a client may close an idle connection
+            check_request_line_prefix(rest, self._limits)
+        raise ProtocolError(400, "connection closed mid-request")
+
+
+def _check_grammar(head: bytes) -> None:
+    """Have h11 parse a complete head: its request-line and field grammar."""
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(head)
+    event = conn.next_event()
+    if not isinstance(event, h11.Request):  # pragma: no cover - a complete head is an event
+        raise ProtocolError(400, "malformed request head")

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 
 import pytest
 
 from tests.helpers import ResponseReader, connect, exchange
-from tests.integration.conftest import Server
-
-SHARED_APP = "wsgi_echo:app"
+from tests.integration.conftest import Server, swserve_args
 
 
-@pytest.fixture(scope="module")
-def port(shared_server: Server) -> int:
-    return shared_server.port
+@pytest.fixture(scope="module", params=["httptools", "h11"])
+def port(request: pytest.FixtureRequest) -> Iterator[int]:
+    """Every wire test runs against both parsers: the same bytes, the same answers."""
+    server = Server(swserve_args("wsgi_echo:app", "--http", request.param))
+    try:
+        server.wait_ready()
+        yield server.port
+    finally:
+        code = server.stop()
+        if code != 0:
+            pytest.fail(f"swserve --http {request.param} exited with {code}\n{server.logs()}")
 
 
 def test_get_has_date_server_and_length(port: int) -> None:

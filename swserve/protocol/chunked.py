@@ -1,0 +1,136 @@
+"""The chunked transfer coding, read incrementally (RFC 9112 §7.1), as llhttp reads it.
+
+Used by the h11 glue to read chunked bodies, and by the httptools glue to
+find where a chunked body that llhttp has already accepted ends.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from swserve.errors import ProtocolError
+from swserve.protocol.limits import Limits
+from swserve.protocol.syntax import parse_field_line
+
+_TOKEN: Final = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
+_QUOTED: Final = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
+_VALUE: Final = rb"(?:" + _TOKEN + rb"|" + _QUOTED + rb")?"
+# chunk = chunk-size [ chunk-ext ] CRLF with no whitespace anywhere (RFC 9112
+# §7.1, §7.1.1; llhttp refuses the optional BWS too), and what llhttp allows
+# besides: empty extensions between semicolons, an empty name or value.
+_SIZE_LINE: Final = re.compile(
+    rb"([0-9A-Fa-f]+)(?:;+(?:" + _TOKEN + rb"(?:=" + _VALUE + rb")?|=" + _VALUE + rb"))*\r"
+)
+_MAX_CHUNK: Final = 1 << 64  # llhttp's chunk-size is a 64-bit integer: larger sizes are refused
+
+# reader states
+SIZE, DATA, DATA_END, TRAILER, DONE = range(5)
+
+
+class ChunkedReader:
+    """Reads one chunked body from a buffer that the caller keeps.
+
+    ``read`` consumes what it can from ``buf[pos:]`` and returns the new
+    position; an incomplete line is left in the buffer for the next call, so
+    the caller must keep the bytes from the returned position on.
+    """
+
+    __slots__ = ("_left", "_limits", "_scanned", "_trailer_bytes", "_trailers", "state")
+
+    def __init__(self, limits: Limits) -> None:
+        self._limits = limits
+        self.state = SIZE
+        self._left = 0  # bytes of chunk-data still to come
+        self._scanned = 0  # bytes of an incomplete line known to hold no LF
+        self._trailers = 0
+        self._trailer_bytes = 0
+
+    def read(self, buf: bytes | bytearray, pos: int, body: bytearray | None) -> int:
+        """Read from ``buf[pos:]``; append chunk-data to ``body`` (None: skip it).
+
+        Raises:
+            ProtocolError: 400 for bad framing, 413 when ``body`` would exceed
+                ``Limits.body``, 431 for an oversized trailer section.
+        """
+        limits = self._limits
+        end = len(buf)
+        while pos < end:
+            state = self.state
+            if state == DATA:
+                take = min(self._left, end - pos)
+                if body is not None:
+                    body += buf[pos : pos + take]
+                    if len(body) > limits.body:
+                        raise ProtocolError(413, "request body too large")
+                pos += take
+                self._left -= take
+                if not self._left:
+                    self.state = DATA_END
+            elif state == DATA_END:  # chunk-data must be followed by CRLF
+                if buf[pos] != 13 or (pos + 1 < end and buf[pos + 1] != 10):
+                    raise ProtocolError(400, "chunk data not followed by CRLF")
+                if pos + 1 == end:
+                    return pos
+                pos += 2
+                self.state = SIZE
+            elif state == DONE:
+                return pos
+            else:
+                nl = buf.find(b"\n", pos + self._scanned)
+                if nl < 0:
+                    self._scanned = end - pos
+                    self._check_partial(end - pos)
+                    return pos
+                self._scanned = 0
+                line = bytes(buf[pos:nl])
+                pos = nl + 1
+                if state == SIZE:
+                    self._size_line(line)
+                else:
+                    self._trailer_line(line)
+        return pos
+
+    def _size_line(self, line: bytes) -> None:
+        if len(line) > self._limits.header_field:
+            raise ProtocolError(400, "chunk extension too long")
+        match = _SIZE_LINE.fullmatch(line)
+        if match is None:
+            raise ProtocolError(400, "malformed chunk size line")
+        size = int(match.group(1), 16)
+        if size >= _MAX_CHUNK:
+            raise ProtocolError(400, "chunk size overflow")
+        if size:
+            self._left = size
+            self.state = DATA
+        else:
+            self.state = TRAILER
+
+    def _trailer_line(self, line: bytes) -> None:
+        if line == b"\r":
+            self.state = DONE
+            return
+        limits = self._limits
+        if len(line) > limits.head_backstop:
+            raise ProtocolError(431, "trailer fields too large")
+        # RFC 9112 §7.1.2: trailer fields are read (and validated) like header
+        # fields, then discarded, never merged into the header section
+        # (RFC 9110 §6.5.2); the header limits apply to them as well.
+        name, value = parse_field_line(line)
+        size = len(name) + len(value)
+        self._trailers += 1
+        self._trailer_bytes += size + 4
+        if (
+            size > limits.header_field
+            or self._trailers > limits.header_count
+            or self._trailer_bytes > limits.header_block
+        ):
+            raise ProtocolError(431, "trailer fields too large")
+
+    def _check_partial(self, pending: int) -> None:
+        """Bound the bytes buffered for one incomplete line."""
+        if self.state == SIZE:
+            if pending > self._limits.header_field + 1:
+                raise ProtocolError(400, "chunk extension too long")
+        elif pending > self._limits.head_backstop:
+            raise ProtocolError(431, "trailer fields too large")
