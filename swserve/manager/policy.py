@@ -213,6 +213,9 @@ class Supervisor:
         old_pid, worker.replaces = worker.replaces, None
         if old_pid is not None and old_pid in self.workers:
             actions += self._retire(self.workers[old_pid], worker.reason, now)
+        if worker.generation < self.generation and not self.stopping:
+            # spawned before a reload (a recycle under way): it may hold old code
+            self.queue.append((pid, "reload-sync" if self.reload_mode == "sync" else "reload"))
         actions += self._next(now)
         return actions
 
@@ -307,10 +310,11 @@ class Supervisor:
         reason = "reload-sync" if self.reload_mode == "sync" else "reload"
         for worker in sorted(self.workers.values(), key=lambda w: w.slot):
             queued = any(p == worker.pid for p, _ in self.queue)
-            if worker.generation < self.generation and not worker.retiring and not queued:
+            # a worker still booting is queued once it is ready (see ready())
+            if worker.ready and not worker.retiring and not queued:
                 self.queue.append((worker.pid, reason))
         actions: list[Action] = [
-            Log("info", f"reloading {len(self.queue)} worker(s) ({self.reload_mode})")
+            Log("info", f"reloading {len(self.serving())} worker(s) ({self.reload_mode})")
         ]
         return actions + self._next(now)
 

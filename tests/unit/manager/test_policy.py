@@ -263,3 +263,16 @@ def test_scale_down_of_a_booting_worker_stops_it() -> None:
     h.run(h.sup.scale(1, h.now))
     booting = max(h.sup.workers)
     assert h.run(h.sup.scale(-1, h.now)) == [Kill(booting, signal.SIGTERM, "scale-down")]
+
+
+def test_reload_catches_a_replacement_that_was_booting_with_old_code() -> None:
+    h = Harness(Supervisor(2))
+    h.start_all_ready()
+    old = h.pid_of(1)
+    h.run(h.sup.recycle(old, "max-requests", h.now))  # replacement spawned: generation 1
+    booting = max(h.sup.workers)
+    h.run(h.sup.reload(h.now))  # code changes now; the booting one may have the old code
+    h.run(h.sup.ready(booting, h.now))
+    assert any(p == booting for p, _ in h.sup.queue) or any(
+        w.replaces == booting for w in h.sup.workers.values()
+    ), "the replacement that booted before the reload is not replaced by it"
