@@ -35,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections import defaultdict
@@ -87,9 +88,14 @@ class Server:
     """How to launch one server.
 
     ``command`` is a template over {app}, {interface}, {host}, {port}, {workers} and {extra};
-    its first word is an executable in the anchors venv. {extra} is ``asgi_extra`` for ASGI apps
-    and empty for WSGI ones. Servers with a ``port_line`` are given port 0 and the port is read
-    from their log, which avoids the free-port race; the others get a port the harness picked.
+    its first word is an executable in the anchors venv. {extra} is ``asgi_extra`` for ASGI apps,
+    followed by the scenario's own options for this server (``Scenario.server_args``, the
+    ``max_requests`` options of a churn run). Servers with a ``port_line`` are given port 0 and
+    the port is read from their log, which avoids the free-port race; the others get a port the
+    harness picked.
+
+    The ``reload`` scenario uses the servers with ``reloads_on_hup``; the log regexes, matched
+    over the server's whole log, count what they did.
     """
 
     name: str
@@ -99,9 +105,18 @@ class Server:
     port_line: str = ""  # regex for the log line giving the port it bound; "" = can't report
     skip_if_rejected: bool = False  # a CLI usage error means "not supported yet": skip the point
     subject: bool = False  # the server being benchmarked; ratios are computed against the others
+    reloads_on_hup: bool = False  # SIGHUP to the process we launched replaces the workers
+    max_requests: str = ""  # options recycling a worker after {n} (+ up to {jitter}) requests
+    hup_ack_line: str = ""  # regex of the log line that shows a SIGHUP was acted on
+    worker_start_line: str = ""  # regex of the log line of every worker (re)start
+    # regex of a line with the server's own running totals of worker replacements: the numbers
+    # in group 1 of its last match are summed
+    replacements_line: str = ""
 
-    def argv(self, app: str, interface: str, port: int, workers: int) -> list[str]:
-        extra = self.asgi_extra if interface == "asgi" else ""
+    def argv(
+        self, app: str, interface: str, port: int, workers: int, extra_args: str = ""
+    ) -> list[str]:
+        extra = " ".join(filter(None, (self.asgi_extra if interface == "asgi" else "", extra_args)))
         return shlex.split(
             self.command.format(
                 app=app, interface=interface, host=HOST, port=port, workers=workers, extra=extra
@@ -109,37 +124,76 @@ class Server:
         )
 
 
+# {extra} comes last in every command, so that a scenario's options override the defaults
+# (gunicorn's and granian's CLIs take the last value of a repeated option).
 SWSERVE: Final = "swserve {app} --bind {host}:{port} --workers {workers}"
 SWSERVE_PORT: Final = r"Listening on http://127\.0\.0\.1:(\d+)"
-# Info level only adds start-up lines (access logs stay off) and gives the bound port.
+SWSERVE_RELOAD: Final[dict[str, Any]] = {
+    "reloads_on_hup": True,
+    # --max-requests-jitter defaults to half of --max-requests: the 0..100 the others get.
+    "max_requests": "--max-requests {n}",
+    "hup_ack_line": r"SIGHUP: reloading the workers",
+    # "reload finished; ..." and, at a clean shutdown, "stopped; ...", end in "recycled: none,
+    # worker exits: K" or "recycled: max-requests N, reload M, worker exits: K" (the exits also
+    # count the workers stopped at shutdown, so they are not used)
+    "replacements_line": r"recycled: (.*?), worker exits",
+}
+# Info level only adds start-up and worker (re)start lines (access logs stay off) and gives
+# the bound port.
 GUNICORN: Final = (
     "gunicorn {app} --bind {host}:{port} --workers {workers} --log-level info --no-control-socket"
 )
 GUNICORN_PORT: Final = r"Listening at: http://127\.0\.0\.1:(\d+)"
+GUNICORN_RELOAD: Final[dict[str, Any]] = {
+    "reloads_on_hup": True,
+    "max_requests": "--max-requests {n} --max-requests-jitter {jitter}",
+    "hup_ack_line": r"Handling signal: hup",
+    "worker_start_line": r"Booting worker with pid",
+}
 SERVERS: Final[tuple[Server, ...]] = (
-    Server("swserve", BOTH, SWSERVE, port_line=SWSERVE_PORT, subject=True),
+    Server(
+        "swserve",
+        BOTH,
+        SWSERVE + " {extra}",
+        port_line=SWSERVE_PORT,
+        subject=True,
+        **SWSERVE_RELOAD,
+    ),
     Server(
         "swserve-base",
         BOTH,
-        SWSERVE + " --mode base",
+        SWSERVE + " --mode base {extra}",
         port_line=SWSERVE_PORT,
         skip_if_rejected=True,
         subject=True,
+        **SWSERVE_RELOAD,
     ),
-    # uvicorn's WSGI adapter is deprecated and not how anyone deploys WSGI: ASGI only.
+    # uvicorn's WSGI adapter is deprecated and not how anyone deploys WSGI: ASGI only. With
+    # --workers > 1 its multiprocess supervisor restarts the workers on SIGHUP, one by one.
     Server(
         "uvicorn",
         ASGI,
         "uvicorn {app} --host {host} --port {port} --workers {workers} --interface asgi3"
-        " --http httptools --loop uvloop --no-access-log --log-level info",
+        " --http httptools --loop uvloop --no-access-log --log-level info {extra}",
         port_line=r"Uvicorn running on http://127\.0\.0\.1:(\d+)",
+        reloads_on_hup=True,
+        max_requests="--limit-max-requests {n} --limit-max-requests-jitter {jitter}",
+        hup_ack_line=r"Received SIGHUP, restarting processes",
+        worker_start_line=r"Started server process",
     ),
-    Server("gunicorn-sync", WSGI, GUNICORN + " --worker-class sync", port_line=GUNICORN_PORT),
+    Server(
+        "gunicorn-sync",
+        WSGI,
+        GUNICORN + " --worker-class sync {extra}",
+        port_line=GUNICORN_PORT,
+        **GUNICORN_RELOAD,
+    ),
     Server(
         "gunicorn-gthread",
         WSGI,
-        GUNICORN + " --worker-class gthread --threads 4",
+        GUNICORN + " --worker-class gthread --threads 4 {extra}",
         port_line=GUNICORN_PORT,
+        **GUNICORN_RELOAD,
     ),
     Server(
         "granian",
@@ -148,6 +202,11 @@ SERVERS: Final[tuple[Server, ...]] = (
         " --http 1 --no-access-log --log-level warning {extra} {app}",
         asgi_extra="--no-ws --loop uvloop",
         # port_line: none; given port 0, granian logs "Listening at: http://127.0.0.1:0".
+        # SIGHUP respawns the workers; granian has no request-count limit (only
+        # --workers-lifetime, at least 60 s, and --workers-max-rss), so churn is HUP only.
+        reloads_on_hup=True,
+        hup_ack_line=r"HUP signal received",
+        worker_start_line=r"Spawning worker-\d+ with PID",
     ),
 )
 SERVERS_BY_NAME: Final = {server.name: server for server in SERVERS}
@@ -175,8 +234,19 @@ end
 """
 
 
+WRK: Final = "wrk"  # one wrk run per point
+RELOAD: Final = "reload"  # wrk while the workers are recycled and reloaded (SIGHUP), vs. without
+OPENLOOP: Final = "openloop"  # openloop.py: Poisson arrivals at fixed rates, latency per kind
+
+
 @dataclass(frozen=True)
 class Scenario:
+    """What one scenario measures and how.
+
+    ``duration_s``, ``repeat``, ``connections`` and ``workers``, when set, replace the suite's
+    defaults for this scenario; the command-line options replace both.
+    """
+
     name: str
     interface: str
     app: str
@@ -185,6 +255,23 @@ class Scenario:
     path: str = "/"
     probe_path: str = "/"  # GET target for the readiness check
     lua: str = ""  # wrk script, written to a temp file when set
+    kind: str = WRK
+    asgi_app: str = ""  # the same test for servers that serve ASGI only (uvicorn)
+    server_args: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    duration_s: int | None = None
+    repeat: int | None = None
+    connections: int | None = None
+    workers: int | None = None
+
+    def app_for(self, server: Server) -> tuple[str, str] | None:
+        """The (app, interface) ``server`` runs in this scenario, or None if it can't."""
+        if self.kind == RELOAD and not server.reloads_on_hup:
+            return None
+        if self.interface in server.interfaces:
+            return self.app, self.interface
+        if self.asgi_app and "asgi" in server.interfaces:
+            return self.asgi_app, "asgi"
+        return None
 
 
 QUICK: Final = frozenset({"quick", "full"})  # quick scenarios are part of full too
@@ -232,6 +319,40 @@ SCENARIOS: Final[tuple[Scenario, ...]] = (
         probe_path="/fast",
         lua=MIXED_LUA,
     ),
+    Scenario(
+        "reload",
+        "wsgi",
+        APPS + "hello_wsgi:app",
+        frozenset({"reload"}),
+        "wsgi-hello, 2 workers: baseline vs SIGHUP every 2 s + max-requests 200",
+        kind=RELOAD,
+        asgi_app=APPS + "hello_asgi:app",
+        # granian logs its worker respawns and the HUP only at info level (last option wins)
+        server_args={"granian": "--log-level info"},
+        duration_s=20,
+        repeat=1,
+        workers=2,
+    ),
+    Scenario(
+        "mixed",
+        "wsgi",
+        APPS + "mixed:app",
+        frozenset(),
+        "open loop, Poisson 170 and 270 req/s, 10% 50 ms: fast p99 vs an ideal dispatcher",
+        probe_path="/fast",
+        kind=OPENLOOP,
+        # The same execution slots everywhere: 2 workers x 1 thread.
+        server_args={
+            "swserve": "--threads 1",
+            "swserve-base": "--threads 1",
+            "gunicorn-gthread": "--threads 1",  # after --threads 4: the last one wins
+            "granian": "--blocking-threads 1",
+        },
+        duration_s=20,
+        repeat=1,
+        connections=32,
+        workers=2,
+    ),
 )
 SCENARIOS_BY_NAME: Final = {scenario.name: scenario for scenario in SCENARIOS}
 
@@ -243,7 +364,22 @@ class Suite:
     connections: int = 64
 
 
-SUITES: Final = {"quick": Suite(duration_s=5, repeat=2), "full": Suite(duration_s=8, repeat=3)}
+SUITES: Final = {
+    "quick": Suite(duration_s=5, repeat=2),
+    "full": Suite(duration_s=8, repeat=3),
+    "reload": Suite(duration_s=20, repeat=1),
+}
+# reload: a churn point sends SIGHUP this often, and the servers recycle after this many requests
+HUP_INTERVAL_S: Final = 2.0
+MAX_REQUESTS: Final = 200
+BASELINE: Final = "baseline"
+CHURN: Final = "churn"
+# mixed: the open-loop rates, and the seed of the arrival times and the fast/slow sequence
+OPENLOOP_RATES: Final = (170.0, 270.0)
+OPENLOOP_SEED: Final = 1
+OPENLOOP_WARMUP_RATE: Final = 100.0
+OPENLOOP_TIMEOUT_S: Final = 10.0  # per request
+OPENLOOP_SCRIPT: Final = HERE / "openloop.py"
 
 # ---------------------------------------------------------------------------------------------
 # Results
@@ -266,8 +402,10 @@ class Point:
     scenario: str
     server: str
     repeat: int
+    variant: str = ""  # reload: "baseline" or "churn"; mixed: the rate, "170/s"
     status: str = "ok"  # "ok", "failed" or "skipped"
     reason: str = ""
+    app: str = ""
     argv: list[str] = field(default_factory=list)
     pinning: str = ""
     connections: int = 0
@@ -288,6 +426,19 @@ class Point:
     loadavg_1m: float | None = None  # machine load just before the run, to spot noisy neighbours
     exit_code: int | None = None
     stopped_with: str = ""  # "SIGTERM", "SIGKILL", or "" if it had exited by itself
+    # reload: the SIGHUPs sent during the measured run, to whom, and what the log says happened
+    hups_sent: int | None = None
+    hup_offsets_s: list[float] = field(default_factory=list)  # after the start of the run
+    hup_target: str = ""  # pid and command line of the process that got them
+    hups_acknowledged: int | None = None  # log lines saying a SIGHUP was acted on
+    worker_starts: int | None = None  # log lines of worker (re)starts, whole server life
+    worker_replacements: int | None = None  # the server's own count (swserve), whole life
+    # mixed: openloop.py's JSON (the run's percentiles per kind, errors, the ideal's figures)
+    openloop: dict[str, Any] = field(default_factory=dict)
+    # warnings, errors, tracebacks logged until the end of the measured run (all of them if the
+    # run did not end normally), and those logged while the harness stopped the server
+    server_log_problems: list[str] = field(default_factory=list)
+    server_log_problems_at_stop: list[str] = field(default_factory=list)
     server_log_tail: str = ""
     wrk_output: str = ""
 
@@ -679,39 +830,75 @@ def run_wrk(
 
 @dataclass(frozen=True)
 class Settings:
-    duration_s: int
-    connections: int
-    workers: int
+    """The run's settings; ``None`` means "the scenario's default, else the suite's"."""
+
+    suite: Suite
+    duration_s: int | None
+    connections: int | None
+    workers: int | None
     warmup_s: int
     ready_timeout_s: float
     pinning: Pinning
     workdir: Path
     swserve_missing: str  # why the venv has no swserve command, or ""
+    rates: tuple[float, ...] = OPENLOOP_RATES
+    seed: int = OPENLOOP_SEED
+    hup_interval_s: float = HUP_INTERVAL_S
+    max_requests: int = MAX_REQUESTS
+
+    def duration_for(self, scenario: Scenario) -> int:
+        return self.duration_s or scenario.duration_s or self.suite.duration_s
+
+    def connections_for(self, scenario: Scenario) -> int:
+        return self.connections or scenario.connections or self.suite.connections
+
+    def workers_for(self, scenario: Scenario) -> int:
+        return self.workers or scenario.workers or 1
+
+    def variants(self, scenario: Scenario) -> list[str]:
+        """The points each (server, repeat) gets in ``scenario``."""
+        if scenario.kind == RELOAD:
+            return [BASELINE, CHURN]
+        if scenario.kind == OPENLOOP:
+            return [rate_variant(rate) for rate in self.rates]
+        return [""]
 
 
-def measure(server: Server, scenario: Scenario, settings: Settings, point: Point) -> None:
-    """Start ``server`` on ``scenario``'s app, warm it up, drive it with wrk, stop it.
+def rate_variant(rate: float) -> str:
+    return f"{rate:g}/s"
 
-    Fills in ``point``. The server's process group is stopped, and ``exit_code``,
-    ``stopped_with`` and ``server_log_tail`` are filled in, before this returns or raises.
+
+def variant_rate(variant: str) -> float:
+    return float(variant.removesuffix("/s"))
+
+
+@contextlib.contextmanager
+def served(
+    server: Server, scenario: Scenario, settings: Settings, point: Point, extra_args: str = ""
+) -> Iterator[subprocess.Popen[Any]]:
+    """Start ``server`` on ``scenario``'s app, wait until it answers, and stop it afterwards.
+
+    Fills in ``point``'s app, argv, port and start-up time, and once the server's process group
+    is stopped (whatever happened inside the ``with``), its exit code, how it was stopped, and
+    what its log says.
 
     Raises:
-        PointError: the point could not be measured.
+        PointError: the server could not be started or did not become ready.
     """
+    app_interface = scenario.app_for(server)
+    assert app_interface is not None, f"{server.name} does not run {scenario.name}"
+    point.app, interface = app_interface
     port = 0 if server.port_line else free_port()
-    argv = server.argv(scenario.app, scenario.interface, port, settings.workers)
+    extra = " ".join(filter(None, (scenario.server_args.get(server.name, ""), extra_args)))
+    argv = server.argv(point.app, interface, port, point.workers, extra)
     executable = VENV_BIN / argv[0]
     point.argv = [*settings.pinning.server_prefix(), str(executable), *argv[1:]]
     if server.subject and settings.swserve_missing:
         raise PointError(settings.swserve_missing)
     if not executable.exists():
         raise PointError(f"{executable} not found")
-    script = None
-    if scenario.lua:
-        script = settings.workdir / f"{scenario.name}.lua"
-        script.write_text(scenario.lua)
-
-    log_path = settings.workdir / f"{server.name}-{scenario.name}-{point.repeat}.log"
+    variant = re.sub(r"\W+", "_", point.variant)
+    log_path = settings.workdir / f"{server.name}-{scenario.name}-{variant}-{point.repeat}.log"
     with (
         log_path.open("w") as log_file,
         session(
@@ -719,6 +906,7 @@ def measure(server: Server, scenario: Scenario, settings: Settings, point: Point
         ) as proc,
     ):
         started = time.monotonic()
+        run_end: int | None = None
         try:
             point.port = wait_ready(
                 proc,
@@ -729,27 +917,92 @@ def measure(server: Server, scenario: Scenario, settings: Settings, point: Point
                 settings.ready_timeout_s,
             )
             point.startup_s = round(time.monotonic() - started, 3)
-            drive = functools.partial(
-                run_wrk,
-                f"http://{HOST}:{point.port}{scenario.path}",
-                connections=settings.connections,
-                script=script,
-                pinning=settings.pinning,
-            )
-            if settings.warmup_s > 0:
-                drive(duration_s=settings.warmup_s)
-            point.loadavg_1m = os.getloadavg()[0]
-            cpu_before, _ = tree_cpu(proc.pid)
-            wall_before = time.monotonic()
-            result, point.wrk_output = drive(duration_s=settings.duration_s)
-            wall = time.monotonic() - wall_before
-            cpu_after, point.tree_processes = tree_cpu(proc.pid)
+            yield proc
+            run_end = log_path.stat().st_size  # what the server logged before we stop it
             if proc.poll() is not None:
                 raise PointError(f"server exited with code {proc.returncode} during the run")
         finally:
             point.stopped_with = stop_group(proc)
             point.exit_code = proc.returncode
-            point.server_log_tail = tail(log_path.read_text(errors="replace"))
+            data = log_path.read_bytes()
+            read_server_log(server, data.decode(errors="replace"), point)
+            if run_end is not None:
+                point.server_log_problems = problem_lines(data[:run_end].decode(errors="replace"))
+                point.server_log_problems_at_stop = problem_lines(
+                    data[run_end:].decode(errors="replace")
+                )
+
+
+PROBLEM_RE: Final = re.compile(r"WARN|ERROR|CRITICAL|Traceback|Exception|exit code|killed", re.I)
+MAX_PROBLEM_LINES: Final = 60
+
+
+def problem_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if PROBLEM_RE.search(line)][:MAX_PROBLEM_LINES]
+
+
+def read_server_log(server: Server, text: str, point: Point) -> None:
+    """Keep the log's tail and its warnings/errors, and count the reload-related events."""
+    point.server_log_tail = tail(text)
+    point.server_log_problems = problem_lines(text)
+
+    def count(pattern: str) -> int | None:
+        return len(re.findall(pattern, text)) if pattern else None
+
+    point.hups_acknowledged = count(server.hup_ack_line)
+    point.worker_starts = count(server.worker_start_line)
+    totals = list(re.finditer(server.replacements_line, text)) if server.replacements_line else []
+    if totals:
+        point.worker_replacements = sum(map(int, re.findall(r"\d+", totals[-1].group(1))))
+
+
+def measure(server: Server, scenario: Scenario, settings: Settings, point: Point) -> None:
+    """Measure one point of ``scenario`` on ``server``; fills in ``point``.
+
+    Raises:
+        PointError: the point could not be measured.
+    """
+    if scenario.kind == OPENLOOP:
+        measure_openloop(server, scenario, settings, point)
+        return
+    extra = ""
+    if point.variant == CHURN and server.max_requests:
+        extra = server.max_requests.format(
+            n=settings.max_requests, jitter=settings.max_requests // 2
+        )
+    script = None
+    if scenario.lua:
+        script = settings.workdir / f"{scenario.name}.lua"
+        script.write_text(scenario.lua)
+    with served(server, scenario, settings, point, extra) as proc:
+        drive = functools.partial(
+            run_wrk,
+            f"http://{HOST}:{point.port}{scenario.path}",
+            connections=point.connections,
+            script=script,
+            pinning=settings.pinning,
+        )
+        if settings.warmup_s > 0:
+            drive(duration_s=settings.warmup_s)
+        point.loadavg_1m = os.getloadavg()[0]
+        cpu_before, _ = tree_cpu(proc.pid)
+        wall_before = time.monotonic()
+        hups = None
+        if point.variant == CHURN:
+            hups = HupSender(proc, settings.hup_interval_s, window_s=point.duration_s - 1.0)
+            point.hup_target = hups.target
+            hups.start()
+        try:
+            result, point.wrk_output = drive(duration_s=point.duration_s)
+        finally:
+            if hups is not None:
+                hups.finish()
+                point.hups_sent = len(hups.offsets)
+                point.hup_offsets_s = hups.offsets
+        wall = time.monotonic() - wall_before
+        cpu_after, point.tree_processes = tree_cpu(proc.pid)
+    if hups is not None and hups.error:
+        raise PointError(f"SIGHUP sender: {hups.error}")
     if result.requests == 0:
         raise PointError("wrk completed no request")
     point.rps = result.rps
@@ -761,6 +1014,103 @@ def measure(server: Server, scenario: Scenario, settings: Settings, point: Point
     point.cpu_s = round(cpu_after - cpu_before, 3)
     point.cpu_us_per_req = round(point.cpu_s * 1e6 / result.requests, 2)
     point.server_cores_used = round(point.cpu_s / wall, 3)
+
+
+def process_description(pid: int) -> str:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").strip()
+    except OSError as exc:
+        return f"pid {pid}: {exc}"
+    return f"pid {pid}: {cmdline.decode(errors='replace')}"
+
+
+class HupSender(threading.Thread):
+    """Send SIGHUP to the launched server process every ``interval_s`` within ``window_s``.
+
+    The target is the process the harness started (``taskset`` execs the server, so the pid is
+    the server's own): swserve's master, gunicorn's arbiter, uvicorn's supervisor, granian's
+    main process. Never the process group, which would signal the workers too.
+    """
+
+    def __init__(self, proc: subprocess.Popen[Any], interval_s: float, window_s: float) -> None:
+        super().__init__(name="sighup-sender", daemon=True)
+        self.proc = proc
+        self.interval_s = interval_s
+        self.window_s = window_s
+        self.target = process_description(proc.pid)
+        self.offsets: list[float] = []  # seconds after start() at which each SIGHUP was sent
+        self.error = ""
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        started = time.monotonic()
+        due = self.interval_s
+        while due <= self.window_s and not self._stop_event.wait(
+            max(0.0, started + due - time.monotonic())
+        ):
+            if self.proc.poll() is not None:
+                self.error = f"the server exited (code {self.proc.returncode}) during the run"
+                return
+            try:
+                os.kill(self.proc.pid, signal.SIGHUP)
+            except OSError as exc:
+                self.error = f"kill({self.proc.pid}, SIGHUP): {exc}"
+                return
+            self.offsets.append(round(time.monotonic() - started, 3))
+            due += self.interval_s
+
+    def finish(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=5.0)
+
+
+def measure_openloop(server: Server, scenario: Scenario, settings: Settings, point: Point) -> None:
+    """Run openloop.py at the point's rate against ``server``; keep its JSON in ``point``.
+
+    Raises:
+        PointError: the point could not be measured.
+    """
+    rate = variant_rate(point.variant)
+    out = settings.workdir / f"openloop-{server.name}-{point.variant.replace('/', '')}.json"
+    with served(server, scenario, settings, point) as proc:
+        base = [*settings.pinning.load_prefix(), sys.executable, str(OPENLOOP_SCRIPT)]
+        base += ["--port", str(point.port), "--connections", str(point.connections)]
+        base += ["--timeout", f"{OPENLOOP_TIMEOUT_S:g}"]
+        if settings.warmup_s > 0:  # a different seed: the measured schedule stays unseen
+            warmup = ["--rate", f"{OPENLOOP_WARMUP_RATE:g}", "--duration", str(settings.warmup_s)]
+            run_openloop([*base, *warmup, "--seed", str(settings.seed + 1000)], settings.warmup_s)
+        point.loadavg_1m = os.getloadavg()[0]
+        cpu_before, _ = tree_cpu(proc.pid)
+        wall_before = time.monotonic()
+        argv = [*base, "--rate", f"{rate:g}", "--duration", str(point.duration_s)]
+        argv += ["--seed", str(settings.seed), "--output", str(out)]
+        run_openloop(argv, point.duration_s)
+        wall = time.monotonic() - wall_before
+        cpu_after, point.tree_processes = tree_cpu(proc.pid)
+    try:
+        point.openloop = json.loads(out.read_text())
+    except (OSError, ValueError) as exc:
+        raise PointError(f"openloop.py wrote no result: {exc}") from exc
+    run = point.openloop["run"]
+    if not run["ok"]:
+        raise PointError(f"no request succeeded: {run['errors_by_kind']}")
+    point.requests = run["ok"]
+    point.rps = run["achieved_rps"]
+    point.errors = run["errors"]
+    point.cpu_s = round(cpu_after - cpu_before, 3)
+    point.cpu_us_per_req = round(point.cpu_s * 1e6 / (run["ok"] + run["errors"]), 2)
+    point.server_cores_used = round(point.cpu_s / wall, 3)
+
+
+def run_openloop(argv: list[str], duration_s: float) -> None:
+    limit = duration_s + OPENLOOP_TIMEOUT_S + 3 * WRK_SLACK_S  # it bounds itself; this is a guard
+    with session(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        try:
+            output, _ = proc.communicate(timeout=limit)
+        except subprocess.TimeoutExpired as exc:
+            raise PointError(f"openloop.py did not finish within {limit:g} s") from exc
+    if proc.returncode != 0:
+        raise PointError(f"openloop.py exited with code {proc.returncode}: {tail(output, 8)}")
 
 
 def record_failure(server: Server, point: Point, exc: PointError) -> None:
@@ -775,10 +1125,65 @@ def record_failure(server: Server, point: Point, exc: PointError) -> None:
         point.reason = f"the CLI rejected {server.name}'s options: {tail(point.server_log_tail, 1)}"
 
 
-def run_plan(
-    plan: list[tuple[Scenario, int, Server]], settings: Settings
-) -> tuple[list[Point], str]:
-    """Measure every (scenario, repeat, server) in order.
+@dataclass(frozen=True)
+class PlanItem:
+    scenario: Scenario
+    repeat: int
+    server: Server
+    variant: str = ""
+
+
+def make_plan(
+    scenarios: Sequence[Scenario], servers: Sequence[Server], settings: Settings, repeat: int | None
+) -> list[PlanItem]:
+    """Every point to measure, interleaved so that drift hits every server alike.
+
+    wrk and openloop scenarios: per variant (rate), per repeat, every server in turn
+    (A B C A B C). reload: per repeat, per server, its baseline and churn points back to back
+    (so the ratio between them is taken over the shortest time), in alternating order.
+    """
+    plan: list[PlanItem] = []
+    for scenario in scenarios:
+        eligible = [server for server in servers if scenario.app_for(server) is not None]
+        repeats = range(1, (repeat or scenario.repeat or settings.suite.repeat) + 1)
+        variants = settings.variants(scenario)
+        if scenario.kind == RELOAD:
+            plan += [
+                PlanItem(scenario, rep, server, variant)
+                for rep in repeats
+                for server in eligible
+                for variant in (variants if rep % 2 else variants[::-1])
+            ]
+        else:
+            plan += [
+                PlanItem(scenario, rep, server, variant)
+                for variant in variants
+                for rep in repeats
+                for server in eligible
+            ]
+    return plan
+
+
+def describe_point(point: Point) -> str:
+    if point.openloop:
+        run = point.openloop["run"]
+        ideal = point.openloop["ideal"]["fast"]["p99_ms"]
+        return (
+            f"fast p50 {_fmt(run['fast']['p50_ms'], 2)} / p99 {_fmt(run['fast']['p99_ms'], 1)}"
+            f" ms (ideal {_fmt(ideal, 1)}), slow p99 {_fmt(run['slow']['p99_ms'], 1)} ms,"
+            f" {point.errors} errors"
+        )
+    text = (
+        f"{point.rps:,.0f} req/s, {_fmt(point.cpu_us_per_req)} µs CPU/req, "
+        f"p99 {point.latency_ms.get('p99', math.nan):.2f} ms, {point.errors} errors"
+    )
+    if point.hups_sent is not None:
+        text += f", {point.hups_sent} SIGHUPs sent, {point.hups_acknowledged} acknowledged"
+    return text
+
+
+def run_plan(plan: list[PlanItem], settings: Settings) -> tuple[list[Point], str]:
+    """Measure every point of ``plan`` in order.
 
     Returns:
         The points, and the name of the interruption that cut the run short (or "").
@@ -786,26 +1191,26 @@ def run_plan(
     points: list[Point] = []
     # (server, scenario) -> why it is not tried again in this run; scenario "*" means all.
     given_up: dict[tuple[str, str], str] = {}
-    for index, (scenario, rep, server) in enumerate(plan, start=1):
-        prefix = f"[{index}/{len(plan)}] {scenario.name} {server.name} #{rep}"
+    for index, item in enumerate(plan, start=1):
+        scenario, rep, server = item.scenario, item.repeat, item.server
+        variant = f" {item.variant}" if item.variant else ""
+        prefix = f"[{index}/{len(plan)}] {scenario.name}{variant} {server.name} #{rep}"
         point = Point(
             scenario=scenario.name,
             server=server.name,
             repeat=rep,
+            variant=item.variant,
             pinning=settings.pinning.describe(),
-            connections=settings.connections,
-            duration_s=settings.duration_s,
-            workers=settings.workers,
+            connections=settings.connections_for(scenario),
+            duration_s=settings.duration_for(scenario),
+            workers=settings.workers_for(scenario),
         )
         skip_reason = given_up.get((server.name, scenario.name)) or given_up.get((server.name, "*"))
         try:
             if skip_reason:
                 raise PointError(skip_reason, status="skipped")
             measure(server, scenario, settings, point)
-            log(
-                f"{prefix}: {point.rps:,.0f} req/s, {point.cpu_us_per_req:.1f} µs CPU/req, "
-                f"p99 {point.latency_ms.get('p99', math.nan):.2f} ms, {point.errors} errors"
-            )
+            log(f"{prefix}: {describe_point(point)}")
         except PointError as exc:
             record_failure(server, point, exc)
             log(f"{prefix}: {point.status}: {point.reason.splitlines()[0]}")
@@ -859,10 +1264,24 @@ def stopped_cleanly(point: Point) -> bool:
     return point.stopped_with == "SIGTERM" and point.exit_code in {0, -signal.SIGTERM}
 
 
+def group_notes(group: Sequence[Point]) -> str:
+    """The first failure or skip of a group of points, and any unclean stops."""
+    ok = [p for p in group if p.status == "ok"]
+    not_ok = [p for p in group if p.status != "ok"]
+    notes = [f"{p.status}: {p.reason.splitlines()[0][:100]}" for p in not_ok[:1]]
+    unclean = [p for p in ok if not stopped_cleanly(p)]
+    if unclean:
+        exits = ", ".join(sorted({f"{p.stopped_with} -> exit {p.exit_code}" for p in unclean}))
+        notes.append(f"unclean stop in {len(unclean)}/{len(ok)} ok runs ({exits})")
+    return "; ".join(notes)
+
+
 def summarise(points: list[Point]) -> list[Summary]:
+    """Medians per (scenario, server) of the wrk scenarios (reload and mixed have their own)."""
     groups: dict[tuple[str, str], list[Point]] = defaultdict(list)
     for point in points:
-        groups[point.scenario, point.server].append(point)
+        if SCENARIOS_BY_NAME[point.scenario].kind == WRK:
+            groups[point.scenario, point.server].append(point)
     scenario_rank = {name: i for i, name in enumerate(SCENARIOS_BY_NAME)}
     server_rank = {name: i for i, name in enumerate(SERVERS_BY_NAME)}
     summaries = []
@@ -870,13 +1289,7 @@ def summarise(points: list[Point]) -> list[Summary]:
         groups.items(), key=lambda item: (scenario_rank[item[0][0]], server_rank[item[0][1]])
     ):
         ok = [p for p in group if p.status == "ok"]
-        not_ok = [p for p in group if p.status != "ok"]
-        notes = [f"{p.status}: {p.reason.splitlines()[0][:100]}" for p in not_ok[:1]]
-        unclean = [p for p in ok if not stopped_cleanly(p)]
-        if unclean:
-            exits = ", ".join(sorted({f"{p.stopped_with} -> exit {p.exit_code}" for p in unclean}))
-            notes.append(f"unclean stop in {len(unclean)}/{len(ok)} ok runs ({exits})")
-        note = "; ".join(notes)
+        note = group_notes(group)
         summaries.append(
             Summary(
                 scenario=scenario,
@@ -913,6 +1326,52 @@ def _ratios(subject: Summary | None, row: Summary) -> list[str]:
 
 
 def markdown(summaries: list[Summary], points: list[Point], meta: dict[str, Any]) -> str:
+    lines = [
+        f"# swserve load test: {meta['label']}",
+        "",
+        f"{meta['started']} · {meta['cpus']} CPUs · pinning {meta['pinning']}",
+        "",
+        f"1-minute load average before the runs: {_load_range(points)} "
+        "(above the CPU count, other work on the machine disturbed the numbers)",
+    ]
+    if summaries or not any(SCENARIOS_BY_NAME[p.scenario].kind != WRK for p in points):
+        lines += ["", *wrk_table(summaries, meta)]
+    if any(SCENARIOS_BY_NAME[p.scenario].kind == RELOAD for p in points):
+        lines += ["", *reload_section(points, meta)]
+    if any(SCENARIOS_BY_NAME[p.scenario].kind == OPENLOOP for p in points):
+        lines += ["", *openloop_section(points, meta)]
+    lines += ["", "versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v)]
+    if meta.get("interrupted"):
+        lines += ["", f"**Interrupted ({meta['interrupted']}): the run is incomplete.**"]
+    first_failures: dict[tuple[str, str, str], Point] = {}
+    for point in points:
+        if point.status != "ok":
+            first_failures.setdefault((point.scenario, point.server, point.variant), point)
+    if first_failures:
+        lines += ["", "## Failed or skipped points (the first of each)", ""]
+        for point in first_failures.values():
+            variant = f" {point.variant}" if point.variant else ""
+            lines += [f"### {point.server} / {point.scenario}{variant}: {point.status}", "", "```"]
+            lines.append(point.reason)
+            if point.server_log_tail:
+                lines += ["--- server output (tail) ---", tail(point.server_log_tail, 15)]
+            lines += ["```", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _table(header: list[str], rows: list[list[str]], left: int = 2) -> list[str]:
+    """A markdown table; the first ``left`` columns and a last "note" column align left."""
+    aligns = ["---"] * left + ["--:"] * (len(header) - left)
+    if header[-1] == "note":
+        aligns[-1] = "---"
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(aligns) + "|"]
+    if not rows:
+        rows = [["(no point was measured)", *[""] * (len(header) - 1)]]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return lines
+
+
+def wrk_table(summaries: list[Summary], meta: dict[str, Any]) -> list[str]:
     by_key = {(s.scenario, s.server): s for s in summaries}
     subjects = [
         server.name
@@ -924,54 +1383,311 @@ def markdown(summaries: list[Summary], points: list[Point], meta: dict[str, Any]
     for subject in subjects:
         header += [f"{subject} req/s ratio", f"{subject} CPU/req ratio"]
     header.append("note")
-    aligns = ["---", "---", *["--:"] * (len(header) - 3), "---"]
-    lines = [
-        f"# swserve load test: {meta['label']}",
-        "",
-        f"{meta['started']} · {meta['cpus']} CPUs · pinning {meta['pinning']} · "
-        f"{meta['workers']} worker(s) · wrk -t1 -c{meta['connections']} -d{meta['duration_s']}s"
-        f" · {meta['repeat']} interleaved repeats · medians",
-        "",
-        f"1-minute load average before the runs: {_load_range(points)} "
-        "(above the CPU count, other work on the machine disturbed the numbers)",
-        "",
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join(aligns) + "|",
-    ]
-    if not summaries:
-        lines.append("| (no point was measured) |" + " |" * (len(header) - 1))
+    rows = []
     for s in summaries:
         row = [s.scenario, s.server, _fmt(s.rps, 0), _fmt(s.cpu_us_per_req)]
         row += [_fmt(s.p50_ms, 2), _fmt(s.p99_ms, 2), _fmt(s.cores, 2)]
         row += [str(s.errors) if s.ok else "-", f"{s.ok}/{s.runs}"]
         for subject in subjects:
             row += _ratios(by_key.get((s.scenario, subject)), s)
-        row.append(s.note.replace("|", "\\|"))
-        lines.append("| " + " | ".join(row) + " |")
-    lines += [
+        row.append(s.note)
+        rows.append(row)
+    return [
+        f"{meta['workers']} worker(s) · wrk -t1 -c{meta['connections']} -d{meta['duration_s']}s"
+        f" · {meta['repeat']} interleaved repeats · medians",
+        "",
+        *_table(header, rows),
         "",
         "*req/s ratio*: the subject's req/s ÷ this row's (above 1: the subject serves more). "
         "*CPU/req ratio*: the subject's CPU µs per request ÷ this row's (below 1: the subject is "
         "cheaper). *server cores*: the server's CPU seconds ÷ wall seconds during the run. "
         "*errors*: non-2xx/3xx responses + socket errors, summed over the ok runs.",
-        "",
-        "versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v),
     ]
-    if meta.get("interrupted"):
-        lines += ["", f"**Interrupted ({meta['interrupted']}): the run is incomplete.**"]
-    first_failures: dict[tuple[str, str], Point] = {}
+
+
+def _groups(points: list[Point], kind: str) -> dict[tuple[str, str], list[Point]]:
+    """The points of ``kind`` scenarios by (server, variant), in the order they were measured."""
+    groups: dict[tuple[str, str], list[Point]] = {}
     for point in points:
-        if point.status != "ok":
-            first_failures.setdefault((point.scenario, point.server), point)
-    if first_failures:
-        lines += ["", "## Failed or skipped points (the first of each)", ""]
-        for point in first_failures.values():
-            lines += [f"### {point.server} / {point.scenario}: {point.status}", "", "```"]
-            lines.append(point.reason)
-            if point.server_log_tail:
-                lines += ["--- server output (tail) ---", tail(point.server_log_tail, 15)]
-            lines += ["```", ""]
-    return "\n".join(lines).rstrip() + "\n"
+        if SCENARIOS_BY_NAME[point.scenario].kind == kind:
+            groups.setdefault((point.server, point.variant), []).append(point)
+    return groups
+
+
+def _sum(values: Sequence[int | None]) -> int | None:
+    present = [v for v in values if v is not None]
+    return sum(present) if present else None
+
+
+def _int(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _first_app(group: Sequence[Point]) -> str:
+    app = next((p.app for p in group if p.app), "")
+    return app.removeprefix(APPS)
+
+
+def reload_section(points: list[Point], meta: dict[str, Any]) -> list[str]:
+    groups = _groups(points, RELOAD)
+    some = next(p for group in groups.values() for p in group)
+    header = ["server", "app", "point", "req/s", "p50 ms", "p99 ms", "non-2xx"]
+    header += ["socket errors c/r/w/t", "SIGHUPs sent / acted on", "worker replacements"]
+    header += ["CPU µs/req", "churn ÷ baseline req/s", "churn ÷ baseline CPU/req", "bar"]
+    header += ["ok/runs", "note"]
+    rows: list[list[str]] = []
+    bars: list[str] = []
+    for (server_name, variant), group in groups.items():
+        server = SERVERS_BY_NAME[server_name]
+        ok = [p for p in group if p.status == "ok"]
+        rps = _median([p.rps for p in ok])
+        sockets = {
+            kind: sum(p.socket_errors.get(kind, 0) for p in ok)
+            for kind in ("connect", "read", "write", "timeout")
+        }
+        non_2xx = sum(p.non_2xx_3xx or 0 for p in ok)
+        hups = "-"
+        if variant == CHURN and ok:
+            hups = f"{_int(_sum([p.hups_sent for p in ok]))} / "
+            hups += _int(_sum([p.hups_acknowledged for p in ok]))
+        ratio_text, cpu_ratio_text, bar = "", "", ""
+        baseline = [p for p in groups.get((server_name, BASELINE), []) if p.status == "ok"]
+        base_rps = _median([p.rps for p in baseline])
+        cpu = _median([p.cpu_us_per_req for p in ok])
+        base_cpu = _median([p.cpu_us_per_req for p in baseline])
+        if variant == CHURN and cpu is not None and base_cpu:
+            cpu_ratio_text = _fmt(cpu / base_cpu, 2)
+        if variant == CHURN and rps is not None and base_rps:
+            ratio = rps / base_rps
+            ratio_text = _fmt(ratio, 2)
+            if server.subject:
+                errors = non_2xx + sum(sockets.values())
+                failed = [f"{errors} errors"] if errors else []
+                failed += [f"ratio {ratio:.2f} < 0.90"] if ratio < RELOAD_MIN_RATIO else []
+                bar = "FAIL: " + ", ".join(failed) if failed else "PASS"
+                bars.append(
+                    f"- {server_name}: {errors} errors during churn (bar: 0), churn ÷ baseline "
+                    f"req/s {ratio:.2f} (bar: ≥ {RELOAD_MIN_RATIO:.2f}): **{bar}**"
+                )
+        row = [server_name, _first_app(group), variant, _fmt(rps, 0)]
+        row += [_fmt(_median([p.latency_ms.get("p50") for p in ok]), 2)]
+        row += [_fmt(_median([p.latency_ms.get("p99") for p in ok]), 2)]
+        row += [str(non_2xx) if ok else "-", "/".join(map(str, sockets.values())) if ok else "-"]
+        row += [hups, _replacements(server, ok)]
+        row += [_fmt(cpu), ratio_text, cpu_ratio_text, bar]
+        row += [f"{len(ok)}/{len(group)}", group_notes(group)]
+        rows.append(row)
+    lines = [
+        "## reload: SIGHUP every "
+        f"{meta['hup_interval_s']:g} s + max-requests {meta['max_requests']}, vs. no churn",
+        "",
+        f"wrk -t1 -c{some.connections} -d{some.duration_s}s on the hello app, {some.workers} "
+        "workers each; medians over the repeats, errors summed. *churn*: SIGHUP to the process "
+        "the harness launched (swserve's master, gunicorn's arbiter, uvicorn's supervisor, "
+        "granian's main process) every "
+        f"{meta['hup_interval_s']:g} s from a harness thread, plus recycling after "
+        f"{meta['max_requests']} requests + jitter up to {meta['max_requests'] // 2} (swserve "
+        "`--max-requests`, whose jitter defaults to half; gunicorn `--max-requests "
+        "--max-requests-jitter`; uvicorn `--limit-max-requests --limit-max-requests-jitter`; "
+        "granian has no request limit: HUP only). *baseline*: the same, without either.",
+        "",
+        *_table(header, rows, left=3),
+        "",
+        "*SIGHUPs sent / acted on*: sent during the measured run / log lines saying the server "
+        "acted on one. *worker replacements*: worker starts beyond the first "
+        f"{some.workers} over the server's whole life (warm-up included), from its log "
+        "(swserve: its own count of workers recycled and reloaded, from its last summary line). "
+        "*socket errors*: wrk's connect/read/write/timeout. *churn ÷ baseline CPU/req*: what the "
+        "churn costs per request; when the server's CPU is the limit, throughput falls by about "
+        "its inverse, and it is much less disturbed by other work on the machine than req/s.",
+    ]
+    if bars:
+        lines += ["", "Bars (from the issue):", "", *bars]
+    targets = [
+        f"- {server_name}: {_shorten(p.hup_target, 110)}"
+        for (server_name, variant), group in groups.items()
+        if variant == CHURN
+        for p in group[:1]
+        if p.hup_target
+    ]
+    if targets:
+        lines += ["", "SIGHUP target (the process the harness launched, per server):", ""]
+        lines += targets
+    for (server_name, variant), group in groups.items():
+        if not SERVERS_BY_NAME[server_name].subject:
+            continue
+        ok = [p for p in group if p.status == "ok"]  # the others are listed below, with their log
+        for when, problems in (
+            (
+                "up to the end of the measured run",
+                [x for p in ok for x in p.server_log_problems],
+            ),
+            (
+                "while the harness stopped it (SIGTERM to the process group)",
+                [x for p in ok for x in p.server_log_problems_at_stop],
+            ),
+        ):
+            if problems:
+                lines += ["", f"{server_name} {variant}: warnings and errors {when}", "", "```"]
+                lines += [*problems[:20], "```"]
+    uvicorn = [p for p in groups.get(("uvicorn", CHURN), []) if p.status == "ok"]
+    if uvicorn:
+        acted = _sum([p.hups_acknowledged for p in uvicorn])
+        sent = _sum([p.hups_sent for p in uvicorn])
+        lines += [
+            "",
+            f"uvicorn ran `--workers {uvicorn[0].workers}`, so its multiprocess supervisor got "
+            f"the SIGHUPs: {sent} sent, {acted} logged as `Received SIGHUP, restarting "
+            "processes`. It serves the ASGI hello app (its WSGI adapter is deprecated).",
+        ]
+    return lines
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _replacements(server: Server, ok: Sequence[Point]) -> str:
+    """Worker replacements over each server's life, summed over the ok points."""
+    counts = []
+    for point in ok:
+        if point.worker_starts is not None:
+            counts.append(point.worker_starts - point.workers)
+        elif point.worker_replacements is not None:
+            counts.append(point.worker_replacements)
+    if not counts:
+        return "-" if ok and not (server.worker_start_line or server.replacements_line) else "?"
+    return str(sum(counts))
+
+
+RELOAD_MIN_RATIO: Final = 0.90
+MIXED_MAX_IDEAL_RATIO: Final = 1.2
+MIXED_MAX_ANCHOR_RATIO: Final = 0.6
+MIXED_ANCHORS: Final = ("gunicorn-gthread", "granian")
+
+
+def _kind_median(ok: Sequence[Point], kind: str, key: str) -> float | None:
+    return _median([p.openloop["run"][kind][key] for p in ok])
+
+
+def openloop_section(points: list[Point], meta: dict[str, Any]) -> list[str]:
+    groups = _groups(points, OPENLOOP)
+    some = next(p for group in groups.values() for p in group)
+    params = next((p.openloop for group in groups.values() for p in group if p.openloop), {})
+    header = ["rate", "server", "fast p50 ms", "fast p99 ms", "fast p99.9 ms", "slow p50 ms"]
+    header += ["slow p99 ms", "slow p99.9 ms", "fast p99 ÷ ideal", "errors", "done req/s"]
+    header += ["client wait p99 ms", "generator lag p99 ms", "CPU µs/req", "ok/runs", "note"]
+    rows: list[list[str]] = []
+    fast_p99: dict[tuple[str, str], float | None] = {}
+    for variant in dict.fromkeys(v for _, v in groups):
+        ideal = next(
+            (
+                p.openloop["ideal"]
+                for (_, v), g in groups.items()
+                if v == variant
+                for p in g
+                if p.openloop
+            ),
+            None,
+        )
+        ideal_p99 = ideal["fast"]["p99_ms"] if ideal else None
+        fast_p99["ideal", variant] = ideal_p99
+        if ideal:
+            row = [variant, "**ideal dispatcher**"]
+            row += [
+                _fmt(ideal[k][f"p{q}_ms"], 2 if q == "50" else 1)
+                for k in ("fast", "slow")
+                for q in ("50", "99", "99.9")
+            ]
+            rows.append([*row, "1.00", "", "", "", "", "", "", "simulated"])
+        for (server_name, v), group in groups.items():
+            if v != variant:
+                continue
+            ok = [p for p in group if p.status == "ok" and p.openloop]
+            row = [variant, server_name]
+            row += [
+                _fmt(_kind_median(ok, kind, f"p{q}_ms"), 2 if q == "50" else 1)
+                for kind in ("fast", "slow")
+                for q in ("50", "99", "99.9")
+            ]
+            p99 = fast_p99[server_name, variant] = _kind_median(ok, "fast", "p99_ms")
+            row.append(_fmt(p99 / ideal_p99, 2) if p99 is not None and ideal_p99 else "-")
+            row += [_int(_sum([p.errors for p in ok])) if ok else "-"]
+            row += [_fmt(_median([p.rps for p in ok]), 0)]
+            row += [_fmt(_kind_median(ok, "client_wait", "p99_ms"), 1)]
+            row += [_fmt(_kind_median(ok, "generator_lag", "p99_ms"), 2)]
+            row += [_fmt(_median([p.cpu_us_per_req for p in ok]))]
+            row += [f"{len(ok)}/{len(group)}", _errors_note(ok, group)]
+            rows.append(row)
+    ideal_params = params.get("ideal", {})
+    service = ideal_params.get("service_ms", {})
+    run_params = params.get("params", {})
+    lines = [
+        "## mixed: open-loop Poisson arrivals, fast (1 ms) and slow (50 ms) requests",
+        "",
+        f"`openloop.py`: {some.connections} keep-alive connections, "
+        f"{_fmt(run_params.get('slow_fraction', 0.1) * 100, 0)} % slow requests, seed "
+        f"{meta['seed']} (the same arrival times and fast/slow sequence for every server), "
+        f"{some.duration_s} s per rate; {some.workers} workers x 1 thread everywhere. Latency runs "
+        "from each request's *scheduled* send time to the end of its response, so waiting for an "
+        "idle connection (*client wait*) counts. *ideal dispatcher*: one FIFO queue in front of "
+        f"{ideal_params.get('servers', '?')} slots, fed the same arrivals, service times "
+        f"{_fmt(service.get('fast'), 2)} ms / {_fmt(service.get('slow'), 2)} ms (nominal + "
+        f"{_fmt(ideal_params.get('overhead_ms'), 2)} ms measured sleep overshoot; see "
+        "openloop.py). *generator lag*: how late the generator itself released requests; "
+        "well above 1 ms means the load generator was starved and the point is suspect.",
+        "",
+        *_table(header, rows),
+    ]
+    bars = _mixed_bars(fast_p99, list(dict.fromkeys(v for _, v in groups)))
+    if bars:
+        lines += ["", "Bars (from the issue):", "", *bars]
+    return lines
+
+
+def _errors_note(ok: Sequence[Point], group: Sequence[Point]) -> str:
+    kinds: defaultdict[str, int] = defaultdict(int)
+    retried = 0
+    for point in ok:
+        run = point.openloop["run"]
+        retried += run["retried_stale_connections"]
+        for kind, count in run["errors_by_kind"].items():
+            kinds[kind] += count
+    notes = [f"{kind}: {count}" for kind, count in kinds.items()]
+    if retried:
+        notes.append(f"{retried} retried on a stale keep-alive connection")
+    return "; ".join(filter(None, [*notes, group_notes(group)]))
+
+
+def _mixed_bars(fast_p99: dict[tuple[str, str], float | None], variants: list[str]) -> list[str]:
+    bars = []
+    subjects = [s.name for s in SERVERS if s.subject]
+    for subject in subjects:
+        for variant in variants:
+            mine, ideal = fast_p99.get((subject, variant)), fast_p99.get(("ideal", variant))
+            if mine is None or not ideal:
+                continue
+            ratio = mine / ideal
+            verdict = "PASS" if ratio <= MIXED_MAX_IDEAL_RATIO else "FAIL"
+            bars.append(
+                f"- {variant}: {subject} fast p99 {mine:.1f} ms = {ratio:.2f}x the ideal's "
+                f"{ideal:.1f} ms (bar: ≤ {MIXED_MAX_IDEAL_RATIO}x): **{verdict}**"
+            )
+        if not variants:
+            continue
+        lowest = min(variants, key=variant_rate)  # the issue's 170 req/s
+        mine = fast_p99.get((subject, lowest))
+        for anchor in MIXED_ANCHORS:
+            theirs = fast_p99.get((anchor, lowest))
+            if mine is None or not theirs:
+                continue
+            ratio = mine / theirs
+            verdict = "PASS" if ratio <= MIXED_MAX_ANCHOR_RATIO else "FAIL"
+            bars.append(
+                f"- {lowest}: {subject} fast p99 {mine:.1f} ms = {ratio:.2f}x {anchor}'s "
+                f"{theirs:.1f} ms (bar: ≤ {MIXED_MAX_ANCHOR_RATIO}x): **{verdict}**"
+            )
+    return bars
 
 
 def write_results(
@@ -1015,13 +1731,23 @@ def _positive(value: str) -> int:
     return number
 
 
+def _rates(value: str) -> tuple[float, ...]:
+    try:
+        rates = tuple(float(rate) for rate in value.split(",") if rate.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r}: {exc}") from exc
+    if not rates or min(rates) <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a list of positive rates")
+    return rates
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Benchmark swserve against uvicorn, gunicorn and granian with wrk.",
         epilog="example: python3 loadtests/run.py --suite quick --servers swserve,granian",
     )
     add = parser.add_argument
-    add("--suite", choices=SUITES, default="quick", help="quick (default) or full")
+    add("--suite", choices=SUITES, default="quick", help="quick (default), full or reload")
     add(
         "--scenario",
         type=_names(SCENARIOS_BY_NAME, "scenario"),
@@ -1033,10 +1759,33 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=list(SERVERS_BY_NAME),
         help=f"comma-separated subset of {','.join(SERVERS_BY_NAME)} (default: all)",
     )
-    add("--duration", type=_positive, help="seconds per point (default: quick 5, full 8)")
-    add("--connections", type=_positive, help="wrk connections (default 64)")
-    add("--workers", type=_positive, default=1, help="server worker processes (default 1)")
-    add("--repeat", type=_positive, help="runs per point (default: quick 2, full 3)")
+    add(
+        "--duration",
+        type=_positive,
+        help="seconds per point (default: quick 5, full 8, reload and mixed 20)",
+    )
+    add(
+        "--connections",
+        type=_positive,
+        help="wrk connections (default 64); mixed: openloop.py's keep-alive pool (default 32)",
+    )
+    add(
+        "--workers",
+        type=_positive,
+        help="server worker processes (default 1; reload and mixed: 2)",
+    )
+    add(
+        "--repeat",
+        type=_positive,
+        help="runs per point (default: quick 2, full 3, reload and mixed 1)",
+    )
+    add(
+        "--rates",
+        type=_rates,
+        default=OPENLOOP_RATES,
+        help="mixed: open-loop arrival rates in req/s, comma-separated (default 170,270)",
+    )
+    add("--seed", type=int, default=OPENLOOP_SEED, help="mixed: schedule seed (default 1)")
     add("--warmup", type=int, default=1, help="unmeasured wrk seconds before each run (1)")
     add("--ready-timeout", type=float, default=READY_TIMEOUT_S, help="seconds (default 30)")
     add("--no-install", action="store_true", help="use the anchors venv as it is, if present")
@@ -1053,7 +1802,7 @@ def list_tables() -> None:
     print("scenarios:")
     for scenario in SCENARIOS:
         suites = ",".join(sorted(scenario.suites)) or "--scenario only"
-        print(f"  {scenario.name:13} {suites:16} {scenario.summary}")
+        print(f"  {scenario.name:13} {suites:16} {scenario.kind:9} {scenario.summary}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1069,15 +1818,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         scenarios = [s for s in SCENARIOS if args.suite in s.suites]
     servers = [SERVERS_BY_NAME[name] for name in args.servers]
-    repeat = args.repeat or suite.repeat
-    plan = [
-        (scenario, rep, server)
-        for scenario in scenarios
-        for rep in range(1, repeat + 1)
-        for server in servers  # interleaved, A B C A B C: drift hits every server alike
-        if scenario.interface in server.interfaces
-    ]
-    if not plan:
+    if not any(scenario.app_for(server) for scenario in scenarios for server in servers):
         raise SystemExit("nothing to run: no selected server serves the selected scenarios")
 
     signal.signal(signal.SIGTERM, _raise_stop_requested)
@@ -1089,6 +1830,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (KeyboardInterrupt, StopRequestedError):
         return 130
     pinning = Pinning.choose(enabled=not args.no_pin)
+    repeat = args.repeat or suite.repeat
     meta: dict[str, Any] = {
         "label": "+".join(args.scenario) if args.scenario else args.suite,
         "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
@@ -1098,24 +1840,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         "pinning": pinning.describe(),
         "platform": platform.platform(),
         "python": platform.python_version(),
+        # of the wrk scenarios; reload and mixed record their own in each point
         "duration_s": args.duration or suite.duration_s,
         "connections": args.connections or suite.connections,
-        "workers": args.workers,
+        "workers": args.workers or 1,
         "repeat": repeat,
         "warmup_s": args.warmup,
+        "hup_interval_s": HUP_INTERVAL_S,
+        "max_requests": MAX_REQUESTS,
+        "rates": list(args.rates),
+        "seed": args.seed,
         "versions": installed_versions(),
     }
     with tempfile.TemporaryDirectory(prefix="swserve-loadtest-") as workdir:
         settings = Settings(
-            duration_s=meta["duration_s"],
-            connections=meta["connections"],
+            suite=suite,
+            duration_s=args.duration,
+            connections=args.connections,
             workers=args.workers,
             warmup_s=args.warmup,
             ready_timeout_s=args.ready_timeout,
             pinning=pinning,
             workdir=Path(workdir),
             swserve_missing=swserve_missing,
+            rates=args.rates,
+            seed=args.seed,
         )
+        plan = make_plan(scenarios, servers, settings, args.repeat)
         points, meta["interrupted"] = run_plan(plan, settings)
     json_path, report = write_results(args.output_dir, meta, summarise(points), points)
     print(report)
