@@ -30,6 +30,11 @@ class BatchWriter:
         self._loop = loop
         self._out: list[bytes] = []
 
+    @property
+    def pending(self) -> bool:
+        """Frames are waiting for this iteration's flush (write directly only if not)."""
+        return bool(self._out)
+
     def write(self, data: bytes) -> None:
         out = self._out
         if not out:

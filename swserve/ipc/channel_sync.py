@@ -78,6 +78,10 @@ class SyncChannel:
         with self.lock:
             self.sock.sendall(data)
 
+    def unlocked(self) -> None:
+        """One thread only (``--threads 1``): send without taking the lock."""
+        self.send = self.sock.sendall  # type: ignore[method-assign,assignment]
+
     def sendv(self, buffers: list[bytes]) -> None:
         with self.lock:
             self.sock.sendall(b"".join(buffers))

@@ -142,7 +142,13 @@ class WorkerLink(asyncio.Protocol):
             payload = codec.encode_request(
                 req.method, req.target, req.version, conn.prefix, req.headers, body
             )
-            self.writer.write(framing.encode(framing.REQUEST, 0, conn.session, conn.seq, payload))
+            frame = framing.encode(framing.REQUEST, 0, conn.session, conn.seq, payload)
+            if self.slot.capacity == 1 and not self.writer.pending:
+                # a one-request-at-a-time worker: nothing to coalesce, so skip the
+                # call_soon round of the batch writer
+                self.transport.write(frame)
+            else:
+                self.writer.write(frame)
             return
         view = memoryview(body)
         payload = codec.encode_request(

@@ -178,6 +178,8 @@ class WSGIWorker:
         self.hooks = hooks
         self.slowlog = slowlog
         self.flow = Flow(channel, threaded=threads > 1)
+        if threads == 1:
+            channel.unlocked()
         self.busy = 0
         self.stopping = False
         channel.on_idle = self.heartbeat
@@ -243,7 +245,8 @@ class WSGIWorker:
         finally:
             if running is not None:
                 running.pop(key, None)
-            self.flow.done(key)
+            if self.flow.paused or self.flow.gone:  # the lock only when flow control was used
+                self.flow.done(key)
 
     def _next_request(self) -> tuple[list[bytes], Body, int, int] | None:
         channel = self.channel
