@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import resource
 import socket
 import threading
 import time
@@ -127,7 +128,12 @@ def test_connections_above_the_limit_wait_in_the_backlog_and_are_served(serve: S
         sock.sendall(request)
         assert ResponseReader(sock).read().status == 200
         held.append(sock)
-    waiting = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(200)]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2000:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
+    waiting = [
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(1000)
+    ]
     for sock in waiting:
         sock.sendall(request)
     waiting[0].settimeout(0.5)
