@@ -27,6 +27,8 @@ import math
 import os
 import platform
 import re
+import resource
+import select
 import shlex
 import shutil
 import signal
@@ -237,6 +239,7 @@ end
 WRK: Final = "wrk"  # one wrk run per point
 RELOAD: Final = "reload"  # wrk while the workers are recycled and reloaded (SIGHUP), vs. without
 OPENLOOP: Final = "openloop"  # openloop.py: Poisson arrivals at fixed rates, latency per kind
+SLOWLORIS: Final = "slowloris"  # wrk with and without slowloris.py's connections held open
 
 
 @dataclass(frozen=True)
@@ -244,7 +247,8 @@ class Scenario:
     """What one scenario measures and how.
 
     ``duration_s``, ``repeat``, ``connections`` and ``workers``, when set, replace the suite's
-    defaults for this scenario; the command-line options replace both.
+    defaults for this scenario; the command-line options replace both. ``default_servers``, when
+    set, are the servers it runs unless ``--servers`` is given.
     """
 
     name: str
@@ -262,6 +266,7 @@ class Scenario:
     repeat: int | None = None
     connections: int | None = None
     workers: int | None = None
+    default_servers: tuple[str, ...] = ()
 
     def app_for(self, server: Server) -> tuple[str, str] | None:
         """The (app, interface) ``server`` runs in this scenario, or None if it can't."""
@@ -353,6 +358,19 @@ SCENARIOS: Final[tuple[Scenario, ...]] = (
         connections=32,
         workers=2,
     ),
+    Scenario(
+        "slowloris",
+        "wsgi",
+        APPS + "hello_wsgi:app",
+        frozenset(),
+        "hello, wrk c=32: clean vs 500 slowloris connections held open",
+        kind=SLOWLORIS,
+        asgi_app=APPS + "hello_asgi:app",
+        duration_s=10,
+        repeat=1,
+        connections=32,
+        default_servers=("swserve", "gunicorn-sync", "gunicorn-gthread", "uvicorn"),
+    ),
 )
 SCENARIOS_BY_NAME: Final = {scenario.name: scenario for scenario in SCENARIOS}
 
@@ -380,6 +398,18 @@ OPENLOOP_SEED: Final = 1
 OPENLOOP_WARMUP_RATE: Final = 100.0
 OPENLOOP_TIMEOUT_S: Final = 10.0  # per request
 OPENLOOP_SCRIPT: Final = HERE / "openloop.py"
+# slowloris: the connections slowloris.py holds open during the second point of each pair
+CLEAN: Final = "clean"
+HELD: Final = "slowloris"
+SLOWLORIS_CONNECTIONS: Final = 500
+SLOWLORIS_SCRIPT: Final = HERE / "slowloris.py"
+SLOWLORIS_RAMP_TIMEOUT_S: Final = 15.0  # until every connection is open, at most
+# Between the end of the ramp and the measured run (the warm-up runs in it): the servers accept
+# and start timing the connections, so that with the default 10 s a 10 s head timeout such as
+# swserve's fires, and the client reconnects, inside the measured run.
+SLOWLORIS_SOAK_S: Final = 2.0
+SLOWLORIS_MIN_RATIO: Final = 0.95  # the issue: swserve loses < 5 % of its throughput
+FD_TROUBLE_RE: Final = re.compile(r"Too many open files|EMFILE|ENFILE", re.I)
 
 # ---------------------------------------------------------------------------------------------
 # Results
@@ -435,6 +465,11 @@ class Point:
     worker_replacements: int | None = None  # the server's own count (swserve), whole life
     # mixed: openloop.py's JSON (the run's percentiles per kind, errors, the ideal's figures)
     openloop: dict[str, Any] = field(default_factory=dict)
+    # slowloris: slowloris.py's JSON plus "window", its figures within the measured run
+    slowloris: dict[str, Any] = field(default_factory=dict)
+    server_fd_limit: int | None = None  # lowest soft RLIMIT_NOFILE in the server's tree
+    server_fds_max: int | None = None  # most fds open in one server process, after the run
+    server_fd_trouble: list[str] = field(default_factory=list)  # EMFILE & co. in its log
     # warnings, errors, tracebacks logged until the end of the measured run (all of them if the
     # run did not end normally), and those logged while the harness stopped the server
     server_log_problems: list[str] = field(default_factory=list)
@@ -861,6 +896,8 @@ class Settings:
             return [BASELINE, CHURN]
         if scenario.kind == OPENLOOP:
             return [rate_variant(rate) for rate in self.rates]
+        if scenario.kind == SLOWLORIS:
+            return [CLEAN, HELD]
         return [""]
 
 
@@ -945,6 +982,8 @@ def read_server_log(server: Server, text: str, point: Point) -> None:
     """Keep the log's tail and its warnings/errors, and count the reload-related events."""
     point.server_log_tail = tail(text)
     point.server_log_problems = problem_lines(text)
+    point.server_fd_trouble = [line for line in text.splitlines() if FD_TROUBLE_RE.search(line)]
+    del point.server_fd_trouble[MAX_PROBLEM_LINES:]
 
     def count(pattern: str) -> int | None:
         return len(re.findall(pattern, text)) if pattern else None
@@ -964,6 +1003,9 @@ def measure(server: Server, scenario: Scenario, settings: Settings, point: Point
     """
     if scenario.kind == OPENLOOP:
         measure_openloop(server, scenario, settings, point)
+        return
+    if scenario.kind == SLOWLORIS:
+        measure_slowloris(server, scenario, settings, point)
         return
     extra = ""
     if point.variant == CHURN and server.max_requests:
@@ -1113,6 +1155,201 @@ def run_openloop(argv: list[str], duration_s: float) -> None:
         raise PointError(f"openloop.py exited with code {proc.returncode}: {tail(output, 8)}")
 
 
+def measure_slowloris(server: Server, scenario: Scenario, settings: Settings, point: Point) -> None:
+    """One point of the slowloris pair: wrk alone (clean), or while slowloris.py holds its
+    connections open to the same server (from before the warm-up to the end of the run).
+
+    A server that slowloris blocks completely is a result, not a failure: wrk's duration bounds
+    the run, it completes no request (req/s 0), and the client stops on its own deadline if the
+    harness could not stop it.
+
+    Raises:
+        PointError: the point could not be measured.
+    """
+    held = point.variant == HELD
+    with served(server, scenario, settings, point) as proc:
+        drive = functools.partial(
+            run_wrk,
+            f"http://{HOST}:{point.port}{scenario.path}",
+            connections=point.connections,
+            script=None,
+            pinning=settings.pinning,
+        )
+        with contextlib.ExitStack() as stack:
+            client = None
+            if held:
+                client = stack.enter_context(
+                    SlowlorisRun(point.port or 0, point.duration_s, settings)
+                )
+                client.wait_ready()
+            soak_until = time.monotonic() + SLOWLORIS_SOAK_S
+            if settings.warmup_s > 0:
+                drive(duration_s=settings.warmup_s)
+            if held:
+                time.sleep(max(0.0, soak_until - time.monotonic()))
+            point.loadavg_1m = os.getloadavg()[0]
+            cpu_before, _ = tree_cpu(proc.pid)
+            client_cpu_before = client.cpu() if client else 0.0
+            wall_before = time.monotonic()
+            result, point.wrk_output = drive(duration_s=point.duration_s)
+            wall_after = time.monotonic()
+            cpu_after, point.tree_processes = tree_cpu(proc.pid)
+            client_cpu = client.cpu() - client_cpu_before if client else 0.0
+            point.server_fd_limit, point.server_fds_max = tree_fds(proc.pid)
+            if client is not None:
+                point.slowloris = client.finish()
+                window = slowloris_window(point.slowloris, wall_before, wall_after)
+                window["client_cpu_run_s"] = round(client_cpu, 3)
+                point.slowloris["window"] = window
+    point.rps = result.rps
+    point.requests = result.requests
+    point.latency_ms = result.latency_ms if result.requests else {}
+    point.non_2xx_3xx = result.non_2xx_3xx
+    point.socket_errors = result.socket_errors
+    point.errors = result.non_2xx_3xx + sum(result.socket_errors.values())
+    point.cpu_s = round(cpu_after - cpu_before, 3)
+    if result.requests:
+        point.cpu_us_per_req = round(point.cpu_s * 1e6 / result.requests, 2)
+    point.server_cores_used = round(point.cpu_s / (wall_after - wall_before), 3)
+
+
+class SlowlorisRun:
+    """slowloris.py against one server, in its own session, pinned with the server.
+
+    It is mostly asleep (one byte per connection per second), so it shares the server's CPUs
+    rather than wrk's; its own CPU time is in its result. It stops on SIGTERM from ``finish``
+    or, failing that, on its own deadline; the session is stopped on exit whatever happened.
+    """
+
+    def __init__(self, port: int, duration_s: int, settings: Settings) -> None:
+        self.output = settings.workdir / f"slowloris-{port}.json"
+        self.errors = settings.workdir / f"slowloris-{port}.err"
+        # its own deadline: the ramp, the soak (which holds the warm-up), the run, wrk's slack
+        self.max_seconds = SLOWLORIS_RAMP_TIMEOUT_S + SLOWLORIS_SOAK_S + duration_s
+        self.max_seconds += settings.warmup_s + WRK_SLACK_S
+        self.argv = [*settings.pinning.server_prefix(), sys.executable, str(SLOWLORIS_SCRIPT)]
+        self.argv += ["--host", HOST, "--port", str(port)]
+        self.argv += ["--connections", str(SLOWLORIS_CONNECTIONS)]
+        self.argv += ["--ramp-timeout", f"{SLOWLORIS_RAMP_TIMEOUT_S:g}"]
+        self.argv += ["--max-seconds", f"{self.max_seconds:g}", "--output", str(self.output)]
+        self._stack = contextlib.ExitStack()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.ready = ""
+
+    def __enter__(self) -> SlowlorisRun:
+        self.output.unlink(missing_ok=True)  # a port may come round again: no stale result
+        with self._stack:
+            err = self._stack.enter_context(self.errors.open("wb"))
+            self.proc = self._stack.enter_context(
+                session(self.argv, stdout=subprocess.PIPE, stderr=err)
+            )
+            self._stack = self._stack.pop_all()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stack.close()
+
+    def wait_ready(self) -> None:
+        """Wait for its ``ready <open> <failed>`` line (the ramp is over).
+
+        Raises:
+            PointError: it exited or said nothing within the ramp timeout (+ slack).
+        """
+        assert self.proc is not None
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + SLOWLORIS_RAMP_TIMEOUT_S + 10.0
+        line = b""
+        while not line.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise PointError(
+                    f"slowloris.py was not ready within {SLOWLORIS_RAMP_TIMEOUT_S + 10:g} s"
+                    + self._err()
+                )
+            readable, _, _ = select.select([self.proc.stdout], [], [], left)
+            if readable:
+                chunk = os.read(self.proc.stdout.fileno(), 256)
+                if not chunk:
+                    raise PointError(f"slowloris.py exited before it was ready{self._err()}")
+                line += chunk
+        self.ready = line.decode(errors="replace").strip()
+        log(f"    slowloris client: {self.ready} (open, failed connects)")
+
+    def cpu(self) -> float:
+        assert self.proc is not None
+        return tree_cpu(self.proc.pid)[0]
+
+    def finish(self) -> dict[str, Any]:
+        """Stop the client (SIGTERM: it closes its connections and writes its result); read it.
+
+        Raises:
+            PointError: it wrote no result.
+        """
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # the client itself; taskset exec'd it
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=STOP_GRACE_S)
+        try:
+            result: dict[str, Any] = json.loads(self.output.read_text())
+        except (OSError, ValueError) as exc:
+            raise PointError(f"slowloris.py wrote no result: {exc}{self._err()}") from exc
+        result["argv"] = self.argv
+        result["exit_code"] = self.proc.returncode
+        return result
+
+    def _err(self) -> str:
+        text = self.errors.read_text(errors="replace") if self.errors.exists() else ""
+        return f": {tail(text, 8)}" if text.strip() else ""
+
+
+def slowloris_window(result: dict[str, Any], start: float, end: float) -> dict[str, Any]:
+    """The client's figures within the measured run [start, end] (time.monotonic())."""
+    closes = result["server_closes"]
+    inside = [e for e in closes if start <= e["t"] <= end]
+    open_counts = [n for t, n in result["timeline"] if start <= t <= end]
+    lifetimes = sorted(e["lifetime_s"] for e in closes)
+    statuses: defaultdict[str, int] = defaultdict(int)
+    for event in inside:
+        statuses[event["status"]] += 1
+    return {
+        "start": round(start, 4),
+        "end": round(end, 4),
+        "open_min": min(open_counts) if open_counts else None,
+        "open_max": max(open_counts) if open_counts else None,
+        "server_closes": len(inside),
+        "server_closes_by_status": dict(statuses),
+        # over the client's whole life, from the ramp to the stop
+        "server_closes_total": sum(
+            v for k, v in result["counts"].items() if k.startswith("closed_by_server")
+        ),
+        "lifetime_median_s": statistics.median(lifetimes) if lifetimes else None,
+        "client_cpu_s": result["cpu_s"],
+        "client_held_s": result["held_s"],
+    }
+
+
+def tree_fds(root: int) -> tuple[int | None, int | None]:
+    """The lowest soft RLIMIT_NOFILE and the most open fds of any process in ``root``'s tree."""
+    stats = read_stats()
+    children: defaultdict[int, list[int]] = defaultdict(list)
+    for pid, stat in stats.items():
+        children[stat.ppid].append(pid)
+    limits: list[int] = []
+    counts: list[int] = []
+    stack = [root]
+    while stack:
+        pid = stack.pop()
+        stack.extend(children[pid])
+        with contextlib.suppress(OSError, ValueError):
+            counts.append(len(os.listdir(f"/proc/{pid}/fd")))
+            limits_text = Path(f"/proc/{pid}/limits").read_text()
+            match = re.search(r"^Max open files\s+(\d+|unlimited)", limits_text, re.M)
+            if match and match.group(1).isdigit():
+                limits.append(int(match.group(1)))
+    return (min(limits) if limits else None), (max(counts) if counts else None)
+
+
 def record_failure(server: Server, point: Point, exc: PointError) -> None:
     """Record ``exc`` on ``point``; a usage error from an optional CLI variant is a skip."""
     point.status, point.reason = exc.status, exc.reason
@@ -1134,20 +1371,28 @@ class PlanItem:
 
 
 def make_plan(
-    scenarios: Sequence[Scenario], servers: Sequence[Server], settings: Settings, repeat: int | None
+    scenarios: Sequence[Scenario],
+    servers: Sequence[Server],
+    settings: Settings,
+    repeat: int | None,
+    *,
+    servers_given: bool = True,
 ) -> list[PlanItem]:
     """Every point to measure, interleaved so that drift hits every server alike.
 
     wrk and openloop scenarios: per variant (rate), per repeat, every server in turn
-    (A B C A B C). reload: per repeat, per server, its baseline and churn points back to back
-    (so the ratio between them is taken over the shortest time), in alternating order.
+    (A B C A B C). reload and slowloris: per repeat, per server, its two points back to back
+    (so the ratio between them is taken over the shortest time), in alternating order. Unless
+    ``servers_given`` (``--servers``), a scenario with ``default_servers`` runs only those.
     """
     plan: list[PlanItem] = []
     for scenario in scenarios:
         eligible = [server for server in servers if scenario.app_for(server) is not None]
+        if scenario.default_servers and not servers_given:
+            eligible = [server for server in eligible if server.name in scenario.default_servers]
         repeats = range(1, (repeat or scenario.repeat or settings.suite.repeat) + 1)
         variants = settings.variants(scenario)
-        if scenario.kind == RELOAD:
+        if scenario.kind in {RELOAD, SLOWLORIS}:
             plan += [
                 PlanItem(scenario, rep, server, variant)
                 for rep in repeats
@@ -1177,6 +1422,13 @@ def describe_point(point: Point) -> str:
         f"{point.rps:,.0f} req/s, {_fmt(point.cpu_us_per_req)} µs CPU/req, "
         f"p99 {point.latency_ms.get('p99', math.nan):.2f} ms, {point.errors} errors"
     )
+    if point.slowloris:
+        window = point.slowloris["window"]
+        text += (
+            f"; slowloris: {window['open_min']}-{window['open_max']} held during the run, "
+            f"{window['server_closes']} closed by the server during it "
+            f"({window['server_closes_total']} in all), client CPU {window['client_cpu_s']} s"
+        )
     if point.hups_sent is not None:
         text += f", {point.hups_sent} SIGHUPs sent, {point.hups_acknowledged} acknowledged"
     return text
@@ -1277,7 +1529,7 @@ def group_notes(group: Sequence[Point]) -> str:
 
 
 def summarise(points: list[Point]) -> list[Summary]:
-    """Medians per (scenario, server) of the wrk scenarios (reload and mixed have their own)."""
+    """Medians per (scenario, server) of the wrk scenarios (the others have their own)."""
     groups: dict[tuple[str, str], list[Point]] = defaultdict(list)
     for point in points:
         if SCENARIOS_BY_NAME[point.scenario].kind == WRK:
@@ -1340,6 +1592,8 @@ def markdown(summaries: list[Summary], points: list[Point], meta: dict[str, Any]
         lines += ["", *reload_section(points, meta)]
     if any(SCENARIOS_BY_NAME[p.scenario].kind == OPENLOOP for p in points):
         lines += ["", *openloop_section(points, meta)]
+    if any(SCENARIOS_BY_NAME[p.scenario].kind == SLOWLORIS for p in points):
+        lines += ["", *slowloris_section(points, meta)]
     lines += ["", "versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v)]
     if meta.get("interrupted"):
         lines += ["", f"**Interrupted ({meta['interrupted']}): the run is incomplete.**"]
@@ -1560,6 +1814,160 @@ def _replacements(server: Server, ok: Sequence[Point]) -> str:
     return str(sum(counts))
 
 
+def _socket_errors(ok: Sequence[Point]) -> str:
+    if not ok:
+        return "-"
+    non_2xx = sum(p.non_2xx_3xx or 0 for p in ok)
+    sockets = [
+        sum(p.socket_errors.get(kind, 0) for p in ok)
+        for kind in ("connect", "read", "write", "timeout")
+    ]
+    return f"{non_2xx}; {'/'.join(map(str, sockets))}"
+
+
+def slowloris_section(points: list[Point], meta: dict[str, Any]) -> list[str]:
+    groups = _groups(points, SLOWLORIS)
+    some = next(p for group in groups.values() for p in group)
+    header = ["server", "app", "req/s clean", "req/s slowloris", "slowloris ÷ clean"]
+    header += ["p99 ms clean", "p99 ms slowloris", "errors clean", "errors slowloris"]
+    header += ["CPU µs/req clean", "CPU µs/req slowloris", "held during run"]
+    header += ["closed by server: run / all", "answers before close", "closed after s"]
+    header += ["server fds / limit", "bar", "ok/runs", "note"]
+    rows: list[list[str]] = []
+    bars: list[str] = []
+    clients: list[str] = []
+    for server_name in dict.fromkeys(name for name, _ in groups):
+        server = SERVERS_BY_NAME[server_name]
+        clean_group = groups.get((server_name, CLEAN), [])
+        held_group = groups.get((server_name, HELD), [])
+        clean = [p for p in clean_group if p.status == "ok"]
+        held = [p for p in held_group if p.status == "ok"]
+        windows = [p.slowloris["window"] for p in held if p.slowloris]
+        rps_clean = _median([p.rps for p in clean])
+        rps_held = _median([p.rps for p in held])
+        ratio = rps_held / rps_clean if rps_held is not None and rps_clean else None
+        bar = ""
+        if server.subject and ratio is not None:
+            bar = "PASS" if ratio >= SLOWLORIS_MIN_RATIO else "FAIL"
+            errors = sum(p.errors or 0 for p in held)
+            bars.append(
+                f"- {server_name}: req/s with {SLOWLORIS_CONNECTIONS} slowloris connections ÷ "
+                f"clean = {ratio:.3f} (bar: ≥ {SLOWLORIS_MIN_RATIO:.2f}, i.e. < "
+                f"{(1 - SLOWLORIS_MIN_RATIO) * 100:.0f} % lost): **{bar}**; {errors} wrk errors "
+                "with slowloris"
+            )
+        statuses: defaultdict[str, int] = defaultdict(int)
+        for window in windows:
+            for status, count in window["server_closes_by_status"].items():
+                statuses[status] += count
+        answers = ", ".join(
+            f"{'no answer' if k == 'none' else k}: {v}" for k, v in sorted(statuses.items())
+        )
+        fds = [p for p in held if p.server_fds_max is not None]
+        fd_text = "-"
+        if fds:
+            fd_text = f"{max(p.server_fds_max or 0 for p in fds)} / "
+            fd_text += _int(
+                min((p.server_fd_limit for p in fds if p.server_fd_limit), default=None)
+            )
+        row = [server_name, _first_app([*clean_group, *held_group])]
+        row += [_fmt(rps_clean, 0), _fmt(rps_held, 0), _fmt(ratio, 3)]
+        row += [
+            _fmt(_median([p.latency_ms.get("p99") for p in group]), 2) for group in (clean, held)
+        ]
+        row += [_socket_errors(clean), _socket_errors(held)]
+        row += [_fmt(_median([p.cpu_us_per_req for p in group])) for group in (clean, held)]
+        if windows:
+            low = min((w["open_min"] for w in windows if w["open_min"] is not None), default=None)
+            high = max((w["open_max"] for w in windows if w["open_max"] is not None), default=None)
+            row += [f"{_int(low)}-{_int(high)} of {SLOWLORIS_CONNECTIONS}"]
+            row += [
+                f"{sum(w['server_closes'] for w in windows)} / "
+                f"{sum(w['server_closes_total'] for w in windows)}"
+            ]
+            row += [answers or "-"]
+            row += [_fmt(_median([w["lifetime_median_s"] for w in windows]), 1)]
+        else:
+            row += ["-"] * 4
+        row += [fd_text, bar, f"{len(clean)}+{len(held)}/{len(clean_group) + len(held_group)}"]
+        notes = [group_notes(clean_group), group_notes(held_group)]
+        blocked = [p for p in [*clean, *held] if p.requests == 0]
+        if blocked:
+            notes.append(
+                f"blocked: wrk completed no request in {len(blocked)} "
+                f"{'/'.join(dict.fromkeys(p.variant for p in blocked))} run(s)"
+            )
+        trouble = [p.server_fd_trouble[0] for p in [*clean, *held] if p.server_fd_trouble]
+        if trouble:
+            notes.append(f"out of fds: {_shorten(trouble[0], 120)}")
+        row.append("; ".join(filter(None, notes)))
+        rows.append(row)
+        for point in held:
+            client = point.slowloris
+            if not client:
+                continue
+            counts, failed = client["counts"], client.get("connect_errors") or {}
+            window = client["window"]
+            run_s = window["end"] - window["start"]
+            run_share = window["client_cpu_run_s"] / run_s * 100 if run_s else 0.0
+            clients.append(
+                f"- {server_name}: {client['ready_open']} open after a ramp of "
+                f"{client['ramp_s']:.2f} s; held {client['held_s']:.1f} s; "
+                f"{counts.get('connects', 0)} connects ({counts.get('reconnects', 0)} "
+                "reconnects); failed connects: "
+                f"{', '.join(f'{k} {v}' for k, v in failed.items()) or 'none'}; client CPU "
+                f"{client['cpu_s']:.2f} s in all, {window['client_cpu_run_s']:.2f} s during "
+                f"the measured run ({run_share:.1f} % of a core)"
+            )
+    lines = [
+        f"## slowloris: wrk with and without {SLOWLORIS_CONNECTIONS} slowloris connections open",
+        "",
+        f"wrk -t1 -c{some.connections} -d{some.duration_s}s on the hello app, {some.workers} "
+        "worker(s), a fresh server per point; per server the *clean* and *slowloris* points run "
+        "back to back. *slowloris*: `slowloris.py` opens "
+        f"{SLOWLORIS_CONNECTIONS} connections, each sending `GET / HTTP/1.1\\r\\nHost: x\\r\\n` "
+        "and then one more byte of `X-a: b\\r\\n` per second, never ending the head, and "
+        "reconnecting whenever the server closes it; they are opened before the warm-up, held "
+        f"{SLOWLORIS_SOAK_S:g} s before the measured run starts and closed after it ends. The "
+        f"client is pinned with the server ({meta['pinning']}; it is asleep almost all the time, "
+        "its CPU use is listed below). Medians over the repeats, errors summed.",
+        "",
+        *_table(header, rows, left=2),
+        "",
+        "*errors*: wrk's non-2xx/3xx responses; socket errors connect/read/write/timeout (wrk "
+        "counts a timeout only for a response that arrives more than 2 s late, and leaves it out "
+        "of the latencies; a request never answered is not counted at all). *held during "
+        "run*: fewest-most slowloris connections open (from the client's side: accepted, or "
+        "waiting in the listen backlog) during the measured run. *closed by server*: "
+        "slowloris connections the server closed during the measured run / from the ramp to the "
+        "stop; *answers before close*: what the server sent before closing those during the "
+        "run; *closed after*: median age of the connections the server closed. *server fds*: the "
+        "most file descriptors open in one server process right after the run, and the lowest "
+        "soft RLIMIT_NOFILE in its process tree (connections still in the listen backlog hold "
+        "no fd of the server). A server that slowloris blocks completely shows 0 req/s, no "
+        "latencies and, per the above, no wrk errors: see the note.",
+    ]
+    if bars:
+        lines += ["", "Bar (from the issue):", "", *bars]
+    if clients:
+        lines += ["", "The slowloris client, per point:", "", *clients]
+    nofile = meta.get("nofile") or {}
+    if nofile:
+        lines += [
+            "",
+            f"RLIMIT_NOFILE of the harness (inherited by the client and the servers): soft "
+            f"{nofile['soft_before']} -> {nofile['soft']}, hard {nofile['hard']}.",
+        ]
+    for (server_name, variant), group in groups.items():
+        if not SERVERS_BY_NAME[server_name].subject:
+            continue
+        problems = [x for p in group if p.status == "ok" for x in p.server_log_problems]
+        if problems:
+            lines += ["", f"{server_name} {variant}: warnings and errors during the run", "", "```"]
+            lines += [*problems[:20], "```"]
+    return lines
+
+
 RELOAD_MIN_RATIO: Final = 0.90
 MIXED_MAX_IDEAL_RATIO: Final = 1.2
 MIXED_MAX_ANCHOR_RATIO: Final = 0.6
@@ -1756,18 +2164,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add(
         "--servers",
         type=_names(SERVERS_BY_NAME, "server"),
-        default=list(SERVERS_BY_NAME),
-        help=f"comma-separated subset of {','.join(SERVERS_BY_NAME)} (default: all)",
+        help=f"comma-separated subset of {','.join(SERVERS_BY_NAME)} (default: all; "
+        "slowloris: swserve, gunicorn-sync, gunicorn-gthread, uvicorn)",
     )
     add(
         "--duration",
         type=_positive,
-        help="seconds per point (default: quick 5, full 8, reload and mixed 20)",
+        help="seconds per point (default: quick 5, full 8, reload and mixed 20, slowloris 10)",
     )
     add(
         "--connections",
         type=_positive,
-        help="wrk connections (default 64); mixed: openloop.py's keep-alive pool (default 32)",
+        help="wrk connections (default 64; slowloris 32); mixed: openloop.py's keep-alive pool"
+        " (default 32)",
     )
     add(
         "--workers",
@@ -1777,7 +2186,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add(
         "--repeat",
         type=_positive,
-        help="runs per point (default: quick 2, full 3, reload and mixed 1)",
+        help="runs per point (default: quick 2, full 3, reload, mixed and slowloris 1)",
     )
     add(
         "--rates",
@@ -1793,6 +2202,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--output-dir", type=Path, default=RESULTS_DIR, help="default: loadtests/results")
     add("--list", action="store_true", help="list the servers and scenarios, then exit")
     return parser.parse_args(argv)
+
+
+def raise_nofile_limit() -> dict[str, int]:
+    """Raise this process's soft RLIMIT_NOFILE to its hard limit; return both, before/after."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    result = {"soft_before": soft, "hard": hard, "soft": soft}
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:  # e.g. an unlimited hard limit
+            log(f"could not raise RLIMIT_NOFILE from {soft} to {hard}: {exc}")
+        result["soft"] = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if 0 <= result["soft"] < SLOWLORIS_CONNECTIONS + 256:
+        log(f"warning: RLIMIT_NOFILE is {result['soft']}: the slowloris client may run out of fds")
+    return result
 
 
 def list_tables() -> None:
@@ -1817,7 +2241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         scenarios = [SCENARIOS_BY_NAME[name] for name in args.scenario]
     else:
         scenarios = [s for s in SCENARIOS if args.suite in s.suites]
-    servers = [SERVERS_BY_NAME[name] for name in args.servers]
+    servers = [SERVERS_BY_NAME[name] for name in args.servers or SERVERS_BY_NAME]
     if not any(scenario.app_for(server) for scenario in scenarios for server in servers):
         raise SystemExit("nothing to run: no selected server serves the selected scenarios")
 
@@ -1831,6 +2255,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     pinning = Pinning.choose(enabled=not args.no_pin)
     repeat = args.repeat or suite.repeat
+    # slowloris: the client (a child of ours) holds 500 sockets, and the servers we start inherit
+    # our limit too; raise the soft limit to the hard one, as a systemd LimitNOFILE would
+    nofile = raise_nofile_limit() if any(s.kind == SLOWLORIS for s in scenarios) else {}
     meta: dict[str, Any] = {
         "label": "+".join(args.scenario) if args.scenario else args.suite,
         "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
@@ -1840,7 +2267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "pinning": pinning.describe(),
         "platform": platform.platform(),
         "python": platform.python_version(),
-        # of the wrk scenarios; reload and mixed record their own in each point
+        # of the wrk scenarios; reload, mixed and slowloris record their own in each point
         "duration_s": args.duration or suite.duration_s,
         "connections": args.connections or suite.connections,
         "workers": args.workers or 1,
@@ -1850,6 +2277,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "max_requests": MAX_REQUESTS,
         "rates": list(args.rates),
         "seed": args.seed,
+        "slowloris_connections": SLOWLORIS_CONNECTIONS,
+        "slowloris_soak_s": SLOWLORIS_SOAK_S,
+        "nofile": nofile,
         "versions": installed_versions(),
     }
     with tempfile.TemporaryDirectory(prefix="swserve-loadtest-") as workdir:
@@ -1866,7 +2296,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             rates=args.rates,
             seed=args.seed,
         )
-        plan = make_plan(scenarios, servers, settings, args.repeat)
+        plan = make_plan(
+            scenarios, servers, settings, args.repeat, servers_given=args.servers is not None
+        )
         points, meta["interrupted"] = run_plan(plan, settings)
     json_path, report = write_results(args.output_dir, meta, summarise(points), points)
     print(report)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from typing import TYPE_CHECKING, cast
 
 from swserve.errors import ProtocolError
@@ -136,7 +137,7 @@ class HttpConnection(asyncio.Protocol):
         if self.parser.head_pending is not None or requests:
             self.head_since = 0.0
         elif self.current is None and not self.head_since:
-            self.head_since = self.reactor.now
+            self.head_since = time.monotonic()  # exact: the sweep clock may be 1 s stale
         pending = self.pending
         for req in requests:
             pending.append(req)
