@@ -106,3 +106,26 @@ def check_head(version: bytes, framing: list[tuple[bytes, bytes]], limits: Limit
         # bytes the client sends next in the new protocol are never parsed
         head.keep_alive = False
     return head
+
+
+def absolute_form_host(target: bytes) -> bytes | None:
+    """The authority of an absolute-form target (``http://host:port/path``), else None.
+
+    RFC 9112 §3.2.2: "When an origin server receives a request with an
+    absolute-form of request-target, the origin server MUST ignore the received
+    Host header field (if any) and instead use the host information of the
+    request-target."
+    """
+    if target[:1] == b"/" or target == b"*":
+        return None
+    start = target.find(b"://")
+    if start == -1:
+        return None
+    start += 3
+    end = len(target)
+    for delimiter in (b"/", b"?", b"#"):
+        found = target.find(delimiter, start)
+        if found != -1:
+            end = min(end, found)
+    authority = target[start:end].rpartition(b"@")[2]  # drop any userinfo
+    return authority or None

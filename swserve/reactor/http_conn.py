@@ -23,6 +23,7 @@ from swserve.errors import ProtocolError
 from swserve.ipc import framing
 from swserve.ipc.codec import conn_prefix
 from swserve.protocol import serializer
+from swserve.protocol.framing import absolute_form_host
 from swserve.protocol.request import Request
 from swserve.reactor.spool import SpooledBody
 
@@ -181,6 +182,11 @@ class HttpConnection(asyncio.Protocol):
         """Hand the next queued request to the reactor, or finish the connection."""
         if self.pending:
             req = self.pending.popleft()
+            if req.target[:1] != b"/":
+                host = absolute_form_host(req.target)
+                if host is not None:  # RFC 9112 §3.2.2: the target's host wins
+                    req.headers = [(n, v) for n, v in req.headers if n != b"host"]
+                    req.headers.append((b"host", host))
             self.current = req
             self.seq += 1
             self.started = False

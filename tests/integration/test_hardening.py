@@ -234,3 +234,35 @@ def test_clients_that_reset_mid_request_mid_response_and_mid_chunk(serve: Starte
             assert client.get("/echo").status_code == 200
     assert server.stop() == 0
     assert "Traceback" not in server.logs()
+
+
+def test_running_out_of_file_descriptors_backs_off_and_recovers(tmp_path: Path) -> None:
+    """EMFILE on accept: log, back off, keep serving; never spin or crash."""
+    import sys
+
+    from tests.integration.conftest import APPS, Server
+
+    launcher = (
+        "import os, resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48)); "
+        "os.execv(sys.executable, [sys.executable, '-m', 'swserve'] + sys.argv[1:])"
+    )
+    args = [sys.executable, "-c", launcher, "wsgi_echo:app", "--bind", "127.0.0.1:0",
+            "--workers", "1", "--app-dir", str(APPS)]  # fmt: skip
+    server = Server(args).wait_ready()
+    try:
+        request = b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n"
+        socks = [
+            socket.create_connection(("127.0.0.1", server.port), timeout=20) for _ in range(80)
+        ]
+        for sock in socks:
+            sock.sendall(request)
+        server.wait_for("cannot accept: Too many open files; backing off")
+        served = 0
+        for sock in socks:  # reading each answer and closing frees descriptors for the next
+            assert ResponseReader(sock).read().status == 200
+            sock.close()
+            served += 1
+        assert served == 80
+        assert exchange(server.port, request)[0].status == 200
+    finally:
+        assert server.stop() == 0

@@ -229,3 +229,14 @@ def test_underscore_header_names_never_reach_the_environ(port: int) -> None:
         b"GET /environ HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 1.2.3.4\r\nX_Forwarded_For: 6.6.6.6\r\n\r\n",
     )
     assert '"HTTP_X_FORWARDED_FOR": "1.2.3.4"' in r.body.decode()
+
+
+def test_absolute_form_target_overrides_host(port: int) -> None:
+    (r,) = exchange(
+        port, b"GET http://example.org:9000/environ?q=1 HTTP/1.1\r\nHost: evil.test\r\n\r\n"
+    )
+    body = r.body.decode()
+    assert '"HTTP_HOST": "example.org:9000"' in body
+    assert '"SERVER_NAME": "example.org"' in body
+    assert '"PATH_INFO": "/environ"' in body
+    assert "evil.test" not in body
