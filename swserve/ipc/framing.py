@@ -142,3 +142,19 @@ class FrameDecoder:
     def pending(self) -> int:
         """Bytes of an incomplete frame held back."""
         return len(self._buf)
+
+
+def body_frames(session: int, request: int, data: bytes, end: bool) -> list[bytes]:
+    """RESPONSE_BODY frames for ``data``, split at MAX_PAYLOAD; END on the last if ``end``.
+
+    Empty ``data`` gives one empty frame (how a response is ended on its own).
+    """
+    if len(data) <= MAX_PAYLOAD:
+        return [encode(RESPONSE_BODY, END if end else 0, session, request, data)]
+    view = memoryview(data)
+    frames = []
+    for start in range(0, len(data), MAX_PAYLOAD):
+        last = start + MAX_PAYLOAD >= len(data)
+        part = bytes(view[start : start + MAX_PAYLOAD])
+        frames.append(encode(RESPONSE_BODY, END if (end and last) else 0, session, request, part))
+    return frames

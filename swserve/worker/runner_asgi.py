@@ -59,13 +59,8 @@ class AsyncFrameSink:
         )
 
     def send_body(self, data: bytes, end: bool) -> None:
-        view = memoryview(data)
-        for start in range(0, max(len(data), 1), _MAX):
-            last = start + _MAX >= len(data)
-            part = bytes(view[start : start + _MAX])
-            self.channel.write(
-                _encode(_BODY, _END if (end and last) else 0, self.session, self.request, part)
-            )
+        for frame in framing.body_frames(self.session, self.request, data, end):
+            self.channel.write(frame)
 
     def send_abort(self) -> None:
         self.channel.write(_encode(_BODY, _END | framing.MORE, self.session, self.request))

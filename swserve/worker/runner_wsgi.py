@@ -148,16 +148,8 @@ class FrameSink:
     def send_body(self, data: bytes, end: bool) -> None:
         if data:
             self.flow.wait_writable((self.session, self.request))
-        if len(data) <= _MAX:
-            self.channel.send(_encode(_BODY, _END if end else 0, self.session, self.request, data))
-            return
-        view = memoryview(data)
-        for start in range(0, len(data), _MAX):
-            last = start + _MAX >= len(data)
-            part = bytes(view[start : start + _MAX])
-            self.channel.send(
-                _encode(_BODY, _END if (end and last) else 0, self.session, self.request, part)
-            )
+        for frame in framing.body_frames(self.session, self.request, data, end):
+            self.channel.send(frame)
 
     def send_abort(self) -> None:
         self.channel.send(_encode(_BODY, _END | framing.MORE, self.session, self.request))

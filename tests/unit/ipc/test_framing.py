@@ -87,3 +87,14 @@ def test_garbage_raises_only_ipc_error_and_buffers_little(data: bytes) -> None:
     except IPCError:
         return
     assert decoder.pending <= framing.HEADER_SIZE + framing.MAX_PAYLOAD
+
+
+def test_body_frames_split_at_the_limit_and_end_once() -> None:
+    data = b"x" * (framing.MAX_PAYLOAD * 2 + 5)
+    frames = framing.FrameDecoder().feed(b"".join(framing.body_frames(3, 4, data, True)))
+    assert [len(f[4]) for f in frames] == [framing.MAX_PAYLOAD, framing.MAX_PAYLOAD, 5]
+    assert [bool(f[1] & framing.END) for f in frames] == [False, False, True]
+    assert (
+        framing.FrameDecoder().feed(b"".join(framing.body_frames(3, 4, b"", True)))[0][1]
+        == framing.END
+    )
