@@ -9,43 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
-import sys
-import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import Cookie, FastAPI, Form, Response, UploadFile
 from fastapi.responses import FileResponse, RedirectResponse, StreamingResponse
-
-UNICODE = "héllo wörld ✓ 日本"
-
-
-def stream_chunk(i: int) -> bytes:
-    return f"{i:05d}".encode() * 200 + b"\n"
-
-
-def say(line: str) -> None:
-    """One write per line: the workers share stdout, and a short write is atomic."""
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-
-
-def big_body(size: int, seed: int) -> bytes:
-    return random.Random(seed).randbytes(size)
-
-
-def data_file(size: int, seed: int) -> Path:
-    """A file holding big_body(size, seed), in $FRAMEWORK_APP_FILES (set by the tests)."""
-    where = Path(os.environ.get("FRAMEWORK_APP_FILES") or tempfile.gettempdir())
-    target = where / f"swserve-fw-{size}-{seed}.bin"
-    if not target.exists():
-        partial = where / f"{target.name}.{os.getpid()}.part"
-        partial.write_bytes(big_body(size, seed))
-        partial.replace(target)
-    return target
+from fw_common import UNICODE, big_body, data_file, say, stream_chunk
 
 
 @asynccontextmanager
