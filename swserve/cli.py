@@ -5,14 +5,17 @@ argv → Config, then hand over to the master.  No runtime logic lives here.
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 
 from swserve import __version__
-from swserve.config import SETTINGS, Config, Setting, build_config, parse_size
+from swserve.config import SETTINGS, Config, Setting, build_config, parse_size, problems
 from swserve.errors import ConfigError
+from swserve.sources import merge
 
 
 def _parse_size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
@@ -54,15 +57,41 @@ def _values(params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _run(**params: Any) -> None:
-    values = _values(params)
-    if "bind" in values and ("host" in values or "port" in values):
+def _run(config_file: str | None, print_config: bool, check_config: bool, **params: Any) -> None:
+    cli = _values(params)
+    if "bind" in cli and ("host" in cli or "port" in cli):
         raise click.UsageError("give either --bind or --host/--port, not both")
     try:
-        config = build_config(values)
+        values, origin, found = merge(cli, os.environ, config_file, Path.cwd())
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+    if "bind" in values:  # an explicit bind wins over host/port from a lower source
+        values.pop("host", None)
+        values.pop("port", None)
+    found += problems(values)
+    if check_config:
+        for line in found:
+            click.echo(line, err=True)
+        if not found:
+            click.echo("configuration ok")
+        sys.exit(1 if found else 0)
+    if found:
+        raise click.UsageError(found[0])
+    config = build_config(values)
+    if print_config:
+        _print_config(config, origin)
+        sys.exit(0)
     serve(config)
+
+
+def _print_config(config: Config, origin: dict[str, str]) -> None:
+    """The effective settings and where each came from."""
+    width = max(len(s.name) for s in SETTINGS)
+    for s in SETTINGS:
+        value = getattr(config, s.name)
+        click.echo(
+            f"{s.name.replace('_', '-'):<{width}}  {value!r:<28}  {origin.get(s.name, 'default')}"
+        )
 
 
 def serve(config: Config) -> None:
@@ -72,7 +101,23 @@ def serve(config: Config) -> None:
 
 
 def make_command() -> click.Command:
-    params = [_param(s) for s in SETTINGS]
+    params = [_param(s) for s in SETTINGS] + [
+        click.Option(
+            ["--config", "config_file"],
+            metavar="PATH",
+            help="A TOML file of settings (top level or [tool.swserve]); default: "
+            "[tool.swserve] in ./pyproject.toml. Precedence: command line > environment "
+            "(SWSERVE_<NAME>, PORT, WEB_CONCURRENCY) > file > default.",
+        ),
+        click.Option(
+            ["--print-config"], is_flag=True, help="Show the effective settings and their sources."
+        ),
+        click.Option(
+            ["--check-config"],
+            is_flag=True,
+            help="Validate the settings from every source: one line per problem, exit 0 or 1.",
+        ),
+    ]
     command = click.Command(
         "swserve",
         callback=_run,

@@ -435,16 +435,25 @@ def build_config(values: dict[str, Any]) -> Config:
     Raises:
         ConfigError: naming the first setting whose value cannot work.
     """
-    unknown = set(values) - SETTINGS_BY_NAME.keys()
-    if unknown:
-        raise ConfigError(f"unknown setting {sorted(unknown)[0]!r}")
+    found = problems(values)
+    if found:
+        raise ConfigError(found[0])
+    return Config(**values)
+
+
+def problems(values: dict[str, Any]) -> list[str]:
+    """Every reason ``values`` cannot make a Config, one line each (``--check-config``)."""
+    out = [f"unknown setting {name!r}" for name in sorted(set(values) - SETTINGS_BY_NAME.keys())]
     for name, check, what in _CHECKS:
         if name in values and not check(values[name]):
             flag = SETTINGS_BY_NAME[name].flags[0]
-            raise ConfigError(f"{flag} {what} (got {values[name]!r})")
+            out.append(f"{flag} {what} (got {values[name]!r})")
     for address in values.get("bind", ()):
-        parse_bind(address)
-    return Config(**values)
+        try:
+            parse_bind(address)
+        except ConfigError as exc:
+            out.append(str(exc))
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,16 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> list[Config]:
     return got
 
 
-def invoke(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli.make_command(), list(args))
+def clean_env(**extra: str) -> dict[str, str | None]:
+    """Unset every variable swserve reads, then set ``extra``."""
+    env: dict[str, str | None] = {name: None for name in os.environ if name.startswith("SWSERVE_")}
+    env.update(PORT=None, WEB_CONCURRENCY=None)
+    env.update(extra)
+    return env
+
+
+def invoke(*args: str, env: dict[str, str | None] | None = None) -> tuple[int, str]:
+    result = CliRunner().invoke(cli.make_command(), list(args), env=env or clean_env())
     return result.exit_code, result.output
 
 
