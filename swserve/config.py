@@ -355,6 +355,28 @@ class Config:
         help="A worker whose loop has not reported for this many seconds while no request "
         "accounts for it is taken as hung and replaced (0: off).",
     )
+    access_log: bool = setting(
+        False,
+        kind="bool",
+        section="Logging",
+        help="Log one line per answered request on swserve.access (stderr); off by default, "
+        "as in gunicorn.",
+    )
+    access_log_format: str = setting(
+        "",
+        kind="str",
+        section="Logging",
+        default_doc="gunicorn's default",
+        help="gunicorn-style atoms, e.g. '%(h)s \"%(r)s\" %(s)s %(b)s %(D)s %(w)s' (see "
+        "docs/logging.md), or json for one JSON object per line.",
+    )
+    access_log_exclude: tuple[str, ...] = setting(
+        (),
+        kind="list",
+        section="Logging",
+        metavar="PATH",
+        help="Request paths kept out of the access log (health checks). Repeatable.",
+    )
     ready_file: str = setting(
         "",
         kind="str",

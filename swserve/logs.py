@@ -24,3 +24,12 @@ def configure(level: str) -> None:
         handler.setFormatter(logging.Formatter(_FORMAT, datefmt="%Y-%m-%d %H:%M:%S %z"))
         root.addHandler(handler)
     root.propagate = False
+    # the access log is switched by --access-log, not by --log-level, and its lines
+    # are the formatted line alone, as in gunicorn
+    access = logging.getLogger(ACCESS_LOGGER)
+    access.setLevel(logging.INFO)
+    if not access.handlers:
+        plain = logging.StreamHandler(sys.stderr)
+        plain.setFormatter(logging.Formatter("%(message)s"))
+        access.addHandler(plain)
+    access.propagate = False

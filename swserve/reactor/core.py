@@ -25,6 +25,7 @@ from collections.abc import Callable
 from email.utils import formatdate
 from typing import TYPE_CHECKING
 
+from swserve.access_log import AccessLog
 from swserve.config import Config
 from swserve.ipc import framing
 from swserve.protocol.limits import Limits
@@ -57,6 +58,11 @@ class Reactor:
         )
         self._last_overload_log = 0.0
         self.on_connection_closed: Callable[[], None] | None = None  # set by the host
+        self.access_log = (
+            AccessLog(config.access_log_format, config.access_log_exclude)
+            if config.access_log
+            else None
+        )
         self.make_parser = parser_factory(config.http, self.limits)
         self.dispatcher = Dispatcher(config.dispatch)
         self.sessions: dict[int, HttpConnection] = {}

@@ -51,12 +51,14 @@ class HttpConnection(asyncio.Protocol):
         "plan",
         "prefix",
         "reactor",
+        "sent",
         "seq",
         "session",
         "slot",
         "slow_logged",
         "spooled",
         "started",
+        "status",
         "transport",
         "write_paused",
     )
@@ -76,6 +78,8 @@ class HttpConnection(asyncio.Protocol):
         self.spooled: SpooledBody | None = None  # the current request's body file, if any
         self.slow_logged = False  # has --slowlog-timeout asked for its stack already?
         self.write_paused = False  # the client is behind: its worker was told BUFFER_FULL
+        self.status = 0  # of the response being written, for the access log
+        self.sent = 0  # body bytes of that response
         self.plan: serializer.ResponsePlan | None = None
         self.error: ProtocolError | None = None
         self.closing = False
@@ -233,6 +237,8 @@ class HttpConnection(asyncio.Protocol):
         )
         self.plan = plan
         self.started = True
+        self.status = status
+        self.sent = len(body) if plan.body_allowed else 0
         head = serializer.response_head(req, status, flags, headers, plan, self.reactor.date_server)
         transport = self.transport
         if not plan.body_allowed:
@@ -255,6 +261,7 @@ class HttpConnection(asyncio.Protocol):
         plan = self.plan
         assert plan is not None
         if plan.body_allowed:
+            self.sent += len(body)
             if plan.chunked:
                 parts = serializer.chunk(body) if body else []
                 if end:
@@ -281,6 +288,18 @@ class HttpConnection(asyncio.Protocol):
             self.write_error(502)
 
     def _finish(self) -> None:
+        access = self.reactor.access_log
+        if access is not None and self.current is not None:
+            slot = self.slot
+            access.write(
+                self.current,
+                self.prefix[1].decode() or "-",
+                self.status,
+                self.sent,
+                time.monotonic() - self.dispatched_at,
+                slot.worker_id if slot else 0,
+                slot.pid if slot else 0,
+            )
         if self.spooled is not None:
             self.spooled.discard()
             self.spooled = None
