@@ -48,6 +48,7 @@ import signal
 import socket
 import time
 
+from swserve._process import ignore_master_signals, reap_nowait
 from swserve.config import Config
 from swserve.errors import EXIT_ERROR, EXIT_OK
 from swserve.hooks import Hooks, Server as HookServer
@@ -163,13 +164,7 @@ class Manager:
             os._exit(code)
 
     def reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        for pid, status in reap_nowait():
             worker = self.supervisor.workers.get(pid)
             if worker is None:
                 continue
@@ -189,16 +184,7 @@ class Manager:
 
     def run(self) -> int:
         set_title("swserve: manager")
-        # Ctrl-C and reload/scale signals are the master's to handle
-        for sig in (
-            signal.SIGINT,
-            signal.SIGHUP,
-            signal.SIGUSR1,
-            signal.SIGUSR2,
-            signal.SIGTTIN,
-            signal.SIGTTOU,
-        ):
-            signal.signal(sig, signal.SIG_IGN)
+        ignore_master_signals()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)

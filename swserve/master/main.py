@@ -35,6 +35,7 @@ import tempfile
 from pathlib import Path
 
 from swserve import __version__
+from swserve._process import reap_nowait
 from swserve.config import Config
 from swserve.errors import EXIT_APP_LOAD, EXIT_ERROR, EXIT_OK, ConfigError
 from swserve.hooks import Hooks, Server as HookServer, load as load_hooks
@@ -340,13 +341,7 @@ class Master:
             )
 
     def _reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        for pid, status in reap_nowait():
             if pid == self.manager_pid:
                 asyncio.get_running_loop().remove_reader(self._pidfd)
                 os.close(self._pidfd)

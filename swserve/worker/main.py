@@ -15,6 +15,7 @@ import socket
 import sys
 import traceback
 
+from swserve._process import ignore_master_signals
 from swserve.apps.loader import detect_interface, load
 from swserve.config import Config
 from swserve.errors import EXIT_APP_LOAD, EXIT_OK, AppLoadError
@@ -49,15 +50,7 @@ class WorkerHooks:
 
 def run(config: Config, worker_id: int, ipc_path: str, hooks: Hooks, master_pid: int) -> int:
     """Run worker ``worker_id`` (1-based) to completion; return its exit code."""
-    for sig in (
-        signal.SIGINT,
-        signal.SIGHUP,
-        signal.SIGUSR1,
-        signal.SIGUSR2,
-        signal.SIGTTIN,
-        signal.SIGTTOU,
-    ):
-        signal.signal(sig, signal.SIG_IGN)
+    ignore_master_signals()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     set_title(f"swserve: worker {worker_id}")

@@ -1,0 +1,36 @@
+"""Process plumbing shared by the master, the manager and the workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from typing import Final
+
+# Signals that only the master acts on: Ctrl-C reaches the whole foreground
+# process group, and reload/scale signals are commands for the master.
+MASTER_SIGNALS: Final = (
+    signal.SIGINT,
+    signal.SIGHUP,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+)
+
+
+def ignore_master_signals() -> None:
+    for sig in MASTER_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def reap_nowait() -> Iterator[tuple[int, int]]:
+    """(pid, wait status) of every child that has exited, without blocking."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        yield pid, status
