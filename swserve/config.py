@@ -302,6 +302,78 @@ class Config:
         help="Seconds a client may leave our response unread (its buffer full) before the "
         "connection is closed.",
     )
+    proxy_headers: bool = setting(
+        True,
+        kind="bool",
+        section="Proxies",
+        help="Trust X-Forwarded-For/-Proto/-Host/-Port and RFC 7239 Forwarded from the "
+        "peers in --forwarded-allow-ips to set the client address, scheme and host "
+        "(uvicorn's default).",
+    )
+    forwarded_allow_ips: tuple[str, ...] = setting(
+        ("127.0.0.1",),
+        kind="list",
+        section="Proxies",
+        metavar="IP|CIDR|*",
+        help="Peers whose proxy headers are trusted: IPs, CIDRs, * for all, 'unix' for "
+        "unix-socket peers. Repeatable or comma-separated.",
+    )
+    root_path: str = setting(
+        "",
+        kind="str",
+        section="Proxies",
+        metavar="PREFIX",
+        help="The prefix the app is mounted under behind a proxy (WSGI SCRIPT_NAME, ASGI root_path).",
+    )
+    server_header: bool = setting(
+        True,
+        kind="bool",
+        section="HTTP",
+        help="Send a Server: swserve header when the app sets none.",
+    )
+    date_header: bool = setting(
+        True,
+        kind="bool",
+        section="HTTP",
+        help="Send a Date header when the app sets none.",
+    )
+    uds_permissions: str = setting(
+        "",
+        kind="str",
+        section="Listeners",
+        metavar="OCTAL",
+        help="Mode of unix sockets swserve creates, e.g. 0o660 (default: what the umask leaves).",
+    )
+    ssl_certfile: str = setting(
+        "", kind="str", section="TLS", metavar="PATH", help="PEM certificate chain: serve HTTPS."
+    )
+    ssl_keyfile: str = setting(
+        "", kind="str", section="TLS", metavar="PATH", help="PEM private key of the certificate."
+    )
+    ssl_keyfile_password: str = setting(
+        "", kind="str", section="TLS", help="Password of an encrypted --ssl-keyfile."
+    )
+    ssl_ca_certs: str = setting(
+        "",
+        kind="str",
+        section="TLS",
+        metavar="PATH",
+        help="CA certificates to verify client certificates against.",
+    )
+    ssl_cert_reqs: str = setting(
+        "none",
+        kind="choice",
+        choices=("none", "optional", "required"),
+        section="TLS",
+        help="Whether a client certificate is asked for (optional) or required.",
+    )
+    ssl_ciphers: str = setting(
+        "",
+        kind="str",
+        section="TLS",
+        help="OpenSSL cipher list for TLS 1.2 (default: Python's secure defaults). TLS 1.2 "
+        "is the minimum version.",
+    )
     max_queued_requests: int = setting(
         1000,
         kind="int",
@@ -383,6 +455,119 @@ class Config:
         section="Logging",
         help="Write the listening addresses to this file once every worker is ready.",
     )
+    log_config: str = setting(
+        "",
+        kind="str",
+        section="Logging",
+        metavar="PATH",
+        help="A logging.config.dictConfig file (.json or .toml) that replaces swserve's "
+        "logging set-up; the loggers are swserve.error and swserve.access.",
+    )
+    log_file: str = setting(
+        "",
+        kind="str",
+        section="Logging",
+        metavar="PATH",
+        help="Write the error and access logs to this file instead of stderr; SIGRTMIN "
+        "to the master reopens it (for log rotation).",
+    )
+    metrics_bind: str = setting(
+        "",
+        kind="str",
+        section="Observability",
+        metavar="HOST:PORT",
+        help="Serve Prometheus metrics (/metrics), /healthz and /readyz from the master "
+        "on this address, aggregated over every worker (off when empty).",
+    )
+    mode: str = setting(
+        "process",
+        kind="choice",
+        choices=("process", "base"),
+        section="Processes",
+        help="process: reactors in the master own the connections and hand complete "
+        "requests to workers; base: every worker accepts and serves its own connections.",
+    )
+    reactors: int = setting(
+        0,
+        kind="int",
+        section="Processes",
+        default_doc="derived from --workers and the CPU cores",
+        help="Reactor event loops in process mode (0: derived, see docs/architecture.md).",
+    )
+    daemon: bool = setting(
+        False,
+        kind="bool",
+        section="Processes",
+        help="Detach from the terminal and run in the background (use with --pid-file).",
+    )
+    pid_file: str = setting(
+        "",
+        kind="str",
+        section="Processes",
+        metavar="PATH",
+        help="Write the master's pid to this file; removed on exit.",
+    )
+    user: str = setting(
+        "",
+        kind="str",
+        section="Processes",
+        help="Switch workers to this user (name or uid) after binding; needs root.",
+    )
+    group: str = setting(
+        "",
+        kind="str",
+        section="Processes",
+        help="Switch workers to this group (name or gid) after binding; needs root.",
+    )
+    umask: str = setting(
+        "",
+        kind="str",
+        section="Processes",
+        metavar="OCTAL",
+        help="File mode creation mask of the server's processes, e.g. 0o027 (unchanged when empty).",
+    )
+    chdir: str = setting(
+        "",
+        kind="str",
+        section="Processes",
+        metavar="PATH",
+        help="Change to this directory before loading the app.",
+    )
+    cpu_affinity: bool = setting(
+        False,
+        kind="bool",
+        section="Processes",
+        help="Pin worker i (and reactor i) to CPU core i mod the number of cores "
+        "(Swoole's open_cpu_affinity).",
+    )
+    reload: bool = setting(
+        False,
+        kind="bool",
+        section="Development",
+        help="Reload the workers gracefully when a watched file changes (development only; "
+        "needs the watchfiles package).",
+    )
+    reload_dir: tuple[str, ...] = setting(
+        (),
+        kind="list",
+        section="Development",
+        metavar="PATH",
+        help="Directories --reload watches (default: the working directory). Repeatable.",
+    )
+    reload_include: tuple[str, ...] = setting(
+        (),
+        kind="list",
+        section="Development",
+        metavar="GLOB",
+        help="File patterns that trigger a reload (default: *.py). Repeatable.",
+    )
+    reload_exclude: tuple[str, ...] = setting(
+        (),
+        kind="list",
+        section="Development",
+        metavar="GLOB",
+        help="File patterns --reload ignores (default: .*, *.pyc, __pycache__). Repeatable.",
+    )
 
     @property
     def jitter(self) -> int:
@@ -448,6 +633,7 @@ _CHECKS: Final[tuple[tuple[str, Callable[[Any], bool], str], ...]] = (
     ("max_queued_requests", lambda v: v >= 0, "must not be negative"),
     ("max_connections", lambda v: v >= 0, "must not be negative"),
     ("write_timeout", lambda v: v > 0, "must be positive"),
+    ("reactors", lambda v: v >= 0, "must not be negative"),
 )
 
 
