@@ -52,6 +52,7 @@ from swserve._process import ignore_master_signals, reap_nowait
 from swserve.config import Config
 from swserve.errors import EXIT_ERROR, EXIT_OK
 from swserve.hooks import Hooks, Server as HookServer
+from swserve.logs import forward_reopen
 from swserve.manager import policy
 from swserve.procname import set_title
 
@@ -185,6 +186,7 @@ class Manager:
     def run(self) -> int:
         set_title("swserve: manager")
         ignore_master_signals()
+        forward_reopen(lambda: list(self.supervisor.workers))  # SIGRTMIN from the master
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)

@@ -39,7 +39,7 @@ from swserve._process import reap_nowait
 from swserve.config import Config
 from swserve.errors import EXIT_APP_LOAD, EXIT_ERROR, EXIT_OK, ConfigError
 from swserve.hooks import Hooks, Server as HookServer, load as load_hooks
-from swserve.logs import configure
+from swserve.logs import forward_reopen, setup as setup_logging
 from swserve.master.listeners import Listener, bind
 from swserve.master.stats import Stats
 from swserve.procname import set_title
@@ -61,7 +61,8 @@ def _parser_name(config: Config) -> str:
 
 def run(config: Config) -> int:
     """Run the server until it is stopped; return the process exit code."""
-    configure(config.log_level)
+    if not setup_logging(config):  # a bad --log-file or --log-config: one line, before any fork
+        return EXIT_ERROR
     http = _parser_name(config)
     if http != config.http:
         config = _replace(config, http=http)
@@ -94,6 +95,7 @@ def run(config: Config) -> int:
             finally:
                 os._exit(code)
         theirs.close()
+        forward_reopen(lambda: (pid,))  # SIGRTMIN: the manager passes it on to the workers
         set_title("swserve: master")
         loop = new_event_loop()
         asyncio.set_event_loop(loop)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import time
 from typing import TYPE_CHECKING, cast
 
@@ -30,6 +31,8 @@ from swserve.reactor.spool import SpooledBody
 if TYPE_CHECKING:
     from swserve.reactor.core import Reactor
     from swserve.reactor.dispatcher import WorkerSlot
+
+log = logging.getLogger("swserve.error")
 
 # Complete requests queued per connection before we stop reading from it:
 # enough for pipelining clients, bounded so one client cannot make us buffer.
@@ -134,6 +137,11 @@ class HttpConnection(asyncio.Protocol):
             requests = exc.completed
             self.error = exc
             self.transport.pause_reading()
+            # debug, not warning: scanners and broken clients send this all day long,
+            # and a client error is not the operator's problem (the client gets its 4xx)
+            peer = self.transport.get_extra_info("peername")
+            client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "a unix socket"
+            log.debug("bad request from %s: %s (answering %d)", client, exc.reason, exc.status_hint)
         spool = self.reactor.config.body_spool_size
         head = self.parser.head_pending
         if spool and head is not None and len(head.body) > spool and type(head.body) is bytearray:
