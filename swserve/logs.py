@@ -37,7 +37,6 @@ import logging
 import logging.config
 import os
 import signal
-import sys
 import tomllib
 import types
 from collections.abc import Callable, Iterable, Mapping
@@ -183,9 +182,12 @@ def _open(path: str) -> int:
 
 
 def _onto_stderr(fd: int) -> None:
-    """Make ``fd`` this process's fd 2: one atomic ``dup2``, no Python-level state."""
-    with contextlib.suppress(OSError, ValueError):
-        sys.stderr.flush()  # what was buffered before belongs to the old file
+    """Make ``fd`` this process's fd 2: one atomic ``dup2``, no Python-level state.
+
+    ``sys.stderr`` is not flushed first: in a signal handler that could re-enter
+    a write the handler interrupted (a RuntimeError).  What it still buffers just
+    goes to the new file.
+    """
     os.dup2(fd, 2)  # the new fd 2 is inheritable, as stderr must be
     os.close(fd)
 

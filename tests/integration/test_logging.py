@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -67,7 +68,7 @@ propagate = false
 """
 
 
-def wait_until(predicate, timeout: float = 20.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
+def wait_until(predicate: Callable[[], object], timeout: float = 20.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
@@ -275,7 +276,7 @@ def _send_garbage(port: int, payload: bytes) -> int:
         return ResponseReader(sock).read().status
 
 
-@pytest.mark.parametrize("payload", GARBAGE)
+@pytest.mark.parametrize("payload", GARBAGE, ids=["tls-client-hello", "header-without-colon"])
 def test_garbage_from_a_client_is_logged_at_debug_only(serve: Starter, payload: bytes) -> None:
     info = serve("log_app:app", "--log-level", "info", "--access-log", workers=1)
     assert _send_garbage(info.port, payload) == 400
