@@ -227,8 +227,6 @@ def _on_reopen_signal(signum: int, frame: types.FrameType | None) -> None:
 
 # -- set-up ----------------------------------------------------------------------------------
 
-_configured = False
-
 
 def setup(config: Config) -> bool:
     """Set up logging for this process and its future children; False after one error line.
@@ -236,43 +234,30 @@ def setup(config: Config) -> bool:
     A bad ``--log-file`` or ``--log-config`` is reported on the original stderr
     with swserve's default format, so the caller can exit before starting anything.
     """
-    global _log_file, _configured
+    global _log_file
+    path = os.path.abspath(config.log_file) if config.log_file else ""
+    fd = -1
     try:
-        fd = -1
-        path = os.path.abspath(config.log_file) if config.log_file else ""
         if path:
             try:
                 fd = _open(path)
             except OSError as exc:
                 raise ConfigError(f"--log-file {config.log_file}: {exc.strerror or exc}") from None
-        try:
-            if config.log_config:
-                _apply(load_config_file(config.log_config), f"--log-config {config.log_config}")
-            else:
-                # never colour into --log-file, whatever FORCE_COLOR says
-                colour = fd == -1 and colour_wanted(os.isatty(2), os.environ)
-                _apply(default_config(config.log_level, colour), "logging")
-        except ConfigError:
-            if fd != -1:
-                os.close(fd)
-            raise
+        if config.log_config:
+            _apply(load_config_file(config.log_config), f"--log-config {config.log_config}")
+        else:
+            # never colour into --log-file, whatever FORCE_COLOR says
+            colour = not path and colour_wanted(os.isatty(2), os.environ)
+            _apply(default_config(config.log_level, colour), "logging")
     except ConfigError as exc:
+        if fd != -1:
+            os.close(fd)
         _apply(default_config(config.log_level, colour_wanted(os.isatty(2), os.environ)), "")
-        _configured = True
         log.error("%s", exc)
         return False
-    if fd != -1:
-        _onto_stderr(fd)
+    if path:
+        _onto_stderr(fd)  # last: the handlers above write to whatever fd 2 is
         _log_file = path
-    _configured = True
     # installed before any fork, so the manager and the workers inherit it too
     signal.signal(REOPEN_SIGNAL, _on_reopen_signal)
     return True
-
-
-def configure(level: str) -> None:
-    """The default set-up at ``level``, unless this process is set up already."""
-    global _configured
-    if not _configured:
-        _apply(default_config(level, colour_wanted(os.isatty(2), os.environ)), "logging")
-        _configured = True

@@ -147,13 +147,37 @@ def test_bad_log_file_is_one_line_and_exit_1(serve: Starter, tmp_path: Path) -> 
 # -- --log-file and SIGRTMIN -----------------------------------------------------------------
 
 
+def wait_listening_in(log: Path) -> int:
+    wait_until(lambda: LISTENING.search(read(log)), what="Listening on in the log file")
+    match = LISTENING.search(read(log))
+    assert match is not None
+    return int(match.group(1))
+
+
+def rotate_and_wait_for_workers(server: Server, log: Path) -> Path:
+    """mv log log.1, SIGRTMIN to the master; return once every worker writes the new file."""
+    rotated = log.with_name(log.name + ".1")
+    log.rename(rotated)
+    server.send(signal.SIGRTMIN)
+    wait_until(log.exists, what="the master to reopen the log file")
+    workers = {pid for title, pid in titles(server).items() if title.startswith("swserve: worker")}
+    assert len(workers) == 2
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        # the manager passes the signal on: each worker soon writes to the new file
+        def every_worker_reopened() -> bool:
+            client.get("/log")
+            return all(f"app line from {pid}" in read(log) for pid in workers)
+
+        wait_until(every_worker_reopened, what="both workers to write the new file")
+    return rotated
+
+
 def test_log_file_takes_every_process_and_reopens_on_sigrtmin(
     serve: Starter, tmp_path: Path
 ) -> None:
     log = tmp_path / "swserve.log"
     server = serve("log_app:app", "--log-file", str(log), "--access-log", workers=2, wait=False)
-    wait_until(lambda: LISTENING.search(read(log)), what="Listening on in the log file")
-    server.port = int(LISTENING.search(read(log)).group(1))  # type: ignore[union-attr]
+    server.port = wait_listening_in(log)
     master, manager = server.pid, titles(server)["swserve: manager"]
     with httpx.Client(base_url=server.url, timeout=10) as client:
         worker = int(client.get("/log").text)
@@ -169,19 +193,7 @@ def test_log_file_takes_every_process_and_reopens_on_sigrtmin(
     assert server.stderr == [], server.logs()
 
     # rotation: move the file away, then SIGRTMIN to the master only
-    rotated = tmp_path / "swserve.log.1"
-    log.rename(rotated)
-    server.send(signal.SIGRTMIN)
-    wait_until(log.exists, what="the master to reopen the log file")
-    workers = {pid for title, pid in titles(server).items() if title.startswith("swserve: worker")}
-    assert len(workers) == 2
-    with httpx.Client(base_url=server.url, timeout=10) as client:
-        # the manager passes the signal on: each worker soon writes to the new file
-        def both_workers_reopened() -> bool:
-            client.get("/log")
-            return all(f"app line from {pid}" in read(log) for pid in workers)
-
-        wait_until(both_workers_reopened, what="both workers to write the new file")
+    rotated = rotate_and_wait_for_workers(server, log)
     server.send(signal.SIGHUP)  # the master and the manager each log a line about the reload
     wait_until(lambda: "reload finished" in read(log), what="the reload's lines")
     text = read(log)
@@ -191,6 +203,18 @@ def test_log_file_takes_every_process_and_reopens_on_sigrtmin(
     assert "Listening on" not in text  # it is in the rotated file, which nobody writes now
     assert "Listening on" in read(rotated)
     assert "reload" not in read(rotated)
+    assert server.stderr == [], server.logs()
+
+
+def test_asgi_workers_reopen_the_log_file_too(serve: Starter, tmp_path: Path) -> None:
+    log = tmp_path / "swserve.log"
+    server = serve(
+        "log_app:asgi_app", "--log-file", str(log), "--access-log", workers=2, wait=False
+    )
+    server.port = wait_listening_in(log)
+    rotated = rotate_and_wait_for_workers(server, log)  # workers on uvloop get it as well
+    assert '"GET /log HTTP/1.1" 200' in read(log)
+    assert "Listening on" in read(rotated)
     assert server.stderr == [], server.logs()
 
 
