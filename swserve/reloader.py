@@ -178,7 +178,11 @@ def _run_watcher(master: int, dirs: list[str], keep: ReloadFilter) -> None:
         return
     import watchfiles
 
-    for changes in watchfiles.watch(*dirs, watch_filter=keep, raise_interrupt=False):
+    # a directory the (possibly --user) watcher may not read is skipped, not fatal
+    changes_seen = watchfiles.watch(
+        *dirs, watch_filter=keep, raise_interrupt=False, ignore_permission_denied=True
+    )
+    for changes in changes_seen:
         names = sorted({_shown(path, dirs) for _, path in changes})
         more = f" and {len(names) - 5} more" if len(names) > 5 else ""
         log.info("reloader: %s changed%s; reloading the workers", ", ".join(names[:5]), more)
