@@ -325,6 +325,14 @@ def test_reload_picks_up_an_edited_file(serve: Starter, tmp_path: Path) -> None:
     assert not Path(f"/proc/{reloader}").exists(), "the reloader outlived the master"
 
 
+def test_reloader_dies_with_a_killed_master(serve: Starter, tmp_path: Path) -> None:
+    server = serve("wsgi_echo:app", "--reload", "--reload-dir", str(tmp_path), workers=1)
+    server.expected_exit = None
+    reloader = int(server.wait_for(r"reloader \(pid (\d+)\) watching").group(1))
+    server.send(signal.SIGKILL)  # no clean-up code runs: the kernel must end the watcher
+    wait_gone(reloader, timeout=20)
+
+
 def test_reload_with_daemon_is_a_usage_error(
     serve: Starter, tmp_path: Path, daemon_sessions: Callable[[Path], None]
 ) -> None:
