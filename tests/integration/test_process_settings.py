@@ -122,6 +122,15 @@ def test_daemon_with_pid_file(
     assert "stopped;" in log.read_text()
 
 
+def test_daemon_reports_its_failure_to_the_starting_command(serve: Starter, tmp_path: Path) -> None:
+    pid_file = tmp_path / "missing-dir" / "swserve.pid"  # only writing it can fail
+    server = serve("wsgi_echo:app", "--daemon", "--pid-file", str(pid_file), wait=False)
+    server.expected_exit = 1
+    assert server.wait_exit(20) == 1
+    lines = [line for line in server.stderr if line.strip()]
+    assert lines == [f"swserve: --pid-file {pid_file}: No such file or directory"], server.logs()
+
+
 def test_pid_file_of_a_live_process_is_refused(serve: Starter, tmp_path: Path) -> None:
     pid_file = tmp_path / "swserve.pid"
     pid_file.write_text(f"{os.getpid()}\n")  # this test is alive
