@@ -82,6 +82,14 @@ def parse_size(text: str) -> int:
     return int(match.group(1)) * _SIZE_UNITS[unit]
 
 
+def parse_umask(text: str) -> int:
+    """``"0o027"``, ``"027"`` or ``"27"`` → 0o027: a umask is always read as octal."""
+    digits = text.strip().lower().removeprefix("0o")
+    if not digits or any(c not in "01234567" for c in digits) or int(digits, 8) > 0o777:
+        raise ConfigError(f"--umask must be an octal mode up to 0o777, e.g. 0o027 (got {text!r})")
+    return int(digits, 8)
+
+
 def _cpu_count() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -661,6 +669,15 @@ def problems(values: dict[str, Any]) -> list[str]:
             parse_bind(address)
         except ConfigError as exc:
             out.append(str(exc))
+    if values.get("umask"):
+        try:
+            parse_umask(values["umask"])
+        except ConfigError as exc:
+            out.append(str(exc))
+    if values.get("reload") and values.get("daemon"):
+        # the reloader is a development tool that reports what changed to the
+        # terminal a daemon has just detached from
+        out.append("--reload cannot be used with --daemon: run the reloader in the foreground")
     return out
 
 

@@ -42,6 +42,7 @@ from swserve.hooks import Hooks, Server as HookServer, load as load_hooks
 from swserve.logs import forward_reopen, setup as setup_logging
 from swserve.master.listeners import Listener, bind
 from swserve.master.stats import Stats
+from swserve.process_setup import ProcessSetup
 from swserve.procname import set_title
 from swserve.reactor.host import make_host
 from swserve.reactor.loop import new_event_loop
@@ -66,9 +67,12 @@ def run(config: Config) -> int:
     http = _parser_name(config)
     if http != config.http:
         config = _replace(config, http=http)
+    setup = ProcessSetup(config)
     try:
+        setup.before_bind()  # --chdir, --umask, user lookup, pid file check, --reload check
         hooks = load_hooks(config.hooks)  # before any fork: every process shares the module
         listeners = bind(config.binds, config.backlog)
+        setup.after_bind(listeners)  # --daemon, --pid-file, then drop to --user/--group
     except ConfigError as exc:
         log.error("%s", exc)
         return EXIT_ERROR
@@ -96,6 +100,7 @@ def run(config: Config) -> int:
                 os._exit(code)
         theirs.close()
         forward_reopen(lambda: (pid,))  # SIGRTMIN: the manager passes it on to the workers
+        setup.in_master()  # the --reload watcher, --cpu-affinity of the reactor
         set_title("swserve: master")
         loop = new_event_loop()
         asyncio.set_event_loop(loop)
@@ -105,6 +110,7 @@ def run(config: Config) -> int:
         finally:
             loop.close()
     finally:
+        setup.close()
         shutil.rmtree(ipc_dir, ignore_errors=True)
         for listener in listeners:
             if listener.address.family == "unix":

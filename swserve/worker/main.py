@@ -21,6 +21,7 @@ from swserve.config import Config
 from swserve.errors import EXIT_APP_LOAD, EXIT_OK, AppLoadError
 from swserve.hooks import Hooks, Server as HookServer
 from swserve.ipc import codec, framing
+from swserve.process_setup import in_worker
 from swserve.procname import set_title
 from swserve.worker.slowlog import SlowLog
 
@@ -54,6 +55,7 @@ def run(config: Config, worker_id: int, ipc_path: str, hooks: Hooks, master_pid:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     set_title(f"swserve: worker {worker_id}")
+    in_worker(config, worker_id)  # --cpu-affinity
     # line-buffered, so a print() from the app is written whole and is not lost
     # if the worker is killed (PIPE_BUF makes each short line's write atomic)
     sys.stdout.reconfigure(line_buffering=True, write_through=False)  # type: ignore[union-attr]

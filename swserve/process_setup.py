@@ -1,0 +1,120 @@
+"""The process settings, applied in the master at the right moments of start-up.
+
+``master/main.py`` calls four methods, in this order:
+
+=====================  ==================================================================
+``before_bind()``      ``--chdir``, ``--umask``; look ``--user``/``--group`` up; refuse a
+                       live ``--pid-file``; check that ``--reload`` can work.  Everything
+                       that can be wrong with the settings fails here, in the terminal.
+``after_bind(ls)``     ``--daemon`` (double fork), write ``--pid-file`` (as root, with the
+                       daemon's pid), drop to ``--user``/``--group``.  The IPC socket is
+                       created after this, so the unprivileged workers can reach it.
+``in_master()``        after the manager is forked, before the event loop: fork the
+                       ``--reload`` watcher, pin the reactor (``--cpu-affinity``)
+``close()``            on every exit of the master: stop the watcher, remove the pid file
+=====================  ==================================================================
+
+Workers call :func:`in_worker` (``--cpu-affinity``).  The manager needs
+nothing: it inherits the working directory, umask and identity.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+
+from swserve import affinity, daemon, privileges, reloader
+from swserve.config import Config, parse_umask
+from swserve.errors import ConfigError
+from swserve.master.listeners import Listener
+
+log = logging.getLogger("swserve.error")
+
+
+class ProcessSetup:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.identity = privileges.Identity()
+        self.pid_file: daemon.PidFile | None = None
+        self.reloader: reloader.Reloader | None = None
+
+    def before_bind(self) -> None:
+        """Raises: ConfigError, naming the setting that cannot work."""
+        config = self.config
+        if config.chdir:
+            self._chdir(config.chdir)
+        if config.umask:
+            os.umask(parse_umask(config.umask))
+        if config.pid_file:  # relative to --chdir, like every other path setting
+            self.pid_file = daemon.PidFile(config.pid_file)
+        self.identity = privileges.resolve(config.user, config.group)
+        privileges.check_allowed(self.identity, os.geteuid(), os.getegid())
+        if self.pid_file is not None:
+            self.pid_file.check()
+        if config.reload:
+            reloader.check_available()
+            self.reloader = reloader.Reloader(config)
+
+    @staticmethod
+    def _chdir(path: str) -> None:
+        # gunicorn's --chdir: the app is imported relative to it, so it goes first
+        # on sys.path too (``python -m`` put the old working directory there)
+        try:
+            os.chdir(path)
+        except OSError as exc:
+            raise ConfigError(f"--chdir {path}: {exc.strerror or exc}") from None
+        here = os.getcwd()
+        if here not in sys.path:
+            sys.path.insert(0, here)
+
+    def after_bind(self, listeners: list[Listener]) -> None:
+        """Daemonize, write the pid file, drop privileges.
+
+        Raises:
+            ConfigError: the pid file or the switch of user failed; the listeners
+                are closed first (as ``bind`` does when it fails).
+        """
+        notifier = daemon.Notifier()
+        if self.config.daemon:
+            notifier = daemon.daemonize(self.config.log_file)
+        try:
+            if self.pid_file is not None:
+                self.pid_file.write()
+            privileges.drop(self.identity)
+        except ConfigError as exc:
+            notifier.failed(str(exc))
+            self._close_listeners(listeners)
+            self.close()
+            raise
+        notifier.ready()
+
+    @staticmethod
+    def _close_listeners(listeners: list[Listener]) -> None:
+        for listener in listeners:
+            listener.sock.close()
+            if listener.address.family == "unix":
+                with contextlib.suppress(OSError):
+                    os.unlink(listener.address.path)
+
+    def in_master(self) -> None:
+        """In the master, after the manager is forked and before any thread or loop."""
+        if self.reloader is not None:
+            self.reloader.start()
+        if self.config.cpu_affinity:
+            core = affinity.pin(1)  # one reactor today: reactor 1
+            log.debug("reactor 1 pinned to CPU %d", core)
+
+    def close(self) -> None:
+        """Undo what the master set up; safe to call more than once."""
+        if self.reloader is not None:
+            self.reloader.stop()
+        if self.pid_file is not None and (warning := self.pid_file.remove()):
+            log.warning("%s", warning)
+
+
+def in_worker(config: Config, worker_id: int) -> None:
+    """Per-worker settings, applied first thing in a new worker."""
+    if config.cpu_affinity:
+        affinity.pin(worker_id)
