@@ -58,9 +58,25 @@ RUN python -m pip install --no-cache-dir --no-index --find-links=/wheels /wheels
 
 WORKDIR /app
 USER 10001:10001
-EXPOSE 8000
+
+# Workers default to the number of usable CPU cores of the container's cpuset,
+# which a --cpus quota does not shrink: set WEB_CONCURRENCY (or SWSERVE_WORKERS,
+# which wins over it) at run time, e.g. `docker run -e WEB_CONCURRENCY=4 ...`.
+# Any other setting is SWSERVE_<NAME> the same way (see docs/settings.md).
+#
+# /metrics, /healthz and /readyz are served by the master on their own port, so
+# that probes never queue behind application requests.
+ENV SWSERVE_METRICS_BIND=0.0.0.0:9000
+EXPOSE 8000 9000
+
+# Healthy means /readyz answers 200: the server is ready to serve (it answers
+# 503 otherwise, e.g. while the workers load the app).  The image's own Python does the request: slim images have no curl.
+# The port follows SWSERVE_METRICS_BIND, so overriding it at run time keeps the
+# check working.  Build with `--format docker` under podman/buildah: the OCI image
+# format has no HEALTHCHECK and buildah drops it with a warning.
+HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import os, sys, urllib.request\nport = os.environ.get('SWSERVE_METRICS_BIND', ':9000').rpartition(':')[2]\ntry:\n    urllib.request.urlopen(f'http://127.0.0.1:{port}/readyz', timeout=2)\nexcept Exception as exc:\n    sys.exit(f'not ready: {exc}')"]
 
 # Exec form: swserve is PID 1 and gets SIGTERM from `docker stop` (graceful stop,
-# exit 0); it also reaps orphaned processes as PID 1.  Workers default to the
-# number of usable CPU cores; pass --workers N to override.
+# exit 0); it also reaps orphaned processes as PID 1.
 CMD ["swserve", "--bind", "0.0.0.0:8000"]
