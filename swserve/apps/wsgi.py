@@ -57,6 +57,12 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 class ResponseSink(Protocol):
+    @property
+    def paused(self) -> bool:
+        """The client is behind and the sink cannot block to wait for it (base
+        mode's loop): the adapter pauses the app's iteration."""
+        ...
+
     def send_start(
         self, status: int, flags: int, headers: bytes, body: bytes, end: bool
     ) -> None: ...
@@ -172,35 +178,75 @@ class WSGIAdapter:
                 env["CONTENT_LENGTH"] = str(size)
         return env
 
-    def __call__(self, fields: list[bytes], body: Body, sink: ResponseSink) -> None:
-        """Run the app for one request and stream its response into ``sink``."""
+    def __call__(self, fields: list[bytes], body: Body, sink: ResponseSink) -> Paused | None:
+        """Run the app for one request and stream its response into ``sink``.
+
+        Returns a :class:`Paused` run when the sink paused mid-stream (only a
+        base-mode sink does: it cannot block its loop to wait for a slow client);
+        the caller resumes it once the client has caught up.
+        """
         env = self.environ(fields, body)
-        head = env["REQUEST_METHOD"] == "HEAD"
-        response = _Response(sink, head)
-        result: Iterable[bytes] | None = None
+        run = Paused(self.app, env, _Response(sink, env["REQUEST_METHOD"] == "HEAD"), body)
+        return run.step(first=True)
+
+
+class Paused:
+    """One request's app call and body iteration, resumable where the sink paused it.
+
+    The app's iterable is an iterator: stopping between two parts and going
+    on later is what a blocking ``write`` would have done, without blocking.
+    """
+
+    __slots__ = ("app", "body", "env", "it", "response", "result")
+
+    def __init__(self, app: WSGIApp, env: dict[str, Any], response: _Response, body: Body):
+        self.app = app
+        self.env = env
+        self.response = response
+        self.body = body
+        self.result: Iterable[bytes] | None = None
+        self.it: Iterator[bytes] | None = None
+
+    def step(self, first: bool = False) -> Paused | None:
+        """Run until the response ends (→ None) or the sink pauses (→ self)."""
+        response = self.response
+        done = True
         try:
-            result = self.app(env, response.start_response)
-            response.run(result)
+            if first:
+                self.result = self.app(self.env, response.start_response)
+                self.it = response.begin(self.result)
+            if self.it is not None:
+                done = response.iterate(self.it)
         except ClientDisconnected:
+            env = self.env
             log.debug("client left during %s %s", env["REQUEST_METHOD"], env["RAW_URI"])
             response.fail()  # ends the response so the reactor frees the worker's slot
         except Exception:
+            env = self.env
             log.exception("error in WSGI app handling %s %s", env["REQUEST_METHOD"], env["RAW_URI"])
             response.fail()
         finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                try:
-                    close()
-                except Exception:
-                    log.exception("error closing the WSGI app's iterable")
-            if not isinstance(body, bytes):
-                body.close()  # a spooled body's file (already unlinked)
+            if done:
+                self.close()
+        if not done:
+            return self
         # The response ends only after close(): the request is not done (and the
         # worker not idle) until the app has cleaned up (Swoole marks IDLE after
         # the callback returns).
         if not response.ended:
             response.end()
+        return None
+
+    def close(self) -> None:
+        """``close()`` of the app's iterable (always called) and of a spooled body."""
+        close = getattr(self.result, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:
+                log.exception("error closing the WSGI app's iterable")
+        if not isinstance(self.body, bytes):
+            self.body.close()  # a spooled body's file (already unlinked)
 
 
 class _Response:
@@ -273,7 +319,8 @@ class _Response:
         elif data and not self.no_body:
             self.sink.send_body(data, False)
 
-    def run(self, result: Any) -> None:
+    def begin(self, result: Any) -> Iterator[bytes] | None:
+        """Send a one-part response whole; else return the iterator to stream."""
         if isinstance(result, list | tuple) and len(result) == 1 and not self.headers_sent:
             # The common case (hello world, most frameworks' buffered responses):
             # one body part, so we know its length and send one frame.
@@ -286,12 +333,18 @@ class _Response:
                 self.flags |= serializer.HAS_CONTENT_LENGTH
             self.ended = True
             self._send_start(body, True)
-            return
+            return None
         if isinstance(result, str | bytes):
             raise TypeError(
                 f"the app returned {type(result).__name__}; it must return an iterable of bytes"
             )
-        for data in result:
+        it: Iterator[bytes] = iter(result)
+        return it
+
+    def iterate(self, it: Iterator[bytes]) -> bool:
+        """Stream parts until the iterator ends (→ True) or the sink pauses (→ False)."""
+        sink = self.sink
+        for data in it:
             if not isinstance(data, bytes):
                 raise TypeError(f"the app's iterable yielded {type(data).__name__}, not bytes")
             if not data:
@@ -299,7 +352,10 @@ class _Response:
             if not self.headers_sent:
                 self._send_start(data, False)
             elif not self.no_body:
-                self.sink.send_body(data, False)
+                sink.send_body(data, False)
+            if sink.paused:
+                return False
+        return True
 
     def end(self) -> None:
         self.ended = True

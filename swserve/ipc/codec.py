@@ -106,3 +106,14 @@ def decode_ready(payload: bytes) -> tuple[int, int, int, str]:
     """→ (worker id, pid, capacity, interface)."""
     worker_id, pid, capacity = decode_hello(payload[: _HELLO.size])
     return worker_id, pid, capacity, payload[_HELLO.size :].decode()
+
+
+def encode_served(count: int) -> bytes:
+    return _U32.pack(count & 0xFFFFFFFF)
+
+
+def decode_served(payload: bytes) -> int:
+    if len(payload) != _U32.size:
+        raise IPCError("SERVED payload has the wrong size")
+    (count,) = _U32.unpack(payload)
+    return int(count)

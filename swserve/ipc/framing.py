@@ -46,6 +46,7 @@ REQUEST_BODY: Final = 5  # R→W  more body; flag MORE on all but the last
 RESPONSE_START: Final = 6  # W→R  status, headers, maybe body; flags END and serializer flags
 RESPONSE_BODY: Final = 7  # W→R  body bytes; flag END on the last
 DISCONNECT: Final = 8  # R→W  the client of this request went away
+SERVED: Final = 9  # W→R  base mode: requests served so far (u32); flags SERVED_RECYCLE*
 STOP: Final = 10  # R→W  you are drained and retired: finish and exit
 CANCEL: Final = 11  # R→W  this request ran past --timeout: cancel it (ASGI)
 BUFFER_FULL: Final = 12  # R→W  this request's client reads slowly: stop sending its body
@@ -61,6 +62,7 @@ FRAME_NAMES: Final = {
     RESPONSE_START: "RESPONSE_START",
     RESPONSE_BODY: "RESPONSE_BODY",
     DISCONNECT: "DISCONNECT",
+    SERVED: "SERVED",
     STOP: "STOP",
     CANCEL: "CANCEL",
     BUFFER_FULL: "BUFFER_FULL",
@@ -72,6 +74,8 @@ FRAME_NAMES: Final = {
 # RESPONSE_START carries serializer.HAS_CONTENT_LENGTH … HAS_SERVER.
 SPOOLED: Final = 0x20  # on a REQUEST: the body part is the path of a file holding the body
 MORE: Final = 0x40  # more frames of this request body follow
+SERVED_RECYCLE: Final = 0x01  # on a SERVED: my --max-requests is reached, replace me
+SERVED_RECYCLE_TIMEOUT: Final = 0x02  # on a SERVED: a request ran past --timeout, replace me
 END: Final = 0x80  # this frame ends the response
 
 _pack = HEADER.pack

@@ -79,8 +79,16 @@ def rss_mib(pid: int) -> float:
 
 
 class Manager:
-    def __init__(self, config: Config, ipc_path: str, control: socket.socket, hooks: Hooks) -> None:
+    def __init__(
+        self,
+        config: Config,
+        ipc_path: str,
+        control: socket.socket,
+        hooks: Hooks,
+        listeners: list[socket.socket],
+    ) -> None:
         self.config = config
+        self.listeners = listeners  # base mode only: handed to every worker
         self.hooks = hooks
         self.server_info = HookServer(config, "manager", os.getpid(), os.getppid())
         self.ipc_path = ipc_path
@@ -154,7 +162,14 @@ class Manager:
             self.control.close()
             from swserve.worker.main import run
 
-            code = run(self.config, slot, self.ipc_path, self.hooks, self.server_info.master_pid)
+            code = run(
+                self.config,
+                slot,
+                self.ipc_path,
+                self.hooks,
+                self.server_info.master_pid,
+                self.listeners,
+            )
             if code == EXIT_OK:
                 # os._exit below skips interpreter shutdown; the app's atexit
                 # handlers (flushing logs, closing pools) still get to run
@@ -317,6 +332,7 @@ def _preload_worker_modules() -> None:
     import swserve.ipc.channel_async
     import swserve.ipc.channel_sync
     import swserve.reactor.loop
+    import swserve.worker.base
     import swserve.worker.main
     import swserve.worker.runner_asgi
     import swserve.worker.runner_wsgi  # noqa: F401
@@ -329,5 +345,11 @@ def _preload_worker_modules() -> None:
     gc.freeze()
 
 
-def run(config: Config, ipc_path: str, control: socket.socket, hooks: Hooks) -> int:
-    return Manager(config, ipc_path, control, hooks).run()
+def run(
+    config: Config,
+    ipc_path: str,
+    control: socket.socket,
+    hooks: Hooks,
+    listeners: list[socket.socket],
+) -> int:
+    return Manager(config, ipc_path, control, hooks, listeners).run()

@@ -32,6 +32,7 @@ halts the server with exit code 3.
 from __future__ import annotations
 
 import collections
+import random
 import signal
 from dataclasses import dataclass, field
 from typing import Final
@@ -408,3 +409,13 @@ class Supervisor:
             self.reloading = False
             actions.append(Reloaded())
         return actions
+
+
+def request_limit(max_requests: int, jitter: int, rng: random.Random | None = None) -> int:
+    """One worker's own --max-requests: N + random(0, J), as Swoole does (0: never).
+
+    Jitter keeps workers started together from recycling together.
+    """
+    if not max_requests:
+        return 0
+    return max_requests + (rng or random).randint(0, jitter)

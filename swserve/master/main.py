@@ -89,11 +89,15 @@ def run(config: Config) -> int:
             try:
                 ours.close()
                 ipc_sock.close()
+                inherited = []  # base mode: every worker accepts on the same sockets
                 for listener in listeners:
-                    listener.sock.close()
+                    if config.mode == "base":
+                        inherited.append(listener.sock)
+                    else:
+                        listener.sock.close()
                 from swserve.manager.main import run as run_manager
 
-                code = run_manager(config, ipc_path, theirs, hooks)
+                code = run_manager(config, ipc_path, theirs, hooks, inherited)
             except BaseException:
                 log.exception("the manager crashed")
             finally:
@@ -331,8 +335,9 @@ class Master:
         for listener in self.listeners:
             log.info("Listening on %s", listener.url)
         log.info(
-            "swserve %s: process mode, %s app %r, %d worker%s (dispatch %s, parser %s)",
+            "swserve %s: %s mode, %s app %r, %d worker%s (dispatch %s, parser %s)",
             __version__,
+            config.mode,
             self.interface,
             config.app,
             config.workers,

@@ -36,12 +36,15 @@ class Acceptor:
         factory: Callable[[], asyncio.Protocol],
         count: Callable[[], int],
         limit: int,
+        *,
+        batch: int = ACCEPT_BATCH,
     ) -> None:
         self.loop = loop
         self.listeners = listeners
         self.factory = factory
         self.count = count
         self.limit = limit
+        self.batch = batch  # accepts per readiness event
         self.accepting = False
         self.closed = False
         self._last_log = 0.0
@@ -71,7 +74,7 @@ class Acceptor:
             self.resume()
 
     def _accept(self, listener: socket.socket) -> None:
-        for _ in range(ACCEPT_BATCH):
+        for _ in range(self.batch):
             if self.limit and self.count() >= self.limit:
                 self._log(
                     "--max-connections (%d) reached: new connections wait in the backlog",

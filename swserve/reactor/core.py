@@ -18,7 +18,6 @@ import collections
 import contextlib
 import logging
 import os
-import random
 import signal
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING
 from swserve.access_log import AccessLog
 from swserve.config import Config
 from swserve.ipc import framing
+from swserve.manager.policy import request_limit
 from swserve.protocol.limits import Limits
 from swserve.protocol.parser import HttptoolsParser, Parser
 from swserve.reactor.dispatcher import Dispatcher, WorkerSlot
@@ -145,7 +145,14 @@ class Reactor:
             slot = link.slot
             if slot is None or slot.retiring or now - link.last_seen < limit:
                 continue
-            if slot.inflight and link.interface == "wsgi" and slot.capacity == 1:
+            # A one-thread WSGI worker is silent while it runs a request: in process
+            # mode we see the request; a base-mode worker's loop only ever blocks in
+            # the app (its --timeout alarm covers that).
+            if (
+                link.interface == "wsgi"
+                and slot.capacity == 1
+                and (slot.inflight or self.config.mode == "base")
+            ):
                 continue
             log.warning(
                 "worker %d (pid %d) has not answered for %.0fs with %d request(s) in flight: "
@@ -215,6 +222,14 @@ class Reactor:
         conn.current = None
         conn.write_error(503, retry_after=1)
 
+    def flow(self, conn: HttpConnection, kind: int) -> None:
+        """BUFFER_FULL / BUFFER_EMPTY: tell whoever produces ``conn``'s response."""
+        slot = conn.slot
+        if slot is not None and conn.current is not None:
+            link = self.links.get(slot.key)
+            if link is not None:
+                link.send_flow(kind, conn)
+
     def _send(self, conn: HttpConnection, slot: WorkerSlot) -> None:
         slot.inflight += 1
         conn.slot = slot
@@ -226,9 +241,10 @@ class Reactor:
             link.send_flow(framing.BUFFER_FULL, conn)
 
     def request_limit(self) -> int:
-        """A new worker's own max-requests: N + random(0, jitter), as Swoole does."""
-        limit = self.config.max_requests
-        return limit + random.randint(0, self.config.jitter) if limit else 0  # noqa: S311
+        """A new worker's own max-requests (in base mode the worker keeps its own)."""
+        if self.config.mode == "base":
+            return 0
+        return request_limit(self.config.max_requests, self.config.jitter)
 
     def retire(self, pid: int) -> None:
         for link in list(self.links.values()):
@@ -288,6 +304,18 @@ class Reactor:
         self._on_event("ready", (slot.worker_id, slot.pid, interface))
         self.on_slot_free(slot)
 
+    def on_worker_served(self, slot: WorkerSlot, served: int, flags: int) -> None:
+        """Base mode: a worker's own count, and maybe its request to be replaced."""
+        slot.served = served
+        if slot.recycle_asked or slot.retiring:
+            return
+        if flags & framing.SERVED_RECYCLE_TIMEOUT:
+            slot.recycle_asked = True
+            self._on_event("timeout", slot.pid)
+        elif flags & framing.SERVED_RECYCLE:
+            slot.recycle_asked = True
+            self._on_event("recycle", (slot.pid, "max-requests"))
+
     def on_boot_error(self, link: WorkerLink, message: str) -> None:
         self._on_event("boot-error", message)
 
@@ -304,10 +332,11 @@ class Reactor:
     def no_keep_alive(self) -> bool:
         return self.draining or self.config.keep_alive == 0
 
-    def drain(self) -> None:
-        """Stop keeping connections alive: close idle ones now, the rest after their response."""
+    def drain(self, *, close_idle: bool = True) -> None:
+        """Stop keeping connections alive: close idle ones now (unless told not to), the
+        rest after their response."""
         self.draining = True
-        for conn in list(self.sessions.values()):
+        for conn in list(self.sessions.values()) if close_idle else ():
             if conn.current is None and not conn.pending:
                 conn.closing = True
                 conn.transport.close()

@@ -57,9 +57,11 @@ class InlineHost:
         loop = asyncio.get_running_loop()
         reactor = self.reactor
         reactor.start(loop)
+        # base mode: workers accept on the listeners; this reactor links workers only
+        serving = listeners if self.config.mode == "process" else []
         self._acceptor = acceptor = Acceptor(
             loop,
-            [listener.sock for listener in listeners],
+            [listener.sock for listener in serving],
             lambda: HttpConnection(reactor),
             lambda: len(reactor.sessions),
             self.config.max_connections,

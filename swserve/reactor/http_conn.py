@@ -121,11 +121,7 @@ class HttpConnection(asyncio.Protocol):
         self._tell_worker(framing.BUFFER_EMPTY)
 
     def _tell_worker(self, kind: int) -> None:
-        slot = self.slot
-        if slot is not None and self.current is not None:
-            link = self.reactor.links.get(slot.key)
-            if link is not None:
-                link.send_flow(kind, self)
+        self.reactor.flow(self, kind)
 
     def data_received(self, data: bytes) -> None:
         if self.closing or self.error is not None:

@@ -85,7 +85,7 @@ class WorkerLink(asyncio.Protocol):
                 else:
                     conn.on_response_body(payload, end)
             else:
-                self._control(kind, payload)
+                self._control(kind, flags, payload)
         if self.reactor.draining:
             self.reactor.check_idle()
 
@@ -100,7 +100,7 @@ class WorkerLink(asyncio.Protocol):
             if slot.retiring and slot.inflight == 0:
                 self.send_stop()
 
-    def _control(self, kind: int, payload: bytes) -> None:
+    def _control(self, kind: int, flags: int, payload: bytes) -> None:
         if kind == framing.HELLO:
             self.worker_id, self.pid, _ = codec.decode_hello(payload)
             self.reactor.on_worker_hello(self)
@@ -113,6 +113,8 @@ class WorkerLink(asyncio.Protocol):
             self.reactor.on_boot_error(self, payload.decode(errors="replace"))
         elif kind == framing.HEARTBEAT:
             pass  # data_received already noted it
+        elif kind == framing.SERVED and self.slot is not None:
+            self.reactor.on_worker_served(self.slot, codec.decode_served(payload), flags)
         else:
             log.error(
                 "worker %d sent an unexpected %s frame", self.worker_id, framing.FRAME_NAMES[kind]

@@ -49,8 +49,19 @@ class WorkerHooks:
             self.hooks.call(name, self.server, self.worker_id)
 
 
-def run(config: Config, worker_id: int, ipc_path: str, hooks: Hooks, master_pid: int) -> int:
-    """Run worker ``worker_id`` (1-based) to completion; return its exit code."""
+def run(
+    config: Config,
+    worker_id: int,
+    ipc_path: str,
+    hooks: Hooks,
+    master_pid: int,
+    listeners: list[socket.socket],
+) -> int:
+    """Run worker ``worker_id`` (1-based) to completion; return its exit code.
+
+    ``listeners`` are the client sockets a base-mode worker accepts on
+    (empty in process mode, where the reactor owns them).
+    """
     ignore_master_signals()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -83,6 +94,13 @@ def run(config: Config, worker_id: int, ipc_path: str, hooks: Hooks, master_pid:
         return EXIT_APP_LOAD
     lifecycle = WorkerHooks(hooks, server, worker_id)
     try:
+        if config.mode == "base":
+            from swserve.worker import base
+
+            try:
+                return base.run(config, app, interface, sock, listeners, worker_id, lifecycle)
+            except AppLoadError:
+                return EXIT_APP_LOAD
         if interface == "asgi":
             from swserve.worker import runner_asgi
 

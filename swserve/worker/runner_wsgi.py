@@ -124,6 +124,7 @@ class FrameSink:
     """Turns one request's response into frames on the channel."""
 
     __slots__ = ("channel", "flow", "request", "session")
+    paused = False  # never: send_body itself waits while the client is behind
 
     def __init__(self, channel: SyncChannel, flow: Flow, session: int, request: int) -> None:
         self.channel = channel

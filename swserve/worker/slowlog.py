@@ -40,6 +40,14 @@ class SlowLog:
             signal.signal(signal.SIGUSR2, self._dump)
 
     def _dump(self, signum: int, frame: types.FrameType | None) -> None:
+        self.dump(frame)
+
+    def dump(self, frame: types.FrameType | None) -> None:
+        """Log the stack of every request past the limit and not logged yet.
+
+        ``frame`` is the interrupted frame: the stack of a request running on
+        the thread that took the signal.
+        """
         now = time.monotonic()
         frames = sys._current_frames()
         for request in list(self.running.values()):

@@ -24,6 +24,19 @@ APPS = Path(__file__).parent / "apps"
 LISTENING = re.compile(r"Listening on http://127\.0\.0\.1:(\d+)")
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``pytestmark = pytest.mark.modes("process", "base")`` runs a module's tests in each mode."""
+    marker = metafunc.definition.get_closest_marker("modes")
+    if marker is not None and "mode" in metafunc.fixturenames:
+        metafunc.parametrize("mode", marker.args, scope="module")
+
+
+@pytest.fixture
+def mode() -> str:
+    """The server mode the ``serve`` fixture starts (parametrized by the ``modes`` mark)."""
+    return "process"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = str(Path(__file__).parent)
     for item in items:
@@ -160,7 +173,9 @@ class Server:
 Starter = Callable[..., Server]
 
 
-def swserve_args(app: str, *extra: str, workers: int = 2) -> list[str]:
+def swserve_args(app: str, *extra: str, workers: int = 2, mode: str = "process") -> list[str]:
+    if mode != "process":
+        extra = ("--mode", mode, *extra)
     return [
         sys.executable, "-m", "swserve", app,
         "--bind", "127.0.0.1:0", "--workers", str(workers), "--app-dir", str(APPS), *extra,
@@ -168,7 +183,7 @@ def swserve_args(app: str, *extra: str, workers: int = 2) -> list[str]:
 
 
 @pytest.fixture
-def serve(request: pytest.FixtureRequest) -> Iterator[Starter]:
+def serve(request: pytest.FixtureRequest, mode: str) -> Iterator[Starter]:
     """Start swserve; ``serve(app, *flags, workers=2, wait=True)`` returns a ready Server."""
     servers: list[Server] = []
 
@@ -180,7 +195,7 @@ def serve(request: pytest.FixtureRequest) -> Iterator[Starter]:
         cwd: Path | None = None,
         env: dict[str, str] | None = None,
     ) -> Server:
-        server = Server(swserve_args(app, *extra, workers=workers), cwd=cwd, env=env)
+        server = Server(swserve_args(app, *extra, workers=workers, mode=mode), cwd=cwd, env=env)
         servers.append(server)
         if wait:
             server.wait_ready()
@@ -199,11 +214,11 @@ def serve(request: pytest.FixtureRequest) -> Iterator[Starter]:
 
 
 @pytest.fixture(scope="module")
-def shared_server(request: pytest.FixtureRequest) -> Iterator[Server]:
+def shared_server(request: pytest.FixtureRequest, mode: str) -> Iterator[Server]:
     """A module-wide server for read-only tests: the module sets SHARED_APP / SHARED_ARGS."""
     app = getattr(request.module, "SHARED_APP", "wsgi_echo:app")
     extra = getattr(request.module, "SHARED_ARGS", ())
-    server = Server(swserve_args(app, *extra))
+    server = Server(swserve_args(app, *extra, mode=mode))
     try:
         server.wait_ready()
         yield server

@@ -2,7 +2,8 @@
 
 Each client keeps one connection open and sends requests one after another,
 recording every status, every failure, and whether its connection was ever
-closed by the server.  It stops when told to, or at its deadline.
+closed by the server (after an error, or cleanly with ``Connection: close``).
+It stops when told to, or at its deadline.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ class Client:
     statuses: list[int] = field(default_factory=list)
     bodies: list[bytes] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    reconnects: int = 0
+    reconnects: int = 0  # after an error
+    closed: int = 0  # the server said Connection: close (and the client reconnected)
 
 
 class Load:
@@ -63,6 +65,11 @@ class Load:
                 response = reader.read()
                 client.statuses.append(response.status)
                 client.bodies.append(response.body)
+                if response.header("connection") == "close":
+                    # as a real client does: a fresh connection for the next request
+                    client.closed += 1
+                    sock.close()
+                    sock, reader = None, None
             except (OSError, EOFError, AssertionError) as exc:
                 client.errors.append(repr(exc))
                 client.reconnects += 1

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 
 from tests.integration.conftest import Starter
+
+pytestmark = pytest.mark.modes("process", "base")
 
 
 def test_off_by_default(serve: Starter) -> None:

@@ -12,6 +12,8 @@ import pytest
 from tests.helpers import ResponseReader, connect
 from tests.integration.conftest import Server, Starter
 
+pytestmark = pytest.mark.modes("process", "base")
+
 SHARED_APP = "asgi_echo:app"
 
 

@@ -18,6 +18,8 @@ import pytest
 from tests.helpers import ResponseReader, connect, exchange
 from tests.integration.conftest import Server, swserve_args
 
+pytestmark = pytest.mark.modes("process", "base")
+
 CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "requests"
 LIMIT_FLAGS = {
     "body": "--max-body-size",
@@ -47,13 +49,16 @@ def flags_for(expected: dict) -> tuple[str, ...]:
 class Servers:
     """One live server per (parser, limits) combination, started on first use."""
 
-    def __init__(self) -> None:
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
         self.running: dict[tuple[str, tuple[str, ...]], Server] = {}
 
     def get(self, parser: str, flags: tuple[str, ...]) -> Server:
         key = (parser, flags)
         if key not in self.running:
-            server = Server(swserve_args("wsgi_echo:app", "--http", parser, *flags, workers=1))
+            server = Server(
+                swserve_args("wsgi_echo:app", "--http", parser, *flags, workers=1, mode=self.mode)
+            )
             self.running[key] = server.wait_ready()
         return self.running[key]
 
@@ -67,8 +72,8 @@ class Servers:
 
 
 @pytest.fixture(scope="module")
-def servers() -> Iterator[Servers]:
-    pool = Servers()
+def servers(mode: str) -> Iterator[Servers]:
+    pool = Servers(mode)
     yield pool
     failures = pool.stop()
     if failures:

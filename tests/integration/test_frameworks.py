@@ -26,6 +26,8 @@ import pytest
 from tests.helpers import ResponseReader, connect, exchange
 from tests.integration.conftest import Server, Starter, swserve_args
 
+pytestmark = pytest.mark.modes("process", "base")
+
 TIMEOUT = httpx.Timeout(20.0)
 UNICODE = "héllo wörld ✓ 日本"
 MIB = 1024 * 1024
@@ -83,12 +85,12 @@ def _stop(server: Server) -> int | None:
 
 @pytest.fixture(scope="module", params=TARGETS, ids=[t.id for t in TARGETS])
 def live(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, mode: str
 ) -> Iterator[Live]:
     target: Target = request.param
     files = tmp_path_factory.mktemp(target.id)  # where the apps write /download's files
     server = Server(
-        swserve_args(target.app, *target.args, workers=2),
+        swserve_args(target.app, *target.args, workers=2, mode=mode),
         env={"FRAMEWORK_APP_FILES": str(files)},
     )
     try:

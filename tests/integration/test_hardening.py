@@ -10,9 +10,12 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.helpers import ResponseReader, connect, exchange
 from tests.integration.conftest import Starter
+
+pytestmark = pytest.mark.modes("process", "base")
 
 
 def test_slowloris_is_answered_408_and_others_are_served(serve: Starter) -> None:
@@ -70,7 +73,13 @@ def test_body_timeout(serve: Starter) -> None:
         assert time.monotonic() - started < 4
 
 
-def test_queue_limit_answers_503_at_once_and_recovers(serve: Starter, tmp_path: Path) -> None:
+def test_queue_limit_answers_503_at_once_and_recovers(
+    serve: Starter, tmp_path: Path, mode: str
+) -> None:
+    if mode == "base":
+        pytest.skip(
+            "base mode, one thread: the loop is in the app, new requests wait in the backlog"
+        )
     server = serve("wsgi_echo:app", "--max-queued-requests", "2", workers=1)
     marker = tmp_path / "busy"
     with (
@@ -119,8 +128,13 @@ def test_header_limits_are_settings(serve: Starter) -> None:
     assert exchange(port, b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")[0].status == 200
 
 
-def test_connections_above_the_limit_wait_in_the_backlog_and_are_served(serve: Starter) -> None:
-    server = serve("wsgi_echo:app", "--max-connections", "20", workers=2)
+def test_connections_above_the_limit_wait_in_the_backlog_and_are_served(
+    serve: Starter, mode: str
+) -> None:
+    # the limit is per reactor: the master's in process mode, each worker's in base mode
+    server = serve(
+        "wsgi_echo:app", "--max-connections", "20", workers=2 if mode == "process" else 1
+    )
     request = b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n"
     held = []
     for _ in range(20):
@@ -195,7 +209,11 @@ def test_spooled_body_reaches_asgi_in_parts(serve: Starter) -> None:
         assert client.post("/echo-parts", content=body).json() > 1
 
 
-def test_worker_that_writes_a_malformed_frame_is_treated_as_crashed(serve: Starter) -> None:
+def test_worker_that_writes_a_malformed_frame_is_treated_as_crashed(
+    serve: Starter, mode: str
+) -> None:
+    if mode == "base":
+        pytest.skip("base mode has no request frames between processes")
     server = serve("rogue:app", workers=1)
     with httpx.Client(base_url=server.url, timeout=20) as client:
         first = client.get("/").text

@@ -10,11 +10,13 @@ import pytest
 from tests.helpers import ResponseReader, connect, exchange
 from tests.integration.conftest import Server, swserve_args
 
+pytestmark = pytest.mark.modes("process", "base")
+
 
 @pytest.fixture(scope="module", params=["httptools", "h11"])
-def port(request: pytest.FixtureRequest) -> Iterator[int]:
+def port(request: pytest.FixtureRequest, mode: str) -> Iterator[int]:
     """Every wire test runs against both parsers: the same bytes, the same answers."""
-    server = Server(swserve_args("wsgi_echo:app", "--http", request.param))
+    server = Server(swserve_args("wsgi_echo:app", "--http", request.param, mode=mode))
     try:
         server.wait_ready()
         yield server.port

@@ -11,9 +11,12 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.helpers import ResponseReader, connect, exchange
 from tests.integration.conftest import Server, Starter
+
+pytestmark = pytest.mark.modes("process", "base")
 
 
 def titles(server: Server) -> list[str]:
@@ -24,7 +27,7 @@ def worker_pids(server: Server) -> set[int]:
     return {pid for pid, title in server.children().items() if title.startswith("swserve: worker")}
 
 
-def test_process_tree_and_titles(serve: Starter) -> None:
+def test_process_tree_and_titles(serve: Starter, mode: str) -> None:
     server = serve(workers=2)
     assert titles(server) == [
         "swserve: manager",
@@ -32,7 +35,7 @@ def test_process_tree_and_titles(serve: Starter) -> None:
         "swserve: worker 1",
         "swserve: worker 2",
     ]
-    server.wait_for(r"process mode, wsgi app 'wsgi_echo:app', 2 workers")
+    server.wait_for(rf"{mode} mode, wsgi app 'wsgi_echo:app', 2 workers")
 
 
 def test_sigterm_lets_an_in_flight_request_finish(serve: Starter, tmp_path: Path) -> None:
@@ -86,8 +89,10 @@ def test_sigint_twice_forces_exit(serve: Starter, tmp_path: Path) -> None:
 
 
 def test_killed_worker_gives_502_to_its_request_only_and_is_replaced(
-    serve: Starter, tmp_path: Path
+    serve: Starter, tmp_path: Path, mode: str
 ) -> None:
+    if mode == "base":
+        pytest.skip("base mode: a worker's connections die with it (see test_base_mode.py)")
     server = serve(workers=2)
     marker = tmp_path / "pid"
     with httpx.Client(base_url=server.url, timeout=10) as client:
@@ -183,7 +188,9 @@ def test_unix_socket_bind(serve: Starter, tmp_path: Path) -> None:
     assert exchange(server.port, b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")[0].status == 200
 
 
-def test_idle_dispatch_sends_requests_past_a_busy_worker(serve: Starter) -> None:
+def test_idle_dispatch_sends_requests_past_a_busy_worker(serve: Starter, mode: str) -> None:
+    if mode == "base":
+        pytest.skip("dispatch is process mode's: in base mode a connection stays with its worker")
     server = serve(workers=2)
     with (
         httpx.Client(base_url=server.url, timeout=20) as client,
@@ -261,7 +268,9 @@ def test_keep_alive_zero_closes_after_each_response(serve: Starter) -> None:
         assert reader.closed()
 
 
-def test_round_robin_dispatch_alternates_workers(serve: Starter) -> None:
+def test_round_robin_dispatch_alternates_workers(serve: Starter, mode: str) -> None:
+    if mode == "base":
+        pytest.skip("dispatch is process mode's: in base mode a connection stays with its worker")
     server = serve("wsgi_echo:app", "--dispatch", "round-robin", workers=2)
     with httpx.Client(base_url=server.url, timeout=10) as client:
         pids = [client.get("/pid").text for _ in range(6)]
@@ -270,7 +279,9 @@ def test_round_robin_dispatch_alternates_workers(serve: Starter) -> None:
     assert pids[1::2] == [pids[1]] * 3
 
 
-def test_fd_dispatch_pins_a_connection_to_a_worker(serve: Starter) -> None:
+def test_fd_dispatch_pins_a_connection_to_a_worker(serve: Starter, mode: str) -> None:
+    if mode == "base":
+        pytest.skip("dispatch is process mode's: in base mode a connection stays with its worker")
     server = serve("wsgi_echo:app", "--dispatch", "fd", workers=2)
     seen = set()
     for _ in range(4):  # several connections: each sticks to one worker
@@ -282,9 +293,11 @@ def test_fd_dispatch_pins_a_connection_to_a_worker(serve: Starter) -> None:
 
 
 def test_request_whose_client_left_before_dispatch_is_discarded(
-    serve: Starter, tmp_path: Path
+    serve: Starter, tmp_path: Path, mode: str
 ) -> None:
     """Swoole's discard_data: a queued request of a client that has gone never runs."""
+    if mode == "base":
+        pytest.skip("base mode queues nothing between processes: a request runs as it is read")
     server = serve("wsgi_echo:app", workers=1)
     busy = tmp_path / "busy"
     ghost = tmp_path / "ghost"

@@ -12,6 +12,8 @@ import pytest
 from tests.helpers import exchange
 from tests.integration.conftest import Server, Starter
 
+pytestmark = pytest.mark.modes("process", "base")
+
 SHARED_APP = "wsgi_validated:app"
 
 

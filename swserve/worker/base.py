@@ -1,0 +1,700 @@
+"""Base mode: this worker accepts, parses and answers its own connections.
+
+Swoole's SWOOLE_BASE.  There is no reactor in the master and no IPC on the
+request path: the worker runs the very connection code of a process-mode
+reactor (``reactor/http_conn.py`` and ``reactor/core.py``: limits, timeouts,
+keep-alive, pipelining, the serializer) and the same app adapters
+(``apps/wsgi.py``, ``apps/asgi.py``).  Only the hand-over differs:
+:meth:`LocalReactor.submit` runs the app here, through an executor, instead of
+framing the request to another process.
+
+=====================  ====================================================
+executor               how a request runs
+=====================  ====================================================
+:class:`InlineWSGI`    ``--threads 1``: on the loop itself, one at a time
+                       (gunicorn's sync worker, with keep-alive, slow
+                       clients and timeouts handled by the loop)
+:class:`ThreadedWSGI`  ``--threads N``: a pool of N threads; the response
+                       hops back to the loop with ``call_soon_threadsafe``
+:class:`ASGIExecutor`  a task per request on the loop
+=====================  ====================================================
+
+Every worker accepts from the *same* listening sockets, inherited from the
+master: a worker that retires stops accepting and the connections waiting in
+the kernel's queue go to the others (per-worker SO_REUSEPORT queues would die
+with their worker).
+
+The worker keeps its link to the master for the control plane only: HELLO,
+READY, BOOT_ERROR, HEARTBEAT and SERVED go up; STOP (retire) comes down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import types
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from itertools import chain
+from typing import TYPE_CHECKING, Any, BinaryIO, Final, Protocol
+
+from swserve.apps.asgi import ASGIApp, RequestCycle, build_scope
+from swserve.apps.wsgi import Body, Paused, WSGIAdapter
+from swserve.config import Config
+from swserve.errors import EXIT_OK, AppLoadError, ClientDisconnected
+from swserve.ipc import codec, framing
+from swserve.ipc.channel_async import AsyncChannel
+from swserve.manager.policy import request_limit
+from swserve.reactor.acceptor import Acceptor
+from swserve.reactor.core import Reactor
+from swserve.reactor.dispatcher import WorkerSlot
+from swserve.reactor.http_conn import HttpConnection
+from swserve.reactor.spool import SpooledBody
+from swserve.worker.slowlog import Running, SlowLog
+from swserve.worker.spooled import open_spooled
+
+if TYPE_CHECKING:
+    from swserve.apps.lifespan import Lifespan
+    from swserve.worker.main import WorkerHooks
+
+log = logging.getLogger("swserve.error")
+
+_HEARTBEAT: Final = framing.encode(framing.HEARTBEAT, 0, 0, 0)
+
+
+class RequestTimeout(BaseException):
+    """Raised into an inline WSGI app by SIGALRM when it runs past --timeout.
+
+    A BaseException, so the adapter's ``except Exception`` does not turn it
+    into a 500: the loop answers 504 and the worker asks to be replaced.
+    """
+
+
+# -- the request as the adapters take it ----------------------------------------------
+
+
+def request_fields(conn: HttpConnection) -> list[bytes]:
+    """The fields a worker decodes from a REQUEST frame, built without the frame."""
+    req = conn.current
+    assert req is not None
+    return [req.method, req.target, req.version, *conn.prefix, *chain.from_iterable(req.headers)]
+
+
+def request_body(conn: HttpConnection) -> Body:
+    body: object = conn.current.body if conn.current is not None else b""
+    if isinstance(body, SpooledBody):
+        return open_spooled(body.finish().encode())  # the adapter closes it
+    assert isinstance(body, bytearray)
+    return bytes(body) if body else b""
+
+
+class LocalSink:
+    """A response straight into the connection, on the loop, if it still waits for it.
+
+    ``seq`` pins the request: after a timeout, a disconnect or the next
+    pipelined request, whatever the app still sends is dropped, as a late
+    frame is in process mode.
+    """
+
+    __slots__ = ("conn", "seq")
+
+    def __init__(self, conn: HttpConnection, seq: int) -> None:
+        self.conn = conn
+        self.seq = seq
+
+    @property
+    def paused(self) -> bool:
+        return self.conn.write_paused
+
+    def _live(self) -> bool:
+        conn = self.conn
+        return conn.current is not None and conn.seq == self.seq
+
+    def send_start(self, status: int, flags: int, headers: bytes, body: bytes, end: bool) -> None:
+        if self._live():
+            self.conn.on_response_start(status, flags, headers, body, end)
+
+    def send_body(self, data: bytes, end: bool) -> None:
+        if self._live():
+            self.conn.on_response_body(data, end)
+
+    def send_abort(self) -> None:
+        if self._live():
+            self.conn.on_response_abort()
+
+    def drain(self) -> None:
+        return None
+
+
+# -- executors --------------------------------------------------------------------------
+
+
+class Executor(Protocol):
+    capacity: int
+
+    def start(self, conn: HttpConnection) -> None: ...
+    def disconnect(self, conn: HttpConnection) -> None: ...
+    def flow(self, conn: HttpConnection, writable: bool) -> None: ...
+    def cancel(self, conn: HttpConnection) -> bool: ...
+
+
+class InlineWSGI:
+    """``--threads 1``: the app runs on the loop, one request at a time.
+
+    ``start`` is re-entered when a response completes and the connection's
+    next pipelined request is submitted from inside the app's call; the
+    ``pending`` trampoline runs it after the current one instead of
+    recursing.  --timeout and --slowlog-timeout use SIGALRM, as the loop
+    cannot look at the clock while the app holds it.
+    """
+
+    capacity = 1
+
+    def __init__(self, reactor: LocalReactor, adapter: WSGIAdapter, slowlog: SlowLog) -> None:
+        self.reactor = reactor
+        self.adapter = adapter
+        self.slowlog = slowlog
+        self.pending: deque[HttpConnection] = deque()
+        self.running = False
+        # streamed responses paused while their client is behind, by session
+        self.paused: dict[int, tuple[HttpConnection, Paused]] = {}
+        config = reactor.config
+        self.timeout = config.timeout
+        self.slow_after = config.slowlog_timeout
+        self.alarm = bool(self.timeout or self.slow_after)
+        self._deadline = 0.0
+        if self.alarm:
+            signal.signal(signal.SIGALRM, self._on_alarm)
+
+    def start(self, conn: HttpConnection) -> None:
+        self.pending.append(conn)
+        if self.running:
+            return
+        self.running = True
+        try:
+            while self.pending:
+                self._run(self.pending.popleft())
+        finally:
+            self.running = False
+
+    def _run(self, conn: HttpConnection) -> None:
+        reactor = self.reactor
+        seq = conn.seq
+        paused: Paused | None = None
+        try:
+            if conn.current is None:
+                return
+            fields = request_fields(conn)
+            if not self.alarm:
+                paused = self.adapter(fields, request_body(conn), LocalSink(conn, seq))
+                return
+            self._arm(fields)
+            try:
+                paused = self.adapter(fields, request_body(conn), LocalSink(conn, seq))
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                self.slowlog.running.clear()
+        except RequestTimeout:
+            reactor.timed_out(conn, seq)
+        finally:
+            if paused is None:
+                reactor.finished()
+            else:  # the client is behind: go on once it has read (resume_writing)
+                self.paused[conn.session] = (conn, paused)
+
+    def _resume(self, session: int) -> None:
+        item = self.paused.pop(session, None)
+        if item is None:
+            return
+        conn, run = item
+        again = run.step()
+        if again is not None:
+            self.paused[session] = (conn, again)
+        else:
+            self.reactor.finished()
+
+    def _arm(self, fields: list[bytes]) -> None:
+        now = time.monotonic()
+        self._deadline = now + self.timeout if self.timeout else 0.0
+        if self.slow_after:
+            method, path = fields[0].decode("latin-1"), fields[1][:200].decode("latin-1")
+            self.slowlog.running[(0, 0)] = Running(method, path, thread=threading.get_ident())
+        first = min(t for t in (self.timeout, self.slow_after) if t)
+        signal.setitimer(signal.ITIMER_REAL, first)
+
+    def _on_alarm(self, signum: int, frame: types.FrameType | None) -> None:
+        running = self.slowlog.running.get((0, 0))
+        if running is not None and not running.logged:
+            self.slowlog.dump(frame)
+        if self._deadline:
+            left = self._deadline - time.monotonic()
+            if left <= 0.001:
+                raise RequestTimeout
+            signal.setitimer(signal.ITIMER_REAL, left)
+
+    def disconnect(self, conn: HttpConnection) -> None:
+        """A client that left while its streamed response was paused: end the app's run."""
+        item = self.paused.pop(conn.session, None)
+        if item is not None:
+            item[1].close()
+            self.reactor.finished()
+
+    def flow(self, conn: HttpConnection, writable: bool) -> None:
+        if writable and conn.session in self.paused:
+            if self.running:  # never run two apps at once on this loop
+                asyncio.get_running_loop().call_soon(self._resume, conn.session)
+            else:
+                self._resume(conn.session)
+
+    def cancel(self, conn: HttpConnection) -> bool:
+        return False  # only reached for a request the alarm already answered
+
+
+class ThreadedWSGI:
+    """``--threads N``: N requests at once in a pool; responses come back to the loop."""
+
+    def __init__(
+        self, reactor: LocalReactor, adapter: WSGIAdapter, threads: int, slowlog: SlowLog
+    ) -> None:
+        self.reactor = reactor
+        self.adapter = adapter
+        self.capacity = threads
+        self.slowlog = slowlog
+        self.loop = asyncio.get_running_loop()
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="swserve-wsgi")
+        self.gates: dict[tuple[int, int], _Gate] = {}
+
+    def start(self, conn: HttpConnection) -> None:
+        key = (conn.session, conn.seq)
+        gate = self.gates[key] = _Gate()
+        if conn.write_paused:
+            gate.writable.clear()
+        sink = _ThreadSink(self.loop, LocalSink(conn, conn.seq), gate)
+        self.pool.submit(self._run, key, request_fields(conn), request_body(conn), sink)
+
+    def _run(
+        self, key: tuple[int, int], fields: list[bytes], body: Body, sink: _ThreadSink
+    ) -> None:
+        running = self.slowlog.running if self.slowlog.timeout else None
+        if running is not None:
+            method, path = fields[0].decode("latin-1"), fields[1][:200].decode("latin-1")
+            running[key] = Running(method, path, thread=threading.get_ident())
+        try:
+            self.adapter(fields, body, sink)
+        except BaseException:
+            log.exception("the app raised a BaseException; the response is aborted")
+            sink.send_abort()
+        finally:
+            if running is not None:
+                running.pop(key, None)
+            self.loop.call_soon_threadsafe(self._done, key)
+
+    def _done(self, key: tuple[int, int]) -> None:
+        self.gates.pop(key, None)
+        self.reactor.finished()
+
+    def disconnect(self, conn: HttpConnection) -> None:
+        gate = self.gates.get((conn.session, conn.seq))
+        if gate is not None:
+            gate.gone = True
+            gate.writable.set()
+
+    def flow(self, conn: HttpConnection, writable: bool) -> None:
+        gate = self.gates.get((conn.session, conn.seq))
+        if gate is not None:
+            if writable:
+                gate.writable.set()
+            else:
+                gate.writable.clear()
+
+    def cancel(self, conn: HttpConnection) -> bool:
+        self.disconnect(conn)  # its writes end; the thread itself cannot be stopped
+        return False
+
+    def shutdown(self) -> None:
+        for gate in self.gates.values():
+            gate.gone = True
+            gate.writable.set()
+        self.pool.shutdown(wait=True)
+
+
+class _Gate:
+    __slots__ = ("gone", "writable")
+
+    def __init__(self) -> None:
+        self.writable = threading.Event()
+        self.writable.set()
+        self.gone = False
+
+
+class _ThreadSink:
+    """A pool thread's side of a LocalSink: calls hop to the loop, body writes wait for room."""
+
+    __slots__ = ("gate", "loop", "sink")
+    paused = False  # never: send_body waits on the gate
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sink: LocalSink, gate: _Gate) -> None:
+        self.loop = loop
+        self.sink = sink
+        self.gate = gate
+
+    def send_start(self, status: int, flags: int, headers: bytes, body: bytes, end: bool) -> None:
+        self.loop.call_soon_threadsafe(self.sink.send_start, status, flags, headers, body, end)
+
+    def send_body(self, data: bytes, end: bool) -> None:
+        gate = self.gate
+        if data:
+            gate.writable.wait()
+            if gate.gone:
+                raise ClientDisconnected
+        self.loop.call_soon_threadsafe(self.sink.send_body, data, end)
+
+    def send_abort(self) -> None:
+        self.loop.call_soon_threadsafe(self.sink.send_abort)
+
+
+class ASGIExecutor:
+    """A task per request on this loop."""
+
+    def __init__(self, reactor: LocalReactor, app: ASGIApp, lifespan: Lifespan, slowlog: SlowLog):
+        self.reactor = reactor
+        self.app = app
+        self.lifespan = lifespan
+        self.slowlog = slowlog
+        self.capacity = reactor.config.asgi_concurrency
+        self.loop = asyncio.get_running_loop()
+        self.running: dict[tuple[int, int], tuple[RequestCycle, asyncio.Task[None]]] = {}
+
+    def start(self, conn: HttpConnection) -> None:
+        req = conn.current
+        assert req is not None
+        key = (conn.session, conn.seq)
+        body: bytes | BinaryIO = request_body(conn)
+        cycle = RequestCycle(LocalSink(conn, conn.seq), body, req.method == b"HEAD")
+        if conn.write_paused:
+            cycle.set_writable(False)
+        lifespan = self.lifespan
+        scope = build_scope(request_fields(conn), lifespan.state if lifespan.supported else None)
+        task = self.loop.create_task(cycle.run(self.app, scope))
+        self.running[key] = (cycle, task)
+        slow = self.slowlog.running if self.slowlog.timeout else None
+        if slow is not None:
+            slow[key] = Running(scope["method"], scope["path"][:200], stack=task.get_stack)
+        task.add_done_callback(lambda _: self._done(key))
+
+    def _done(self, key: tuple[int, int]) -> None:
+        self.running.pop(key, None)
+        if self.slowlog.timeout:
+            self.slowlog.running.pop(key, None)
+        self.reactor.finished()
+
+    def disconnect(self, conn: HttpConnection) -> None:
+        item = self.running.get((conn.session, conn.seq))
+        if item is not None:
+            item[0].disconnect()
+
+    def flow(self, conn: HttpConnection, writable: bool) -> None:
+        item = self.running.get((conn.session, conn.seq))
+        if item is not None:
+            item[0].set_writable(writable)
+
+    def cancel(self, conn: HttpConnection) -> bool:
+        item = self.running.get((conn.session, conn.seq))
+        if item is not None:
+            item[1].cancel()
+        return True
+
+
+# -- the reactor, local ---------------------------------------------------------------
+
+
+class LocalReactor(Reactor):
+    """A process-mode reactor whose "worker" is this process.
+
+    The sweep, limits and connection handling are inherited; ``submit``
+    runs the request here.  Requests beyond the executor's capacity wait in
+    ``queue`` exactly as they wait for a free worker in process mode.
+    """
+
+    executor: Executor
+
+    def __init__(self, config: Config, worker_id: int, report: WorkerReport) -> None:
+        super().__init__(config, on_event=report.on_event)
+        self.report = report
+        self.keep_idle = False  # retiring: idle keep-alive connections may finish their time
+        self.slot = WorkerSlot(0, worker_id, os.getpid(), 1)
+
+    def use(self, executor: Executor) -> None:
+        self.executor = executor
+        self.slot.capacity = executor.capacity
+
+    def submit(self, conn: HttpConnection) -> None:
+        slot = self.slot
+        if slot.inflight >= slot.capacity or self.queue:
+            limit = self.config.max_queued_requests
+            if limit and len(self.queue) >= limit:
+                self._overloaded(conn)
+                return
+            self.queue.append(conn)
+            return
+        self._start(conn)
+
+    def _start(self, conn: HttpConnection) -> None:
+        slot = self.slot
+        slot.inflight += 1
+        conn.slot = slot
+        conn.slow_logged = False
+        conn.dispatched_at = time.monotonic()
+        self.executor.start(conn)
+
+    def finished(self) -> None:
+        """The app is done with one request (its response may still be in the buffer)."""
+        slot = self.slot
+        slot.inflight -= 1
+        slot.served += 1
+        self.report.served(slot.served)
+        queue = self.queue
+        while queue and slot.inflight < slot.capacity:
+            conn = queue.popleft()
+            if conn.current is not None:  # else: the client left while queued
+                self._start(conn)
+        self.check_idle()
+
+    def abandon(self, conn: HttpConnection) -> None:
+        if conn.slot is None:
+            try:
+                self.queue.remove(conn)
+            except ValueError:
+                pass
+            return
+        self.executor.disconnect(conn)
+
+    def flow(self, conn: HttpConnection, kind: int) -> None:
+        if conn.slot is not None and conn.current is not None:
+            self.executor.flow(conn, kind == framing.BUFFER_EMPTY)
+
+    def _time_out(self, conn: HttpConnection) -> None:
+        log.warning(
+            "request %s %s ran past --timeout %gs",
+            conn.current.method.decode() if conn.current else "?",
+            conn.current.target[:200].decode("latin-1") if conn.current else "?",
+            self.config.timeout,
+        )
+        if not self.executor.cancel(conn):
+            self.report.recycle("timeout")  # a thread cannot be stopped: replace the worker
+        self._answer_timeout(conn)
+
+    def timed_out(self, conn: HttpConnection, seq: int) -> None:
+        """The inline app was interrupted by the --timeout alarm."""
+        log.warning("a request ran past --timeout %gs: answering 504", self.config.timeout)
+        # the app was cut off anywhere: its state is suspect, so replace the worker
+        self.report.recycle("timeout")
+        if conn.current is not None and conn.seq == seq:
+            self._answer_timeout(conn)
+
+    def _answer_timeout(self, conn: HttpConnection) -> None:
+        conn.current = None
+        if conn.started:
+            conn.closing = True
+            conn.transport.close()
+        else:
+            conn.write_error(504)
+
+    def busy(self) -> bool:
+        return self.slot.inflight > 0 or super().busy() or (self.keep_idle and bool(self.sessions))
+
+
+class WorkerReport:
+    """What the worker tells the master: ready, alive, how many served, replace me."""
+
+    def __init__(self, config: Config, worker_id: int) -> None:
+        self.limit = request_limit(config.max_requests, config.jitter)
+        self.worker_id = worker_id
+        self.channel: AsyncChannel | None = None
+        self.asked = False
+        self.reported = 0
+        self.idle = asyncio.Event()
+
+    def on_event(self, kind: str, arg: object) -> None:
+        if kind == "idle":
+            self.idle.set()
+
+    def served(self, count: int) -> None:
+        if self.limit and count >= self.limit and not self.asked:
+            self.recycle("max-requests")
+
+    def recycle(self, reason: str) -> None:
+        if not self.asked:
+            self.asked = True
+            self._send(
+                framing.SERVED_RECYCLE_TIMEOUT if reason == "timeout" else framing.SERVED_RECYCLE
+            )
+
+    def tick(self, served: int) -> None:
+        """Once a second, from the loop: alive, and the count for the master's stats."""
+        channel = self.channel
+        if channel is not None:
+            channel.write(_HEARTBEAT)
+            if served != self.reported:
+                self._send(0, served)
+
+    def _send(self, flags: int, served: int = -1) -> None:
+        if self.channel is not None:
+            if served >= 0:
+                self.reported = served
+            payload = codec.encode_served(max(served, self.reported))
+            self.channel.write(framing.encode(framing.SERVED, flags, 0, 0, payload))
+
+
+class BaseWorker:
+    def __init__(
+        self,
+        config: Config,
+        app: Any,
+        interface: str,
+        sock: socket.socket,
+        listeners: list[socket.socket],
+        worker_id: int,
+        hooks: WorkerHooks,
+    ) -> None:
+        self.config = config
+        self.app = app
+        self.interface = interface
+        self.sock = sock
+        self.listeners = listeners
+        self.worker_id = worker_id
+        self.hooks = hooks
+        self.report = WorkerReport(config, worker_id)
+        self.slowlog = SlowLog(config.slowlog_timeout, worker_id)
+        self.stopping = False
+
+    async def main(self) -> int:
+        from swserve.apps.lifespan import Lifespan
+
+        loop = asyncio.get_running_loop()
+        config = self.config
+        lifespan = Lifespan(self.app, config.lifespan) if self.interface == "asgi" else None
+        if lifespan is not None:
+            try:
+                await lifespan.startup()
+            except AppLoadError as exc:
+                self.sock.sendall(framing.encode(framing.BOOT_ERROR, 0, 0, 0, str(exc).encode()))
+                raise
+        _, channel = await loop.create_unix_connection(
+            lambda: AsyncChannel(self._on_frames, self._on_master_lost), sock=self.sock
+        )
+        self.report.channel = channel
+        reactor = self.reactor = LocalReactor(config, self.worker_id, self.report)
+        if lifespan is not None:
+            reactor.use(ASGIExecutor(reactor, self.app, lifespan, self.slowlog))
+        elif config.threads > 1:
+            reactor.use(ThreadedWSGI(reactor, self._adapter(), config.threads, self.slowlog))
+        else:
+            reactor.use(InlineWSGI(reactor, self._adapter(), self.slowlog))
+        self.slowlog.install()
+        reactor.start(loop)
+        self.acceptor = Acceptor(
+            loop,
+            self.listeners,
+            lambda: HttpConnection(reactor),
+            lambda: len(reactor.sessions),
+            config.max_connections,
+            batch=ACCEPT_BATCH,
+        )
+        reactor.on_connection_closed = self.acceptor.connection_closed
+        self.acceptor.start()
+        # A Python-level handler rather than loop.add_signal_handler: it also runs
+        # while an inline WSGI app holds the loop, so the response in flight
+        # already carries Connection: close.
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        ready = codec.encode_ready(
+            self.worker_id, os.getpid(), reactor.slot.capacity, self.interface
+        )
+        channel.write(framing.encode(framing.READY, 0, 0, 0, ready))
+        self._tick()
+        await self.report.idle.wait()
+        self.report.tick(reactor.slot.served)  # the final count, for the master's stats
+        reactor.stop()
+        if isinstance(reactor.executor, ThreadedWSGI):
+            reactor.executor.shutdown()
+        if lifespan is not None:
+            await lifespan.shutdown()
+        channel.writer.flush()
+        channel.transport.close()
+        return EXIT_OK
+
+    def _adapter(self) -> WSGIAdapter:
+        config = self.config
+        return WSGIAdapter(
+            self.app, multithread=config.threads > 1, multiprocess=config.workers > 1
+        )
+
+    def _tick(self) -> None:
+        if not self.report.idle.is_set():
+            self.report.tick(self.reactor.slot.served)
+            asyncio.get_running_loop().call_later(1.0, self._tick)
+
+    def _on_frames(self, frames: list[framing.Frame]) -> None:
+        for kind, *_ in frames:
+            if kind == framing.STOP:
+                self.stop(False)  # retired: a replacement is already serving
+            else:
+                log.error("unexpected %s frame from the master", framing.FRAME_NAMES[kind])
+
+    def _on_sigterm(self, signum: int, frame: types.FrameType | None) -> None:
+        self.reactor.draining = True
+        asyncio.get_running_loop().call_soon(self.stop, True)
+
+    def _on_master_lost(self) -> None:
+        self.stop(True)
+
+    def stop(self, close_idle: bool) -> None:
+        """Stop accepting and finish what this worker holds.
+
+        On SIGTERM (shutdown) idle keep-alive connections close at once.  On
+        retire (STOP) they keep their --keep-alive time: a client that sends
+        one more request gets it answered with ``Connection: close``, so fewer
+        clients race a close with a new request.
+        """
+        reactor = self.reactor
+        if self.stopping:
+            if close_idle and reactor.keep_idle:
+                reactor.keep_idle = False
+                reactor.drain()
+            return
+        self.stopping = True
+        self.acceptor.close()
+        self.hooks.stopping()
+        if reactor.slot.inflight:
+            self.hooks.waiting()
+        reactor.keep_idle = not close_idle
+        reactor.drain(close_idle=close_idle)
+
+
+# Connections one worker accepts per wake-up.  Every worker sleeps on the same
+# listening socket; taking a few at a time spreads a burst across them.
+ACCEPT_BATCH: Final = 4
+
+
+def run(
+    config: Config,
+    app: Any,
+    interface: str,
+    sock: socket.socket,
+    listeners: list[socket.socket],
+    worker_id: int,
+    hooks: WorkerHooks,
+) -> int:
+    from swserve.reactor.loop import new_event_loop
+
+    loop = new_event_loop()
+    try:
+        worker = BaseWorker(config, app, interface, sock, listeners, worker_id, hooks)
+        return loop.run_until_complete(worker.main())
+    finally:
+        loop.close()
