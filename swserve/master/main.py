@@ -40,7 +40,7 @@ from swserve.config import Config
 from swserve.errors import EXIT_APP_LOAD, EXIT_ERROR, EXIT_OK, ConfigError
 from swserve.hooks import Hooks, Server as HookServer, load as load_hooks
 from swserve.logs import configure
-from swserve.master.listeners import Listener, bind
+from swserve.master.listeners import Listener, open_listeners
 from swserve.master.stats import Stats
 from swserve.procname import set_title
 from swserve.reactor.host import make_host
@@ -67,7 +67,7 @@ def run(config: Config) -> int:
         config = _replace(config, http=http)
     try:
         hooks = load_hooks(config.hooks)  # before any fork: every process shares the module
-        listeners = bind(config.binds, config.backlog)
+        listeners = open_listeners(config)
     except ConfigError as exc:
         log.error("%s", exc)
         return EXIT_ERROR
