@@ -12,7 +12,8 @@ plain path does no per-connection TLS check.  The protocol's
 ``connection_made`` comes only after the handshake, so a connection that is
 still shaking hands is not a session: ``handshaking`` counts them against
 ``--max-connections``, and ``handshake_timeout`` (the reactor passes
-``--header-timeout``) bounds how long a silent client can hold one.
+``--header-timeout``) bounds how long a silent client can hold one, in the
+opening handshake and in the closing one.
 
 Resource handling: accepted sockets are handed to the loop at once; a socket
 that could not be handed over is closed (uvloop closes it itself after a
@@ -139,6 +140,10 @@ class Acceptor:
                 sock,
                 ssl=self.ssl,
                 ssl_handshake_timeout=self.handshake_timeout,
+                # and the closing exchange: a client that never answers our
+                # close_notify holds its session (and a --max-connections
+                # slot) no longer than this, not the default 30 s
+                ssl_shutdown_timeout=self.handshake_timeout,
             )
         except OSError as exc:  # ssl.SSLError and the handshake timeout are OSErrors
             # a client's failure (old TLS version, no certificate, not TLS at all,

@@ -176,6 +176,16 @@ def test_client_certificate_required(serve: Starter, certs: Certs) -> None:
     assert served.startswith(b"HTTP/1.1 200 "), served[:200]
 
 
+def test_tls_handshake_is_bounded_by_header_timeout(serve: Starter, certs: Certs) -> None:
+    server = serve("wsgi_echo:app", *tls_args(certs, "--header-timeout", "1"), workers=1)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as silent:
+        silent.settimeout(5)  # far below uvloop's default 60 s handshake timeout
+        try:
+            assert silent.recv(100) == b""  # closed by the server, not by our timeout
+        except ConnectionResetError:
+            pass
+
+
 def _fails_to_start(args: list[str], code: int) -> list[str]:
     """Run swserve that must exit with ``code`` before serving; its error lines."""
     server = Server(args)
