@@ -81,6 +81,7 @@ def open_listeners(
         environ.pop(name, None)
     context = make_server_context(config)
     if inherited and not config.bind:
+        log.info("systemd socket activation: serving fd(s) %s", ", ".join(map(str, inherited)))
         listeners = bind(tuple(f"fd://{fd}" for fd in inherited), config.backlog)
     else:
         if inherited:
