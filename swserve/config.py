@@ -664,11 +664,23 @@ def problems(values: dict[str, Any]) -> list[str]:
         if name in values and not check(values[name]):
             flag = SETTINGS_BY_NAME[name].flags[0]
             out.append(f"{flag} {what} (got {values[name]!r})")
+    fds: set[int] = set()
     for address in values.get("bind", ()):
         try:
-            parse_bind(address)
+            parsed = parse_bind(address)
         except ConfigError as exc:
             out.append(str(exc))
+            continue
+        if parsed.family == "fd":
+            if parsed.fd in fds:  # two socket objects would close one descriptor twice
+                out.append(f"bind address {address!r} is given twice")
+            fds.add(parsed.fd)
+    if values.get("uds_permissions"):
+        try:
+            parse_mode(values["uds_permissions"])
+        except ConfigError as exc:
+            out.append(f"--uds-permissions {exc}")
+    out += _tls_problems(values)
     if values.get("umask"):
         try:
             parse_umask(values["umask"])
@@ -681,16 +693,53 @@ def problems(values: dict[str, Any]) -> list[str]:
     return out
 
 
+def _tls_problems(values: dict[str, Any]) -> list[str]:
+    """TLS settings that cannot work together (files are read at start-up, in tls.py)."""
+    out: list[str] = []
+    if not values.get("ssl_certfile"):
+        out.extend(
+            f"{SETTINGS_BY_NAME[name].flags[0]} needs --ssl-certfile"
+            for name in ("ssl_keyfile", "ssl_keyfile_password", "ssl_ca_certs", "ssl_ciphers")
+            if values.get(name)
+        )
+        if values.get("ssl_cert_reqs", "none") != "none":
+            out.append("--ssl-cert-reqs needs --ssl-certfile")
+    if values.get("ssl_cert_reqs", "none") != "none" and not values.get("ssl_ca_certs"):
+        # without a CA nothing can verify a client certificate: every client would fail
+        out.append(
+            f"--ssl-cert-reqs {values['ssl_cert_reqs']} needs --ssl-ca-certs "
+            "(the CAs that client certificates are checked against)"
+        )
+    return out
+
+
+_MODE_RE: Final = re.compile(r"^(?:0o?)?([0-7]{1,3})$")
+
+
+def parse_mode(text: str) -> int:
+    """``"0o660"``, ``"0660"`` or ``"660"`` → 0o660 (always octal, as chmod reads it)."""
+    match = _MODE_RE.match(text.strip().lower())
+    if match is None:
+        raise ConfigError(f"{text!r} is not an octal file mode (try 0o660 or 660)")
+    return int(match.group(1), 8)
+
+
 @dataclass(frozen=True, slots=True)
 class BindAddress:
-    family: str  # "inet" | "inet6" | "unix"
+    family: str  # "inet" | "inet6" | "unix" | "fd"
     host: str
     port: int
     path: str = ""
+    fd: int = -1  # family "fd": a listening socket inherited from the parent process
 
 
 def parse_bind(address: str) -> BindAddress:
-    """``127.0.0.1:8000``, ``[::1]:8000``, ``:8000``, ``unix:/run/app.sock`` → BindAddress."""
+    """``127.0.0.1:8000``, ``[::1]:8000``, ``:8000``, ``unix:/run/app.sock``, ``fd://3`` → BindAddress."""
+    if address.startswith("fd://"):
+        number = address[5:]
+        if not number.isdigit():
+            raise ConfigError(f"bind address {address!r}: fd://N takes a file descriptor number")
+        return BindAddress("fd", "", 0, fd=int(number))
     if address.startswith("unix:"):
         path = address[5:]
         if not path:
@@ -705,5 +754,7 @@ def parse_bind(address: str) -> BindAddress:
         if ":" in host:
             raise ConfigError(f"bind address {address!r}: write IPv6 hosts as [HOST]:PORT")
     if not sep or not port.isdigit() or int(port) > 65535:
-        raise ConfigError(f"bind address {address!r} is not HOST:PORT, [HOST]:PORT or unix:PATH")
+        raise ConfigError(
+            f"bind address {address!r} is not HOST:PORT, [HOST]:PORT, unix:PATH or fd://N"
+        )
     return BindAddress(family, host or "0.0.0.0", int(port))

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import struct
 from itertools import chain
-from typing import Final
+from typing import Any, Final
 
 from swserve.errors import IPCError
 
@@ -34,11 +34,15 @@ HEAD_FIELDS: Final = 3 + CONN_FIELDS
 
 
 def conn_prefix(
-    scheme: str, client: tuple[str, int] | None, server: tuple[str, int] | None
+    scheme: str, client: tuple[Any, ...] | None, server: tuple[Any, ...] | None
 ) -> list[bytes]:
-    """The per-connection fields of every REQUEST on that connection."""
-    chost, cport = client if client else ("", 0)
-    shost, sport = server if server else ("", 0)
+    """The per-connection fields of every REQUEST on that connection.
+
+    ``client`` and ``server`` are socket addresses: (host, port) for IPv4,
+    (host, port, flowinfo, scope_id) for IPv6; only host and port travel.
+    """
+    chost, cport = client[:2] if client else ("", 0)
+    shost, sport = server[:2] if server else ("", 0)
     return [
         scheme.encode(),
         chost.encode(),

@@ -54,6 +54,7 @@ from swserve.errors import EXIT_ERROR, EXIT_OK
 from swserve.hooks import Hooks, Server as HookServer
 from swserve.logs import forward_reopen
 from swserve.manager import policy
+from swserve.master.listeners import Listener
 from swserve.procname import set_title
 
 log = logging.getLogger("swserve.error")
@@ -85,7 +86,7 @@ class Manager:
         ipc_path: str,
         control: socket.socket,
         hooks: Hooks,
-        listeners: list[socket.socket],
+        listeners: list[Listener],
     ) -> None:
         self.config = config
         self.listeners = listeners  # base mode only: handed to every worker
@@ -350,6 +351,6 @@ def run(
     ipc_path: str,
     control: socket.socket,
     hooks: Hooks,
-    listeners: list[socket.socket],
+    listeners: list[Listener],
 ) -> int:
     return Manager(config, ipc_path, control, hooks, listeners).run()

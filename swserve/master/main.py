@@ -40,7 +40,7 @@ from swserve.config import Config
 from swserve.errors import EXIT_APP_LOAD, EXIT_ERROR, EXIT_OK, ConfigError
 from swserve.hooks import Hooks, Server as HookServer, load as load_hooks
 from swserve.logs import forward_reopen, setup as setup_logging
-from swserve.master.listeners import Listener, bind
+from swserve.master.listeners import Listener, open_listeners
 from swserve.master.stats import Stats
 from swserve.process_setup import ProcessSetup
 from swserve.procname import set_title
@@ -71,7 +71,7 @@ def run(config: Config) -> int:
     try:
         setup.before_bind()  # --chdir, --umask, user lookup, pid file check, --reload check
         hooks = load_hooks(config.hooks)  # before any fork: every process shares the module
-        listeners = bind(config.binds, config.backlog)
+        listeners = open_listeners(config)
         setup.after_bind(listeners)  # --daemon, --pid-file, then drop to --user/--group
     except ConfigError as exc:
         log.error("%s", exc)
@@ -92,7 +92,7 @@ def run(config: Config) -> int:
                 inherited = []  # base mode: every worker accepts on the same sockets
                 for listener in listeners:
                     if config.mode == "base":
-                        inherited.append(listener.sock)
+                        inherited.append(listener)
                     else:
                         listener.sock.close()
                 from swserve.manager.main import run as run_manager

@@ -7,8 +7,17 @@ taken off the loop (connections wait in the kernel's listen backlog,
 ``EMFILE``/``ENFILE`` (out of file descriptors) is logged and accepting backs
 off for a moment instead of spinning (trio's serve_listeners does the same).
 
+TLS (``ssl`` given) is a separate hand-over, chosen once in ``__init__``: the
+plain path does no per-connection TLS check.  The protocol's
+``connection_made`` comes only after the handshake, so a connection that is
+still shaking hands is not a session: ``handshaking`` counts them against
+``--max-connections``, and ``handshake_timeout`` (the reactor passes
+``--header-timeout``) bounds how long a silent client can hold one, in the
+opening handshake and in the closing one.
+
 Resource handling: accepted sockets are handed to the loop at once; a socket
-that could not be handed over is closed.
+that could not be handed over is closed (uvloop closes it itself after a
+failed handshake).  ``close`` cancels the handshakes still in progress.
 """
 
 from __future__ import annotations
@@ -17,8 +26,9 @@ import asyncio
 import errno
 import logging
 import socket
+import ssl as ssl_module
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Final
 
 log = logging.getLogger("swserve.error")
@@ -38,6 +48,8 @@ class Acceptor:
         limit: int,
         *,
         batch: int = ACCEPT_BATCH,
+        ssl: ssl_module.SSLContext | None = None,
+        handshake_timeout: float = 60.0,
     ) -> None:
         self.loop = loop
         self.listeners = listeners
@@ -48,6 +60,13 @@ class Acceptor:
         self.accepting = False
         self.closed = False
         self._last_log = 0.0
+        self.ssl = ssl
+        self.handshake_timeout = handshake_timeout
+        self.handshaking = 0  # accepted TLS connections whose handshake is not done
+        self._handshakes: set[asyncio.Task[None]] = set()
+        self._start: Callable[[socket.socket], Coroutine[None, None, None]] = (
+            self._hand_over if ssl is None else self._hand_over_tls
+        )
 
     def start(self) -> None:
         self.resume()
@@ -67,15 +86,21 @@ class Acceptor:
     def close(self) -> None:
         self.pause()
         self.closed = True
+        for task in list(self._handshakes):
+            task.cancel()  # not a session yet: like an idle connection, it is not drained
 
     def connection_closed(self) -> None:
         """A client connection ended: resume accepting if we had stopped at the limit."""
-        if not self.accepting and not self.closed and (not self.limit or self.count() < self.limit):
+        if (
+            not self.accepting
+            and not self.closed
+            and (not self.limit or self.count() + self.handshaking < self.limit)
+        ):
             self.resume()
 
     def _accept(self, listener: socket.socket) -> None:
         for _ in range(self.batch):
-            if self.limit and self.count() >= self.limit:
+            if self.limit and self.count() + self.handshaking >= self.limit:
                 self._log(
                     "--max-connections (%d) reached: new connections wait in the backlog",
                     self.limit,
@@ -98,13 +123,39 @@ class Acceptor:
             sock.setblocking(False)
             if sock.family != socket.AF_UNIX:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.loop.create_task(self._hand_over(sock))
+            self.loop.create_task(self._start(sock))
 
     async def _hand_over(self, sock: socket.socket) -> None:
         try:
             await self.loop.connect_accepted_socket(self.factory, sock)
         except OSError:
             sock.close()
+
+    async def _hand_over_tls(self, sock: socket.socket) -> None:
+        self.handshaking += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self._handshakes.add(task)
+        try:
+            await self.loop.connect_accepted_socket(
+                self.factory,
+                sock,
+                ssl=self.ssl,
+                ssl_handshake_timeout=self.handshake_timeout,
+                # and the closing exchange: a client that never answers our
+                # close_notify holds its session (and a --max-connections
+                # slot) no longer than this, not the default 30 s
+                ssl_shutdown_timeout=self.handshake_timeout,
+            )
+        except OSError as exc:  # ssl.SSLError and the handshake timeout are OSErrors
+            # a client's failure (old TLS version, no certificate, not TLS at all,
+            # too slow), not the server's: at debug level only
+            log.debug("TLS handshake failed: %s", exc)
+            sock.close()
+        finally:
+            self._handshakes.discard(task)
+            self.handshaking -= 1
+            self.connection_closed()  # below --max-connections again, perhaps
 
     def _log(self, message: str, *args: object) -> None:
         now = time.monotonic()

@@ -57,14 +57,18 @@ class InlineHost:
         loop = asyncio.get_running_loop()
         reactor = self.reactor
         reactor.start(loop)
+        tls = listeners[0].ssl if listeners else None  # open_listeners: one choice for all
+        scheme = "http" if tls is None else "https"
         # base mode: workers accept on the listeners; this reactor links workers only
         serving = listeners if self.config.mode == "process" else []
         self._acceptor = acceptor = Acceptor(
             loop,
             [listener.sock for listener in serving],
-            lambda: HttpConnection(reactor),
+            lambda: HttpConnection(reactor, scheme),
             lambda: len(reactor.sessions),
             self.config.max_connections,
+            ssl=tls,
+            handshake_timeout=self.config.header_timeout,
         )
         reactor.on_connection_closed = acceptor.connection_closed
         acceptor.start()

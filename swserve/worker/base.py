@@ -50,6 +50,7 @@ from swserve.errors import EXIT_OK, AppLoadError, ClientDisconnected
 from swserve.ipc import codec, framing
 from swserve.ipc.channel_async import AsyncChannel
 from swserve.manager.policy import request_limit
+from swserve.master.listeners import Listener
 from swserve.reactor.acceptor import Acceptor
 from swserve.reactor.core import Reactor
 from swserve.reactor.dispatcher import WorkerSlot
@@ -558,7 +559,7 @@ class BaseWorker:
         app: Any,
         interface: str,
         sock: socket.socket,
-        listeners: list[socket.socket],
+        listeners: list[Listener],
         worker_id: int,
         hooks: WorkerHooks,
     ) -> None:
@@ -598,13 +599,17 @@ class BaseWorker:
             reactor.use(InlineWSGI(reactor, self._adapter(), self.slowlog))
         self.slowlog.install()
         reactor.start(loop)
+        tls = self.listeners[0].ssl if self.listeners else None  # one choice for all
+        scheme = "http" if tls is None else "https"
         self.acceptor = Acceptor(
             loop,
-            self.listeners,
-            lambda: HttpConnection(reactor),
+            [listener.sock for listener in self.listeners],
+            lambda: HttpConnection(reactor, scheme),
             lambda: len(reactor.sessions),
             config.max_connections,
             batch=ACCEPT_BATCH,
+            ssl=tls,
+            handshake_timeout=config.header_timeout,
         )
         reactor.on_connection_closed = self.acceptor.connection_closed
         self.acceptor.start()
@@ -686,7 +691,7 @@ def run(
     app: Any,
     interface: str,
     sock: socket.socket,
-    listeners: list[socket.socket],
+    listeners: list[Listener],
     worker_id: int,
     hooks: WorkerHooks,
 ) -> int:

@@ -21,6 +21,7 @@ from swserve.config import Config
 from swserve.errors import EXIT_APP_LOAD, EXIT_OK, AppLoadError
 from swserve.hooks import Hooks, Server as HookServer
 from swserve.ipc import codec, framing
+from swserve.master.listeners import Listener
 from swserve.process_setup import in_worker
 from swserve.procname import set_title
 from swserve.worker.slowlog import SlowLog
@@ -55,7 +56,7 @@ def run(
     ipc_path: str,
     hooks: Hooks,
     master_pid: int,
-    listeners: list[socket.socket],
+    listeners: list[Listener],
 ) -> int:
     """Run worker ``worker_id`` (1-based) to completion; return its exit code.
 

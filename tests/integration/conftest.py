@@ -1,6 +1,6 @@
 """The ``serve`` fixture: the real swserve as a subprocess on 127.0.0.1, port 0.
 
-Readiness is the ``Listening on http://127.0.0.1:PORT`` line on stderr, never
+Readiness is the ``Listening on http(s)://127.0.0.1:PORT`` line on stderr, never
 a sleep.  Every server runs in its own session (process group); teardown
 sends SIGTERM, waits, checks the exit code, and kills the whole group if
 anything is left.  Logs are attached to failures.
@@ -15,13 +15,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 APPS = Path(__file__).parent / "apps"
-LISTENING = re.compile(r"Listening on http://127\.0\.0\.1:(\d+)")
+LISTENING = re.compile(r"Listening on (https?)://127\.0\.0\.1:(\d+)")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -48,7 +48,11 @@ class Server:
     """One running swserve; lines of stderr and stdout are collected as they come."""
 
     def __init__(
-        self, args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None
+        self,
+        args: list[str],
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+        pass_fds: Sequence[int] = (),
     ) -> None:
         self.args = args
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -60,6 +64,7 @@ class Server:
             cwd=cwd,
             env=full_env,
             start_new_session=True,
+            pass_fds=pass_fds,  # inherited listening sockets (fd://N, systemd activation)
         )
         self.stderr: list[str] = []
         self.stdout: list[str] = []
@@ -71,6 +76,7 @@ class Server:
         for reader in self._readers:
             reader.start()
         self.port = 0
+        self.scheme = "http"
         self.expected_exit: int | None = 0
 
     def _pump(self, stream: object, lines: list[str]) -> None:
@@ -88,7 +94,7 @@ class Server:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def wait_for(
         self, pattern: str, timeout: float = 20.0, *, stream: str = "stderr", start: int = 0
@@ -113,7 +119,8 @@ class Server:
                 self._cond.wait(min(remaining, 0.2))
 
     def wait_ready(self, timeout: float = 30.0) -> Server:
-        self.port = int(self.wait_for(LISTENING.pattern, timeout).group(1))
+        match = self.wait_for(LISTENING.pattern, timeout)
+        self.scheme, self.port = match.group(1), int(match.group(2))
         return self
 
     def send(self, sig: int) -> None:
@@ -194,8 +201,14 @@ def serve(request: pytest.FixtureRequest, mode: str) -> Iterator[Starter]:
         wait: bool = True,
         cwd: Path | None = None,
         env: dict[str, str] | None = None,
+        pass_fds: Sequence[int] = (),
     ) -> Server:
-        server = Server(swserve_args(app, *extra, workers=workers, mode=mode), cwd=cwd, env=env)
+        server = Server(
+            swserve_args(app, *extra, workers=workers, mode=mode),
+            cwd=cwd,
+            env=env,
+            pass_fds=pass_fds,
+        )
         servers.append(server)
         if wait:
             server.wait_ready()
