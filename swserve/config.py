@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from swserve import proxy
 from swserve.errors import ConfigError
 
 DEFAULT_APP: Final = "swserve.demo:app"
@@ -661,6 +662,7 @@ def problems(values: dict[str, Any]) -> list[str]:
             parse_bind(address)
         except ConfigError as exc:
             out.append(str(exc))
+    out += proxy.setting_problems(values)
     return out
 
 
