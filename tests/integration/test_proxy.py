@@ -139,3 +139,12 @@ def test_no_server_and_no_date_header_on_the_wire(serve: Starter, app: str) -> N
             server.port, b"GET /with-server HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
         )
         assert (r.header("server"), r.header("date")) == ("my-app", "Mon, 07 Nov 1994 00:00:00 GMT")
+
+
+@pytest.mark.parametrize("app", ["proxy_frameworks:flask_app", "proxy_frameworks:fastapi_app"])
+def test_frameworks_build_public_urls_behind_a_proxy(serve: Starter, app: str) -> None:
+    """Flask (WSGI) and FastAPI (ASGI) need no proxy settings of their own."""
+    server = serve(app, "--root-path", "/api", workers=1)
+    for path in ("/api/where", "/where"):  # the proxy kept the prefix, or stripped it
+        seen = get(server, path, FORWARDING)
+        assert seen == {"url": "https://shop.example.com/api/where", "client": "203.0.113.7"}
