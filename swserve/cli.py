@@ -107,7 +107,7 @@ def make_command() -> click.Command:
             metavar="PATH",
             help="A TOML file of settings (top level or [tool.swserve]); default: "
             "[tool.swserve] in ./pyproject.toml. Precedence: command line > environment "
-            "(SWSERVE_<NAME>, PORT, WEB_CONCURRENCY) > file > default.",
+            "(SWSERVE_<NAME>, PORT, WEB_CONCURRENCY, FORWARDED_ALLOW_IPS) > file > default.",
         ),
         click.Option(
             ["--print-config"], is_flag=True, help="Show the effective settings and their sources."

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from swserve import proxy
 from swserve.errors import ConfigError
 
 DEFAULT_APP: Final = "swserve.demo:app"
@@ -690,6 +691,7 @@ def problems(values: dict[str, Any]) -> list[str]:
         # the reloader is a development tool that reports what changed to the
         # terminal a daemon has just detached from
         out.append("--reload cannot be used with --daemon: run the reloader in the foreground")
+    out += proxy.setting_problems(values)
     return out
 
 

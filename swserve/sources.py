@@ -2,7 +2,7 @@
 
 Precedence: command line > environment > file > default.  Every setting has
 an environment variable ``SWSERVE_<NAME>`` (``SWSERVE_WORKERS=8``), plus the
-well-known shorthands ``PORT`` and ``WEB_CONCURRENCY`` (below the
+well-known shorthands ``PORT``, ``WEB_CONCURRENCY`` and ``FORWARDED_ALLOW_IPS`` (below the
 ``SWSERVE_*`` names).  The file is ``--config PATH`` (TOML, settings at the
 top level or under ``[tool.swserve]``), else ``[tool.swserve]`` in the
 ``pyproject.toml`` of the working directory, if it has one.
@@ -24,7 +24,11 @@ from typing import Any, Final
 from swserve.config import SETTINGS, SETTINGS_BY_NAME, Setting, parse_size
 from swserve.errors import ConfigError
 
-SHORTHANDS: Final = {"PORT": "port", "WEB_CONCURRENCY": "workers"}
+SHORTHANDS: Final = {
+    "PORT": "port",
+    "WEB_CONCURRENCY": "workers",
+    "FORWARDED_ALLOW_IPS": "forwarded_allow_ips",  # gunicorn's and uvicorn's name
+}
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
 

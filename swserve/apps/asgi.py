@@ -22,6 +22,7 @@ from urllib.parse import unquote_to_bytes
 from swserve.apps.wsgi import split_target
 from swserve.ipc.codec import HEAD_FIELDS
 from swserve.protocol import serializer
+from swserve.proxy import Frontend
 
 log = logging.getLogger("swserve.error")
 
@@ -57,7 +58,9 @@ class AsyncSink(Protocol):
     def drain(self) -> Awaitable[None] | None: ...
 
 
-def build_scope(fields: list[bytes], state: dict[str, Any] | None) -> dict[str, Any]:
+def build_scope(
+    fields: list[bytes], state: dict[str, Any] | None, frontend: Frontend | None = None
+) -> dict[str, Any]:
     method, target, version, scheme, chost, cport, shost, sport = fields[:HEAD_FIELDS]
     raw_path, query = split_target(target)
     path = unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path
@@ -78,6 +81,8 @@ def build_scope(fields: list[bytes], state: dict[str, Any] | None) -> dict[str, 
     }
     if state is not None:
         scope["state"] = state.copy()
+    if frontend is not None:
+        frontend.scope(scope)  # proxy headers and --root-path (swserve/proxy.py)
     return scope
 
 

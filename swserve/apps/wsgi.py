@@ -25,6 +25,7 @@ from urllib.parse import unquote_to_bytes
 from swserve.errors import ClientDisconnected
 from swserve.ipc.codec import HEAD_FIELDS
 from swserve.protocol import serializer
+from swserve.proxy import Frontend
 
 log = logging.getLogger("swserve.error")
 
@@ -127,8 +128,16 @@ def split_target(target: bytes) -> tuple[bytes, bytes]:
 class WSGIAdapter:
     """Runs one WSGI app; one instance per worker, used by one or many threads."""
 
-    def __init__(self, app: WSGIApp, *, multithread: bool, multiprocess: bool) -> None:
+    def __init__(
+        self,
+        app: WSGIApp,
+        *,
+        multithread: bool,
+        multiprocess: bool,
+        frontend: Frontend | None = None,
+    ) -> None:
         self.app = app
+        self.frontend = frontend  # proxy headers and --root-path (swserve/proxy.py)
         self.base: dict[str, Any] = {
             "SCRIPT_NAME": "",
             "SERVER_PROTOCOL": "HTTP/1.1",
@@ -176,6 +185,8 @@ class WSGIAdapter:
             size = len(body) if isinstance(body, bytes) else os.fstat(body.fileno()).st_size
             if size:
                 env["CONTENT_LENGTH"] = str(size)
+        if self.frontend is not None:
+            self.frontend.environ(env)
         return env
 
     def __call__(self, fields: list[bytes], body: Body, sink: ResponseSink) -> Paused | None:

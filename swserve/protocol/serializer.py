@@ -78,6 +78,21 @@ def plan_response(
     return ResponsePlan(body_allowed, chunked, keep_alive)
 
 
+SERVER: Final = b"server: swserve\r\n"
+
+
+def date_server_block(
+    date: bytes, *, date_header: bool = True, server_header: bool = True
+) -> bytes:
+    """The cached ``date: …\r\nserver: swserve\r\n`` lines, less what the settings turn off.
+
+    ``--no-date-header``/``--no-server-header`` drop a line from every response
+    the reactor writes, its own error responses included; an app's own Date or
+    Server header still goes out as the app set it.
+    """
+    return (b"date: " + date + b"\r\n" if date_header else b"") + (SERVER if server_header else b"")
+
+
 def response_head(
     request: Request,
     status: int,

@@ -28,6 +28,7 @@ from swserve.access_log import AccessLog
 from swserve.config import Config
 from swserve.ipc import framing
 from swserve.manager.policy import request_limit
+from swserve.protocol import serializer
 from swserve.protocol.limits import Limits
 from swserve.protocol.parser import HttptoolsParser, Parser
 from swserve.reactor.dispatcher import Dispatcher, WorkerSlot
@@ -92,7 +93,9 @@ class Reactor:
     def _update_clock(self) -> None:
         self.now = time.monotonic()
         date = formatdate(usegmt=True).encode()
-        self.date_server = b"date: " + date + b"\r\nserver: swserve\r\n"
+        self.date_server = serializer.date_server_block(
+            date, date_header=self.config.date_header, server_header=self.config.server_header
+        )
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop

@@ -51,6 +51,7 @@ from swserve.ipc import codec, framing
 from swserve.ipc.channel_async import AsyncChannel
 from swserve.manager.policy import request_limit
 from swserve.master.listeners import Listener
+from swserve.proxy import Frontend
 from swserve.reactor.acceptor import Acceptor
 from swserve.reactor.core import Reactor
 from swserve.reactor.dispatcher import WorkerSlot
@@ -370,6 +371,7 @@ class ASGIExecutor:
         self.capacity = reactor.config.asgi_concurrency
         self.loop = asyncio.get_running_loop()
         self.running: dict[tuple[int, int], tuple[RequestCycle, asyncio.Task[None]]] = {}
+        self.frontend = Frontend.from_config(reactor.config)
 
     def start(self, conn: HttpConnection) -> None:
         req = conn.current
@@ -380,7 +382,8 @@ class ASGIExecutor:
         if conn.write_paused:
             cycle.set_writable(False)
         lifespan = self.lifespan
-        scope = build_scope(request_fields(conn), lifespan.state if lifespan.supported else None)
+        state = lifespan.state if lifespan.supported else None
+        scope = build_scope(request_fields(conn), state, self.frontend)
         task = self.loop.create_task(cycle.run(self.app, scope))
         self.running[key] = (cycle, task)
         slow = self.slowlog.running if self.slowlog.timeout else None
@@ -636,7 +639,10 @@ class BaseWorker:
     def _adapter(self) -> WSGIAdapter:
         config = self.config
         return WSGIAdapter(
-            self.app, multithread=config.threads > 1, multiprocess=config.workers > 1
+            self.app,
+            multithread=config.threads > 1,
+            multiprocess=config.workers > 1,
+            frontend=Frontend.from_config(config),
         )
 
     def _tick(self) -> None:

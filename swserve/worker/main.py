@@ -111,9 +111,15 @@ def run(
                 return EXIT_APP_LOAD
         from swserve.apps.wsgi import WSGIAdapter
         from swserve.ipc.channel_sync import SyncChannel
+        from swserve.proxy import Frontend
         from swserve.worker.runner_wsgi import WSGIWorker
 
-        adapter = WSGIAdapter(app, multithread=config.threads > 1, multiprocess=config.workers > 1)
+        adapter = WSGIAdapter(
+            app,
+            multithread=config.threads > 1,
+            multiprocess=config.workers > 1,
+            frontend=Frontend.from_config(config),
+        )
         channel = SyncChannel(sock)
         slowlog = SlowLog(config.slowlog_timeout, worker_id)
         channel.send(

@@ -22,6 +22,7 @@ from swserve.config import Config
 from swserve.errors import EXIT_OK, AppLoadError
 from swserve.ipc import codec, framing
 from swserve.ipc.channel_async import AsyncChannel
+from swserve.proxy import Frontend
 from swserve.worker.slowlog import Running, SlowLog
 from swserve.worker.spooled import open_spooled
 
@@ -82,6 +83,7 @@ class ASGIWorker:
         self.hooks = hooks
         self.slowlog = SlowLog(config.slowlog_timeout, worker_id)
         self.config = config
+        self.frontend = Frontend.from_config(config)
         self.sock = sock
         self.worker_id = worker_id
         self.lifespan = Lifespan(app, config.lifespan)
@@ -162,7 +164,8 @@ class ASGIWorker:
     def _start(self, key: tuple[int, int], fields: list[bytes], body: bytes | BinaryIO) -> None:
         sink = AsyncFrameSink(self.channel, key[0], key[1])
         cycle = RequestCycle(sink, body, fields[0] == b"HEAD")
-        scope = build_scope(fields, self.lifespan.state if self.lifespan.supported else None)
+        state = self.lifespan.state if self.lifespan.supported else None
+        scope = build_scope(fields, state, self.frontend)
         self.cycles[key] = cycle
         task = asyncio.get_running_loop().create_task(cycle.run(self.app, scope))
         self.tasks.add(task)

@@ -22,7 +22,7 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> list[Config]:
 def clean_env(**extra: str) -> dict[str, str | None]:
     """Unset every variable swserve reads, then set ``extra``."""
     env: dict[str, str | None] = {name: None for name in os.environ if name.startswith("SWSERVE_")}
-    env.update(PORT=None, WEB_CONCURRENCY=None)
+    env.update(PORT=None, WEB_CONCURRENCY=None, FORWARDED_ALLOW_IPS=None)
     env.update(extra)
     return env
 

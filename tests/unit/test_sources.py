@@ -144,3 +144,15 @@ def test_bad_values_from_env_or_file_are_usage_errors(tmp_path: Path) -> None:
 def test_bind_from_a_higher_source_wins_over_port(captured: list[Config]) -> None:
     assert run("--bind", "127.0.0.1:0", env=clean_env(PORT="9001"))[0] == 0
     assert captured[0].binds == ("127.0.0.1:0",)
+
+
+def test_forwarded_allow_ips_shorthand(captured: list[Config]) -> None:
+    # gunicorn's and uvicorn's variable, comma-separated as they take it
+    assert run(env=clean_env(FORWARDED_ALLOW_IPS="10.0.0.1, 10.0.0.0/8,unix"))[0] == 0
+    assert captured[0].forwarded_allow_ips == ("10.0.0.1", "10.0.0.0/8", "unix")
+    assert run(env=clean_env(FORWARDED_ALLOW_IPS="*", SWSERVE_FORWARDED_ALLOW_IPS="unix"))[0] == 0
+    assert captured[1].forwarded_allow_ips == ("unix",)  # the SWSERVE_ name wins
+    code, output = run(env=clean_env(FORWARDED_ALLOW_IPS="10.0.0.1,nonsense"))
+    assert code == 2
+    assert "'nonsense' is not an IP address, a CIDR network, * or unix" in output
+    assert "Traceback" not in output
