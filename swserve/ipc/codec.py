@@ -90,8 +90,9 @@ def decode_response_start(payload: bytes) -> tuple[int, bytes, bytes]:
     return status, payload[_START.size : end], payload[end:]
 
 
-def encode_hello(worker_id: int, pid: int, capacity: int) -> bytes:
-    return _HELLO.pack(worker_id, pid, capacity)
+def encode_hello(worker_id: int, pid: int, cell: int) -> bytes:
+    """HELLO: the worker, and its cell in the shared busy table (ipc/busy.py)."""
+    return _HELLO.pack(worker_id, pid, cell)
 
 
 def decode_hello(payload: bytes) -> tuple[int, int, int]:

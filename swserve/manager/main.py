@@ -83,7 +83,7 @@ class Manager:
     def __init__(
         self,
         config: Config,
-        ipc_path: str,
+        ipc_paths: list[str],
         control: socket.socket,
         hooks: Hooks,
         listeners: list[Listener],
@@ -92,7 +92,8 @@ class Manager:
         self.listeners = listeners  # base mode only: handed to every worker
         self.hooks = hooks
         self.server_info = HookServer(config, "manager", os.getpid(), os.getppid())
-        self.ipc_path = ipc_path
+        self.ipc_paths = ipc_paths
+        self.cells: dict[int, int] = {}  # pid → busy-table cell (ipc/busy.py)
         self.control = control
         self.supervisor = policy.Supervisor(
             config.workers,
@@ -140,17 +141,24 @@ class Manager:
                 except OSError as exc:  # EAGAIN/ENOMEM: as Swoole does, retry every 100 ms
                     log.error("cannot fork worker %d: %s; retrying", slot, exc)
                     time.sleep(0.1)
+            cell = self._free_cell()
             if pid == 0:
-                self._become_worker(slot, blocked)
+                self._become_worker(slot, blocked, cell)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        self.cells[pid] = cell
         now = time.monotonic()
         self.supervisor.spawned(slot, pid, now)
         if self.config.max_worker_lifetime:
             limit = self.config.max_worker_lifetime
             self.lifetimes[pid] = now + limit + random.uniform(0, limit / 10)  # noqa: S311
 
-    def _become_worker(self, slot: int, mask: set[int | signal.Signals]) -> None:
+    def _free_cell(self) -> int:
+        """The lowest busy-table cell no live worker holds (see ipc/busy.py)."""
+        used = set(self.cells.values())
+        return next(cell for cell in range(len(used) + 1) if cell not in used)
+
+    def _become_worker(self, slot: int, mask: set[int | signal.Signals], cell: int) -> None:
         code = EXIT_ERROR
         try:
             for sig in _HANDLED:
@@ -166,7 +174,8 @@ class Manager:
             code = run(
                 self.config,
                 slot,
-                self.ipc_path,
+                cell,
+                self.ipc_paths,
                 self.hooks,
                 self.server_info.master_pid,
                 self.listeners,
@@ -187,6 +196,7 @@ class Manager:
                 continue
             code, sig = exit_status(status)
             self.lifetimes.pop(pid, None)
+            self.cells.pop(pid, None)
             expected = worker.retiring or worker.killed or self.supervisor.stopping
             if (code != 0 or sig is not None) and not expected:
                 self.hooks.call("on_worker_error", self.server_info, worker.slot, pid, code, sig)
@@ -348,9 +358,9 @@ def _preload_worker_modules() -> None:
 
 def run(
     config: Config,
-    ipc_path: str,
+    ipc_paths: list[str],
     control: socket.socket,
     hooks: Hooks,
     listeners: list[Listener],
 ) -> int:
-    return Manager(config, ipc_path, control, hooks, listeners).run()
+    return Manager(config, ipc_paths, control, hooks, listeners).run()

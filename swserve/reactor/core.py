@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING
 
 from swserve.access_log import AccessLog
 from swserve.config import Config
-from swserve.ipc import framing
+from swserve.ipc import busy, framing
+from swserve.ipc.channel_set import SESSION_SHIFT
 from swserve.manager.policy import request_limit
 from swserve.protocol import serializer
 from swserve.protocol.limits import Limits
@@ -49,7 +50,9 @@ def parser_factory(name: str, limits: Limits) -> Callable[[], Parser]:
 
 
 class Reactor:
-    def __init__(self, config: Config, *, on_event: Callable[[str, object], None]) -> None:
+    def __init__(
+        self, config: Config, *, on_event: Callable[[str, object], None], index: int = 0
+    ) -> None:
         self.config = config
         self.limits = Limits(
             request_line=config.limit_request_line,
@@ -65,7 +68,7 @@ class Reactor:
             else None
         )
         self.make_parser = parser_factory(config.http, self.limits)
-        self.dispatcher = Dispatcher(config.dispatch)
+        self.dispatcher = Dispatcher(config.dispatch, busy.TABLE)
         self.sessions: dict[int, HttpConnection] = {}
         self.queue: collections.deque[HttpConnection] = collections.deque()
         self.links: dict[int, WorkerLink] = {}
@@ -73,7 +76,10 @@ class Reactor:
         self.now = time.monotonic()
         self.date_server = b""
         self._on_event = on_event  # tells the master: "ready", "boot-error", "idle"
-        self._session_ids = 0
+        # reactor i numbers its sessions from i << SESSION_SHIFT: a worker linked to
+        # several reactors answers a session's reactor (ipc/channel_set.py)
+        self.index = index
+        self._session_ids = index << SESSION_SHIFT
         self._link_keys = 0
         self._tick_handle: asyncio.TimerHandle | None = None
         self._update_clock()

@@ -18,7 +18,10 @@ fd             session id modulo the worker count: a connection always meets
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from swserve.ipc.busy import BusyTable
 
 
 class WorkerSlot:
@@ -26,6 +29,7 @@ class WorkerSlot:
 
     __slots__ = (
         "capacity",
+        "cell",
         "inflight",
         "key",
         "limit",
@@ -46,6 +50,7 @@ class WorkerSlot:
         self.limit = limit  # recycle after this many requests (0: never)
         self.recycle_asked = False
         self.retiring = False
+        self.cell = 0  # the worker's cell in the shared busy table (--reactors N)
 
     def __repr__(self) -> str:
         return f"<WorkerSlot worker={self.worker_id} pid={self.pid} inflight={self.inflight}/{self.capacity}>"
@@ -55,10 +60,12 @@ MODES: Final = ("idle", "round-robin", "fd")
 
 
 class Dispatcher:
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str, busy: BusyTable | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown dispatch mode {mode!r}")
         self.mode = mode
+        # with several reactors, what the others gave each worker (ipc/busy.py)
+        self.busy = busy
         self.slots: list[WorkerSlot] = []
         self._next = 0
 
@@ -76,6 +83,8 @@ class Dispatcher:
         if n == 0:
             return None
         if self.mode == "idle":
+            if self.busy is not None:
+                return self._pick_idle_shared(slots, n, self.busy.counts)
             return self._pick_idle(slots, n)
         if self.mode == "round-robin":
             slot = slots[self._next % n]
@@ -93,6 +102,30 @@ class Dispatcher:
                 return slot
             if slot.inflight < slot.capacity and (best is None or slot.inflight < best.inflight):
                 best = slot
+        return best
+
+    def _pick_idle_shared(
+        self, slots: list[WorkerSlot], n: int, counts: memoryview
+    ) -> WorkerSlot | None:
+        """``_pick_idle`` when other reactors feed the same workers.
+
+        Idle means idle for everyone: nothing from us and nothing published by
+        the worker.  Room stays our own (inflight < capacity), so a request
+        never waits on work this reactor cannot see finish.
+        """
+        start = self._next
+        best: WorkerSlot | None = None
+        best_load = 0
+        for i in range(n):
+            slot = slots[(start + i) % n]
+            held = counts[slot.cell]
+            if slot.inflight == 0 and held == 0:
+                self._next = (start + i + 1) % n
+                return slot
+            if slot.inflight < slot.capacity:
+                load = max(slot.inflight, held)
+                if best is None or load < best_load:
+                    best, best_load = slot, load
         return best
 
     def has_room(self) -> bool:

@@ -42,6 +42,7 @@ class WorkerLink(asyncio.Protocol):
         self.slot: WorkerSlot | None = None
         self.worker_id = 0
         self.pid = 0
+        self.cell = 0  # in the shared busy table (ipc/busy.py)
         self.key = reactor.new_link_key()
         self.interface = ""
         self.last_seen = reactor.now  # any frame, heartbeats included, proves the loop alive
@@ -102,12 +103,13 @@ class WorkerLink(asyncio.Protocol):
 
     def _control(self, kind: int, flags: int, payload: bytes) -> None:
         if kind == framing.HELLO:
-            self.worker_id, self.pid, _ = codec.decode_hello(payload)
+            self.worker_id, self.pid, self.cell = codec.decode_hello(payload)
             self.reactor.on_worker_hello(self)
         elif kind == framing.READY:
             worker_id, pid, capacity, interface = codec.decode_ready(payload)
             self.interface = interface
             self.slot = WorkerSlot(self.key, worker_id, pid, capacity, self.reactor.request_limit())
+            self.slot.cell = self.cell
             self.reactor.on_worker_ready(self, interface)
         elif kind == framing.BOOT_ERROR:
             self.reactor.on_boot_error(self, payload.decode(errors="replace"))

@@ -53,15 +53,18 @@ class WorkerHooks:
 def run(
     config: Config,
     worker_id: int,
-    ipc_path: str,
+    cell: int,
+    ipc_paths: list[str],
     hooks: Hooks,
     master_pid: int,
     listeners: list[Listener],
 ) -> int:
     """Run worker ``worker_id`` (1-based) to completion; return its exit code.
 
+    ``ipc_paths`` are the reactors' sockets (one per reactor; a base-mode
+    worker's link to the master for its control frames is the first).
     ``listeners`` are the client sockets a base-mode worker accepts on
-    (empty in process mode, where the reactor owns them).
+    (empty in process mode, where the reactors own them).
     """
     ignore_master_signals()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -72,13 +75,21 @@ def run(
     # if the worker is killed (PIPE_BUF makes each short line's write atomic)
     sys.stdout.reconfigure(line_buffering=True, write_through=False)  # type: ignore[union-attr]
     pid = os.getpid()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(ipc_path)
-    except OSError as exc:
-        log.error("worker %d: cannot reach the reactor at %s: %s", worker_id, ipc_path, exc)
-        return EXIT_OK  # the master is gone: nothing to serve
-    sock.sendall(framing.encode(framing.HELLO, 0, 0, 0, codec.encode_hello(worker_id, pid, 0)))
+    socks = []
+    for path in ipc_paths:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        socks.append(sock)
+        try:
+            sock.connect(path)
+        except OSError as exc:
+            log.error("worker %d: cannot reach the reactor at %s: %s", worker_id, path, exc)
+            for opened in socks:
+                opened.close()
+            return EXIT_OK  # the master is gone: nothing to serve
+        sock.sendall(
+            framing.encode(framing.HELLO, 0, 0, 0, codec.encode_hello(worker_id, pid, cell))
+        )
+    sock = socks[0]  # boot errors go to the first reactor: one report is enough
     try:
         app = load(config.app, factory=config.factory, app_dir=config.app_dir)
         interface = config.interface if config.interface != "auto" else detect_interface(app)
@@ -106,10 +117,11 @@ def run(
             from swserve.worker import runner_asgi
 
             try:
-                return runner_asgi.run(app, config, sock, worker_id, lifecycle)
+                return runner_asgi.run(app, config, socks, worker_id, lifecycle, cell)
             except AppLoadError:
                 return EXIT_APP_LOAD
         from swserve.apps.wsgi import WSGIAdapter
+        from swserve.ipc.channel_set import SyncChannelSet
         from swserve.ipc.channel_sync import SyncChannel
         from swserve.proxy import Frontend
         from swserve.worker.runner_wsgi import WSGIWorker
@@ -120,16 +132,19 @@ def run(
             multiprocess=config.workers > 1,
             frontend=Frontend.from_config(config),
         )
-        channel = SyncChannel(sock)
+        channel: SyncChannel | SyncChannelSet = (
+            SyncChannel(sock) if len(socks) == 1 else SyncChannelSet(socks, on_idle=None)
+        )
         slowlog = SlowLog(config.slowlog_timeout, worker_id)
         channel.send(
             framing.encode(
                 framing.READY, 0, 0, 0, codec.encode_ready(worker_id, pid, config.threads, "wsgi")
             )
         )
-        return WSGIWorker(channel, adapter, config.threads, lifecycle, slowlog).run()
+        return WSGIWorker(channel, adapter, config.threads, lifecycle, slowlog, cell).run()
     except (BrokenPipeError, ConnectionResetError):
         return EXIT_OK  # the reactor is gone: the master is stopping or died
     finally:
         sys.stdout.flush()
-        sock.close()
+        for opened in socks:
+            opened.close()

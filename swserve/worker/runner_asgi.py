@@ -20,8 +20,8 @@ from swserve.apps.asgi import ASGIApp, RequestCycle, build_scope
 from swserve.apps.lifespan import Lifespan
 from swserve.config import Config
 from swserve.errors import EXIT_OK, AppLoadError
-from swserve.ipc import codec, framing
-from swserve.ipc.channel_async import AsyncChannel
+from swserve.ipc import busy as busy_table, codec, framing
+from swserve.ipc.channel_set import AsyncChannelSet
 from swserve.proxy import Frontend
 from swserve.worker.slowlog import Running, SlowLog
 from swserve.worker.spooled import open_spooled
@@ -43,7 +43,7 @@ _MAX: Final = framing.MAX_PAYLOAD
 class AsyncFrameSink:
     __slots__ = ("channel", "request", "session")
 
-    def __init__(self, channel: AsyncChannel, session: int, request: int) -> None:
+    def __init__(self, channel: AsyncChannelSet, session: int, request: int) -> None:
         self.channel = channel
         self.session = session
         self.request = request
@@ -75,16 +75,19 @@ class ASGIWorker:
         self,
         app: ASGIApp,
         config: Config,
-        sock: socket.socket,
+        socks: list[socket.socket],
         worker_id: int,
         hooks: WorkerHooks,
+        cell: int = 0,
     ) -> None:
         self.app = app
+        self.table = busy_table.TABLE  # --reactors N: publish our load (ipc/busy.py)
+        self.cell = cell
         self.hooks = hooks
         self.slowlog = SlowLog(config.slowlog_timeout, worker_id)
         self.config = config
         self.frontend = Frontend.from_config(config)
-        self.sock = sock
+        self.socks = socks  # one link per reactor
         self.worker_id = worker_id
         self.lifespan = Lifespan(app, config.lifespan)
         self.cycles: dict[tuple[int, int], RequestCycle] = {}
@@ -99,11 +102,10 @@ class ASGIWorker:
         try:
             await self.lifespan.startup()
         except AppLoadError as exc:
-            self.sock.sendall(_encode(framing.BOOT_ERROR, 0, 0, 0, str(exc).encode()))
+            self.socks[0].sendall(_encode(framing.BOOT_ERROR, 0, 0, 0, str(exc).encode()))
             raise
-        _, self.channel = await loop.create_unix_connection(
-            lambda: AsyncChannel(self._on_frames, self.stopped.set), sock=self.sock
-        )
+        self.channel = AsyncChannelSet(self._on_frames, self.stopped.set)
+        await self.channel.connect(self.socks)
         loop.add_signal_handler(signal.SIGTERM, self.stopped.set)
         self.slowlog.install()
         ready = codec.encode_ready(
@@ -112,14 +114,13 @@ class ASGIWorker:
         self.channel.write(_encode(framing.READY, 0, 0, 0, ready))
         self._heartbeat()
         await self.stopped.wait()
-        self.channel.transport.pause_reading()
+        self.channel.pause_reading()
         self.hooks.stopping()
         if self.tasks:
             self.hooks.waiting()
             await asyncio.wait(self.tasks)
         await self.lifespan.shutdown()
-        self.channel.writer.flush()
-        self.channel.transport.close()
+        self.channel.close()
         return EXIT_OK
 
     def _heartbeat(self) -> None:
@@ -181,15 +182,29 @@ class ASGIWorker:
                 slow.pop(key, None) if slow is not None else None,
             )
         )
+        if self.table is not None:
+            self._publish()
+            task.add_done_callback(self._publish)
+
+    def _publish(self, _: object = None) -> None:
+        if self.table is not None:
+            self.table.set(self.cell, len(self.running))
 
 
 def run(
-    app: ASGIApp, config: Config, sock: socket.socket, worker_id: int, hooks: WorkerHooks
+    app: ASGIApp,
+    config: Config,
+    socks: list[socket.socket],
+    worker_id: int,
+    hooks: WorkerHooks,
+    cell: int = 0,
 ) -> int:
     from swserve.reactor.loop import new_event_loop
 
     loop = new_event_loop()
     try:
-        return loop.run_until_complete(ASGIWorker(app, config, sock, worker_id, hooks).main())
+        return loop.run_until_complete(
+            ASGIWorker(app, config, socks, worker_id, hooks, cell).main()
+        )
     finally:
         loop.close()

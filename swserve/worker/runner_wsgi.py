@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Final
 
 from swserve.apps.wsgi import Body, WSGIAdapter
 from swserve.errors import EXIT_OK, ClientDisconnected
-from swserve.ipc import codec, framing
-from swserve.ipc.channel_sync import SyncChannel
+from swserve.ipc import busy as busy_table, codec, framing
+from swserve.ipc.channel_set import Channel
 from swserve.ipc.framing import Frame
 from swserve.worker.slowlog import Running, SlowLog
 from swserve.worker.spooled import open_spooled
@@ -58,7 +58,7 @@ class StopWorker(Exception):
 class Flow:
     """Which responses may be written now; shared by the reader and the writers."""
 
-    def __init__(self, channel: SyncChannel, threaded: bool) -> None:
+    def __init__(self, channel: Channel, threaded: bool) -> None:
         self.channel = channel
         self.threaded = threaded
         self.paused: dict[Key, threading.Event] = {}  # cleared while the client is behind
@@ -126,7 +126,7 @@ class FrameSink:
     __slots__ = ("channel", "flow", "request", "session")
     paused = False  # never: send_body itself waits while the client is behind
 
-    def __init__(self, channel: SyncChannel, flow: Flow, session: int, request: int) -> None:
+    def __init__(self, channel: Channel, flow: Flow, session: int, request: int) -> None:
         self.channel = channel
         self.flow = flow
         self.session = session
@@ -159,13 +159,19 @@ class FrameSink:
 class WSGIWorker:
     def __init__(
         self,
-        channel: SyncChannel,
+        channel: Channel,
         adapter: WSGIAdapter,
         threads: int,
         hooks: WorkerHooks,
         slowlog: SlowLog,
+        cell: int = 0,
     ) -> None:
         self.channel = channel
+        # --reactors N: publish how many requests we hold (ipc/busy.py)
+        self.table = busy_table.TABLE
+        self.cell = cell
+        self._held = 0
+        self._held_lock = threading.Lock()
         self.adapter = adapter
         self.threads = threads
         self.hooks = hooks
@@ -199,10 +205,19 @@ class WSGIWorker:
                 if item is None:
                     break
                 fields, body, session, request = item
+                table = self.table
                 if pool is None:
                     self.busy = 1
-                    self._handle(fields, body, session, request)
+                    if table is not None:
+                        table.set(self.cell, 1)
+                        self._handle(fields, body, session, request)
+                        table.set(self.cell, 0)
+                    else:
+                        self._handle(fields, body, session, request)
                     self.busy = 0
+                elif table is not None:
+                    self._hold(1)
+                    pool.submit(self._handle_counted, fields, body, session, request)
                 else:
                     pool.submit(self._handle, fields, body, session, request)
         except (StopWorker, EOFError):
@@ -216,6 +231,18 @@ class WSGIWorker:
                 self.flow.release_all()
                 pool.shutdown(wait=True)
         return EXIT_OK
+
+    def _hold(self, delta: int) -> None:
+        assert self.table is not None
+        with self._held_lock:
+            self._held += delta
+            self.table.set(self.cell, self._held)
+
+    def _handle_counted(self, fields: list[bytes], body: Body, session: int, request: int) -> None:
+        try:
+            self._handle(fields, body, session, request)
+        finally:
+            self._hold(-1)
 
     def _handle(self, fields: list[bytes], body: Body, session: int, request: int) -> None:
         key = (session, request)
