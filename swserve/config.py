@@ -661,6 +661,13 @@ def problems(values: dict[str, Any]) -> list[str]:
             parse_bind(address)
         except ConfigError as exc:
             out.append(str(exc))
+    metrics = values.get("metrics_bind", "")
+    if metrics:
+        try:
+            if parse_bind(metrics).family == "unix":
+                raise ConfigError(f"{metrics!r} is a unix socket: give HOST:PORT")
+        except ConfigError as exc:
+            out.append(f"--metrics-bind: {exc}")
     return out
 
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from swserve.access_log import AccessLog
 from swserve.config import Config
 from swserve.ipc import framing
+from swserve.metrics.requests import RequestMetrics
 from swserve.protocol.limits import Limits
 from swserve.protocol.parser import HttptoolsParser, Parser
 from swserve.reactor.dispatcher import Dispatcher, WorkerSlot
@@ -64,6 +65,7 @@ class Reactor:
             else None
         )
         self.make_parser = parser_factory(config.http, self.limits)
+        self.metrics = RequestMetrics() if config.metrics_bind else None  # for /metrics
         self.dispatcher = Dispatcher(config.dispatch)
         self.sessions: dict[int, HttpConnection] = {}
         self.queue: collections.deque[HttpConnection] = collections.deque()
@@ -179,12 +181,11 @@ class Reactor:
             slot.retiring = True
             self.dispatcher.remove(slot)
             self._on_event("timeout", slot.pid)
-        conn.current = None
         if conn.started:
-            conn.closing = True
-            conn.transport.close()
+            conn.cut()
         else:
             conn.write_error(504)
+        conn.current = None
 
     def stop(self) -> None:
         if self._tick_handle is not None:
@@ -212,8 +213,8 @@ class Reactor:
                 "%d requests are waiting for a worker (--max-queued-requests): answering 503",
                 len(self.queue),
             )
-        conn.current = None
         conn.write_error(503, retry_after=1)
+        conn.current = None
 
     def _send(self, conn: HttpConnection, slot: WorkerSlot) -> None:
         slot.inflight += 1
