@@ -158,6 +158,25 @@ def test_counters_survive_a_reload_and_count_restarts(serve: Starter) -> None:
     assert requests_by_label(crashed) == {("GET", "2xx"): 8}
 
 
+def test_answers_swserve_writes_itself_are_counted(serve: Starter) -> None:
+    """A 504 past --timeout (with its real duration) and a 400 for garbage count as requests."""
+    server = serve("wsgi_echo:app", *METRICS_ARGS, "--timeout", "1", "--graceful-timeout", "2")
+    port = metrics_port(server)
+    assert httpx.get(server.url + "/sleep?s=3600", timeout=20).status_code == 504
+    with connect(server.port) as sock:
+        sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        assert ResponseReader(sock).read().status == 400
+    samples = poll(
+        port,
+        lambda s: one(s, "swserve_worker_restarts_total", reason="timeout") == 1,
+        "the timed-out worker to be counted",
+    )
+    assert requests_by_label(samples) == {("GET", "5xx"): 1, ("other", "4xx"): 1}
+    assert one(samples, "swserve_request_duration_seconds_bucket", le="0.5") == 1  # the 400
+    assert one(samples, "swserve_request_duration_seconds_count") == 2
+    assert one(samples, "swserve_request_duration_seconds_sum") >= 1.0
+
+
 def test_readyz_is_503_while_draining(serve: Starter, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     os.mkfifo(gate)
