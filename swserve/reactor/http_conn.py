@@ -199,7 +199,8 @@ class HttpConnection(asyncio.Protocol):
             self.seq += 1
             self.started = False
             self.slot = None
-            self.submitted_at = time.monotonic()
+            if self.reactor.metrics is not None:
+                self.submitted_at = time.monotonic()
             self.reactor.submit(self)
             if len(self.pending) < MAX_PIPELINED // 2 and self.error is None and not self.closing:
                 self.transport.resume_reading()
