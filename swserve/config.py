@@ -692,6 +692,13 @@ def problems(values: dict[str, Any]) -> list[str]:
         # terminal a daemon has just detached from
         out.append("--reload cannot be used with --daemon: run the reloader in the foreground")
     out += proxy.setting_problems(values)
+    metrics = values.get("metrics_bind", "")
+    if metrics:
+        try:
+            if parse_bind(metrics).family == "unix":
+                raise ConfigError(f"{metrics!r} is a unix socket: give HOST:PORT")
+        except ConfigError as exc:
+            out.append(f"--metrics-bind: {exc}")
     return out
 
 

@@ -28,6 +28,7 @@ from swserve.access_log import AccessLog
 from swserve.config import Config
 from swserve.ipc import framing
 from swserve.manager.policy import request_limit
+from swserve.metrics.requests import RequestMetrics
 from swserve.protocol import serializer
 from swserve.protocol.limits import Limits
 from swserve.protocol.parser import HttptoolsParser, Parser
@@ -65,6 +66,7 @@ class Reactor:
             else None
         )
         self.make_parser = parser_factory(config.http, self.limits)
+        self.metrics = RequestMetrics() if config.metrics_bind else None  # for /metrics
         self.dispatcher = Dispatcher(config.dispatch)
         self.sessions: dict[int, HttpConnection] = {}
         self.queue: collections.deque[HttpConnection] = collections.deque()
@@ -189,12 +191,11 @@ class Reactor:
             slot.retiring = True
             self.dispatcher.remove(slot)
             self._on_event("timeout", slot.pid)
-        conn.current = None
         if conn.started:
-            conn.closing = True
-            conn.transport.close()
+            conn.cut()
         else:
             conn.write_error(504)
+        conn.current = None
 
     def stop(self) -> None:
         if self._tick_handle is not None:
@@ -222,8 +223,8 @@ class Reactor:
                 "%d requests are waiting for a worker (--max-queued-requests): answering 503",
                 len(self.queue),
             )
-        conn.current = None
         conn.write_error(503, retry_after=1)
+        conn.current = None
 
     def flow(self, conn: HttpConnection, kind: int) -> None:
         """BUFFER_FULL / BUFFER_EMPTY: tell whoever produces ``conn``'s response."""
