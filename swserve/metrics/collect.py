@@ -55,9 +55,12 @@ class MasterView(Protocol):
 def reactor_snapshot(reactor: Reactor) -> dict[str, int]:
     """One reactor's request counters and connection/queue gauges."""
     out = reactor.metrics.snapshot() if reactor.metrics is not None else {}
-    out[CONN_OPEN] = len(reactor.sessions)
-    out[QUEUED] = sum(1 for conn in reactor.queue if conn.current is not None)
-    out[IN_FLIGHT] = sum(link.slot.inflight for link in reactor.links.values() if link.slot)
+    out = merge((out, reactor.remote.snapshot()))  # base-mode workers' own counts
+    out[CONN_OPEN] = out.get(CONN_OPEN, 0) + len(reactor.sessions)
+    out[QUEUED] = out.get(QUEUED, 0) + sum(1 for c in reactor.queue if c.current is not None)
+    out[IN_FLIGHT] = out.get(IN_FLIGHT, 0) + sum(
+        link.slot.inflight for link in reactor.links.values() if link.slot
+    )
     return out
 
 
@@ -83,7 +86,9 @@ def master_snapshot(view: MasterView) -> dict[str, int]:
     slots = [link.slot for link in reactor.links.values() if link.slot is not None]
     out = {
         WORKERS_ALIVE: sum(1 for s in slots if not s.retiring),
-        WORKERS_BUSY: sum(1 for s in slots if not s.retiring and s.inflight),
+        WORKERS_BUSY: sum(
+            1 for s in slots if not s.retiring and (s.inflight or reactor.remote.in_flight(s.key))
+        ),
         WORKERS_RETIRING: sum(1 for s in slots if s.retiring),
         RELOADS: stats.reloads,
         READY: int(readiness(view)[0]),

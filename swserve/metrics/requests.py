@@ -22,12 +22,17 @@ from swserve.metrics.exposition import (
     BYTES_IN,
     BYTES_OUT,
     CONN_ACCEPTED,
+    CONN_OPEN,
     DURATION,
     DURATION_BUCKETS,
+    IN_FLIGHT,
     METRICS,
+    QUEUED,
     REQUESTS,
+    SEP,
     bucket_labels,
     key,
+    merge,
 )
 
 # Methods get their own label value; anything else is "other", so a client
@@ -94,3 +99,34 @@ class RequestMetrics:
         out[BYTES_OUT] = self.bytes_out
         out[CONN_ACCEPTED] = self.connections_accepted
         return out
+
+
+GAUGES: Final = frozenset({IN_FLIGHT, QUEUED, CONN_OPEN})  # levels, not totals
+
+
+class RemoteSources:
+    """Snapshots other processes send (base-mode workers; reactor processes).
+
+    The latest snapshot of each live source counts whole.  When a source
+    ends, its counters stay in the totals (a counter never goes down because
+    a worker was recycled) and its gauges go with it.
+    """
+
+    def __init__(self) -> None:
+        self.live: dict[int, dict[str, int]] = {}
+        self.gone: dict[str, int] = {}
+
+    def update(self, source: int, snapshot: dict[str, int]) -> None:
+        self.live[source] = snapshot
+
+    def lost(self, source: int) -> None:
+        last = self.live.pop(source, None)
+        if last:
+            counters = {k: v for k, v in last.items() if k.split(SEP, 1)[0] not in GAUGES}
+            self.gone = merge((self.gone, counters))
+
+    def in_flight(self, source: int) -> int:
+        return self.live.get(source, {}).get(IN_FLIGHT, 0)
+
+    def snapshot(self) -> dict[str, int]:
+        return merge((self.gone, *self.live.values()))

@@ -28,7 +28,7 @@ from swserve.access_log import AccessLog
 from swserve.config import Config
 from swserve.ipc import framing
 from swserve.manager.policy import request_limit
-from swserve.metrics.requests import RequestMetrics
+from swserve.metrics.requests import RemoteSources, RequestMetrics
 from swserve.protocol import serializer
 from swserve.protocol.limits import Limits
 from swserve.protocol.parser import HttptoolsParser, Parser
@@ -67,6 +67,7 @@ class Reactor:
         )
         self.make_parser = parser_factory(config.http, self.limits)
         self.metrics = RequestMetrics() if config.metrics_bind else None  # for /metrics
+        self.remote = RemoteSources()  # what base-mode workers count and send (METRICS)
         self.dispatcher = Dispatcher(config.dispatch)
         self.sessions: dict[int, HttpConnection] = {}
         self.queue: collections.deque[HttpConnection] = collections.deque()
@@ -325,6 +326,7 @@ class Reactor:
 
     def on_worker_lost(self, link: WorkerLink) -> None:
         self.links.pop(link.key, None)
+        self.remote.lost(link.key)
         if link.slot is not None:
             self.dispatcher.remove(link.slot)
         served = link.slot.served if link.slot is not None else 0

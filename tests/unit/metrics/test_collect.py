@@ -8,8 +8,8 @@ from typing import Any
 
 from swserve.master.stats import Stats
 from swserve.metrics.collect import collect, readiness
-from swserve.metrics.exposition import RESTARTS, key
-from swserve.metrics.requests import RequestMetrics
+from swserve.metrics.exposition import CONN_OPEN, IN_FLIGHT, REQUESTS, RESTARTS, key
+from swserve.metrics.requests import RemoteSources, RequestMetrics
 from swserve.reactor.dispatcher import WorkerSlot
 
 
@@ -29,6 +29,7 @@ class FakeReactor:
     sessions: dict[int, object] = field(default_factory=dict)
     queue: collections.deque[FakeConn] = field(default_factory=collections.deque)
     metrics: RequestMetrics | None = field(default_factory=RequestMetrics)
+    remote: RemoteSources = field(default_factory=RemoteSources)
 
 
 @dataclass
@@ -118,3 +119,25 @@ def test_request_counters_are_the_reactors() -> None:
     assert snap[key("swserve_requests_total", "GET", "2xx")] == 1
     master.reactor.metrics = None  # --metrics-bind unset: the reactor keeps no counters
     assert "swserve_requests_total" not in "".join(collect(master))
+
+
+def test_base_mode_workers_counts_are_summed_and_outlive_them() -> None:
+    """Base-mode workers send snapshots; a gone worker's counters stay, its gauges go."""
+    master = FakeMaster()
+    one, two = RequestMetrics(), RequestMetrics()
+    one.observe(b"GET", 200, 0.01, 0, 5)
+    two.observe(b"POST", 201, 0.02, 3, 0)
+    two.observe(b"GET", 404, 0.02, 0, 0)
+    master.reactor.remote.update(1, {**one.snapshot(), CONN_OPEN: 4, IN_FLIGHT: 1})
+    master.reactor.remote.update(2, {**two.snapshot(), CONN_OPEN: 2})
+    snap = collect(master)
+    assert snap[key(REQUESTS, "GET", "2xx")] == 1
+    assert snap[key(REQUESTS, "POST", "2xx")] == 1
+    assert snap[key(REQUESTS, "GET", "4xx")] == 1
+    assert snap[CONN_OPEN] == 6
+    assert snap[IN_FLIGHT] == 1
+    master.reactor.remote.lost(1)  # recycled: its requests still happened
+    after = collect(master)
+    assert after[key(REQUESTS, "GET", "2xx")] == 1
+    assert after[CONN_OPEN] == 2
+    assert after[IN_FLIGHT] == 0
