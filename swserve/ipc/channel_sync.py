@@ -21,14 +21,26 @@ RECV_SIZE = 256 * 1024
 class SyncChannel:
     def __init__(self, sock: socket.socket, on_idle: Callable[[], None] | None = None) -> None:
         self.sock = sock
+        self._on_idle: Callable[[], None] | None = None
         self.on_idle = on_idle
-        if on_idle is not None:
-            # recv() returns EAGAIN after a second of silence (one syscall, unlike
-            # settimeout's poll+recv), and the worker sends a heartbeat
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 1, 0))
         self.decoder = FrameDecoder()
         self.frames: collections.deque[Frame] = collections.deque()
         self.lock = threading.Lock()  # one writer at a time: frames must not interleave
+
+    @property
+    def on_idle(self) -> Callable[[], None] | None:
+        """Called after each second of silence (the worker sends its heartbeat)."""
+        return self._on_idle
+
+    @on_idle.setter
+    def on_idle(self, callback: Callable[[], None] | None) -> None:
+        self._on_idle = callback
+        if callback is not None:
+            # recv() returns EAGAIN after a second of silence (one syscall, unlike
+            # settimeout's poll+recv).  Set here, not only in __init__: a worker that
+            # assigned its heartbeat after construction never sent one, and sat idle
+            # until the reactor took it for hung and replaced it.
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 1, 0))
 
     def recv(self) -> Frame | None:
         frames = self.frames
