@@ -143,7 +143,8 @@ class Config:
         flags=("--bind", "-b"),
         section="Listeners",
         metavar="ADDRESS",
-        help="Address to listen on: HOST:PORT, [IPv6]:PORT or unix:PATH. Repeat for several. "
+        help="Address to listen on: HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N (an inherited "
+        "listening socket). Repeat for several. "
         "Port 0 picks a free port, printed in the 'Listening on' line.",
     )
     host: str = setting(
@@ -568,7 +569,7 @@ class Config:
         kind="list",
         section="Development",
         metavar="GLOB",
-        help="File patterns that trigger a reload (default: *.py). Repeatable.",
+        help="More file patterns that trigger a reload, besides *.py. Repeatable.",
     )
     reload_exclude: tuple[str, ...] = setting(
         (),
@@ -692,6 +693,13 @@ def problems(values: dict[str, Any]) -> list[str]:
         # terminal a daemon has just detached from
         out.append("--reload cannot be used with --daemon: run the reloader in the foreground")
     out += proxy.setting_problems(values)
+    metrics = values.get("metrics_bind", "")
+    if metrics:
+        try:
+            if parse_bind(metrics).family == "unix":
+                raise ConfigError(f"{metrics!r} is a unix socket: give HOST:PORT")
+        except ConfigError as exc:
+            out.append(f"--metrics-bind: {exc}")
     return out
 
 

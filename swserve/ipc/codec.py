@@ -19,6 +19,7 @@ RESPONSE_START payload::
 
 from __future__ import annotations
 
+import json
 import struct
 from itertools import chain
 from typing import Any, Final
@@ -122,3 +123,20 @@ def decode_served(payload: bytes) -> int:
         raise IPCError("SERVED payload has the wrong size")
     (count,) = _U32.unpack(payload)
     return int(count)
+
+
+def encode_metrics(snapshot: dict[str, int]) -> bytes:
+    return json.dumps(snapshot, separators=(",", ":")).encode()
+
+
+def decode_metrics(payload: bytes) -> dict[str, int]:
+    """A metrics snapshot: a JSON object of integers, checked (a worker is not trusted blindly)."""
+    try:
+        data = json.loads(payload)
+    except ValueError as exc:
+        raise IPCError(f"METRICS payload is not JSON: {exc}") from None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and type(v) is int for k, v in data.items()
+    ):
+        raise IPCError("METRICS payload is not an object of integers")
+    return data

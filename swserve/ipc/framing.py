@@ -52,6 +52,7 @@ CANCEL: Final = 11  # R→W  this request ran past --timeout: cancel it (ASGI)
 BUFFER_FULL: Final = 12  # R→W  this request's client reads slowly: stop sending its body
 BUFFER_EMPTY: Final = 13  # R→W  its client caught up: send on (Swoole's onBufferEmpty)
 HEARTBEAT: Final = 14  # W→R  the worker's loop is alive (sent from that loop, about once a second)
+METRICS: Final = 15  # W→R  base mode, --metrics-bind: the worker's counters (JSON object of ints)
 
 FRAME_NAMES: Final = {
     HELLO: "HELLO",
@@ -68,6 +69,7 @@ FRAME_NAMES: Final = {
     BUFFER_FULL: "BUFFER_FULL",
     BUFFER_EMPTY: "BUFFER_EMPTY",
     HEARTBEAT: "HEARTBEAT",
+    METRICS: "METRICS",
 }
 
 # Flags.  MORE/END belong to request/response streams; the low nibble of a

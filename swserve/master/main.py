@@ -42,6 +42,9 @@ from swserve.hooks import Hooks, Server as HookServer, load as load_hooks
 from swserve.logs import forward_reopen, setup as setup_logging
 from swserve.master.listeners import Listener, open_listeners
 from swserve.master.stats import Stats
+from swserve.metrics.collect import collect, readiness
+from swserve.metrics.endpoint import MetricsEndpoint
+from swserve.metrics.exposition import render
 from swserve.process_setup import ProcessSetup
 from swserve.procname import set_title
 from swserve.reactor.host import make_host
@@ -72,6 +75,7 @@ def run(config: Config) -> int:
         setup.before_bind()  # --chdir, --umask, user lookup, pid file check, --reload check
         hooks = load_hooks(config.hooks)  # before any fork: every process shares the module
         listeners = open_listeners(config)
+        metrics = MetricsEndpoint.bind(config.metrics_bind)
         setup.after_bind(listeners)  # --daemon, --pid-file, then drop to --user/--group
     except ConfigError as exc:
         log.error("%s", exc)
@@ -95,6 +99,8 @@ def run(config: Config) -> int:
                         inherited.append(listener)
                     else:
                         listener.sock.close()
+                if metrics is not None:
+                    metrics.close()
                 from swserve.manager.main import run as run_manager
 
                 code = run_manager(config, ipc_path, theirs, hooks, inherited)
@@ -109,7 +115,7 @@ def run(config: Config) -> int:
         loop = new_event_loop()
         asyncio.set_event_loop(loop)
         try:
-            master = Master(config, listeners, ipc_sock, ours, pid, hooks)
+            master = Master(config, listeners, ipc_sock, ours, pid, hooks, metrics=metrics)
             return loop.run_until_complete(master.main())
         finally:
             loop.close()
@@ -137,6 +143,7 @@ class Master:
         control: socket.socket,
         manager_pid: int,
         hooks: Hooks,
+        metrics: MetricsEndpoint | None = None,
     ) -> None:
         self.config = config
         self.hooks = hooks
@@ -157,6 +164,7 @@ class Master:
         self.boot_failed: dict[int, int] = {}  # pid → worker id, exited with code 3
         self.halt: tuple[int, str] | None = None
         self.stats = Stats()
+        self.metrics = metrics
         self._control_buf = b""
         self._manager_gone = asyncio.Event()
         self._idle = asyncio.Event()
@@ -195,6 +203,8 @@ class Master:
         self.host = make_host(config, self._on_reactor_event)
         self.reactor = self.host.reactor
         await self.host.start(self.listeners, self.ipc_sock)
+        if self.metrics is not None:  # before the workers are ready: /readyz says "starting"
+            await self.metrics.start(lambda: render(collect(self)), lambda: readiness(self))
         self.control.setblocking(False)
         loop.add_reader(self.control, self._on_control_readable)
         for sig in (
@@ -255,6 +265,8 @@ class Master:
             assert isinstance(arg, tuple)
             self._tell_manager(f"recycle {arg[0]} {arg[1]}")
         elif kind == "timeout":
+            assert isinstance(arg, int)
+            self.stats.worker_timed_out(arg)
             self._tell_manager(f"timeout {arg}")
         elif kind == "manager":
             self._handle_manager_line(str(arg))
@@ -272,8 +284,9 @@ class Master:
             self._handle_signal(signal.SIGQUIT)
         elif command == "retire":
             self.reactor.retire(int(parts[1]))
-            self.stats.recycled[parts[2]] += 1
+            self.stats.worker_retired(int(parts[1]), parts[2])
         elif command == "reloaded":
+            self.stats.reloads += 1
             log.info("reload finished; %s", self.stats.summary(self.reactor))
         elif command == "halt":
             self.halt = (int(parts[1]), parts[2] if len(parts) > 2 else "")
@@ -281,7 +294,7 @@ class Master:
         elif command == "exit":
             fields = line.split()
             worker_id, pid, code, _sig = (int(f) for f in fields[1:5])
-            self.stats.exits += 1
+            self.stats.worker_exited(pid, stopping=self.stopping)
             if self.worker_pids.get(worker_id) == pid:
                 self.ready.discard(worker_id)
             if code == EXIT_APP_LOAD:
@@ -401,6 +414,8 @@ class Master:
                     os.kill(self.manager_pid, signal.SIGKILL)
                 await self._manager_gone.wait()
         self.host.close()
+        if self.metrics is not None:
+            self.metrics.close()
         if code == EXIT_OK:
             log.info("stopped; %s", self.stats.summary(self.reactor))
         self.hooks.call("on_shutdown", self.server_info)

@@ -1,8 +1,9 @@
 """Server-wide and per-worker counters kept by the master, behind one object.
 
 The reactor counts requests per worker slot; this object keeps what outlives
-a slot (recycles by reason, exits) and renders the one-line summaries logged
-after a reload and at shutdown.
+a slot (recycles by reason, crashes, timeouts, exits, reloads) and renders
+the one-line summaries logged after a reload and at shutdown.  The same
+counters feed /metrics (swserve/metrics/collect.py).
 """
 
 from __future__ import annotations
@@ -31,9 +32,33 @@ class Stats:
     recycled: collections.Counter[str] = field(default_factory=collections.Counter)
     exits: int = 0
     served_by_gone: int = 0  # requests served by workers that have exited
+    crashes: int = 0  # serving workers that exited when nobody asked them to
+    timeouts: int = 0  # workers replaced because a request ran past --timeout (or went silent)
+    reloads: int = 0  # reloads finished
+    # pids that have been ready, until they exit; of those, the ones we asked to go
+    _served: set[int] = field(default_factory=set)
+    _expected: set[int] = field(default_factory=set)
 
     def worker_ready(self, worker_id: int, pid: int) -> None:
         self.workers[pid] = WorkerRecord(worker_id, pid, time.time())
+        self._served.add(pid)
+
+    def worker_retired(self, pid: int, reason: str) -> None:
+        self.recycled[reason] += 1
+        self._expected.add(pid)
+
+    def worker_timed_out(self, pid: int) -> None:
+        if pid not in self._expected:
+            self.timeouts += 1
+            self._expected.add(pid)
+
+    def worker_exited(self, pid: int, *, stopping: bool) -> None:
+        """A worker process ended: a crash if it had served and nobody asked it to stop."""
+        self.exits += 1
+        if pid in self._served and pid not in self._expected and not stopping:
+            self.crashes += 1
+        self._served.discard(pid)
+        self._expected.discard(pid)
 
     def worker_lost(self, pid: int, served: int) -> None:
         """A worker's link closed: keep its request count in the totals."""

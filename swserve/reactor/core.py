@@ -29,6 +29,7 @@ from swserve.config import Config
 from swserve.ipc import busy, framing
 from swserve.ipc.channel_set import SESSION_SHIFT
 from swserve.manager.policy import request_limit
+from swserve.metrics.requests import RemoteSources, RequestMetrics
 from swserve.protocol import serializer
 from swserve.protocol.limits import Limits
 from swserve.protocol.parser import HttptoolsParser, Parser
@@ -68,6 +69,8 @@ class Reactor:
             else None
         )
         self.make_parser = parser_factory(config.http, self.limits)
+        self.metrics = RequestMetrics() if config.metrics_bind else None  # for /metrics
+        self.remote = RemoteSources()  # what base-mode workers count and send (METRICS)
         self.dispatcher = Dispatcher(config.dispatch, busy.TABLE)
         self.sessions: dict[int, HttpConnection] = {}
         self.queue: collections.deque[HttpConnection] = collections.deque()
@@ -195,12 +198,11 @@ class Reactor:
             slot.retiring = True
             self.dispatcher.remove(slot)
             self._on_event("timeout", slot.pid)
-        conn.current = None
         if conn.started:
-            conn.closing = True
-            conn.transport.close()
+            conn.cut()
         else:
             conn.write_error(504)
+        conn.current = None
 
     def stop(self) -> None:
         if self._tick_handle is not None:
@@ -228,8 +230,8 @@ class Reactor:
                 "%d requests are waiting for a worker (--max-queued-requests): answering 503",
                 len(self.queue),
             )
-        conn.current = None
         conn.write_error(503, retry_after=1)
+        conn.current = None
 
     def flow(self, conn: HttpConnection, kind: int) -> None:
         """BUFFER_FULL / BUFFER_EMPTY: tell whoever produces ``conn``'s response."""
@@ -330,6 +332,7 @@ class Reactor:
 
     def on_worker_lost(self, link: WorkerLink) -> None:
         self.links.pop(link.key, None)
+        self.remote.lost(link.key)
         if link.slot is not None:
             self.dispatcher.remove(link.slot)
         served = link.slot.served if link.slot is not None else 0

@@ -62,6 +62,7 @@ class HttpConnection(asyncio.Protocol):
         "spooled",
         "started",
         "status",
+        "submitted_at",
         "transport",
         "write_paused",
     )
@@ -76,6 +77,7 @@ class HttpConnection(asyncio.Protocol):
         self.seq = 0  # request id of `current` within this session
         self.started = False  # has the response to `current` started?
         self.dispatched_at = 0.0  # reactor clock when `current` went to a worker
+        self.submitted_at = 0.0  # when `current` was complete and handed to the reactor
         self.head_since = 0.0  # when the first byte of an incomplete request head came
         self.paused_since = 0.0  # when the client's output buffer went over HIGH_WATER
         self.spooled: SpooledBody | None = None  # the current request's body file, if any
@@ -104,6 +106,8 @@ class HttpConnection(asyncio.Protocol):
         )
         self.transport.set_write_buffer_limits(high=self.HIGH_WATER, low=self.LOW_WATER)
         self.reactor.sessions[self.session] = self
+        if self.reactor.metrics is not None:
+            self.reactor.metrics.connections_accepted += 1
 
     # Output buffer watermarks: above HIGH the worker producing this connection's
     # response is told to wait (BUFFER_FULL); below LOW it may go on.  Swoole's
@@ -199,6 +203,8 @@ class HttpConnection(asyncio.Protocol):
             self.seq += 1
             self.started = False
             self.slot = None
+            if self.reactor.metrics is not None:
+                self.submitted_at = time.monotonic()
             self.reactor.submit(self)
             if len(self.pending) < MAX_PIPELINED // 2 and self.error is None and not self.closing:
                 self.transport.resume_reading()
@@ -228,6 +234,7 @@ class HttpConnection(asyncio.Protocol):
                 date_server += b"retry-after: %d\r\n" % retry_after
             self.transport.write(serializer.error_response(status, date_server))
             self.transport.close()
+            self._observe(status, 0)
 
     # -- responses from the worker -------------------------------------------------------
 
@@ -278,20 +285,38 @@ class HttpConnection(asyncio.Protocol):
 
     def on_response_abort(self) -> None:
         """The app failed after its response started: the only honest signal is a close."""
+        self.cut()
+
+    def cut(self) -> None:
+        """End a response that has started, short: close the connection (its framing is broken)."""
+        self._observe(self.status, self.sent)
         self.current = None
         self.closing = True
         self.transport.close()
 
     def on_worker_lost(self) -> None:
         """The worker holding our request died."""
-        self.current = None
         if self.started:
-            self.closing = True
-            self.transport.close()
+            self.cut()
         else:
             self.write_error(502)
+            self.current = None
+
+    def _observe(self, status: int, sent: int) -> None:
+        """Count the request that ends now (``current``, or one that never parsed) in /metrics."""
+        metrics = self.reactor.metrics
+        if metrics is None:
+            return
+        req = self.current
+        if req is None:
+            metrics.observe(b"", status, 0.0, 0, sent)
+        else:
+            duration = time.monotonic() - self.submitted_at
+            metrics.observe(req.method, status, duration, len(req.body), sent)
 
     def _finish(self) -> None:
+        if self.reactor.metrics is not None:
+            self._observe(self.status, self.sent)
         access = self.reactor.access_log
         if access is not None and self.current is not None:
             slot = self.slot

@@ -115,6 +115,12 @@ class WorkerLink(asyncio.Protocol):
             self.reactor.on_boot_error(self, payload.decode(errors="replace"))
         elif kind == framing.HEARTBEAT:
             pass  # data_received already noted it
+        elif kind == framing.METRICS:
+            try:
+                self.reactor.remote.update(self.key, codec.decode_metrics(payload))
+            except IPCError as exc:
+                log.error("worker %d sent bad metrics: %s", self.worker_id, exc)
+                self.transport.abort()
         elif kind == framing.SERVED and self.slot is not None:
             self.reactor.on_worker_served(self.slot, codec.decode_served(payload), flags)
         else:

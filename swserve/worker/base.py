@@ -39,6 +39,7 @@ import threading
 import time
 import types
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 from typing import TYPE_CHECKING, Any, BinaryIO, Final, Protocol
@@ -51,6 +52,7 @@ from swserve.ipc import codec, framing
 from swserve.ipc.channel_async import AsyncChannel
 from swserve.manager.policy import request_limit
 from swserve.master.listeners import Listener
+from swserve.metrics.exposition import CONN_OPEN, IN_FLIGHT, QUEUED
 from swserve.proxy import Frontend
 from swserve.reactor.acceptor import Acceptor
 from swserve.reactor.core import Reactor
@@ -502,12 +504,11 @@ class LocalReactor(Reactor):
             self._answer_timeout(conn)
 
     def _answer_timeout(self, conn: HttpConnection) -> None:
-        conn.current = None
         if conn.started:
-            conn.closing = True
-            conn.transport.close()
+            conn.cut()
         else:
-            conn.write_error(504)
+            conn.write_error(504)  # still knows its request: the access log and metrics
+        conn.current = None
 
     def busy(self) -> bool:
         return self.slot.inflight > 0 or super().busy() or (self.keep_idle and bool(self.sessions))
@@ -523,6 +524,7 @@ class WorkerReport:
         self.asked = False
         self.reported = 0
         self.idle = asyncio.Event()
+        self.on_change: Callable[[], None] | None = None  # a request was answered
 
     def on_event(self, kind: str, arg: object) -> None:
         if kind == "idle":
@@ -531,6 +533,8 @@ class WorkerReport:
     def served(self, count: int) -> None:
         if self.limit and count >= self.limit and not self.asked:
             self.recycle("max-requests")
+        if self.on_change is not None:
+            self.on_change()
 
     def recycle(self, reason: str) -> None:
         if not self.asked:
@@ -546,6 +550,11 @@ class WorkerReport:
             channel.write(_HEARTBEAT)
             if served != self.reported:
                 self._send(0, served)
+
+    def send_metrics(self, snapshot: dict[str, int]) -> None:
+        if self.channel is not None:
+            payload = codec.encode_metrics(snapshot)
+            self.channel.write(framing.encode(framing.METRICS, 0, 0, 0, payload))
 
     def _send(self, flags: int, served: int = -1) -> None:
         if self.channel is not None:
@@ -576,6 +585,7 @@ class BaseWorker:
         self.report = WorkerReport(config, worker_id)
         self.slowlog = SlowLog(config.slowlog_timeout, worker_id)
         self.stopping = False
+        self._metrics_due = False
 
     async def main(self) -> int:
         from swserve.apps.lifespan import Lifespan
@@ -594,6 +604,8 @@ class BaseWorker:
         )
         self.report.channel = channel
         reactor = self.reactor = LocalReactor(config, self.worker_id, self.report)
+        if reactor.metrics is not None:
+            self.report.on_change = self._metrics_soon
         if lifespan is not None:
             reactor.use(ASGIExecutor(reactor, self.app, lifespan, self.slowlog))
         elif config.threads > 1:
@@ -626,7 +638,7 @@ class BaseWorker:
         channel.write(framing.encode(framing.READY, 0, 0, 0, ready))
         self._tick()
         await self.report.idle.wait()
-        self.report.tick(reactor.slot.served)  # the final count, for the master's stats
+        self._report()  # the final counts, for the master's stats and metrics
         reactor.stop()
         if isinstance(reactor.executor, ThreadedWSGI):
             reactor.executor.shutdown()
@@ -647,8 +659,30 @@ class BaseWorker:
 
     def _tick(self) -> None:
         if not self.report.idle.is_set():
-            self.report.tick(self.reactor.slot.served)
+            self._report()
             asyncio.get_running_loop().call_later(1.0, self._tick)
+
+    def _metrics_soon(self) -> None:
+        """Send the counters 0.1 s after a change: a scrape lags a worker by that much,
+        and a busy worker sends ten small frames a second, not one per request."""
+        if not self._metrics_due:
+            self._metrics_due = True
+            asyncio.get_running_loop().call_later(METRICS_DELAY, self._send_metrics)
+
+    def _send_metrics(self) -> None:
+        self._metrics_due = False
+        reactor = self.reactor
+        if reactor.metrics is not None:
+            snapshot = reactor.metrics.snapshot()
+            snapshot[CONN_OPEN] = len(reactor.sessions)
+            snapshot[QUEUED] = sum(1 for conn in reactor.queue if conn.current is not None)
+            snapshot[IN_FLIGHT] = reactor.slot.inflight
+            self.report.send_metrics(snapshot)
+
+    def _report(self) -> None:
+        reactor = self.reactor
+        self.report.tick(reactor.slot.served)
+        self._send_metrics()  # --metrics-bind: the master sums every worker's
 
     def _on_frames(self, frames: list[framing.Frame]) -> None:
         for kind, *_ in frames:
@@ -686,6 +720,8 @@ class BaseWorker:
         reactor.keep_idle = not close_idle
         reactor.drain(close_idle=close_idle)
 
+
+METRICS_DELAY: Final = 0.1  # seconds from an answered request to the METRICS frame
 
 # Connections one worker accepts per wake-up.  Every worker sleeps on the same
 # listening socket; taking a few at a time spreads a burst across them.

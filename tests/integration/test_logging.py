@@ -151,7 +151,7 @@ def wait_listening_in(log: Path) -> int:
     wait_until(lambda: LISTENING.search(read(log)), what="Listening on in the log file")
     match = LISTENING.search(read(log))
     assert match is not None
-    return int(match.group(1))
+    return int(match.group(2))  # group 1 is the scheme
 
 
 def rotate_and_wait_for_workers(server: Server, log: Path) -> Path:

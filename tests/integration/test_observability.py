@@ -97,6 +97,17 @@ def test_slowlog_prints_the_stack_of_a_sleeping_handler(serve: Starter) -> None:
     assert sum("[slowlog]" in x for x in server.stderr) == 1  # logged once
 
 
+def test_an_idle_worker_keeps_sending_heartbeats(serve: Starter) -> None:
+    """An idle one-thread WSGI worker is alive, not hung: it must not be replaced."""
+    server = serve("wsgi_echo:app", "--heartbeat-timeout", "2", workers=1)
+    before = {p for p, t in server.children().items() if t.startswith("swserve: worker")}
+    with pytest.raises(AssertionError):  # two heartbeat timeouts without the warning
+        server.wait_for("has not answered", timeout=4.5)
+    after = {p for p, t in server.children().items() if t.startswith("swserve: worker")}
+    assert after == before
+    assert httpx.get(server.url + "/echo", timeout=10).status_code == 200
+
+
 def test_a_worker_with_a_blocked_loop_is_replaced(serve: Starter, mode: str) -> None:
     server = serve("hang:app", "--heartbeat-timeout", "2", "--graceful-timeout", "2", workers=1)
     (pid,) = [p for p, t in server.children().items() if t.startswith("swserve: worker")]

@@ -14,6 +14,8 @@ CORES = [
     ROOT / "ipc" / "codec.py",
     ROOT / "reactor" / "dispatcher.py",
     ROOT / "manager" / "policy.py",
+    ROOT / "metrics" / "requests.py",
+    ROOT / "metrics" / "exposition.py",
 ]
 FORBIDDEN = {"asyncio", "socket", "os", "signal", "threading", "time", "selectors", "subprocess"}
 
