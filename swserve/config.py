@@ -643,7 +643,7 @@ _CHECKS: Final[tuple[tuple[str, Callable[[Any], bool], str], ...]] = (
     ("max_queued_requests", lambda v: v >= 0, "must not be negative"),
     ("max_connections", lambda v: v >= 0, "must not be negative"),
     ("write_timeout", lambda v: v > 0, "must be positive"),
-    ("reactors", lambda v: v >= 0, "must not be negative"),
+    ("reactors", lambda v: 0 <= v <= 64, "must be between 0 and 64"),
 )
 
 
@@ -688,6 +688,8 @@ def problems(values: dict[str, Any]) -> list[str]:
             parse_umask(values["umask"])
         except ConfigError as exc:
             out.append(str(exc))
+    if values.get("reactors", 0) > 1 and values.get("mode") == "base":
+        out.append("--reactors applies to process mode: in base mode every worker serves itself")
     if values.get("reload") and values.get("daemon"):
         # the reloader is a development tool that reports what changed to the
         # terminal a daemon has just detached from

@@ -22,12 +22,27 @@ CELLS: Final = 4096  # workers alive at once, replacements included
 
 
 class BusyTable:
+    """Per cell: requests the worker holds now (u16) and has answered in all (u32)."""
+
     def __init__(self, cells: int = CELLS) -> None:
-        self._mem = mmap.mmap(-1, cells * 2)  # MAP_SHARED | MAP_ANONYMOUS: kept across fork
-        self.counts = memoryview(self._mem).cast("H")
+        # MAP_SHARED | MAP_ANONYMOUS: the same pages in every process forked after this
+        self._mem = mmap.mmap(-1, cells * 6)
+        view = memoryview(self._mem)
+        self.served = view[: cells * 4].cast("I")  # --max-requests counts every reactor's
+        self.counts = view[cells * 4 :].cast("H")
 
     def set(self, cell: int, count: int) -> None:
         self.counts[cell] = min(count, 0xFFFF)
+
+    def done(self, cell: int, count: int) -> None:
+        """One request answered; ``count`` still held."""
+        self.served[cell] = (self.served[cell] + 1) & 0xFFFFFFFF
+        self.counts[cell] = min(count, 0xFFFF)
+
+    def reset(self, cell: int) -> None:
+        """A new worker takes the cell over (the manager calls this before forking it)."""
+        self.served[cell] = 0
+        self.counts[cell] = 0
 
 
 TABLE: BusyTable | None = None  # set in the master when --reactors > 1, inherited by all

@@ -52,6 +52,7 @@ from swserve._process import ignore_master_signals, reap_nowait
 from swserve.config import Config
 from swserve.errors import EXIT_ERROR, EXIT_OK
 from swserve.hooks import Hooks, Server as HookServer
+from swserve.ipc import busy
 from swserve.logs import forward_reopen
 from swserve.manager import policy
 from swserve.master.listeners import Listener
@@ -142,6 +143,8 @@ class Manager:
                     log.error("cannot fork worker %d: %s; retrying", slot, exc)
                     time.sleep(0.1)
             cell = self._free_cell()
+            if busy.TABLE is not None:
+                busy.TABLE.reset(cell)
             if pid == 0:
                 self._become_worker(slot, blocked, cell)
         finally:

@@ -39,6 +39,7 @@ from swserve._process import reap_nowait
 from swserve.config import Config
 from swserve.errors import EXIT_APP_LOAD, EXIT_ERROR, EXIT_OK, ConfigError
 from swserve.hooks import Hooks, Server as HookServer, load as load_hooks
+from swserve.ipc import busy
 from swserve.logs import forward_reopen, setup as setup_logging
 from swserve.master.listeners import Listener, open_listeners
 from swserve.master.stats import Stats
@@ -49,6 +50,7 @@ from swserve.process_setup import ProcessSetup
 from swserve.procname import set_title
 from swserve.reactor.host import make_host
 from swserve.reactor.loop import new_event_loop
+from swserve.reactor.process import ReactorChild, fork_reactors, reactor_count
 
 log = logging.getLogger("swserve.error")
 
@@ -80,11 +82,17 @@ def run(config: Config) -> int:
     except ConfigError as exc:
         log.error("%s", exc)
         return EXIT_ERROR
+    reactors = reactor_count(config)
+    if reactors > 1:
+        busy.create()  # before any fork: every reactor and worker shares it (ipc/busy.py)
     ipc_dir = tempfile.mkdtemp(prefix="swserve-")
-    ipc_path = os.path.join(ipc_dir, "reactor.sock")
-    ipc_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    ipc_sock.bind(ipc_path)
-    ipc_sock.listen(1024)
+    ipc_paths = [os.path.join(ipc_dir, f"reactor-{i}.sock") for i in range(reactors)]
+    ipc_socks = []
+    for path in ipc_paths:  # one per reactor: every worker links to each
+        ipc_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        ipc_sock.bind(path)
+        ipc_sock.listen(1024)
+        ipc_socks.append(ipc_sock)
     ours, theirs = socket.socketpair()
     try:
         pid = os.fork()
@@ -92,7 +100,8 @@ def run(config: Config) -> int:
             code = EXIT_ERROR
             try:
                 ours.close()
-                ipc_sock.close()
+                for ipc_sock in ipc_socks:
+                    ipc_sock.close()
                 inherited = []  # base mode: every worker accepts on the same sockets
                 for listener in listeners:
                     if config.mode == "base":
@@ -103,19 +112,35 @@ def run(config: Config) -> int:
                     metrics.close()
                 from swserve.manager.main import run as run_manager
 
-                code = run_manager(config, ipc_path, theirs, hooks, inherited)
+                code = run_manager(config, ipc_paths, theirs, hooks, inherited)
             except BaseException:
                 log.exception("the manager crashed")
             finally:
                 os._exit(code)
         theirs.close()
-        forward_reopen(lambda: (pid,))  # SIGRTMIN: the manager passes it on to the workers
+        # --reactors N: reactors 1 … N-1 in processes of their own, forked before our loop
+        tls = listeners[0].ssl if listeners else None
+        close = [ours, *(listener.sock for listener in listeners)]
+        if metrics is not None:
+            close.append(metrics.listener.sock)
+        children = fork_reactors(config, ipc_socks[1:], tls, close)
+        # SIGRTMIN: the manager passes it on to the workers
+        forward_reopen(lambda: (pid, *(child.pid for child in children)))
         setup.in_master()  # the --reload watcher, --cpu-affinity of the reactor
         set_title("swserve: master")
         loop = new_event_loop()
         asyncio.set_event_loop(loop)
         try:
-            master = Master(config, listeners, ipc_sock, ours, pid, hooks, metrics=metrics)
+            master = Master(
+                config,
+                listeners,
+                ipc_socks[0],
+                ours,
+                pid,
+                hooks,
+                metrics=metrics,
+                children=children,
+            )
             return loop.run_until_complete(master.main())
         finally:
             loop.close()
@@ -144,8 +169,10 @@ class Master:
         manager_pid: int,
         hooks: Hooks,
         metrics: MetricsEndpoint | None = None,
+        children: list[ReactorChild] | None = None,
     ) -> None:
         self.config = config
+        self.children = children or []  # reactors 1 … N-1 (reactor/process.py)
         self.hooks = hooks
         self.server_info = HookServer(config, "master", os.getpid(), os.getpid())
         self.listeners = listeners
@@ -166,6 +193,10 @@ class Master:
         self.stats = Stats()
         self.metrics = metrics
         self._control_buf = b""
+        self._child_pidfds: dict[int, int] = {}
+        self._children_gone = asyncio.Event()
+        if not self.children:
+            self._children_gone.set()
         self._manager_gone = asyncio.Event()
         self._idle = asyncio.Event()
 
@@ -200,7 +231,7 @@ class Master:
     async def main(self) -> int:
         loop = asyncio.get_running_loop()
         config = self.config
-        self.host = make_host(config, self._on_reactor_event)
+        self.host = make_host(config, self._on_reactor_event, self.children)
         self.reactor = self.host.reactor
         await self.host.start(self.listeners, self.ipc_sock)
         if self.metrics is not None:  # before the workers are ready: /readyz says "starting"
@@ -222,6 +253,10 @@ class Master:
         # pidfd, and orphans (when we are PID 1 in a container) are reaped by a timer.
         self._pidfd = os.pidfd_open(self.manager_pid)
         loop.add_reader(self._pidfd, self._enqueue, "reap")
+        for child in self.children:  # reactors 1 … N-1
+            fd = os.pidfd_open(child.pid)
+            self._child_pidfds[child.pid] = fd
+            loop.add_reader(fd, self._enqueue, "reap")
         if os.getpid() == 1:
             self._reap_orphans()
         while True:
@@ -283,7 +318,7 @@ class Master:
         elif command == "quit":
             self._handle_signal(signal.SIGQUIT)
         elif command == "retire":
-            self.reactor.retire(int(parts[1]))
+            self.host.retire(int(parts[1]))
             self.stats.worker_retired(int(parts[1]), parts[2])
         elif command == "reloaded":
             self.stats.reloads += 1
@@ -348,13 +383,14 @@ class Master:
         for listener in self.listeners:
             log.info("Listening on %s", listener.url)
         log.info(
-            "swserve %s: %s mode, %s app %r, %d worker%s (dispatch %s, parser %s)",
+            "swserve %s: %s mode, %s app %r, %d worker%s (%sdispatch %s, parser %s)",
             __version__,
             config.mode,
             self.interface,
             config.app,
             config.workers,
             "" if config.workers == 1 else "s",
+            f"{len(self.children) + 1} reactors, " if self.children else "",
             config.dispatch,
             config.http,
         )
@@ -377,6 +413,21 @@ class Master:
                         "the manager (pid %d) died unexpectedly (status %d): stopping", pid, status
                     )
                     self._shutdown(EXIT_ERROR)
+            elif pid in self._child_pidfds:
+                fd = self._child_pidfds.pop(pid)
+                asyncio.get_running_loop().remove_reader(fd)
+                os.close(fd)
+                if not self._child_pidfds:
+                    self._children_gone.set()
+                if not self.stopping:
+                    index = next(c.index for c in self.children if c.pid == pid)
+                    log.error(
+                        "reactor %d (pid %d) died unexpectedly (status %d): stopping",
+                        index,
+                        pid,
+                        status,
+                    )
+                    self._shutdown(EXIT_ERROR, drain=False)
             # any other pid: an orphan re-parented to us because we are PID 1
 
     def _reap_orphans(self) -> None:
@@ -396,12 +447,12 @@ class Master:
         timeout = self.config.graceful_timeout
         self.host.stop_accepting()
         if drain:
-            self.reactor.drain()
+            self.host.drain()
             try:
                 await asyncio.wait_for(self._idle.wait(), timeout)
             except TimeoutError:
                 log.warning(
-                    "graceful timeout: %d connection(s) still busy", len(self.reactor.sessions)
+                    "graceful timeout: %d connection(s) still busy", self.host.connections()
                 )
         if not self._manager_gone.is_set():
             with contextlib.suppress(OSError):
@@ -414,6 +465,13 @@ class Master:
                     os.kill(self.manager_pid, signal.SIGKILL)
                 await self._manager_gone.wait()
         self.host.close()
+        try:  # reactors 1 … N-1 exit once told to close
+            await asyncio.wait_for(self._children_gone.wait(), 5)
+        except TimeoutError:
+            for pid in self._child_pidfds:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            await self._children_gone.wait()
         if self.metrics is not None:
             self.metrics.close()
         if code == EXIT_OK:
@@ -423,7 +481,8 @@ class Master:
 
     def _force_exit(self) -> None:
         log.warning("second SIGINT: exiting now")
-        for pid in [self.manager_pid, *self.worker_pids.values()]:
+        children = [child.pid for child in self.children]
+        for pid in [self.manager_pid, *children, *self.worker_pids.values()]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         self.exit_code = EXIT_ERROR

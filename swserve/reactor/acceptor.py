@@ -50,6 +50,7 @@ class Acceptor:
         batch: int = ACCEPT_BATCH,
         ssl: ssl_module.SSLContext | None = None,
         handshake_timeout: float = 60.0,
+        place: Callable[[socket.socket], bool] | None = None,
     ) -> None:
         self.loop = loop
         self.listeners = listeners
@@ -62,6 +63,9 @@ class Acceptor:
         self._last_log = 0.0
         self.ssl = ssl
         self.handshake_timeout = handshake_timeout
+        # --reactors N: place(sock) gives a connection to another reactor (True) or
+        # leaves it to this one (False)
+        self.place = place
         self.handshaking = 0  # accepted TLS connections whose handshake is not done
         self._handshakes: set[asyncio.Task[None]] = set()
         self._start: Callable[[socket.socket], Coroutine[None, None, None]] = (
@@ -123,7 +127,15 @@ class Acceptor:
             sock.setblocking(False)
             if sock.family != socket.AF_UNIX:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.place is not None and self.place(sock):
+                continue
             self.loop.create_task(self._start(sock))
+
+    def adopt(self, sock: socket.socket) -> None:
+        """Serve a connection accepted elsewhere (a reactor process, from the master)."""
+        if sock.family != socket.AF_UNIX:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.loop.create_task(self._start(sock))
 
     async def _hand_over(self, sock: socket.socket) -> None:
         try:

@@ -41,6 +41,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("swserve.error")
 
+# --reactors N: how soon a reactor looks again at requests queued while every
+# worker was busy (with work of other reactors, which finish without telling it)
+QUEUE_RECHECK = 0.002
+
 
 def parser_factory(name: str, limits: Limits) -> Callable[[], Parser]:
     if name == "h11":
@@ -85,6 +89,7 @@ class Reactor:
         self._session_ids = index << SESSION_SHIFT
         self._link_keys = 0
         self._tick_handle: asyncio.TimerHandle | None = None
+        self._queue_timer: asyncio.TimerHandle | None = None
         self._update_clock()
 
     # -- ids ------------------------------------------------------------------------
@@ -207,6 +212,8 @@ class Reactor:
     def stop(self) -> None:
         if self._tick_handle is not None:
             self._tick_handle.cancel()
+        if self._queue_timer is not None:
+            self._queue_timer.cancel()
 
     # -- requests ---------------------------------------------------------------------
 
@@ -218,6 +225,8 @@ class Reactor:
                 self._overloaded(conn)
                 return
             self.queue.append(conn)
+            if self.dispatcher.busy is not None:
+                self._watch_queue()
             return
         self._send(conn, slot)
 
@@ -253,8 +262,8 @@ class Reactor:
 
     def request_limit(self) -> int:
         """A new worker's own max-requests (in base mode the worker keeps its own)."""
-        if self.config.mode == "base":
-            return 0
+        if self.config.mode == "base" or self.index:
+            return 0  # base mode: the worker counts; --reactors N: reactor 0 decides
         return request_limit(self.config.max_requests, self.config.jitter)
 
     def retire(self, pid: int) -> None:
@@ -263,9 +272,16 @@ class Reactor:
                 link.retire()
 
     def on_slot_free(self, slot: WorkerSlot) -> None:
+        table = self.dispatcher.busy
+        if table is not None:  # --reactors N: the worker's own count covers every reactor
+            slot.served = max(slot.served, table.served[slot.cell])
         if slot.limit and slot.served >= slot.limit and not slot.recycle_asked:
             slot.recycle_asked = True
             self._on_event("recycle", (slot.pid, "max-requests"))
+        self._dispatch_queued()
+        self.check_idle()
+
+    def _dispatch_queued(self) -> None:
         queue = self.queue
         dispatcher = self.dispatcher
         while queue:
@@ -278,7 +294,18 @@ class Reactor:
                 break
             queue.popleft()
             self._send(conn, target)
-        self.check_idle()
+        if queue and dispatcher.busy is not None:
+            self._watch_queue()
+
+    def _watch_queue(self) -> None:
+        """--reactors N: requests wait here while every worker is busy, maybe with
+        other reactors' work, whose end we are not told of.  Look again shortly."""
+        if self._queue_timer is None:
+            self._queue_timer = self._loop.call_later(QUEUE_RECHECK, self._recheck_queue)
+
+    def _recheck_queue(self) -> None:
+        self._queue_timer = None
+        self._dispatch_queued()
 
     def check_idle(self) -> None:
         """While draining, tell the master once nothing is left to answer."""

@@ -110,8 +110,9 @@ class Dispatcher:
         """``_pick_idle`` when other reactors feed the same workers.
 
         Idle means idle for everyone: nothing from us and nothing published by
-        the worker.  Room stays our own (inflight < capacity), so a request
-        never waits on work this reactor cannot see finish.
+        the worker.  Room counts everyone's work too, so a request waits in
+        the reactor rather than in a busy worker's pipe (the reactor looks
+        again shortly, see Reactor._watch_queue).
         """
         start = self._next
         best: WorkerSlot | None = None
@@ -122,10 +123,9 @@ class Dispatcher:
             if slot.inflight == 0 and held == 0:
                 self._next = (start + i + 1) % n
                 return slot
-            if slot.inflight < slot.capacity:
-                load = max(slot.inflight, held)
-                if best is None or load < best_load:
-                    best, best_load = slot, load
+            load = max(slot.inflight, held)
+            if load < slot.capacity and (best is None or load < best_load):
+                best, best_load = slot, load
         return best
 
     def has_room(self) -> bool:

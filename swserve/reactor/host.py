@@ -6,23 +6,26 @@ Under CPython's GIL, reactors that must run in parallel have to be processes
 choice lives behind :class:`ReactorHost`; :func:`make_host` is the only place
 that chooses, and nothing else may branch on it.
 
-Today there is one host, :class:`InlineHost`: a single reactor on the
-master's own event loop (``--reactors`` with process hosts is future work;
-see the speed issue).
+:class:`InlineHost` runs one reactor on the master's own event loop.
+:class:`MultiHost` (``--reactors N``) adds N-1 reactor processes beside it
+(reactor/process.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import socket
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from swserve.config import Config
 from swserve.master.listeners import Listener
 from swserve.reactor.acceptor import Acceptor
 from swserve.reactor.core import Reactor
 from swserve.reactor.http_conn import HttpConnection
+from swserve.reactor.process import ReactorChild
 from swserve.reactor.worker_link import WorkerLink
 
 
@@ -39,6 +42,18 @@ class ReactorHost(Protocol):
         """Close the listeners: no new client connections."""
         ...
 
+    def connections(self) -> int:
+        """Client connections held by every reactor."""
+        ...
+
+    def retire(self, pid: int) -> None:
+        """Every reactor: dispatch nothing more to ``pid``; STOP it once drained."""
+        ...
+
+    def drain(self) -> None:
+        """Every reactor: no more keep-alive; "idle" once nothing is left to answer."""
+        ...
+
     def close(self) -> None:
         """Abort every client connection and stop the reactors."""
         ...
@@ -53,6 +68,18 @@ class InlineHost:
         self._acceptor: Acceptor | None = None
         self._ipc_server: asyncio.Server | None = None
 
+    def _acceptor_options(self) -> dict[str, Any]:
+        return {}
+
+    def connections(self) -> int:
+        return len(self.reactor.sessions)
+
+    def retire(self, pid: int) -> None:
+        self.reactor.retire(pid)
+
+    def drain(self) -> None:
+        self.reactor.drain()
+
     async def start(self, listeners: list[Listener], ipc_sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         reactor = self.reactor
@@ -65,10 +92,11 @@ class InlineHost:
             loop,
             [listener.sock for listener in serving],
             lambda: HttpConnection(reactor, scheme),
-            lambda: len(reactor.sessions),
+            self.connections,
             self.config.max_connections,
             ssl=tls,
             handshake_timeout=self.config.header_timeout,
+            **self._acceptor_options(),
         )
         reactor.on_connection_closed = acceptor.connection_closed
         acceptor.start()
@@ -86,6 +114,119 @@ class InlineHost:
             self._ipc_server.close()
 
 
-def make_host(config: Config, on_event: Callable[[str, object], None]) -> ReactorHost:
+class MultiHost(InlineHost):
+    """``--reactors N``: reactor 0 on the master's loop, 1 … N-1 in forked processes.
+
+    The master accepts every connection and gives it to the reactor holding
+    the fewest; everything about workers as a whole stays with reactor 0
+    (see reactor/process.py for the channel protocol).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        on_event: Callable[[str, object], None],
+        children: list[ReactorChild],
+    ) -> None:
+        super().__init__(config, self._on_local_event)
+        self._on_event = on_event
+        self.children = children
+        self._local_idle = False
+
+    def _acceptor_options(self) -> dict[str, Any]:
+        return {"place": self._place}
+
+    def connections(self) -> int:
+        return len(self.reactor.sessions) + sum(c.connections for c in self.children)
+
+    async def start(self, listeners: list[Listener], ipc_sock: socket.socket) -> None:
+        await super().start(listeners, ipc_sock)
+        loop = asyncio.get_running_loop()
+        for child in self.children:
+            child.channel.setblocking(False)
+            loop.add_reader(child.channel, self._on_message, child)
+
+    def _place(self, sock: socket.socket) -> bool:
+        """Give ``sock`` to the reactor holding the fewest connections (False: keep it)."""
+        best = min(self.children, key=lambda c: c.connections)
+        if best.connections >= len(self.reactor.sessions):
+            return False
+        try:
+            socket.send_fds(best.channel, [b"c"], [sock.fileno()])
+        except OSError:
+            return False  # that reactor is gone or full: serve it here
+        best.connections += 1
+        sock.close()
+        return True
+
+    def _on_message(self, child: ReactorChild) -> None:
+        try:
+            message = child.channel.recv(1 << 20)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            message = b""
+        if not message:
+            asyncio.get_running_loop().remove_reader(child.channel)
+            return  # its exit is watched through its pidfd
+        kind, _, rest = message.partition(b" ")
+        if kind == b"n":
+            child.connections = int(rest)
+            if self._acceptor is not None:
+                self._acceptor.connection_closed()  # below --max-connections again, perhaps
+        elif kind == b"m":
+            self.reactor.remote.update(-child.index, json.loads(rest))
+        elif kind == b"e":
+            event, _, arg = rest.partition(b" ")
+            self._on_child_event(child, event.decode(), json.loads(arg))
+
+    def _on_child_event(self, child: ReactorChild, event: str, arg: Any) -> None:
+        if event == "idle":
+            child.idle = True
+            self._check_idle()
+        elif event == "recycle":
+            self._on_event(event, tuple(arg))
+        else:
+            self._on_event(event, arg)
+
+    def _on_local_event(self, kind: str, arg: object) -> None:
+        if kind == "idle":
+            self._local_idle = True
+            self._check_idle()
+        else:
+            self._on_event(kind, arg)
+
+    def _check_idle(self) -> None:
+        if self._local_idle and all(c.idle for c in self.children):
+            self._on_event("idle", None)
+
+    def _broadcast(self, message: bytes) -> None:
+        for child in self.children:
+            with contextlib.suppress(OSError):
+                child.channel.send(message)
+
+    def retire(self, pid: int) -> None:
+        super().retire(pid)
+        self._broadcast(b"retire %d" % pid)
+
+    def drain(self) -> None:
+        self._local_idle = False
+        for child in self.children:
+            child.idle = False
+        self._broadcast(b"drain")
+        super().drain()
+
+    def close(self) -> None:
+        self._broadcast(b"close")
+        super().close()
+
+
+def make_host(
+    config: Config,
+    on_event: Callable[[str, object], None],
+    children: list[ReactorChild] | None = None,
+) -> ReactorHost:
     """The one place that decides where reactors run."""
+    if children:
+        return MultiHost(config, on_event, children)
     return InlineHost(config, on_event)

@@ -183,12 +183,12 @@ class ASGIWorker:
             )
         )
         if self.table is not None:
-            self._publish()
-            task.add_done_callback(self._publish)
-
-    def _publish(self, _: object = None) -> None:
-        if self.table is not None:
             self.table.set(self.cell, len(self.running))
+            task.add_done_callback(self._publish_done)
+
+    def _publish_done(self, _: object) -> None:
+        if self.table is not None:
+            self.table.done(self.cell, len(self.running))
 
 
 def run(

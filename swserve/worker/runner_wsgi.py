@@ -211,7 +211,7 @@ class WSGIWorker:
                     if table is not None:
                         table.set(self.cell, 1)
                         self._handle(fields, body, session, request)
-                        table.set(self.cell, 0)
+                        table.done(self.cell, 0)
                     else:
                         self._handle(fields, body, session, request)
                     self.busy = 0
@@ -242,7 +242,10 @@ class WSGIWorker:
         try:
             self._handle(fields, body, session, request)
         finally:
-            self._hold(-1)
+            assert self.table is not None
+            with self._held_lock:
+                self._held -= 1
+                self.table.done(self.cell, self._held)
 
     def _handle(self, fields: list[bytes], body: Body, session: int, request: int) -> None:
         key = (session, request)

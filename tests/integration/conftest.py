@@ -180,9 +180,16 @@ class Server:
 Starter = Callable[..., Server]
 
 
+# what each ``mode`` of the ``modes`` mark means on the command line
+MODE_ARGS: dict[str, tuple[str, ...]] = {
+    "process": (),
+    "base": ("--mode", "base"),
+    "reactors": ("--reactors", "2"),  # process mode with a second reactor process
+}
+
+
 def swserve_args(app: str, *extra: str, workers: int = 2, mode: str = "process") -> list[str]:
-    if mode != "process":
-        extra = ("--mode", mode, *extra)
+    extra = (*MODE_ARGS[mode], *extra)
     return [
         sys.executable, "-m", "swserve", app,
         "--bind", "127.0.0.1:0", "--workers", str(workers), "--app-dir", str(APPS), *extra,

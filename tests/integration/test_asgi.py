@@ -12,7 +12,7 @@ import pytest
 from tests.helpers import ResponseReader, connect
 from tests.integration.conftest import Server, Starter
 
-pytestmark = pytest.mark.modes("process", "base")
+pytestmark = pytest.mark.modes("process", "base", "reactors")
 
 SHARED_APP = "asgi_echo:app"
 

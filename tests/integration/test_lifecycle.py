@@ -13,7 +13,7 @@ from tests.helpers import ResponseReader, connect
 from tests.integration.conftest import Server, Starter
 from tests.integration.loadgen import Load
 
-pytestmark = pytest.mark.modes("process", "base")
+pytestmark = pytest.mark.modes("process", "base", "reactors")
 
 
 def worker_pids(server: Server) -> set[int]:
@@ -74,7 +74,7 @@ def test_max_requests_recycles_without_losing_a_request(serve: Starter, mode: st
     assert load.total >= 300
     assert load.failures() == []
     assert all(c.reconnects == 0 for c in load.clients)
-    if mode == "process":
+    if mode != "base":
         assert all(c.closed == 0 for c in load.clients), "a keep-alive connection was closed"
     assert not (before & worker_pids(server)), "no worker was recycled"
     assert min_workers >= 2, f"capacity dropped below --workers: {low}\n" + server.logs()
@@ -97,7 +97,7 @@ def test_sighup_three_times_under_load_drops_nothing_and_serves_new_code(
         load.wait_for(seen + 50)
     assert load.failures() == []
     assert all(c.reconnects == 0 for c in load.clients)
-    if mode == "process":  # keep-alive connections live in the reactor, not in a worker
+    if mode != "base":  # keep-alive connections live in the reactor, not in a worker
         assert all(c.closed == 0 for c in load.clients), "a keep-alive connection was closed"
     last = [c.bodies[-1].split()[0] for c in load.clients]
     assert set(last) == {b"v4"}
@@ -212,7 +212,7 @@ def test_keep_alive_connection_survives_a_reload(serve: Starter, tmp_path: Path,
         version.write_text("new")
         server.send(signal.SIGHUP)
         server.wait_for("reload finished", timeout=30)
-        if mode == "process":
+        if mode != "base":
             sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             assert reader.read().body.startswith(b"new")
             return
@@ -258,7 +258,7 @@ def test_retiring_worker_is_killed_after_max_wait_time(
     with httpx.Client(base_url=server.url, timeout=30) as client:
         assert client.get("/").status_code == 200  # the worker's one request: it will be recycled
         started = time.monotonic()
-        if mode == "process":
+        if mode != "base":
             r = client.get("/forever")  # still to the old worker: its replacement is importing
             assert r.status_code == 502
         else:  # the connection is the old worker's own: it dies with it

@@ -16,7 +16,7 @@ import pytest
 from tests.helpers import ResponseReader, connect, exchange
 from tests.integration.conftest import Server, Starter
 
-pytestmark = pytest.mark.modes("process", "base")
+pytestmark = pytest.mark.modes("process", "base", "reactors")
 
 
 def titles(server: Server) -> list[str]:
@@ -29,13 +29,15 @@ def worker_pids(server: Server) -> set[int]:
 
 def test_process_tree_and_titles(serve: Starter, mode: str) -> None:
     server = serve(workers=2)
+    reactors = ["swserve: reactor 1"] if mode == "reactors" else []
     assert titles(server) == [
         "swserve: manager",
         "swserve: master",
+        *reactors,
         "swserve: worker 1",
         "swserve: worker 2",
     ]
-    server.wait_for(rf"{mode} mode, wsgi app 'wsgi_echo:app', 2 workers")
+    server.wait_for(rf"{'base' if mode == 'base' else 'process'} mode, wsgi app 'wsgi_echo:app'")
 
 
 def test_sigterm_lets_an_in_flight_request_finish(serve: Starter, tmp_path: Path) -> None:

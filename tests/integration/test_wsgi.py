@@ -12,7 +12,7 @@ import pytest
 from tests.helpers import exchange
 from tests.integration.conftest import Server, Starter
 
-pytestmark = pytest.mark.modes("process", "base")
+pytestmark = pytest.mark.modes("process", "base", "reactors")
 
 SHARED_APP = "wsgi_validated:app"
 

@@ -135,3 +135,28 @@ def test_settings_page_is_current() -> None:
     assert page.read_text() == settings_doc.render(), (
         "docs/settings.md is stale: run python -m swserve.settings_doc > docs/settings.md"
     )
+
+
+def test_reactors_apply_to_process_mode_only() -> None:
+    from swserve.config import problems
+
+    assert problems({"reactors": 2, "mode": "process"}) == []
+    assert any(
+        "--reactors applies to process mode" in p for p in problems({"reactors": 2, "mode": "base"})
+    )
+    assert problems({"reactors": 65})  # out of range
+
+
+def test_reactor_count_is_derived_from_workers_and_cores() -> None:
+    import dataclasses
+    import os
+
+    from swserve.config import Config
+    from swserve.reactor.process import reactor_count
+
+    cores = len(os.sched_getaffinity(0))
+    assert reactor_count(dataclasses.replace(Config(), reactors=3)) == 3
+    assert reactor_count(dataclasses.replace(Config(), mode="base", reactors=0)) == 1
+    derived = reactor_count(dataclasses.replace(Config(), workers=64, reactors=0))
+    assert derived == max(1, min(cores // 2, 16))
+    assert reactor_count(dataclasses.replace(Config(), workers=1, reactors=0)) == 1

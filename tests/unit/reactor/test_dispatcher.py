@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, strategies as st
 
+from swserve.ipc.busy import BusyTable
 from swserve.reactor.dispatcher import Dispatcher, WorkerSlot
 
 
@@ -99,3 +100,50 @@ def test_each_worker_limit_is_n_plus_jitter(n: int, jitter: int) -> None:
     limits = {reactor.request_limit() for _ in range(20)}
     assert all(n <= limit <= n + jitter for limit in limits)
     assert Reactor(Config(), on_event=lambda *a: None).request_limit() == 0  # off by default
+
+
+# -- --reactors N: the shared busy table ---------------------------------------------------
+
+
+def shared(capacities: list[int]) -> tuple[Dispatcher, list[WorkerSlot], BusyTable]:
+    table = BusyTable(cells=8)
+    d = Dispatcher("idle", table)
+    slots = []
+    for i, c in enumerate(capacities):
+        slot = WorkerSlot(key=i + 10, worker_id=i + 1, pid=100 + i, capacity=c)
+        slot.cell = i
+        d.add(slot)
+        slots.append(slot)
+    return d, slots, table
+
+
+def test_a_worker_busy_with_another_reactors_request_is_not_idle() -> None:
+    d, (a, b), table = shared([1, 1])
+    table.set(a.cell, 1)  # A runs a request another reactor gave it
+    assert d.pick(0) is b
+    assert d.pick(0) is b  # still the only idle one, whatever the round order
+
+
+def test_no_room_anywhere_means_wait_in_the_reactor() -> None:
+    d, (a, b), table = shared([1, 1])
+    table.set(a.cell, 1)
+    table.set(b.cell, 1)
+    assert d.pick(0) is None  # not pushed into a busy worker's pipe
+
+
+def test_least_loaded_counts_every_reactors_work() -> None:
+    d, (a, b), table = shared([10, 10])
+    table.set(a.cell, 7)
+    table.set(b.cell, 2)
+    b.inflight = 1  # ours, already published in its count
+    assert d.pick(0) is b
+
+
+def test_table_counts_requests_and_resets_for_a_new_worker() -> None:
+    table = BusyTable(cells=4)
+    table.set(2, 3)
+    table.done(2, 2)
+    table.done(2, 1)
+    assert (table.counts[2], table.served[2]) == (1, 2)
+    table.reset(2)
+    assert (table.counts[2], table.served[2]) == (0, 0)

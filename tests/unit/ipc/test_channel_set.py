@@ -1,0 +1,73 @@
+"""A worker's links to several reactors: replies go to the session's reactor, STOPs coalesce."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from swserve.ipc import framing
+from swserve.ipc.channel_set import SESSION_SHIFT, SyncChannelSet, session_of
+from swserve.ipc.framing import FrameDecoder
+
+Links = tuple[SyncChannelSet, list[socket.socket]]
+
+
+@pytest.fixture
+def links() -> Iterator[Links]:
+    pairs = [socket.socketpair() for _ in range(3)]
+    worker_side = [a for a, _ in pairs]
+    reactor_side = [b for _, b in pairs]
+    for sock in reactor_side:
+        sock.settimeout(5)
+    yield SyncChannelSet(worker_side), reactor_side
+    for a, b in pairs:
+        a.close()
+        b.close()
+
+
+def frames_on(sock: socket.socket) -> list[framing.Frame]:
+    return FrameDecoder().feed(sock.recv(65536))
+
+
+def test_session_ids_name_their_reactor() -> None:
+    frame = framing.encode(framing.RESPONSE_BODY, 0, (2 << SESSION_SHIFT) + 7, 1, b"x")
+    assert session_of(frame) >> SESSION_SHIFT == 2
+
+
+def test_a_reply_goes_to_the_reactor_of_its_session(links: Links) -> None:
+    channels, reactors = links
+    session = (1 << SESSION_SHIFT) + 5
+    channels.send(framing.encode(framing.RESPONSE_BODY, framing.END, session, 3, b"hi"))
+    ((kind, _, got_session, request, payload),) = frames_on(reactors[1])
+    assert (kind, got_session, request, payload) == (framing.RESPONSE_BODY, session, 3, b"hi")
+    for other in (reactors[0], reactors[2]):
+        other.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            other.recv(1)
+
+
+def test_frames_without_a_session_go_to_every_reactor(links: Links) -> None:
+    channels, reactors = links
+    channels.send(framing.encode(framing.HEARTBEAT, 0, 0, 0))
+    for sock in reactors:
+        assert [f[0] for f in frames_on(sock)] == [framing.HEARTBEAT]
+
+
+def test_requests_from_any_reactor_and_one_stop_after_the_last(links: Links) -> None:
+    channels, reactors = links
+    reactors[2].sendall(framing.encode(framing.REQUEST, 0, (2 << SESSION_SHIFT) + 1, 1, b""))
+    assert channels.recv()[0] == framing.REQUEST
+    reactors[0].sendall(framing.encode(framing.STOP, 0, 0, 0))
+    reactors[1].sendall(framing.encode(framing.STOP, 0, 0, 0))
+    reactors[1].sendall(framing.encode(framing.REQUEST, 0, (1 << SESSION_SHIFT) + 1, 1, b""))
+    assert channels.recv()[0] == framing.REQUEST  # retired by two, still served for the third
+    reactors[2].sendall(framing.encode(framing.STOP, 0, 0, 0))
+    assert channels.recv()[0] == framing.STOP
+
+
+def test_a_reactor_that_goes_away_ends_the_set(links: Links) -> None:
+    channels, reactors = links
+    reactors[1].close()
+    assert channels.recv() is None
