@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, Final
+from typing import Any, Final, Self
 
 HERE: Final = Path(__file__).resolve().parent
 REPO_ROOT: Final = HERE.parent
@@ -55,7 +55,11 @@ INSTALL_STAMP: Final = VENV_DIR / ".anchors-installed"
 RESULTS_DIR: Final = HERE / "results"
 HOST: Final = "127.0.0.1"
 
-ANCHOR_REQUIREMENTS: Final = ("uvicorn[standard]", "gunicorn", "granian", "flask", "fastapi")
+# matplotlib draws the chart (chart.py runs under this venv's python: run.py stays stdlib-only)
+ANCHOR_REQUIREMENTS: Final = (
+    *("uvicorn[standard]", "gunicorn", "granian", "flask", "fastapi"),
+    "matplotlib",
+)
 REPORTED_PACKAGES: Final = (
     *("swserve", "uvicorn", "gunicorn", "granian"),
     *("flask", "fastapi", "httptools", "uvloop"),
@@ -114,6 +118,9 @@ class Server:
     # regex of a line with the server's own running totals of worker replacements: the numbers
     # in group 1 of its last match are summed
     replacements_line: str = ""
+    # idle-connections: regex over /proc/<pid>/cmdline of the processes that hold the client
+    # connections ("master + reactors"); "" = the whole process tree
+    front_processes: str = ""
 
     def argv(
         self, app: str, interface: str, port: int, workers: int, extra_args: str = ""
@@ -160,6 +167,8 @@ SERVERS: Final[tuple[Server, ...]] = (
         port_line=SWSERVE_PORT,
         subject=True,
         **SWSERVE_RELOAD,
+        # process mode: the master runs the reactor and owns every connection
+        front_processes=r"^swserve: (master|reactor)",
     ),
     Server(
         "swserve-base",
@@ -169,6 +178,8 @@ SERVERS: Final[tuple[Server, ...]] = (
         skip_if_rejected=True,
         subject=True,
         **SWSERVE_RELOAD,
+        # base mode: every worker is a reactor and owns its connections (the app is in it too)
+        front_processes=r"^swserve: (master|reactor|worker)",
     ),
     # uvicorn's WSGI adapter is deprecated and not how anyone deploys WSGI: ASGI only. With
     # --workers > 1 its multiprocess supervisor restarts the workers on SIGHUP, one by one.
@@ -240,6 +251,10 @@ WRK: Final = "wrk"  # one wrk run per point
 RELOAD: Final = "reload"  # wrk while the workers are recycled and reloaded (SIGHUP), vs. without
 OPENLOOP: Final = "openloop"  # openloop.py: Poisson arrivals at fixed rates, latency per kind
 SLOWLORIS: Final = "slowloris"  # wrk with and without slowloris.py's connections held open
+IDLE: Final = "idle"  # wrk and RSS with and without idle.py's keep-alive connections held open
+STARTUP: Final = "startup"  # launch until the first 200, one launch per point
+IDLE_CONNECTIONS: Final = 10_000  # idle-connections: the keep-alive connections held open
+IDLE_ROOM: Final = IDLE_CONNECTIONS + 1000  # the connection limit given to servers that have one
 
 
 @dataclass(frozen=True)
@@ -342,7 +357,7 @@ SCENARIOS: Final[tuple[Scenario, ...]] = (
         "mixed",
         "wsgi",
         APPS + "mixed:app",
-        frozenset(),
+        FULL,
         "open loop, Poisson 170 and 270 req/s, 10% 50 ms: fast p99 vs an ideal dispatcher",
         probe_path="/fast",
         kind=OPENLOOP,
@@ -370,6 +385,41 @@ SCENARIOS: Final[tuple[Scenario, ...]] = (
         repeat=1,
         connections=32,
         default_servers=("swserve", "gunicorn-sync", "gunicorn-gthread", "uvicorn"),
+    ),
+    Scenario(
+        "idle-connections",
+        "wsgi",
+        APPS + "hello_wsgi:app",
+        FULL,
+        f"hello, wrk c=64: RSS and req/s with and without {IDLE_CONNECTIONS:,} idle connections",
+        kind=IDLE,
+        asgi_app=APPS + "hello_asgi:app",
+        # Room for the idle connections: they must outlive the run (every default keep-alive
+        # timeout is a few seconds), and wrk's 64 must still get in beside them (swserve's
+        # --max-connections defaults to exactly 10,000; gthread's --worker-connections to 1,000).
+        server_args={
+            "swserve": f"--keep-alive 300 --max-connections {IDLE_ROOM}",
+            "swserve-base": f"--keep-alive 300 --max-connections {IDLE_ROOM}",
+            "uvicorn": "--timeout-keep-alive 300",
+            "gunicorn-gthread": f"--keep-alive 300 --worker-connections {IDLE_ROOM}",
+            # granian has no keep-alive timeout option; its header-read timeout (30 s default,
+            # 60 s at most) closes idle keep-alive connections
+            "granian": "--http1-header-read-timeout 60000",
+        },
+        duration_s=10,
+        repeat=2,
+        # gunicorn's sync worker has no keep-alive: it closes every connection after answering
+        default_servers=("swserve", "swserve-base", "uvicorn", "gunicorn-gthread", "granian"),
+    ),
+    Scenario(
+        "startup",
+        "wsgi",
+        APPS + "hello_wsgi:app",
+        FULL,
+        "process start to the first 200 on the hello app, median of the launches",
+        kind=STARTUP,
+        asgi_app=APPS + "hello_asgi:app",
+        repeat=5,
     ),
 )
 SCENARIOS_BY_NAME: Final = {scenario.name: scenario for scenario in SCENARIOS}
@@ -410,6 +460,17 @@ SLOWLORIS_RAMP_TIMEOUT_S: Final = 15.0  # until every connection is open, at mos
 SLOWLORIS_SOAK_S: Final = 2.0
 SLOWLORIS_MIN_RATIO: Final = 0.95  # the issue: swserve loses < 5 % of its throughput
 FD_TROUBLE_RE: Final = re.compile(r"Too many open files|EMFILE|ENFILE", re.I)
+# idle-connections: the pair of points, and idle.py
+WITHOUT: Final = "without"
+WITH: Final = "with"
+IDLE_SCRIPT: Final = HERE / "idle.py"
+IDLE_RAMP_TIMEOUT_S: Final = 60.0  # until every connection has had its first exchange, at most
+IDLE_RSS_BASE_KIB: Final = 40 * 1024  # the issue: master + reactors <= 40 MiB + 8 KiB per conn
+IDLE_RSS_PER_CONN_KIB: Final = 8
+IDLE_MIN_RATIO: Final = 0.90  # the issue: throughput with them >= 0.9x without
+# startup: how often the harness looks for the port line and tries the GET
+STARTUP_POLL_S: Final = 0.005
+STARTUP_MAX_S: Final = 0.3  # the issue: process start to the first 200
 
 # ---------------------------------------------------------------------------------------------
 # Results
@@ -470,6 +531,16 @@ class Point:
     server_fd_limit: int | None = None  # lowest soft RLIMIT_NOFILE in the server's tree
     server_fds_max: int | None = None  # most fds open in one server process, after the run
     server_fd_trouble: list[str] = field(default_factory=list)  # EMFILE & co. in its log
+    # idle-connections: memory of the server after the measured run (KiB): the processes that
+    # hold the connections (Server.front_processes; the whole tree if it has none), the whole
+    # tree's RSS (shared pages counted in each process) and PSS (shared pages split), and the
+    # same before the run; idle.py's JSON plus "window", its figures within the measured run
+    rss_front_kib: int | None = None
+    rss_tree_kib: int | None = None
+    pss_tree_kib: int | None = None
+    memory_before_run: dict[str, int | None] = field(default_factory=dict)
+    front_processes: list[str] = field(default_factory=list)
+    idle: dict[str, Any] = field(default_factory=dict)
     # warnings, errors, tracebacks logged until the end of the measured run (all of them if the
     # run did not end normally), and those logged while the harness stopped the server
     server_log_problems: list[str] = field(default_factory=list)
@@ -788,6 +859,7 @@ def wait_ready(
     port_line: str,
     probe_path: str,
     timeout: float,
+    poll_s: float = POLL_INTERVAL_S,
 ) -> int:
     """Wait until the server answers a real GET with 2xx/3xx, and return its port.
 
@@ -806,7 +878,7 @@ def wait_ready(
             if not 200 <= status < 400:
                 raise PointError(f"readiness probe GET {probe_path} answered HTTP {status}")
             return port
-        time.sleep(POLL_INTERVAL_S)
+        time.sleep(poll_s)
     what = "print its port" if port == 0 else f"answer GET {probe_path} on port {port}"
     raise PointError(f"server did not {what} within {timeout:g} s")
 
@@ -898,6 +970,8 @@ class Settings:
             return [rate_variant(rate) for rate in self.rates]
         if scenario.kind == SLOWLORIS:
             return [CLEAN, HELD]
+        if scenario.kind == IDLE:
+            return [WITHOUT, WITH]
         return [""]
 
 
@@ -936,13 +1010,15 @@ def served(
         raise PointError(f"{executable} not found")
     variant = re.sub(r"\W+", "_", point.variant)
     log_path = settings.workdir / f"{server.name}-{scenario.name}-{variant}-{point.repeat}.log"
+    poll_s = STARTUP_POLL_S if scenario.kind == STARTUP else POLL_INTERVAL_S
+    env = server_env()
+    started = time.monotonic()  # just before Popen: start-up counts the fork and exec too
     with (
         log_path.open("w") as log_file,
         session(
-            point.argv, cwd=REPO_ROOT, env=server_env(), stdout=log_file, stderr=subprocess.STDOUT
+            point.argv, cwd=REPO_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
         ) as proc,
     ):
-        started = time.monotonic()
         run_end: int | None = None
         try:
             point.port = wait_ready(
@@ -952,8 +1028,9 @@ def served(
                 server.port_line,
                 scenario.probe_path,
                 settings.ready_timeout_s,
+                poll_s,
             )
-            point.startup_s = round(time.monotonic() - started, 3)
+            point.startup_s = round(time.monotonic() - started, 4)
             yield proc
             run_end = log_path.stat().st_size  # what the server logged before we stop it
             if proc.poll() is not None:
@@ -1006,6 +1083,13 @@ def measure(server: Server, scenario: Scenario, settings: Settings, point: Point
         return
     if scenario.kind == SLOWLORIS:
         measure_slowloris(server, scenario, settings, point)
+        return
+    if scenario.kind == IDLE:
+        measure_idle(server, scenario, settings, point)
+        return
+    if scenario.kind == STARTUP:
+        with served(server, scenario, settings, point):
+            pass  # the point is how long served() waited for the first answer
         return
     extra = ""
     if point.variant == CHURN and server.max_requests:
@@ -1213,30 +1297,149 @@ def measure_slowloris(server: Server, scenario: Scenario, settings: Settings, po
     point.server_cores_used = round(point.cpu_s / (wall_after - wall_before), 3)
 
 
-class SlowlorisRun:
-    """slowloris.py against one server, in its own session, pinned with the server.
+def measure_idle(server: Server, scenario: Scenario, settings: Settings, point: Point) -> None:
+    """One point of the idle-connections pair: wrk alone (*without*), or while idle.py holds
+    its keep-alive connections open to the same server (*with*: from before the warm-up to the
+    end of the run). Both record the server's memory before and after the measured run.
 
-    It is mostly asleep (one byte per connection per second), so it shares the server's CPUs
-    rather than wrk's; its own CPU time is in its result. It stops on SIGTERM from ``finish``
-    or, failing that, on its own deadline; the session is stopped on exit whatever happened.
+    Raises:
+        PointError: the point could not be measured.
+    """
+    with served(server, scenario, settings, point) as proc:
+        drive = functools.partial(
+            run_wrk,
+            f"http://{HOST}:{point.port}{scenario.path}",
+            connections=point.connections,
+            script=None,
+            pinning=settings.pinning,
+        )
+        with contextlib.ExitStack() as stack:
+            client = None
+            if point.variant == WITH:
+                client = stack.enter_context(IdleRun(point.port or 0, point.duration_s, settings))
+                client.wait_ready()
+            if settings.warmup_s > 0:
+                drive(duration_s=settings.warmup_s)
+            point.memory_before_run = asdict(tree_memory(proc.pid, server.front_processes))
+            del point.memory_before_run["front_processes"]
+            point.loadavg_1m = os.getloadavg()[0]
+            cpu_before, _ = tree_cpu(proc.pid)
+            wall_before = time.monotonic()
+            result, point.wrk_output = drive(duration_s=point.duration_s)
+            wall_after = time.monotonic()
+            cpu_after, point.tree_processes = tree_cpu(proc.pid)
+            memory = tree_memory(proc.pid, server.front_processes)
+            point.server_fd_limit, point.server_fds_max = tree_fds(proc.pid)
+            if client is not None:
+                point.idle = client.finish()
+                point.idle["window"] = idle_window(point.idle, wall_before, wall_after)
+    point.rss_front_kib = memory.rss_front_kib
+    point.rss_tree_kib = memory.rss_tree_kib
+    point.pss_tree_kib = memory.pss_tree_kib
+    point.front_processes = memory.front_processes
+    point.rps = result.rps
+    point.requests = result.requests
+    point.latency_ms = result.latency_ms if result.requests else {}
+    point.non_2xx_3xx = result.non_2xx_3xx
+    point.socket_errors = result.socket_errors
+    point.errors = result.non_2xx_3xx + sum(result.socket_errors.values())
+    point.cpu_s = round(cpu_after - cpu_before, 3)
+    if result.requests:
+        point.cpu_us_per_req = round(point.cpu_s * 1e6 / result.requests, 2)
+    point.server_cores_used = round(point.cpu_s / (wall_after - wall_before), 3)
+
+
+def idle_window(result: dict[str, Any], start: float, end: float) -> dict[str, Any]:
+    """idle.py's figures within the measured run [start, end] (time.monotonic())."""
+    open_counts = [n for t, n in result["timeline"] if start <= t <= end]
+    closes = [e for e in result["server_closes"] if e["t"] <= end]
+    return {
+        "start": round(start, 4),
+        "end": round(end, 4),
+        "open_min": min(open_counts) if open_counts else None,
+        "open_max": max(open_counts) if open_counts else None,
+        # what was still open when the memory after the run was sampled
+        "open_at_end": result["ready_open"] - len(closes),
+        "server_closes_run": sum(1 for e in closes if e["t"] >= start),
+        "server_closes_total": sum(
+            v for k, v in result["counts"].items() if k.startswith("closed_by_server")
+        ),
+    }
+
+
+@dataclass(frozen=True)
+class Memory:
+    rss_front_kib: int | None  # the processes holding the connections
+    rss_tree_kib: int | None  # every process of the tree, shared pages counted in each
+    pss_tree_kib: int | None  # every process of the tree, shared pages split among them
+    front_processes: list[str]  # "pid: command line" of the processes in rss_front_kib
+
+
+def _status_kib(pid: int, path: str, key: str) -> int | None:
+    """A ``Key:   N kB`` figure from /proc/<pid>/<path>, or None (gone, or no such key)."""
+    try:
+        text = Path(f"/proc/{pid}/{path}").read_text()
+    except OSError:
+        return None
+    match = re.search(rf"^{key}:\s+(\d+) kB", text, re.M)
+    return int(match.group(1)) if match else None
+
+
+def tree_memory(root: int, front_pattern: str) -> Memory:
+    """RSS and PSS of ``root``'s process tree, and the RSS of its ``front_pattern`` processes.
+
+    ``front_pattern`` matches the command line (swserve sets its process titles there); ""
+    means every process of the tree (the anchors: what is comparable is the whole server).
+    """
+    stats = read_stats()
+    children: defaultdict[int, list[int]] = defaultdict(list)
+    for pid, stat in stats.items():
+        children[stat.ppid].append(pid)
+    rss: dict[int, int] = {}
+    pss: dict[int, int] = {}
+    front: list[str] = []
+    front_pids: list[int] = []
+    stack = [root]
+    while stack:
+        pid = stack.pop()
+        stack.extend(children[pid])
+        if (kib := _status_kib(pid, "status", "VmRSS")) is None:
+            continue  # a zombie or a kernel thread has no VmRSS
+        rss[pid] = kib
+        if (pss_kib := _status_kib(pid, "smaps_rollup", "Pss")) is not None:
+            pss[pid] = pss_kib
+        described = process_description(pid)
+        if not front_pattern or re.search(front_pattern, described.partition(": ")[2]):
+            front_pids.append(pid)
+            front.append(described)
+    return Memory(
+        rss_front_kib=sum(rss[pid] for pid in front_pids) if front_pids else None,
+        rss_tree_kib=sum(rss.values()) if rss else None,
+        pss_tree_kib=sum(pss.values()) if pss else None,
+        front_processes=front,
+    )
+
+
+class HeldClient:
+    """A client script that holds connections open to one server, in its own session.
+
+    It prints ``ready <open> <failed>`` once its ramp is over, holds the connections until
+    SIGTERM from ``finish`` or, failing that, its own ``--max-seconds`` deadline, and writes a
+    JSON result; the session is stopped on exit whatever happened.
     """
 
-    def __init__(self, port: int, duration_s: int, settings: Settings) -> None:
-        self.output = settings.workdir / f"slowloris-{port}.json"
-        self.errors = settings.workdir / f"slowloris-{port}.err"
-        # its own deadline: the ramp, the soak (which holds the warm-up), the run, wrk's slack
-        self.max_seconds = SLOWLORIS_RAMP_TIMEOUT_S + SLOWLORIS_SOAK_S + duration_s
-        self.max_seconds += settings.warmup_s + WRK_SLACK_S
-        self.argv = [*settings.pinning.server_prefix(), sys.executable, str(SLOWLORIS_SCRIPT)]
-        self.argv += ["--host", HOST, "--port", str(port)]
-        self.argv += ["--connections", str(SLOWLORIS_CONNECTIONS)]
-        self.argv += ["--ramp-timeout", f"{SLOWLORIS_RAMP_TIMEOUT_S:g}"]
-        self.argv += ["--max-seconds", f"{self.max_seconds:g}", "--output", str(self.output)]
+    name = ""
+    ramp_timeout_s = 0.0
+
+    def __init__(self, argv: list[str], output: Path, errors: Path) -> None:
+        self.argv = argv
+        self.output = output
+        self.errors = errors
         self._stack = contextlib.ExitStack()
         self.proc: subprocess.Popen[bytes] | None = None
         self.ready = ""
 
-    def __enter__(self) -> SlowlorisRun:
+    def __enter__(self) -> Self:
         self.output.unlink(missing_ok=True)  # a port may come round again: no stale result
         with self._stack:
             err = self._stack.enter_context(self.errors.open("wb"))
@@ -1257,23 +1460,22 @@ class SlowlorisRun:
         """
         assert self.proc is not None
         assert self.proc.stdout is not None
-        deadline = time.monotonic() + SLOWLORIS_RAMP_TIMEOUT_S + 10.0
+        deadline = time.monotonic() + self.ramp_timeout_s + 10.0
         line = b""
         while not line.endswith(b"\n"):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise PointError(
-                    f"slowloris.py was not ready within {SLOWLORIS_RAMP_TIMEOUT_S + 10:g} s"
-                    + self._err()
+                    f"{self.name} was not ready within {self.ramp_timeout_s + 10:g} s" + self._err()
                 )
             readable, _, _ = select.select([self.proc.stdout], [], [], left)
             if readable:
                 chunk = os.read(self.proc.stdout.fileno(), 256)
                 if not chunk:
-                    raise PointError(f"slowloris.py exited before it was ready{self._err()}")
+                    raise PointError(f"{self.name} exited before it was ready{self._err()}")
                 line += chunk
         self.ready = line.decode(errors="replace").strip()
-        log(f"    slowloris client: {self.ready} (open, failed connects)")
+        log(f"    {self.name}: {self.ready} (open, failed)")
 
     def cpu(self) -> float:
         assert self.proc is not None
@@ -1293,7 +1495,7 @@ class SlowlorisRun:
         try:
             result: dict[str, Any] = json.loads(self.output.read_text())
         except (OSError, ValueError) as exc:
-            raise PointError(f"slowloris.py wrote no result: {exc}{self._err()}") from exc
+            raise PointError(f"{self.name} wrote no result: {exc}{self._err()}") from exc
         result["argv"] = self.argv
         result["exit_code"] = self.proc.returncode
         return result
@@ -1301,6 +1503,50 @@ class SlowlorisRun:
     def _err(self) -> str:
         text = self.errors.read_text(errors="replace") if self.errors.exists() else ""
         return f": {tail(text, 8)}" if text.strip() else ""
+
+
+class SlowlorisRun(HeldClient):
+    """slowloris.py against one server, pinned with the server.
+
+    It is mostly asleep (one byte per connection per second), so it shares the server's CPUs
+    rather than wrk's; its own CPU time is in its result.
+    """
+
+    name = "slowloris.py"
+    ramp_timeout_s = SLOWLORIS_RAMP_TIMEOUT_S
+
+    def __init__(self, port: int, duration_s: int, settings: Settings) -> None:
+        # its own deadline: the ramp, the soak (which holds the warm-up), the run, wrk's slack
+        max_seconds = SLOWLORIS_RAMP_TIMEOUT_S + SLOWLORIS_SOAK_S + duration_s
+        max_seconds += settings.warmup_s + WRK_SLACK_S
+        output = settings.workdir / f"slowloris-{port}.json"
+        argv = [*settings.pinning.server_prefix(), sys.executable, str(SLOWLORIS_SCRIPT)]
+        argv += ["--host", HOST, "--port", str(port)]
+        argv += ["--connections", str(SLOWLORIS_CONNECTIONS)]
+        argv += ["--ramp-timeout", f"{SLOWLORIS_RAMP_TIMEOUT_S:g}"]
+        argv += ["--max-seconds", f"{max_seconds:g}", "--output", str(output)]
+        super().__init__(argv, output, settings.workdir / f"slowloris-{port}.err")
+
+
+class IdleRun(HeldClient):
+    """idle.py against one server: its connections do one exchange, then stay silent.
+
+    It is pinned with wrk (the load side): it works only during its ramp, before the warm-up,
+    and sleeps without a single wake-up while it holds the connections.
+    """
+
+    name = "idle.py"
+    ramp_timeout_s = IDLE_RAMP_TIMEOUT_S
+
+    def __init__(self, port: int, duration_s: int, settings: Settings) -> None:
+        max_seconds = IDLE_RAMP_TIMEOUT_S + duration_s + settings.warmup_s + WRK_SLACK_S
+        output = settings.workdir / f"idle-{port}.json"
+        argv = [*settings.pinning.load_prefix(), sys.executable, str(IDLE_SCRIPT)]
+        argv += ["--host", HOST, "--port", str(port)]
+        argv += ["--connections", str(IDLE_CONNECTIONS)]
+        argv += ["--ramp-timeout", f"{IDLE_RAMP_TIMEOUT_S:g}"]
+        argv += ["--max-seconds", f"{max_seconds:g}", "--output", str(output)]
+        super().__init__(argv, output, settings.workdir / f"idle-{port}.err")
 
 
 def slowloris_window(result: dict[str, Any], start: float, end: float) -> dict[str, Any]:
@@ -1381,7 +1627,7 @@ def make_plan(
     """Every point to measure, interleaved so that drift hits every server alike.
 
     wrk and openloop scenarios: per variant (rate), per repeat, every server in turn
-    (A B C A B C). reload and slowloris: per repeat, per server, its two points back to back
+    (A B C A B C). reload, slowloris and idle-connections: per repeat, per server, its two points back to back
     (so the ratio between them is taken over the shortest time), in alternating order. Unless
     ``servers_given`` (``--servers``), a scenario with ``default_servers`` runs only those.
     """
@@ -1392,7 +1638,7 @@ def make_plan(
             eligible = [server for server in eligible if server.name in scenario.default_servers]
         repeats = range(1, (repeat or scenario.repeat or settings.suite.repeat) + 1)
         variants = settings.variants(scenario)
-        if scenario.kind in {RELOAD, SLOWLORIS}:
+        if scenario.kind in {RELOAD, SLOWLORIS, IDLE}:
             plan += [
                 PlanItem(scenario, rep, server, variant)
                 for rep in repeats
@@ -1410,6 +1656,8 @@ def make_plan(
 
 
 def describe_point(point: Point) -> str:
+    if point.rps is None and point.startup_s is not None:
+        return f"first 200 after {point.startup_s * 1e3:.0f} ms"
     if point.openloop:
         run = point.openloop["run"]
         ideal = point.openloop["ideal"]["fast"]["p99_ms"]
@@ -1431,7 +1679,21 @@ def describe_point(point: Point) -> str:
         )
     if point.hups_sent is not None:
         text += f", {point.hups_sent} SIGHUPs sent, {point.hups_acknowledged} acknowledged"
+    if point.rss_tree_kib is not None:
+        text += f"; RSS {_mib(point.rss_front_kib)} MiB"
+        if point.rss_front_kib != point.rss_tree_kib:
+            text += f" (whole tree {_mib(point.rss_tree_kib)} MiB)"
+    if point.idle:
+        window = point.idle["window"]
+        text += (
+            f"; {window['open_min']}-{window['open_max']} idle connections held during the run, "
+            f"{window['open_at_end']} at its end"
+        )
     return text
+
+
+def _mib(kib: float | None) -> str:
+    return "-" if kib is None else f"{kib / 1024:,.1f}"
 
 
 def run_plan(plan: list[PlanItem], settings: Settings) -> tuple[list[Point], str]:
@@ -2204,8 +2466,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def raise_nofile_limit() -> dict[str, int]:
-    """Raise this process's soft RLIMIT_NOFILE to its hard limit; return both, before/after."""
+def held_connections(scenario: Scenario) -> int:
+    """How many connections a client of ``scenario`` holds open beside the load (or 0)."""
+    return {SLOWLORIS: SLOWLORIS_CONNECTIONS, IDLE: IDLE_CONNECTIONS}.get(scenario.kind, 0)
+
+
+def raise_nofile_limit(needed: int) -> dict[str, int]:
+    """Raise this process's soft RLIMIT_NOFILE to its hard limit; return both, before/after.
+
+    Warns when the result leaves fewer than ``needed`` + 256 fds (the client's connections and
+    the server's, plus wrk's and the processes' own).
+    """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     result = {"soft_before": soft, "hard": hard, "soft": soft}
     if soft != hard:
@@ -2214,8 +2485,11 @@ def raise_nofile_limit() -> dict[str, int]:
         except (ValueError, OSError) as exc:  # e.g. an unlimited hard limit
             log(f"could not raise RLIMIT_NOFILE from {soft} to {hard}: {exc}")
         result["soft"] = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    if 0 <= result["soft"] < SLOWLORIS_CONNECTIONS + 256:
-        log(f"warning: RLIMIT_NOFILE is {result['soft']}: the slowloris client may run out of fds")
+    if 0 <= result["soft"] < needed + 256:
+        log(
+            f"warning: RLIMIT_NOFILE is {result['soft']}: a client holding {needed} connections, "
+            "or the server, may run out of fds (raise the hard limit: ulimit -Hn)"
+        )
     return result
 
 
@@ -2226,7 +2500,7 @@ def list_tables() -> None:
     print("scenarios:")
     for scenario in SCENARIOS:
         suites = ",".join(sorted(scenario.suites)) or "--scenario only"
-        print(f"  {scenario.name:13} {suites:16} {scenario.kind:9} {scenario.summary}")
+        print(f"  {scenario.name:16} {suites:16} {scenario.kind:9} {scenario.summary}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -2255,9 +2529,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     pinning = Pinning.choose(enabled=not args.no_pin)
     repeat = args.repeat or suite.repeat
-    # slowloris: the client (a child of ours) holds 500 sockets, and the servers we start inherit
-    # our limit too; raise the soft limit to the hard one, as a systemd LimitNOFILE would
-    nofile = raise_nofile_limit() if any(s.kind == SLOWLORIS for s in scenarios) else {}
+    # slowloris and idle-connections: the client (a child of ours) holds 500 or 10,000 sockets,
+    # and the servers we start inherit our limit too; raise the soft limit to the hard one, as
+    # a systemd LimitNOFILE would
+    held = [held_connections(s) for s in scenarios if held_connections(s)]
+    nofile = raise_nofile_limit(max(held)) if held else {}
     meta: dict[str, Any] = {
         "label": "+".join(args.scenario) if args.scenario else args.suite,
         "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
