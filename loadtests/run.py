@@ -42,7 +42,7 @@ import time
 import traceback
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from types import FrameType
 from typing import Any, Final, Self
@@ -1839,7 +1839,18 @@ def _ratios(subject: Summary | None, row: Summary) -> list[str]:
     return [_fmt(subject.rps / row.rps, 2), _fmt(cpu, 2)]
 
 
-def markdown(summaries: list[Summary], points: list[Point], meta: dict[str, Any]) -> str:
+def markdown(
+    summaries: list[Summary],
+    points: list[Point],
+    meta: dict[str, Any],
+    *,
+    chart: str = "",
+    for_docs: bool = False,
+) -> str:
+    """The run's report; ``chart``: the PNG's path relative to the report, if one was drawn.
+
+    ``for_docs`` (the committed snapshot): no title, failures by their reason only (no logs).
+    """
     lines = [
         f"# swserve load test: {meta['label']}",
         "",
@@ -1848,6 +1859,11 @@ def markdown(summaries: list[Summary], points: list[Point], meta: dict[str, Any]
         f"1-minute load average before the runs: {_load_range(points)} "
         "(above the CPU count, other work on the machine disturbed the numbers)",
     ]
+    if for_docs:
+        lines = lines[4:]
+    lines += ["", *bars_section(evaluate_bars(summaries, points))]
+    if chart:
+        lines += ["", f"![req/s and CPU µs per request per scenario and server]({chart})"]
     if summaries or not any(SCENARIOS_BY_NAME[p.scenario].kind != WRK for p in points):
         lines += ["", *wrk_table(summaries, meta)]
     if any(SCENARIOS_BY_NAME[p.scenario].kind == RELOAD for p in points):
@@ -1856,6 +1872,10 @@ def markdown(summaries: list[Summary], points: list[Point], meta: dict[str, Any]
         lines += ["", *openloop_section(points, meta)]
     if any(SCENARIOS_BY_NAME[p.scenario].kind == SLOWLORIS for p in points):
         lines += ["", *slowloris_section(points, meta)]
+    if any(SCENARIOS_BY_NAME[p.scenario].kind == IDLE for p in points):
+        lines += ["", *idle_section(points, meta)]
+    if any(SCENARIOS_BY_NAME[p.scenario].kind == STARTUP for p in points):
+        lines += ["", *startup_section(points, meta)]
     lines += ["", "versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v)]
     if meta.get("interrupted"):
         lines += ["", f"**Interrupted ({meta['interrupted']}): the run is incomplete.**"]
@@ -1863,7 +1883,13 @@ def markdown(summaries: list[Summary], points: list[Point], meta: dict[str, Any]
     for point in points:
         if point.status != "ok":
             first_failures.setdefault((point.scenario, point.server, point.variant), point)
-    if first_failures:
+    if first_failures and for_docs:
+        lines += ["", "## Failed or skipped points (the first of each)", ""]
+        lines += [
+            f"- {p.server} / {p.scenario} {p.variant}: {p.status}: {p.reason.splitlines()[0]}"
+            for p in first_failures.values()
+        ]
+    elif first_failures:
         lines += ["", "## Failed or skipped points (the first of each)", ""]
         for point in first_failures.values():
             variant = f" {point.variant}" if point.variant else ""
@@ -2360,10 +2386,401 @@ def _mixed_bars(fast_p99: dict[tuple[str, str], float | None], variants: list[st
     return bars
 
 
+def _ok(group: Sequence[Point]) -> list[Point]:
+    return [p for p in group if p.status == "ok"]
+
+
+def idle_section(points: list[Point], meta: dict[str, Any]) -> list[str]:
+    groups = _groups(points, IDLE)
+    some = next(p for group in groups.values() for p in group)
+    header = ["server", "app", "req/s without", "req/s with", "with ÷ without"]
+    header += ["p99 ms without", "p99 ms with", "errors without", "errors with"]
+    header += ["front RSS MiB without", "front RSS MiB with", "tree RSS MiB with"]
+    header += ["tree PSS MiB with", "KiB per connection", "held during run / at end"]
+    header += ["closed by server: run / all", "server fds / limit", "ok/runs", "note"]
+    rows: list[list[str]] = []
+    for server_name in dict.fromkeys(name for name, _ in groups):
+        without_group = groups.get((server_name, WITHOUT), [])
+        with_group = groups.get((server_name, WITH), [])
+        without, held = _ok(without_group), _ok(with_group)
+        figures = idle_figures(without, held)
+        windows = [p.idle["window"] for p in held if p.idle]
+        row = [server_name, _first_app([*without_group, *with_group])]
+        row += [_fmt(figures.rps_without, 0), _fmt(figures.rps_with, 0), _fmt(figures.ratio, 3)]
+        row += [
+            _fmt(_median([p.latency_ms.get("p99") for p in group]), 2) for group in (without, held)
+        ]
+        row += [_socket_errors(without), _socket_errors(held)]
+        row += [_mib(figures.front_without), _mib(figures.front_with)]
+        row += [_mib(_median([p.rss_tree_kib for p in held]))]
+        row += [_mib(_median([p.pss_tree_kib for p in held]))]
+        row += [_fmt(figures.kib_per_connection, 1)]
+        if windows:
+            low = min((w["open_min"] for w in windows if w["open_min"] is not None), default=None)
+            row += [f"{_int(low)}-{max(w['open_max'] or 0 for w in windows)} / {figures.held}"]
+            row += [
+                f"{sum(w['server_closes_run'] for w in windows)} / "
+                f"{sum(w['server_closes_total'] for w in windows)}"
+            ]
+        else:
+            row += ["-", "-"]
+        fds = [p for p in held if p.server_fds_max is not None]
+        fd_text = "-"
+        if fds:
+            fd_text = f"{max(p.server_fds_max or 0 for p in fds)} / "
+            fd_text += _int(
+                min((p.server_fd_limit for p in fds if p.server_fd_limit), default=None)
+            )
+        row += [fd_text, f"{len(without)}+{len(held)}/{len(without_group) + len(with_group)}"]
+        notes = [group_notes(without_group), group_notes(with_group)]
+        trouble = [p.server_fd_trouble[0] for p in [*without, *held] if p.server_fd_trouble]
+        if trouble:
+            notes.append(f"out of fds: {_shorten(trouble[0], 120)}")
+        row.append("; ".join(filter(None, notes)))
+        rows.append(row)
+    fronts = {
+        server_name: sorted(
+            {re.sub(r"^pid \d+: ", "", f) for p in group for f in p.front_processes}
+        )
+        for (server_name, variant), group in groups.items()
+        if variant == WITH and SERVERS_BY_NAME[server_name].front_processes
+    }
+    args = [
+        f"{name} `{SCENARIOS_BY_NAME['idle-connections'].server_args[name]}`"
+        for name in groups_servers(groups)
+    ]
+    lines = [
+        f"## idle-connections: wrk with and without {IDLE_CONNECTIONS:,} idle keep-alive "
+        "connections open",
+        "",
+        f"wrk -t1 -c{some.connections} -d{some.duration_s}s on the hello app, {some.workers} "
+        "worker(s), a fresh server per point; per server the *without* and *with* points run back "
+        f"to back. *with*: `idle.py` opens {IDLE_CONNECTIONS:,} connections, each does one "
+        "`GET /` and then stays open and silent (a keep-alive connection between requests); "
+        "they are opened before the warm-up and closed after the run; a connection the server "
+        "closes is not reopened. The client is pinned with wrk "
+        f"({meta['pinning']}) and makes no wake-up while it holds them. So that the connections "
+        "outlive the run and wrk's get in beside them, the servers get: "
+        + "; ".join(args)
+        + ". Memory is sampled right after the measured run, the connections still open. Medians "
+        "over the repeats, errors summed.",
+        "",
+        *_table(header, rows, left=2),
+        "",
+        "*front RSS*: the resident memory of the processes that hold the client connections: "
+        "swserve's master in process mode (it runs the reactor), its master and workers in base "
+        "mode (every worker is a reactor, with the app in it); for the other servers, which have "
+        "no such split, the whole process tree, the figure comparable with swserve's *tree "
+        "RSS*. *tree RSS* counts pages shared between the processes once per process; *tree "
+        "PSS* splits them. *KiB per connection*: (front RSS with - without) ÷ the connections "
+        "held at the end of the run. *held*: from the client's side, during the measured run "
+        "(fewest-most) and at its end.",
+    ]
+    for server_name, front in fronts.items():
+        lines += ["", f"{server_name} front processes: " + "; ".join(f"`{f}`" for f in front)]
+    nofile = meta.get("nofile") or {}
+    if nofile:
+        lines += [
+            "",
+            f"RLIMIT_NOFILE of the harness (inherited by the client and the servers): soft "
+            f"{nofile['soft_before']} -> {nofile['soft']}, hard {nofile['hard']}.",
+        ]
+    return lines
+
+
+def groups_servers(groups: dict[tuple[str, str], list[Point]]) -> list[str]:
+    """The servers of ``groups`` that got scenario-specific options, in the order measured."""
+    options = SCENARIOS_BY_NAME["idle-connections"].server_args
+    return [name for name in dict.fromkeys(n for n, _ in groups) if name in options]
+
+
+@dataclass(frozen=True)
+class IdleFigures:
+    rps_without: float | None
+    rps_with: float | None
+    ratio: float | None  # req/s with ÷ without
+    front_without: float | None  # KiB, median
+    front_with: float | None
+    held: int | None  # connections held at the end of the run (fewest over the repeats)
+    kib_per_connection: float | None
+
+
+def idle_figures(without: Sequence[Point], held: Sequence[Point]) -> IdleFigures:
+    """The idle-connections figures of one server from its ok points."""
+    rps_without = _median([p.rps for p in without])
+    rps_with = _median([p.rps for p in held])
+    front_without = _median([p.rss_front_kib for p in without])
+    front_with = _median([p.rss_front_kib for p in held])
+    counts = [p.idle["window"]["open_at_end"] for p in held if p.idle]
+    count = min(counts) if counts else None
+    per_conn = None
+    if front_with is not None and front_without is not None and count:
+        per_conn = (front_with - front_without) / count
+    return IdleFigures(
+        rps_without=rps_without,
+        rps_with=rps_with,
+        ratio=rps_with / rps_without if rps_with is not None and rps_without else None,
+        front_without=front_without,
+        front_with=front_with,
+        held=count,
+        kib_per_connection=per_conn,
+    )
+
+
+def startup_section(points: list[Point], meta: dict[str, Any]) -> list[str]:
+    groups = _groups(points, STARTUP)
+    header = ["server", "app", "median ms", "fastest ms", "slowest ms", "ok/runs", "note"]
+    rows = []
+    for (server_name, _), group in groups.items():
+        times = [p.startup_s * 1e3 for p in _ok(group) if p.startup_s is not None]
+        row = [server_name, _first_app(group), _fmt(_median(times), 0)]
+        row += [_fmt(min(times), 0) if times else "-", _fmt(max(times), 0) if times else "-"]
+        row += [f"{len(_ok(group))}/{len(group)}", group_notes(group)]
+        rows.append(row)
+    return [
+        "## startup: process start to the first 200",
+        "",
+        "Per launch: from just before the harness starts the server (`Popen`, through "
+        f"`taskset` when pinned: {meta['pinning']}) to the first `GET /` answered 200 on the "
+        "hello app, 1 worker. The harness reads the port from the server's log line when the "
+        f"server prints one (else it picked a free port) and tries every {STARTUP_POLL_S * 1e3:g} "
+        "ms. One launch per repeat, servers interleaved.",
+        "",
+        *_table(header, rows, left=2),
+    ]
+
+
+def mixed_fast_p99(points: list[Point]) -> dict[tuple[str, str], float | None]:
+    """Median fast-request p99 per (server, rate), and the ideal's per ("ideal", rate)."""
+    fast: dict[tuple[str, str], float | None] = {}
+    for (server_name, variant), group in _groups(points, OPENLOOP).items():
+        ok = [p for p in group if p.status == "ok" and p.openloop]
+        fast[server_name, variant] = _kind_median(ok, "fast", "p99_ms")
+        ideal = next((p.openloop["ideal"]["fast"]["p99_ms"] for p in group if p.openloop), None)
+        if ideal is not None:
+            fast.setdefault(("ideal", variant), ideal)
+    return fast
+
+
+# ---------------------------------------------------------------------------------------------
+# The issue's bars, evaluated from one run's points
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bar:
+    row: str  # the issue's row
+    check: str  # what is compared
+    value: float | None  # the measured ratio or figure; None: not measured in this run
+    limit: float  # the bar
+    at_least: bool  # True: value >= limit holds; False: value <= limit holds
+    unit: str = "x"  # "x" for a ratio, else the figure's unit
+    pinning: str = ""
+    note: str = ""
+    indicative: bool = False  # the issue gives it as "≈": shown, not judged
+
+    @property
+    def holds(self) -> bool | None:
+        if self.value is None or self.indicative:
+            return None
+        return self.value >= self.limit if self.at_least else self.value <= self.limit
+
+    def cells(self) -> list[str]:
+        sign = "≥" if self.at_least else "≤"
+        value = "not measured" if self.value is None else f"{self.value:,.2f}{self.unit}"
+        limit = f"{'≈' if self.indicative else sign} {round(self.limit, 2):g}{self.unit}"
+        holds = {True: "**yes**", False: "**no**", None: "-"}[self.holds]
+        if self.indicative and self.value is not None:
+            holds = "(indicative)"
+        return [self.row, self.check, value, limit, holds, self.pinning or "-", self.note]
+
+
+# (row, scenario, subject, anchor, bar, indicative): req/s of the subject ÷ the anchor's, same
+# run; indicative: the issue gives it as "≈" (shown, not judged)
+RATIO_BARS: Final = (
+    ("ASGI hello, base mode", "asgi-hello", "swserve-base", "granian", 1.0, False),
+    ("ASGI hello, base mode", "asgi-hello", "swserve-base", "uvicorn", 2.0, True),
+    ("WSGI hello, base mode", "wsgi-hello", "swserve-base", "granian", 1.0, False),
+    ("WSGI hello, process mode", "wsgi-hello", "swserve", "gunicorn-gthread", 5.0, False),
+    ("WSGI hello, process mode", "wsgi-hello", "swserve", "granian", 0.8, False),
+    ("ASGI hello, process mode", "asgi-hello", "swserve", "uvicorn", 1.0, False),
+    ("Flask app (JSON view), process mode", "flask-json", "swserve", "granian", 1.0, False),
+    (
+        "FastAPI app (JSON endpoint), base mode",
+        "fastapi-json",
+        "swserve-base",
+        "granian",
+        1.0,
+        False,
+    ),
+    # the issue names no mode here: both are checked
+    *(
+        ("64 KiB response and 1 MiB POST echo", scenario, subject, anchor, 1.0, False)
+        for scenario, anchors in (
+            ("wsgi-64k", ("gunicorn-sync", "gunicorn-gthread")),
+            ("asgi-64k", ("uvicorn",)),
+            ("wsgi-echo-1m", ("gunicorn-sync", "gunicorn-gthread")),
+            ("asgi-echo-1m", ("uvicorn",)),
+        )
+        for subject in ("swserve", "swserve-base")
+        for anchor in anchors
+    ),
+)
+
+
+def _pinnings(points: Sequence[Point]) -> str:
+    return ", ".join(sorted({p.pinning for p in points if p.status == "ok" and p.pinning}))
+
+
+def evaluate_bars(summaries: list[Summary], points: list[Point]) -> list[Bar]:
+    """Every bar of the issue, from this run's points (None where a figure is missing)."""
+    by_key = {(s.scenario, s.server): s for s in summaries}
+    bars: list[Bar] = []
+    for row, scenario, subject, anchor, limit, indicative in RATIO_BARS:
+        mine, theirs = by_key.get((scenario, subject)), by_key.get((scenario, anchor))
+        value = None
+        if mine is not None and theirs is not None and mine.rps is not None and theirs.rps:
+            value = mine.rps / theirs.rps
+        used = [p for p in points if p.scenario == scenario and p.server in {subject, anchor}]
+        bars.append(
+            Bar(
+                row,
+                f"{scenario}: {subject} ÷ {anchor} req/s",
+                value,
+                limit,
+                at_least=True,
+                pinning=_pinnings(used),
+                indicative=indicative,
+            )
+        )
+    bars += _mixed_issue_bars(points)
+    bars += _idle_issue_bars(points)
+    bars += _startup_issue_bars(points)
+    return bars
+
+
+def _mixed_issue_bars(points: list[Point]) -> list[Bar]:
+    row = "mixed latency at 50 % and 80 % of capacity"
+    fast = mixed_fast_p99(points)
+    used = [p for p in points if SCENARIOS_BY_NAME[p.scenario].kind == OPENLOOP]
+    pinning = _pinnings(used)
+    rates = sorted({v for _, v in fast}, key=variant_rate) or [
+        rate_variant(r) for r in OPENLOOP_RATES
+    ]
+    bars = []
+    for subject in ("swserve", "swserve-base"):
+        if subject == "swserve-base" and not any(p.server == subject for p in used):
+            continue  # the issue's mixed bar is for the default (process) mode
+        for rate in rates:
+            mine, ideal = fast.get((subject, rate)), fast.get(("ideal", rate))
+            value = mine / ideal if mine is not None and ideal else None
+            check = f"mixed {rate}: {subject} fast p99 ÷ the ideal dispatcher's"
+            bars.append(Bar(row, check, value, MIXED_MAX_IDEAL_RATIO, False, pinning=pinning))
+        lowest = rates[0]
+        for anchor in MIXED_ANCHORS:
+            mine, theirs = fast.get((subject, lowest)), fast.get((anchor, lowest))
+            value = mine / theirs if mine is not None and theirs else None
+            check = f"mixed {lowest}: {subject} fast p99 ÷ {anchor}'s"
+            bars.append(Bar(row, check, value, MIXED_MAX_ANCHOR_RATIO, False, pinning=pinning))
+    return bars
+
+
+def _idle_issue_bars(points: list[Point]) -> list[Bar]:
+    row = f"idle connections: {IDLE_CONNECTIONS:,} keep-alive, then hello at c=64"
+    groups = _groups(points, IDLE)
+    bars = []
+    for subject in ("swserve", "swserve-base"):
+        without = _ok(groups.get((subject, WITHOUT), []))
+        held = _ok(groups.get((subject, WITH), []))
+        pinning = _pinnings([*without, *held])
+        figures = idle_figures(without, held)
+        count = figures.held
+        limit_kib = IDLE_RSS_BASE_KIB + IDLE_RSS_PER_CONN_KIB * (count or IDLE_CONNECTIONS)
+        note = ""
+        if count is not None and count < IDLE_CONNECTIONS:
+            note = f"only {count:,} of {IDLE_CONNECTIONS:,} held at the end: not the bar's test"
+        rss = figures.front_with / 1024 if figures.front_with is not None and count else None
+        bars.append(
+            Bar(
+                row,
+                f"{subject}: RSS of master + reactors with them (≤ 40 MiB + 8 KiB x "
+                f"{count or IDLE_CONNECTIONS:,})",
+                rss if not note else None,
+                limit_kib / 1024,
+                at_least=False,
+                unit=" MiB",
+                pinning=pinning,
+                note=note
+                or (
+                    f"{figures.kib_per_connection:.1f} KiB per connection over the run without"
+                    if figures.kib_per_connection is not None
+                    else ""
+                ),
+            )
+        )
+        bars.append(
+            Bar(
+                row,
+                f"{subject}: req/s with them ÷ without",
+                figures.ratio if not note else None,
+                IDLE_MIN_RATIO,
+                at_least=True,
+                pinning=pinning,
+                note=note,
+            )
+        )
+    return bars
+
+
+def _startup_issue_bars(points: list[Point]) -> list[Bar]:
+    bars = []
+    for subject in ("swserve", "swserve-base"):
+        group = _ok(_groups(points, STARTUP).get((subject, ""), []))
+        median = _median([p.startup_s for p in group])
+        bars.append(
+            Bar(
+                "start-up: process start to first 200, hello app",
+                f"{subject}: median of {len(group)} launches",
+                median,
+                STARTUP_MAX_S,
+                at_least=False,
+                unit=" s",
+                pinning=_pinnings(group),
+            )
+        )
+    return bars
+
+
+def bars_section(bars: list[Bar]) -> list[str]:
+    held = sum(1 for b in bars if b.holds)
+    judged = sum(1 for b in bars if b.holds is not None)
+    measured = [b for b in bars if b.value is not None]
+    missing = [b for b in bars if b.value is None]
+    header = ["bar row (issue #6)", "check", "measured", "bar", "holds", "pinning", "note"]
+    lines = [
+        "## Bars of the speed issue",
+        "",
+        f"{held} of {judged} checks hold; {len(missing)} not measured in this run. Ratios are "
+        "of medians in this run (1 worker unless said; mixed: 2). *pinning*: where the server "
+        "and the load generator ran (`server=cpu1 wrk=cpu0`: `taskset`, server on CPU 1, wrk "
+        "and the other clients on CPU 0; `none`: unpinned).",
+    ]
+    if measured:
+        lines += ["", *_table(header, [b.cells() for b in measured], left=2)]
+    if missing:
+        lines += ["", "Not measured in this run (`--suite full` measures every one):", ""]
+        lines += [f"- {row}" for row in dict.fromkeys(b.row for b in missing)]
+    return lines
+
+
 def write_results(
     output_dir: Path, meta: dict[str, Any], summaries: list[Summary], points: list[Point]
-) -> tuple[Path, str]:
-    report = markdown(summaries, points, meta)
+) -> tuple[Path, str, Path | None]:
+    """Write the JSON, draw the chart next to it, and write the markdown report.
+
+    Returns:
+        The JSON's path, the report, and the PNG's path (None if none could be drawn).
+    """
     output_dir.mkdir(parents=True, exist_ok=True)
     json_path = output_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{meta['label']}.json"
     payload = {
@@ -2372,8 +2789,88 @@ def write_results(
         "points": [asdict(p) for p in points],
     }
     json_path.write_text(json.dumps(payload, indent=2) + "\n")
+    png_path = json_path.with_suffix(".png")
+    chart_ok = any(s.rps for s in summaries) and render_chart(json_path, png_path)
+    report = markdown(summaries, points, meta, chart=png_path.name if chart_ok else "")
     json_path.with_suffix(".md").write_text(report)
-    return json_path, report
+    return json_path, report, png_path if chart_ok else None
+
+
+CHART_SCRIPT: Final = HERE / "chart.py"
+CHART_TIMEOUT_S: Final = 120
+
+
+def render_chart(json_path: Path, png_path: Path) -> bool:
+    """Draw the PNG with chart.py under the anchors venv (it has matplotlib); False on failure.
+
+    A chart that cannot be drawn (no venv, matplotlib missing with ``--no-install``) costs the
+    run nothing but the picture: the reason is logged.
+    """
+    python = VENV_BIN / "python"
+    if not python.exists():
+        log(f"no chart: {python} not found")
+        return False
+    try:
+        result = subprocess.run(
+            [str(python), str(CHART_SCRIPT), str(json_path), str(png_path)],
+            capture_output=True,
+            text=True,
+            timeout=CHART_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        log(f"no chart: chart.py did not finish within {CHART_TIMEOUT_S} s")
+        return False
+    if result.returncode != 0:
+        log(f"no chart: chart.py failed: {tail(result.stderr or result.stdout, 3)}")
+        return False
+    return True
+
+
+DOCS_PAGE: Final = REPO_ROOT / "docs" / "benchmarks.md"
+DOCS_CHART: Final = REPO_ROOT / "docs" / "benchmarks.png"
+SNAPSHOT_BEGIN: Final = "<!-- snapshot: begin (written by loadtests/run.py --write-docs) -->"
+SNAPSHOT_END: Final = "<!-- snapshot: end -->"
+
+
+def write_docs(
+    meta: dict[str, Any], summaries: list[Summary], points: list[Point], png: Path | None
+) -> None:
+    """Replace the snapshot in docs/benchmarks.md, between its markers, and docs/benchmarks.png.
+
+    The prose around the markers is the maintainers' and is kept as it is.
+
+    Raises:
+        SystemExit: the page has no snapshot markers.
+    """
+    page = DOCS_PAGE.read_text()
+    if SNAPSHOT_BEGIN not in page or SNAPSHOT_END not in page:
+        raise SystemExit(
+            f"{DOCS_PAGE} has no snapshot markers ({SNAPSHOT_BEGIN} ... {SNAPSHOT_END})"
+        )
+    before, rest = page.split(SNAPSHOT_BEGIN, 1)
+    after = rest.split(SNAPSHOT_END, 1)[1]
+    if png is not None:
+        shutil.copyfile(png, DOCS_CHART)
+    report = markdown(summaries, points, meta, chart=DOCS_CHART.name if png else "", for_docs=True)
+    report = re.sub(r"^(#+) ", r"\1## ", report, flags=re.M)  # under the page's own headings
+    versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v)
+    snapshot = [
+        SNAPSHOT_BEGIN,
+        "",
+        f"## Snapshot: {meta['started']}",
+        "",
+        f"Produced by `{meta['command']}`.",
+        "",
+        f"Machine: {meta['cpus']} CPUs (affinity {meta['affinity']}), {meta['platform']}, "
+        f"Python {meta['python']}. Pinning: {meta['pinning']}. Versions: {versions}.",
+        "",
+        report.rstrip(),
+        "",
+        SNAPSHOT_END,
+    ]
+    DOCS_PAGE.write_text(before + "\n".join(snapshot) + after)
+    log(f"wrote {DOCS_PAGE}" + (f" and {DOCS_CHART}" if png else " (no chart)"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -2462,6 +2959,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--no-install", action="store_true", help="use the anchors venv as it is, if present")
     add("--no-pin", action="store_true", help="do not pin the server and wrk with taskset")
     add("--output-dir", type=Path, default=RESULTS_DIR, help="default: loadtests/results")
+    add(
+        "--write-docs",
+        action="store_true",
+        help="also write the snapshot in docs/benchmarks.md and docs/benchmarks.png",
+    )
+    add(
+        "--from-json",
+        type=Path,
+        metavar="RESULT.json",
+        help="measure nothing: write the report and chart of a saved run again (from its "
+        "JSON in results/), and with --write-docs its snapshot",
+    )
     add("--list", action="store_true", help="list the servers and scenarios, then exit")
     return parser.parse_args(argv)
 
@@ -2503,11 +3012,51 @@ def list_tables() -> None:
         print(f"  {scenario.name:16} {suites:16} {scenario.kind:9} {scenario.summary}")
 
 
+def load_results(json_path: Path) -> tuple[dict[str, Any], list[Point]]:
+    """A run's meta and points from its JSON (fields a newer harness added get defaults).
+
+    Raises:
+        SystemExit: the file is missing or is not a results file.
+    """
+    try:
+        payload = json.loads(json_path.read_text())
+        known = {f.name for f in fields(Point)}
+        points = [Point(**{k: v for k, v in p.items() if k in known}) for p in payload["points"]]
+        meta: dict[str, Any] = payload["meta"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"{json_path}: not a loadtests result file ({exc})") from None
+    meta.setdefault("command", shlex.join(["python3", "loadtests/run.py", *meta["argv"][1:]]))
+    return meta, points
+
+
+def report_again(args: argparse.Namespace) -> int:
+    """--from-json: the report, the chart (and with --write-docs the snapshot) of a saved run."""
+    json_path: Path = args.from_json
+    meta, points = load_results(json_path)
+    unknown = sorted({p.scenario for p in points} - set(SCENARIOS_BY_NAME))
+    if unknown:
+        raise SystemExit(f"{json_path}: unknown scenarios {', '.join(unknown)}")
+    summaries = summarise(points)
+    png_path = json_path.with_suffix(".png")
+    png = png_path if any(s.rps for s in summaries) and render_chart(json_path, png_path) else None
+    report = markdown(summaries, points, meta, chart=png.name if png else "")
+    json_path.with_suffix(".md").write_text(report)
+    print(report)
+    log(f"wrote {json_path.with_suffix('.md')}" + (f" and {png}" if png else ""))
+    if args.write_docs and meta.get("interrupted"):
+        log(f"not writing {DOCS_PAGE}: the run was interrupted")
+    elif args.write_docs:
+        write_docs(meta, summaries, points, png)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.list:
         list_tables()
         return 0
+    if args.from_json:
+        return report_again(args)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: apt-get install -y wrk")
     suite = SUITES[args.suite]
@@ -2538,6 +3087,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "label": "+".join(args.scenario) if args.scenario else args.suite,
         "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "argv": sys.argv,
+        "command": shlex.join(["python3", "loadtests/run.py", *sys.argv[1:]]),
         "cpus": os.cpu_count(),
         "affinity": sorted(os.sched_getaffinity(0)),
         "pinning": pinning.describe(),
@@ -2576,9 +3126,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             scenarios, servers, settings, args.repeat, servers_given=args.servers is not None
         )
         points, meta["interrupted"] = run_plan(plan, settings)
-    json_path, report = write_results(args.output_dir, meta, summarise(points), points)
+    summaries = summarise(points)
+    json_path, report, png = write_results(args.output_dir, meta, summaries, points)
     print(report)
-    log(f"wrote {json_path} and {json_path.with_suffix('.md')}")
+    log(f"wrote {json_path}, {json_path.with_suffix('.md')}" + (f" and {png}" if png else ""))
+    if args.write_docs and meta["interrupted"]:
+        log(f"not writing {DOCS_PAGE}: the run was interrupted")
+    elif args.write_docs:
+        write_docs(meta, summaries, points, png)
     return 130 if meta["interrupted"] else 0
 
 
