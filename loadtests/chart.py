@@ -22,6 +22,7 @@ matplotlib.use("Agg")  # no display: render to a file
 
 import matplotlib.pyplot as plt  # after choosing the backend
 from matplotlib.axes import Axes
+from matplotlib.ticker import FuncFormatter
 
 SERVER_COLOURS = {
     "swserve": "#1f77b4",
@@ -36,20 +37,26 @@ SERVER_COLOURS = {
 def grouped_bars(
     ax: Axes, scenarios: list[str], servers: list[str], values: dict[tuple[str, str], float]
 ) -> None:
-    width = 0.8 / max(len(servers), 1)
-    for index, server in enumerate(servers):
-        xs, heights = [], []
-        for position, scenario in enumerate(scenarios):
-            value = values.get((scenario, server))
-            if value:
-                xs.append(position - 0.4 + width * (index + 0.5))
-                heights.append(value)
-        bars = ax.bar(xs, heights, width, label=server, color=SERVER_COLOURS.get(server))
-        ax.bar_label(
-            bars, labels=[f"{h:,.0f}" for h in heights], fontsize=6, rotation=90, padding=2
-        )
-    ax.set_xticks(range(len(scenarios)), scenarios)
+    """One group per scenario, holding only the servers measured in it, centred on its tick."""
+    labelled: set[str] = set()
+    for position, scenario in enumerate(scenarios):
+        present = [s for s in servers if values.get((scenario, s))]
+        width = 0.8 / max(len(present), 1)
+        for index, server in enumerate(present):
+            height = values[scenario, server]
+            bars = ax.bar(
+                position - 0.4 + width * (index + 0.5),
+                height,
+                width,
+                color=SERVER_COLOURS.get(server),
+                label=None if server in labelled else server,
+            )
+            labelled.add(server)
+            ax.bar_label(bars, labels=[f"{height:,.0f}"], fontsize=6, rotation=90, padding=2)
+    ax.set_xticks(range(len(scenarios)), scenarios, fontsize=8)
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:,.0f}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda y, _: ""))
     ax.grid(axis="y", which="major", alpha=0.3)
     ax.margins(y=0.25)
 
@@ -70,13 +77,13 @@ def draw(result: dict[str, Any], out: Path) -> None:
     grouped_bars(top, scenarios, servers, rps)
     top.set_ylabel("req/s (median, log scale)")
     top.set_title("Throughput: higher is better")
-    top.legend(ncol=min(len(servers), 6), fontsize=8, loc="upper right")
+    top.legend(ncol=min(len(servers), 6), fontsize=8, loc="upper center")
     grouped_bars(bottom, scenarios, servers, cpu)
     bottom.set_ylabel("server CPU µs per request (log scale)")
     bottom.set_title("Cost: lower is better")
     fig.suptitle(
-        f"swserve benchmarks, {meta['started']} · {meta['cpus']} CPUs · pinning "
-        f"{meta['pinning']} · {meta['workers']} worker(s), wrk -c{meta['connections']}",
+        f"swserve benchmarks, {meta['started']}\n{meta['cpus']} CPUs · pinning "
+        f"{meta['pinning']} · {meta['workers']} worker(s), wrk -c{meta['connections']} · medians",
         fontsize=10,
     )
     fig.tight_layout()

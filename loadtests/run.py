@@ -1876,7 +1876,9 @@ def markdown(
         lines += ["", *idle_section(points, meta)]
     if any(SCENARIOS_BY_NAME[p.scenario].kind == STARTUP for p in points):
         lines += ["", *startup_section(points, meta)]
-    lines += ["", "versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v)]
+    if not for_docs:  # the snapshot gives them with the machine
+        versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v)
+        lines += ["", f"versions: {versions}"]
     if meta.get("interrupted"):
         lines += ["", f"**Interrupted ({meta['interrupted']}): the run is incomplete.**"]
     first_failures: dict[tuple[str, str, str], Point] = {}
@@ -2769,7 +2771,7 @@ def bars_section(bars: list[Bar]) -> list[str]:
         lines += ["", *_table(header, [b.cells() for b in measured], left=2)]
     if missing:
         lines += ["", "Not measured in this run (`--suite full` measures every one):", ""]
-        lines += [f"- {row}" for row in dict.fromkeys(b.row for b in missing)]
+        lines += [f"- {b.row}: {b.check}" for b in missing]
     return lines
 
 
@@ -2853,7 +2855,7 @@ def write_docs(
     if png is not None:
         shutil.copyfile(png, DOCS_CHART)
     report = markdown(summaries, points, meta, chart=DOCS_CHART.name if png else "", for_docs=True)
-    report = re.sub(r"^(#+) ", r"\1## ", report, flags=re.M)  # under the page's own headings
+    report = re.sub(r"^(#+) ", r"\1# ", report, flags=re.M)  # under the snapshot's heading
     versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v)
     snapshot = [
         SNAPSHOT_BEGIN,
