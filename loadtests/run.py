@@ -403,8 +403,9 @@ SCENARIOS: Final[tuple[Scenario, ...]] = (
             "uvicorn": "--timeout-keep-alive 300",
             "gunicorn-gthread": f"--keep-alive 300 --worker-connections {IDLE_ROOM}",
             # granian has no keep-alive timeout option; its header-read timeout (30 s default,
-            # 60 s at most) closes idle keep-alive connections
-            "granian": "--http1-header-read-timeout 60000",
+            # 60 s at most) closes idle keep-alive connections. --backpressure (default: backlog
+            # / workers = 1024) caps the connections a worker serves, idle ones included.
+            "granian": f"--http1-header-read-timeout 60000 --backpressure {IDLE_ROOM}",
         },
         duration_s=10,
         repeat=2,
@@ -1352,15 +1353,16 @@ def measure_idle(server: Server, scenario: Scenario, settings: Settings, point: 
 def idle_window(result: dict[str, Any], start: float, end: float) -> dict[str, Any]:
     """idle.py's figures within the measured run [start, end] (time.monotonic())."""
     open_counts = [n for t, n in result["timeline"] if start <= t <= end]
-    closes = [e for e in result["server_closes"] if e["t"] <= end]
+    until_end = [n for t, n in result["timeline"] if t <= end]
     return {
         "start": round(start, 4),
         "end": round(end, 4),
         "open_min": min(open_counts) if open_counts else None,
         "open_max": max(open_counts) if open_counts else None,
-        # what was still open when the memory after the run was sampled
-        "open_at_end": result["ready_open"] - len(closes),
-        "server_closes_run": sum(1 for e in closes if e["t"] >= start),
+        # open when the memory after the run was sampled (the client's last sample before the
+        # end of the run: at most its sampling interval, 0.5 s, earlier)
+        "open_at_end": until_end[-1] if until_end else result["ready_open"],
+        "server_closes_run": sum(1 for e in result["server_closes"] if start <= e["t"] <= end),
         "server_closes_total": sum(
             v for k, v in result["counts"].items() if k.startswith("closed_by_server")
         ),
@@ -2435,6 +2437,12 @@ def idle_section(points: list[Point], meta: dict[str, Any]) -> list[str]:
             )
         row += [fd_text, f"{len(without)}+{len(held)}/{len(without_group) + len(with_group)}"]
         notes = [group_notes(without_group), group_notes(with_group)]
+        blocked = [p for p in [*without, *held] if p.requests == 0]
+        if blocked:
+            notes.append(
+                f"blocked: wrk completed no request in {len(blocked)} "
+                f"{'/'.join(dict.fromkeys(p.variant for p in blocked))} run(s)"
+            )
         trouble = [p.server_fd_trouble[0] for p in [*without, *held] if p.server_fd_trouble]
         if trouble:
             notes.append(f"out of fds: {_shorten(trouble[0], 120)}")
