@@ -42,10 +42,10 @@ import time
 import traceback
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from types import FrameType
-from typing import Any, Final
+from typing import Any, Final, Self
 
 HERE: Final = Path(__file__).resolve().parent
 REPO_ROOT: Final = HERE.parent
@@ -55,7 +55,11 @@ INSTALL_STAMP: Final = VENV_DIR / ".anchors-installed"
 RESULTS_DIR: Final = HERE / "results"
 HOST: Final = "127.0.0.1"
 
-ANCHOR_REQUIREMENTS: Final = ("uvicorn[standard]", "gunicorn", "granian", "flask", "fastapi")
+# matplotlib draws the chart (chart.py runs under this venv's python: run.py stays stdlib-only)
+ANCHOR_REQUIREMENTS: Final = (
+    *("uvicorn[standard]", "gunicorn", "granian", "flask", "fastapi"),
+    "matplotlib",
+)
 REPORTED_PACKAGES: Final = (
     *("swserve", "uvicorn", "gunicorn", "granian"),
     *("flask", "fastapi", "httptools", "uvloop"),
@@ -114,6 +118,9 @@ class Server:
     # regex of a line with the server's own running totals of worker replacements: the numbers
     # in group 1 of its last match are summed
     replacements_line: str = ""
+    # idle-connections: regex over /proc/<pid>/cmdline of the processes that hold the client
+    # connections ("master + reactors"); "" = the whole process tree
+    front_processes: str = ""
 
     def argv(
         self, app: str, interface: str, port: int, workers: int, extra_args: str = ""
@@ -160,6 +167,8 @@ SERVERS: Final[tuple[Server, ...]] = (
         port_line=SWSERVE_PORT,
         subject=True,
         **SWSERVE_RELOAD,
+        # process mode: the master runs the reactor and owns every connection
+        front_processes=r"^swserve: (master|reactor)",
     ),
     Server(
         "swserve-base",
@@ -169,6 +178,8 @@ SERVERS: Final[tuple[Server, ...]] = (
         skip_if_rejected=True,
         subject=True,
         **SWSERVE_RELOAD,
+        # base mode: every worker is a reactor and owns its connections (the app is in it too)
+        front_processes=r"^swserve: (master|reactor|worker)",
     ),
     # uvicorn's WSGI adapter is deprecated and not how anyone deploys WSGI: ASGI only. With
     # --workers > 1 its multiprocess supervisor restarts the workers on SIGHUP, one by one.
@@ -240,6 +251,10 @@ WRK: Final = "wrk"  # one wrk run per point
 RELOAD: Final = "reload"  # wrk while the workers are recycled and reloaded (SIGHUP), vs. without
 OPENLOOP: Final = "openloop"  # openloop.py: Poisson arrivals at fixed rates, latency per kind
 SLOWLORIS: Final = "slowloris"  # wrk with and without slowloris.py's connections held open
+IDLE: Final = "idle"  # wrk and RSS with and without idle.py's keep-alive connections held open
+STARTUP: Final = "startup"  # launch until the first 200, one launch per point
+IDLE_CONNECTIONS: Final = 10_000  # idle-connections: the keep-alive connections held open
+IDLE_ROOM: Final = IDLE_CONNECTIONS + 1000  # the connection limit given to servers that have one
 
 
 @dataclass(frozen=True)
@@ -342,7 +357,7 @@ SCENARIOS: Final[tuple[Scenario, ...]] = (
         "mixed",
         "wsgi",
         APPS + "mixed:app",
-        frozenset(),
+        FULL,
         "open loop, Poisson 170 and 270 req/s, 10% 50 ms: fast p99 vs an ideal dispatcher",
         probe_path="/fast",
         kind=OPENLOOP,
@@ -370,6 +385,42 @@ SCENARIOS: Final[tuple[Scenario, ...]] = (
         repeat=1,
         connections=32,
         default_servers=("swserve", "gunicorn-sync", "gunicorn-gthread", "uvicorn"),
+    ),
+    Scenario(
+        "idle-connections",
+        "wsgi",
+        APPS + "hello_wsgi:app",
+        FULL,
+        f"hello, wrk c=64: RSS and req/s with and without {IDLE_CONNECTIONS:,} idle connections",
+        kind=IDLE,
+        asgi_app=APPS + "hello_asgi:app",
+        # Room for the idle connections: they must outlive the run (every default keep-alive
+        # timeout is a few seconds), and wrk's 64 must still get in beside them (swserve's
+        # --max-connections defaults to exactly 10,000; gthread's --worker-connections to 1,000).
+        server_args={
+            "swserve": f"--keep-alive 300 --max-connections {IDLE_ROOM}",
+            "swserve-base": f"--keep-alive 300 --max-connections {IDLE_ROOM}",
+            "uvicorn": "--timeout-keep-alive 300",
+            "gunicorn-gthread": f"--keep-alive 300 --worker-connections {IDLE_ROOM}",
+            # granian has no keep-alive timeout option; its header-read timeout (30 s default,
+            # 60 s at most) closes idle keep-alive connections. --backpressure (default: backlog
+            # / workers = 1024) caps the connections a worker serves, idle ones included.
+            "granian": f"--http1-header-read-timeout 60000 --backpressure {IDLE_ROOM}",
+        },
+        duration_s=10,
+        repeat=2,
+        # gunicorn's sync worker has no keep-alive: it closes every connection after answering
+        default_servers=("swserve", "swserve-base", "uvicorn", "gunicorn-gthread", "granian"),
+    ),
+    Scenario(
+        "startup",
+        "wsgi",
+        APPS + "hello_wsgi:app",
+        FULL,
+        "process start to the first 200 on the hello app, median of the launches",
+        kind=STARTUP,
+        asgi_app=APPS + "hello_asgi:app",
+        repeat=5,
     ),
 )
 SCENARIOS_BY_NAME: Final = {scenario.name: scenario for scenario in SCENARIOS}
@@ -410,6 +461,17 @@ SLOWLORIS_RAMP_TIMEOUT_S: Final = 15.0  # until every connection is open, at mos
 SLOWLORIS_SOAK_S: Final = 2.0
 SLOWLORIS_MIN_RATIO: Final = 0.95  # the issue: swserve loses < 5 % of its throughput
 FD_TROUBLE_RE: Final = re.compile(r"Too many open files|EMFILE|ENFILE", re.I)
+# idle-connections: the pair of points, and idle.py
+WITHOUT: Final = "without"
+WITH: Final = "with"
+IDLE_SCRIPT: Final = HERE / "idle.py"
+IDLE_RAMP_TIMEOUT_S: Final = 60.0  # until every connection has had its first exchange, at most
+IDLE_RSS_BASE_KIB: Final = 40 * 1024  # the issue: master + reactors <= 40 MiB + 8 KiB per conn
+IDLE_RSS_PER_CONN_KIB: Final = 8
+IDLE_MIN_RATIO: Final = 0.90  # the issue: throughput with them >= 0.9x without
+# startup: how often the harness looks for the port line and tries the GET
+STARTUP_POLL_S: Final = 0.005
+STARTUP_MAX_S: Final = 0.3  # the issue: process start to the first 200
 
 # ---------------------------------------------------------------------------------------------
 # Results
@@ -470,6 +532,16 @@ class Point:
     server_fd_limit: int | None = None  # lowest soft RLIMIT_NOFILE in the server's tree
     server_fds_max: int | None = None  # most fds open in one server process, after the run
     server_fd_trouble: list[str] = field(default_factory=list)  # EMFILE & co. in its log
+    # idle-connections: memory of the server after the measured run (KiB): the processes that
+    # hold the connections (Server.front_processes; the whole tree if it has none), the whole
+    # tree's RSS (shared pages counted in each process) and PSS (shared pages split), and the
+    # same before the run; idle.py's JSON plus "window", its figures within the measured run
+    rss_front_kib: int | None = None
+    rss_tree_kib: int | None = None
+    pss_tree_kib: int | None = None
+    memory_before_run: dict[str, int | None] = field(default_factory=dict)
+    front_processes: list[str] = field(default_factory=list)
+    idle: dict[str, Any] = field(default_factory=dict)
     # warnings, errors, tracebacks logged until the end of the measured run (all of them if the
     # run did not end normally), and those logged while the harness stopped the server
     server_log_problems: list[str] = field(default_factory=list)
@@ -788,6 +860,7 @@ def wait_ready(
     port_line: str,
     probe_path: str,
     timeout: float,
+    poll_s: float = POLL_INTERVAL_S,
 ) -> int:
     """Wait until the server answers a real GET with 2xx/3xx, and return its port.
 
@@ -806,7 +879,7 @@ def wait_ready(
             if not 200 <= status < 400:
                 raise PointError(f"readiness probe GET {probe_path} answered HTTP {status}")
             return port
-        time.sleep(POLL_INTERVAL_S)
+        time.sleep(poll_s)
     what = "print its port" if port == 0 else f"answer GET {probe_path} on port {port}"
     raise PointError(f"server did not {what} within {timeout:g} s")
 
@@ -898,6 +971,8 @@ class Settings:
             return [rate_variant(rate) for rate in self.rates]
         if scenario.kind == SLOWLORIS:
             return [CLEAN, HELD]
+        if scenario.kind == IDLE:
+            return [WITHOUT, WITH]
         return [""]
 
 
@@ -936,13 +1011,15 @@ def served(
         raise PointError(f"{executable} not found")
     variant = re.sub(r"\W+", "_", point.variant)
     log_path = settings.workdir / f"{server.name}-{scenario.name}-{variant}-{point.repeat}.log"
+    poll_s = STARTUP_POLL_S if scenario.kind == STARTUP else POLL_INTERVAL_S
+    env = server_env()
+    started = time.monotonic()  # just before Popen: start-up counts the fork and exec too
     with (
         log_path.open("w") as log_file,
         session(
-            point.argv, cwd=REPO_ROOT, env=server_env(), stdout=log_file, stderr=subprocess.STDOUT
+            point.argv, cwd=REPO_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
         ) as proc,
     ):
-        started = time.monotonic()
         run_end: int | None = None
         try:
             point.port = wait_ready(
@@ -952,8 +1029,9 @@ def served(
                 server.port_line,
                 scenario.probe_path,
                 settings.ready_timeout_s,
+                poll_s,
             )
-            point.startup_s = round(time.monotonic() - started, 3)
+            point.startup_s = round(time.monotonic() - started, 4)
             yield proc
             run_end = log_path.stat().st_size  # what the server logged before we stop it
             if proc.poll() is not None:
@@ -1006,6 +1084,13 @@ def measure(server: Server, scenario: Scenario, settings: Settings, point: Point
         return
     if scenario.kind == SLOWLORIS:
         measure_slowloris(server, scenario, settings, point)
+        return
+    if scenario.kind == IDLE:
+        measure_idle(server, scenario, settings, point)
+        return
+    if scenario.kind == STARTUP:
+        with served(server, scenario, settings, point):
+            pass  # the point is how long served() waited for the first answer
         return
     extra = ""
     if point.variant == CHURN and server.max_requests:
@@ -1213,30 +1298,150 @@ def measure_slowloris(server: Server, scenario: Scenario, settings: Settings, po
     point.server_cores_used = round(point.cpu_s / (wall_after - wall_before), 3)
 
 
-class SlowlorisRun:
-    """slowloris.py against one server, in its own session, pinned with the server.
+def measure_idle(server: Server, scenario: Scenario, settings: Settings, point: Point) -> None:
+    """One point of the idle-connections pair: wrk alone (*without*), or while idle.py holds
+    its keep-alive connections open to the same server (*with*: from before the warm-up to the
+    end of the run). Both record the server's memory before and after the measured run.
 
-    It is mostly asleep (one byte per connection per second), so it shares the server's CPUs
-    rather than wrk's; its own CPU time is in its result. It stops on SIGTERM from ``finish``
-    or, failing that, on its own deadline; the session is stopped on exit whatever happened.
+    Raises:
+        PointError: the point could not be measured.
+    """
+    with served(server, scenario, settings, point) as proc:
+        drive = functools.partial(
+            run_wrk,
+            f"http://{HOST}:{point.port}{scenario.path}",
+            connections=point.connections,
+            script=None,
+            pinning=settings.pinning,
+        )
+        with contextlib.ExitStack() as stack:
+            client = None
+            if point.variant == WITH:
+                client = stack.enter_context(IdleRun(point.port or 0, point.duration_s, settings))
+                client.wait_ready()
+            if settings.warmup_s > 0:
+                drive(duration_s=settings.warmup_s)
+            point.memory_before_run = asdict(tree_memory(proc.pid, server.front_processes))
+            del point.memory_before_run["front_processes"]
+            point.loadavg_1m = os.getloadavg()[0]
+            cpu_before, _ = tree_cpu(proc.pid)
+            wall_before = time.monotonic()
+            result, point.wrk_output = drive(duration_s=point.duration_s)
+            wall_after = time.monotonic()
+            cpu_after, point.tree_processes = tree_cpu(proc.pid)
+            memory = tree_memory(proc.pid, server.front_processes)
+            point.server_fd_limit, point.server_fds_max = tree_fds(proc.pid)
+            if client is not None:
+                point.idle = client.finish()
+                point.idle["window"] = idle_window(point.idle, wall_before, wall_after)
+    point.rss_front_kib = memory.rss_front_kib
+    point.rss_tree_kib = memory.rss_tree_kib
+    point.pss_tree_kib = memory.pss_tree_kib
+    point.front_processes = memory.front_processes
+    point.rps = result.rps
+    point.requests = result.requests
+    point.latency_ms = result.latency_ms if result.requests else {}
+    point.non_2xx_3xx = result.non_2xx_3xx
+    point.socket_errors = result.socket_errors
+    point.errors = result.non_2xx_3xx + sum(result.socket_errors.values())
+    point.cpu_s = round(cpu_after - cpu_before, 3)
+    if result.requests:
+        point.cpu_us_per_req = round(point.cpu_s * 1e6 / result.requests, 2)
+    point.server_cores_used = round(point.cpu_s / (wall_after - wall_before), 3)
+
+
+def idle_window(result: dict[str, Any], start: float, end: float) -> dict[str, Any]:
+    """idle.py's figures within the measured run [start, end] (time.monotonic())."""
+    open_counts = [n for t, n in result["timeline"] if start <= t <= end]
+    until_end = [n for t, n in result["timeline"] if t <= end]
+    return {
+        "start": round(start, 4),
+        "end": round(end, 4),
+        "open_min": min(open_counts) if open_counts else None,
+        "open_max": max(open_counts) if open_counts else None,
+        # open when the memory after the run was sampled (the client's last sample before the
+        # end of the run: at most its sampling interval, 0.5 s, earlier)
+        "open_at_end": until_end[-1] if until_end else result["ready_open"],
+        "server_closes_run": sum(1 for e in result["server_closes"] if start <= e["t"] <= end),
+        "server_closes_total": sum(
+            v for k, v in result["counts"].items() if k.startswith("closed_by_server")
+        ),
+    }
+
+
+@dataclass(frozen=True)
+class Memory:
+    rss_front_kib: int | None  # the processes holding the connections
+    rss_tree_kib: int | None  # every process of the tree, shared pages counted in each
+    pss_tree_kib: int | None  # every process of the tree, shared pages split among them
+    front_processes: list[str]  # "pid: command line" of the processes in rss_front_kib
+
+
+def _status_kib(pid: int, path: str, key: str) -> int | None:
+    """A ``Key:   N kB`` figure from /proc/<pid>/<path>, or None (gone, or no such key)."""
+    try:
+        text = Path(f"/proc/{pid}/{path}").read_text()
+    except OSError:
+        return None
+    match = re.search(rf"^{key}:\s+(\d+) kB", text, re.M)
+    return int(match.group(1)) if match else None
+
+
+def tree_memory(root: int, front_pattern: str) -> Memory:
+    """RSS and PSS of ``root``'s process tree, and the RSS of its ``front_pattern`` processes.
+
+    ``front_pattern`` matches the command line (swserve sets its process titles there); ""
+    means every process of the tree (the anchors: what is comparable is the whole server).
+    """
+    stats = read_stats()
+    children: defaultdict[int, list[int]] = defaultdict(list)
+    for pid, stat in stats.items():
+        children[stat.ppid].append(pid)
+    rss: dict[int, int] = {}
+    pss: dict[int, int] = {}
+    front: list[str] = []
+    front_pids: list[int] = []
+    stack = [root]
+    while stack:
+        pid = stack.pop()
+        stack.extend(children[pid])
+        if (kib := _status_kib(pid, "status", "VmRSS")) is None:
+            continue  # a zombie or a kernel thread has no VmRSS
+        rss[pid] = kib
+        if (pss_kib := _status_kib(pid, "smaps_rollup", "Pss")) is not None:
+            pss[pid] = pss_kib
+        described = process_description(pid)
+        if not front_pattern or re.search(front_pattern, described.partition(": ")[2]):
+            front_pids.append(pid)
+            front.append(described)
+    return Memory(
+        rss_front_kib=sum(rss[pid] for pid in front_pids) if front_pids else None,
+        rss_tree_kib=sum(rss.values()) if rss else None,
+        pss_tree_kib=sum(pss.values()) if pss else None,
+        front_processes=front,
+    )
+
+
+class HeldClient:
+    """A client script that holds connections open to one server, in its own session.
+
+    It prints ``ready <open> <failed>`` once its ramp is over, holds the connections until
+    SIGTERM from ``finish`` or, failing that, its own ``--max-seconds`` deadline, and writes a
+    JSON result; the session is stopped on exit whatever happened.
     """
 
-    def __init__(self, port: int, duration_s: int, settings: Settings) -> None:
-        self.output = settings.workdir / f"slowloris-{port}.json"
-        self.errors = settings.workdir / f"slowloris-{port}.err"
-        # its own deadline: the ramp, the soak (which holds the warm-up), the run, wrk's slack
-        self.max_seconds = SLOWLORIS_RAMP_TIMEOUT_S + SLOWLORIS_SOAK_S + duration_s
-        self.max_seconds += settings.warmup_s + WRK_SLACK_S
-        self.argv = [*settings.pinning.server_prefix(), sys.executable, str(SLOWLORIS_SCRIPT)]
-        self.argv += ["--host", HOST, "--port", str(port)]
-        self.argv += ["--connections", str(SLOWLORIS_CONNECTIONS)]
-        self.argv += ["--ramp-timeout", f"{SLOWLORIS_RAMP_TIMEOUT_S:g}"]
-        self.argv += ["--max-seconds", f"{self.max_seconds:g}", "--output", str(self.output)]
+    name = ""
+    ramp_timeout_s = 0.0
+
+    def __init__(self, argv: list[str], output: Path, errors: Path) -> None:
+        self.argv = argv
+        self.output = output
+        self.errors = errors
         self._stack = contextlib.ExitStack()
         self.proc: subprocess.Popen[bytes] | None = None
         self.ready = ""
 
-    def __enter__(self) -> SlowlorisRun:
+    def __enter__(self) -> Self:
         self.output.unlink(missing_ok=True)  # a port may come round again: no stale result
         with self._stack:
             err = self._stack.enter_context(self.errors.open("wb"))
@@ -1257,23 +1462,22 @@ class SlowlorisRun:
         """
         assert self.proc is not None
         assert self.proc.stdout is not None
-        deadline = time.monotonic() + SLOWLORIS_RAMP_TIMEOUT_S + 10.0
+        deadline = time.monotonic() + self.ramp_timeout_s + 10.0
         line = b""
         while not line.endswith(b"\n"):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise PointError(
-                    f"slowloris.py was not ready within {SLOWLORIS_RAMP_TIMEOUT_S + 10:g} s"
-                    + self._err()
+                    f"{self.name} was not ready within {self.ramp_timeout_s + 10:g} s" + self._err()
                 )
             readable, _, _ = select.select([self.proc.stdout], [], [], left)
             if readable:
                 chunk = os.read(self.proc.stdout.fileno(), 256)
                 if not chunk:
-                    raise PointError(f"slowloris.py exited before it was ready{self._err()}")
+                    raise PointError(f"{self.name} exited before it was ready{self._err()}")
                 line += chunk
         self.ready = line.decode(errors="replace").strip()
-        log(f"    slowloris client: {self.ready} (open, failed connects)")
+        log(f"    {self.name}: {self.ready} (open, failed)")
 
     def cpu(self) -> float:
         assert self.proc is not None
@@ -1293,7 +1497,7 @@ class SlowlorisRun:
         try:
             result: dict[str, Any] = json.loads(self.output.read_text())
         except (OSError, ValueError) as exc:
-            raise PointError(f"slowloris.py wrote no result: {exc}{self._err()}") from exc
+            raise PointError(f"{self.name} wrote no result: {exc}{self._err()}") from exc
         result["argv"] = self.argv
         result["exit_code"] = self.proc.returncode
         return result
@@ -1301,6 +1505,50 @@ class SlowlorisRun:
     def _err(self) -> str:
         text = self.errors.read_text(errors="replace") if self.errors.exists() else ""
         return f": {tail(text, 8)}" if text.strip() else ""
+
+
+class SlowlorisRun(HeldClient):
+    """slowloris.py against one server, pinned with the server.
+
+    It is mostly asleep (one byte per connection per second), so it shares the server's CPUs
+    rather than wrk's; its own CPU time is in its result.
+    """
+
+    name = "slowloris.py"
+    ramp_timeout_s = SLOWLORIS_RAMP_TIMEOUT_S
+
+    def __init__(self, port: int, duration_s: int, settings: Settings) -> None:
+        # its own deadline: the ramp, the soak (which holds the warm-up), the run, wrk's slack
+        max_seconds = SLOWLORIS_RAMP_TIMEOUT_S + SLOWLORIS_SOAK_S + duration_s
+        max_seconds += settings.warmup_s + WRK_SLACK_S
+        output = settings.workdir / f"slowloris-{port}.json"
+        argv = [*settings.pinning.server_prefix(), sys.executable, str(SLOWLORIS_SCRIPT)]
+        argv += ["--host", HOST, "--port", str(port)]
+        argv += ["--connections", str(SLOWLORIS_CONNECTIONS)]
+        argv += ["--ramp-timeout", f"{SLOWLORIS_RAMP_TIMEOUT_S:g}"]
+        argv += ["--max-seconds", f"{max_seconds:g}", "--output", str(output)]
+        super().__init__(argv, output, settings.workdir / f"slowloris-{port}.err")
+
+
+class IdleRun(HeldClient):
+    """idle.py against one server: its connections do one exchange, then stay silent.
+
+    It is pinned with wrk (the load side): it works only during its ramp, before the warm-up,
+    and sleeps without a single wake-up while it holds the connections.
+    """
+
+    name = "idle.py"
+    ramp_timeout_s = IDLE_RAMP_TIMEOUT_S
+
+    def __init__(self, port: int, duration_s: int, settings: Settings) -> None:
+        max_seconds = IDLE_RAMP_TIMEOUT_S + duration_s + settings.warmup_s + WRK_SLACK_S
+        output = settings.workdir / f"idle-{port}.json"
+        argv = [*settings.pinning.load_prefix(), sys.executable, str(IDLE_SCRIPT)]
+        argv += ["--host", HOST, "--port", str(port)]
+        argv += ["--connections", str(IDLE_CONNECTIONS)]
+        argv += ["--ramp-timeout", f"{IDLE_RAMP_TIMEOUT_S:g}"]
+        argv += ["--max-seconds", f"{max_seconds:g}", "--output", str(output)]
+        super().__init__(argv, output, settings.workdir / f"idle-{port}.err")
 
 
 def slowloris_window(result: dict[str, Any], start: float, end: float) -> dict[str, Any]:
@@ -1381,7 +1629,7 @@ def make_plan(
     """Every point to measure, interleaved so that drift hits every server alike.
 
     wrk and openloop scenarios: per variant (rate), per repeat, every server in turn
-    (A B C A B C). reload and slowloris: per repeat, per server, its two points back to back
+    (A B C A B C). reload, slowloris and idle-connections: per repeat, per server, its two points back to back
     (so the ratio between them is taken over the shortest time), in alternating order. Unless
     ``servers_given`` (``--servers``), a scenario with ``default_servers`` runs only those.
     """
@@ -1392,7 +1640,7 @@ def make_plan(
             eligible = [server for server in eligible if server.name in scenario.default_servers]
         repeats = range(1, (repeat or scenario.repeat or settings.suite.repeat) + 1)
         variants = settings.variants(scenario)
-        if scenario.kind in {RELOAD, SLOWLORIS}:
+        if scenario.kind in {RELOAD, SLOWLORIS, IDLE}:
             plan += [
                 PlanItem(scenario, rep, server, variant)
                 for rep in repeats
@@ -1410,6 +1658,8 @@ def make_plan(
 
 
 def describe_point(point: Point) -> str:
+    if point.rps is None and point.startup_s is not None:
+        return f"first 200 after {point.startup_s * 1e3:.0f} ms"
     if point.openloop:
         run = point.openloop["run"]
         ideal = point.openloop["ideal"]["fast"]["p99_ms"]
@@ -1431,7 +1681,21 @@ def describe_point(point: Point) -> str:
         )
     if point.hups_sent is not None:
         text += f", {point.hups_sent} SIGHUPs sent, {point.hups_acknowledged} acknowledged"
+    if point.rss_tree_kib is not None:
+        text += f"; RSS {_mib(point.rss_front_kib)} MiB"
+        if point.rss_front_kib != point.rss_tree_kib:
+            text += f" (whole tree {_mib(point.rss_tree_kib)} MiB)"
+    if point.idle:
+        window = point.idle["window"]
+        text += (
+            f"; {window['open_min']}-{window['open_max']} idle connections held during the run, "
+            f"{window['open_at_end']} at its end"
+        )
     return text
+
+
+def _mib(kib: float | None) -> str:
+    return "-" if kib is None else f"{kib / 1024:,.1f}"
 
 
 def run_plan(plan: list[PlanItem], settings: Settings) -> tuple[list[Point], str]:
@@ -1577,7 +1841,18 @@ def _ratios(subject: Summary | None, row: Summary) -> list[str]:
     return [_fmt(subject.rps / row.rps, 2), _fmt(cpu, 2)]
 
 
-def markdown(summaries: list[Summary], points: list[Point], meta: dict[str, Any]) -> str:
+def markdown(
+    summaries: list[Summary],
+    points: list[Point],
+    meta: dict[str, Any],
+    *,
+    chart: str = "",
+    for_docs: bool = False,
+) -> str:
+    """The run's report; ``chart``: the PNG's path relative to the report, if one was drawn.
+
+    ``for_docs`` (the committed snapshot): no title, failures by their reason only (no logs).
+    """
     lines = [
         f"# swserve load test: {meta['label']}",
         "",
@@ -1586,6 +1861,11 @@ def markdown(summaries: list[Summary], points: list[Point], meta: dict[str, Any]
         f"1-minute load average before the runs: {_load_range(points)} "
         "(above the CPU count, other work on the machine disturbed the numbers)",
     ]
+    if for_docs:
+        lines = lines[4:]
+    lines += ["", *bars_section(evaluate_bars(summaries, points))]
+    if chart:
+        lines += ["", f"![req/s and CPU µs per request per scenario and server]({chart})"]
     if summaries or not any(SCENARIOS_BY_NAME[p.scenario].kind != WRK for p in points):
         lines += ["", *wrk_table(summaries, meta)]
     if any(SCENARIOS_BY_NAME[p.scenario].kind == RELOAD for p in points):
@@ -1594,14 +1874,26 @@ def markdown(summaries: list[Summary], points: list[Point], meta: dict[str, Any]
         lines += ["", *openloop_section(points, meta)]
     if any(SCENARIOS_BY_NAME[p.scenario].kind == SLOWLORIS for p in points):
         lines += ["", *slowloris_section(points, meta)]
-    lines += ["", "versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v)]
+    if any(SCENARIOS_BY_NAME[p.scenario].kind == IDLE for p in points):
+        lines += ["", *idle_section(points, meta)]
+    if any(SCENARIOS_BY_NAME[p.scenario].kind == STARTUP for p in points):
+        lines += ["", *startup_section(points, meta)]
+    if not for_docs:  # the snapshot gives them with the machine
+        versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v)
+        lines += ["", f"versions: {versions}"]
     if meta.get("interrupted"):
         lines += ["", f"**Interrupted ({meta['interrupted']}): the run is incomplete.**"]
     first_failures: dict[tuple[str, str, str], Point] = {}
     for point in points:
         if point.status != "ok":
             first_failures.setdefault((point.scenario, point.server, point.variant), point)
-    if first_failures:
+    if first_failures and for_docs:
+        lines += ["", "## Failed or skipped points (the first of each)", ""]
+        lines += [
+            f"- {p.server} / {p.scenario} {p.variant}: {p.status}: {p.reason.splitlines()[0]}"
+            for p in first_failures.values()
+        ]
+    elif first_failures:
         lines += ["", "## Failed or skipped points (the first of each)", ""]
         for point in first_failures.values():
             variant = f" {point.variant}" if point.variant else ""
@@ -2098,10 +2390,407 @@ def _mixed_bars(fast_p99: dict[tuple[str, str], float | None], variants: list[st
     return bars
 
 
+def _ok(group: Sequence[Point]) -> list[Point]:
+    return [p for p in group if p.status == "ok"]
+
+
+def idle_section(points: list[Point], meta: dict[str, Any]) -> list[str]:
+    groups = _groups(points, IDLE)
+    some = next(p for group in groups.values() for p in group)
+    header = ["server", "app", "req/s without", "req/s with", "with ÷ without"]
+    header += ["p99 ms without", "p99 ms with", "errors without", "errors with"]
+    header += ["front RSS MiB without", "front RSS MiB with", "tree RSS MiB with"]
+    header += ["tree PSS MiB with", "KiB per connection", "held during run / at end"]
+    header += ["closed by server: run / all", "server fds / limit", "ok/runs", "note"]
+    rows: list[list[str]] = []
+    for server_name in dict.fromkeys(name for name, _ in groups):
+        without_group = groups.get((server_name, WITHOUT), [])
+        with_group = groups.get((server_name, WITH), [])
+        without, held = _ok(without_group), _ok(with_group)
+        figures = idle_figures(without, held)
+        windows = [p.idle["window"] for p in held if p.idle]
+        row = [server_name, _first_app([*without_group, *with_group])]
+        row += [_fmt(figures.rps_without, 0), _fmt(figures.rps_with, 0), _fmt(figures.ratio, 3)]
+        row += [
+            _fmt(_median([p.latency_ms.get("p99") for p in group]), 2) for group in (without, held)
+        ]
+        row += [_socket_errors(without), _socket_errors(held)]
+        row += [_mib(figures.front_without), _mib(figures.front_with)]
+        row += [_mib(_median([p.rss_tree_kib for p in held]))]
+        row += [_mib(_median([p.pss_tree_kib for p in held]))]
+        row += [_fmt(figures.kib_per_connection, 1)]
+        if windows:
+            low = min((w["open_min"] for w in windows if w["open_min"] is not None), default=None)
+            row += [f"{_int(low)}-{max(w['open_max'] or 0 for w in windows)} / {figures.held}"]
+            row += [
+                f"{sum(w['server_closes_run'] for w in windows)} / "
+                f"{sum(w['server_closes_total'] for w in windows)}"
+            ]
+        else:
+            row += ["-", "-"]
+        fds = [p for p in held if p.server_fds_max is not None]
+        fd_text = "-"
+        if fds:
+            fd_text = f"{max(p.server_fds_max or 0 for p in fds)} / "
+            fd_text += _int(
+                min((p.server_fd_limit for p in fds if p.server_fd_limit), default=None)
+            )
+        row += [fd_text, f"{len(without)}+{len(held)}/{len(without_group) + len(with_group)}"]
+        notes = [group_notes(without_group), group_notes(with_group)]
+        blocked = [p for p in [*without, *held] if p.requests == 0]
+        if blocked:
+            notes.append(
+                f"blocked: wrk completed no request in {len(blocked)} "
+                f"{'/'.join(dict.fromkeys(p.variant for p in blocked))} run(s)"
+            )
+        trouble = [p.server_fd_trouble[0] for p in [*without, *held] if p.server_fd_trouble]
+        if trouble:
+            notes.append(f"out of fds: {_shorten(trouble[0], 120)}")
+        row.append("; ".join(filter(None, notes)))
+        rows.append(row)
+    fronts = {
+        server_name: sorted(
+            {re.sub(r"^pid \d+: ", "", f) for p in group for f in p.front_processes}
+        )
+        for (server_name, variant), group in groups.items()
+        if variant == WITH and SERVERS_BY_NAME[server_name].front_processes
+    }
+    args = [
+        f"{name} `{SCENARIOS_BY_NAME['idle-connections'].server_args[name]}`"
+        for name in groups_servers(groups)
+    ]
+    lines = [
+        f"## idle-connections: wrk with and without {IDLE_CONNECTIONS:,} idle keep-alive "
+        "connections open",
+        "",
+        f"wrk -t1 -c{some.connections} -d{some.duration_s}s on the hello app, {some.workers} "
+        "worker(s), a fresh server per point; per server the *without* and *with* points run back "
+        f"to back. *with*: `idle.py` opens {IDLE_CONNECTIONS:,} connections, each does one "
+        "`GET /` and then stays open and silent (a keep-alive connection between requests); "
+        "they are opened before the warm-up and closed after the run; a connection the server "
+        "closes is not reopened. The client is pinned with wrk "
+        f"({meta['pinning']}) and makes no wake-up while it holds them. So that the connections "
+        "outlive the run and wrk's get in beside them, the servers get: "
+        + "; ".join(args)
+        + ". Memory is sampled right after the measured run, the connections still open. Medians "
+        "over the repeats, errors summed.",
+        "",
+        *_table(header, rows, left=2),
+        "",
+        "*front RSS*: the resident memory of the processes that hold the client connections: "
+        "swserve's master in process mode (it runs the reactor), its master and workers in base "
+        "mode (every worker is a reactor, with the app in it); for the other servers, which have "
+        "no such split, the whole process tree, the figure comparable with swserve's *tree "
+        "RSS*. *tree RSS* counts pages shared between the processes once per process; *tree "
+        "PSS* splits them. *KiB per connection*: (front RSS with - without) ÷ the connections "
+        "held at the end of the run. *held*: from the client's side, during the measured run "
+        "(fewest-most) and at its end.",
+    ]
+    for server_name, front in fronts.items():
+        lines += ["", f"{server_name} front processes: " + "; ".join(f"`{f}`" for f in front)]
+    nofile = meta.get("nofile") or {}
+    if nofile:
+        lines += [
+            "",
+            f"RLIMIT_NOFILE of the harness (inherited by the client and the servers): soft "
+            f"{nofile['soft_before']} -> {nofile['soft']}, hard {nofile['hard']}.",
+        ]
+    return lines
+
+
+def groups_servers(groups: dict[tuple[str, str], list[Point]]) -> list[str]:
+    """The servers of ``groups`` that got scenario-specific options, in the order measured."""
+    options = SCENARIOS_BY_NAME["idle-connections"].server_args
+    return [name for name in dict.fromkeys(n for n, _ in groups) if name in options]
+
+
+@dataclass(frozen=True)
+class IdleFigures:
+    rps_without: float | None
+    rps_with: float | None
+    ratio: float | None  # req/s with ÷ without
+    front_without: float | None  # KiB, median
+    front_with: float | None
+    held: int | None  # connections held at the end of the run (fewest over the repeats)
+    kib_per_connection: float | None
+
+
+def idle_figures(without: Sequence[Point], held: Sequence[Point]) -> IdleFigures:
+    """The idle-connections figures of one server from its ok points."""
+    rps_without = _median([p.rps for p in without])
+    rps_with = _median([p.rps for p in held])
+    front_without = _median([p.rss_front_kib for p in without])
+    front_with = _median([p.rss_front_kib for p in held])
+    counts = [p.idle["window"]["open_at_end"] for p in held if p.idle]
+    count = min(counts) if counts else None
+    per_conn = None
+    if front_with is not None and front_without is not None and count:
+        per_conn = (front_with - front_without) / count
+    return IdleFigures(
+        rps_without=rps_without,
+        rps_with=rps_with,
+        ratio=rps_with / rps_without if rps_with is not None and rps_without else None,
+        front_without=front_without,
+        front_with=front_with,
+        held=count,
+        kib_per_connection=per_conn,
+    )
+
+
+def startup_section(points: list[Point], meta: dict[str, Any]) -> list[str]:
+    groups = _groups(points, STARTUP)
+    header = ["server", "app", "median ms", "fastest ms", "slowest ms", "ok/runs", "note"]
+    rows = []
+    for (server_name, _), group in groups.items():
+        times = [p.startup_s * 1e3 for p in _ok(group) if p.startup_s is not None]
+        row = [server_name, _first_app(group), _fmt(_median(times), 0)]
+        row += [_fmt(min(times), 0) if times else "-", _fmt(max(times), 0) if times else "-"]
+        row += [f"{len(_ok(group))}/{len(group)}", group_notes(group)]
+        rows.append(row)
+    return [
+        "## startup: process start to the first 200",
+        "",
+        "Per launch: from just before the harness starts the server (`Popen`, through "
+        f"`taskset` when pinned: {meta['pinning']}) to the first `GET /` answered 200 on the "
+        "hello app, 1 worker. The harness reads the port from the server's log line when the "
+        f"server prints one (else it picked a free port) and tries every {STARTUP_POLL_S * 1e3:g} "
+        "ms. One launch per repeat, servers interleaved.",
+        "",
+        *_table(header, rows, left=2),
+    ]
+
+
+def mixed_fast_p99(points: list[Point]) -> dict[tuple[str, str], float | None]:
+    """Median fast-request p99 per (server, rate), and the ideal's per ("ideal", rate)."""
+    fast: dict[tuple[str, str], float | None] = {}
+    for (server_name, variant), group in _groups(points, OPENLOOP).items():
+        ok = [p for p in group if p.status == "ok" and p.openloop]
+        fast[server_name, variant] = _kind_median(ok, "fast", "p99_ms")
+        ideal = next((p.openloop["ideal"]["fast"]["p99_ms"] for p in group if p.openloop), None)
+        if ideal is not None:
+            fast.setdefault(("ideal", variant), ideal)
+    return fast
+
+
+# ---------------------------------------------------------------------------------------------
+# The issue's bars, evaluated from one run's points
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bar:
+    row: str  # the issue's row
+    check: str  # what is compared
+    value: float | None  # the measured ratio or figure; None: not measured in this run
+    limit: float  # the bar
+    at_least: bool  # True: value >= limit holds; False: value <= limit holds
+    unit: str = "x"  # "x" for a ratio, else the figure's unit
+    pinning: str = ""
+    note: str = ""
+    indicative: bool = False  # the issue gives it as "≈": shown, not judged
+
+    @property
+    def holds(self) -> bool | None:
+        if self.value is None or self.indicative:
+            return None
+        return self.value >= self.limit if self.at_least else self.value <= self.limit
+
+    def cells(self) -> list[str]:
+        sign = "≥" if self.at_least else "≤"
+        value = "not measured" if self.value is None else f"{self.value:,.2f}{self.unit}"
+        limit = f"{'≈' if self.indicative else sign} {round(self.limit, 2):g}{self.unit}"
+        holds = {True: "**yes**", False: "**no**", None: "-"}[self.holds]
+        if self.indicative and self.value is not None:
+            holds = "(indicative)"
+        return [self.row, self.check, value, limit, holds, self.pinning or "-", self.note]
+
+
+# (row, scenario, subject, anchor, bar, indicative): req/s of the subject ÷ the anchor's, same
+# run; indicative: the issue gives it as "≈" (shown, not judged)
+RATIO_BARS: Final = (
+    ("ASGI hello, base mode", "asgi-hello", "swserve-base", "granian", 1.0, False),
+    ("ASGI hello, base mode", "asgi-hello", "swserve-base", "uvicorn", 2.0, True),
+    ("WSGI hello, base mode", "wsgi-hello", "swserve-base", "granian", 1.0, False),
+    ("WSGI hello, process mode", "wsgi-hello", "swserve", "gunicorn-gthread", 5.0, False),
+    ("WSGI hello, process mode", "wsgi-hello", "swserve", "granian", 0.8, False),
+    ("ASGI hello, process mode", "asgi-hello", "swserve", "uvicorn", 1.0, False),
+    ("Flask app (JSON view), process mode", "flask-json", "swserve", "granian", 1.0, False),
+    (
+        "FastAPI app (JSON endpoint), base mode",
+        "fastapi-json",
+        "swserve-base",
+        "granian",
+        1.0,
+        False,
+    ),
+    # the issue names no mode here: both are checked
+    *(
+        ("64 KiB response and 1 MiB POST echo", scenario, subject, anchor, 1.0, False)
+        for scenario, anchors in (
+            ("wsgi-64k", ("gunicorn-sync", "gunicorn-gthread")),
+            ("asgi-64k", ("uvicorn",)),
+            ("wsgi-echo-1m", ("gunicorn-sync", "gunicorn-gthread")),
+            ("asgi-echo-1m", ("uvicorn",)),
+        )
+        for subject in ("swserve", "swserve-base")
+        for anchor in anchors
+    ),
+)
+
+
+def _pinnings(points: Sequence[Point]) -> str:
+    return ", ".join(sorted({p.pinning for p in points if p.status == "ok" and p.pinning}))
+
+
+def evaluate_bars(summaries: list[Summary], points: list[Point]) -> list[Bar]:
+    """Every bar of the issue, from this run's points (None where a figure is missing)."""
+    by_key = {(s.scenario, s.server): s for s in summaries}
+    bars: list[Bar] = []
+    for row, scenario, subject, anchor, limit, indicative in RATIO_BARS:
+        mine, theirs = by_key.get((scenario, subject)), by_key.get((scenario, anchor))
+        value = None
+        if mine is not None and theirs is not None and mine.rps is not None and theirs.rps:
+            value = mine.rps / theirs.rps
+        used = [p for p in points if p.scenario == scenario and p.server in {subject, anchor}]
+        bars.append(
+            Bar(
+                row,
+                f"{scenario}: {subject} ÷ {anchor} req/s",
+                value,
+                limit,
+                at_least=True,
+                pinning=_pinnings(used),
+                indicative=indicative,
+            )
+        )
+    bars += _mixed_issue_bars(points)
+    bars += _idle_issue_bars(points)
+    bars += _startup_issue_bars(points)
+    return bars
+
+
+def _mixed_issue_bars(points: list[Point]) -> list[Bar]:
+    row = "mixed latency at 50 % and 80 % of capacity"
+    fast = mixed_fast_p99(points)
+    used = [p for p in points if SCENARIOS_BY_NAME[p.scenario].kind == OPENLOOP]
+    pinning = _pinnings(used)
+    rates = sorted({v for _, v in fast}, key=variant_rate) or [
+        rate_variant(r) for r in OPENLOOP_RATES
+    ]
+    bars = []
+    for subject in ("swserve", "swserve-base"):
+        if subject == "swserve-base" and not any(p.server == subject for p in used):
+            continue  # the issue's mixed bar is for the default (process) mode
+        for rate in rates:
+            mine, ideal = fast.get((subject, rate)), fast.get(("ideal", rate))
+            value = mine / ideal if mine is not None and ideal else None
+            check = f"mixed {rate}: {subject} fast p99 ÷ the ideal dispatcher's"
+            bars.append(Bar(row, check, value, MIXED_MAX_IDEAL_RATIO, False, pinning=pinning))
+        lowest = rates[0]
+        for anchor in MIXED_ANCHORS:
+            mine, theirs = fast.get((subject, lowest)), fast.get((anchor, lowest))
+            value = mine / theirs if mine is not None and theirs else None
+            check = f"mixed {lowest}: {subject} fast p99 ÷ {anchor}'s"
+            bars.append(Bar(row, check, value, MIXED_MAX_ANCHOR_RATIO, False, pinning=pinning))
+    return bars
+
+
+def _idle_issue_bars(points: list[Point]) -> list[Bar]:
+    row = f"idle connections: {IDLE_CONNECTIONS:,} keep-alive, then hello at c=64"
+    groups = _groups(points, IDLE)
+    bars = []
+    for subject in ("swserve", "swserve-base"):
+        without = _ok(groups.get((subject, WITHOUT), []))
+        held = _ok(groups.get((subject, WITH), []))
+        pinning = _pinnings([*without, *held])
+        figures = idle_figures(without, held)
+        count = figures.held
+        limit_kib = IDLE_RSS_BASE_KIB + IDLE_RSS_PER_CONN_KIB * (count or IDLE_CONNECTIONS)
+        note = ""
+        if count is not None and count < IDLE_CONNECTIONS:
+            note = f"only {count:,} of {IDLE_CONNECTIONS:,} held at the end: not the bar's test"
+        rss = figures.front_with / 1024 if figures.front_with is not None and count else None
+        bars.append(
+            Bar(
+                row,
+                f"{subject}: RSS of master + reactors with them (≤ 40 MiB + 8 KiB x "
+                f"{count or IDLE_CONNECTIONS:,})",
+                rss if not note else None,
+                limit_kib / 1024,
+                at_least=False,
+                unit=" MiB",
+                pinning=pinning,
+                note=note
+                or (
+                    f"{figures.kib_per_connection:.1f} KiB per connection over the run without"
+                    if figures.kib_per_connection is not None
+                    else ""
+                ),
+            )
+        )
+        bars.append(
+            Bar(
+                row,
+                f"{subject}: req/s with them ÷ without",
+                figures.ratio if not note else None,
+                IDLE_MIN_RATIO,
+                at_least=True,
+                pinning=pinning,
+                note=note,
+            )
+        )
+    return bars
+
+
+def _startup_issue_bars(points: list[Point]) -> list[Bar]:
+    bars = []
+    for subject in ("swserve", "swserve-base"):
+        group = _ok(_groups(points, STARTUP).get((subject, ""), []))
+        median = _median([p.startup_s for p in group])
+        bars.append(
+            Bar(
+                "start-up: process start to first 200, hello app",
+                f"{subject}: median of {len(group)} launches",
+                median,
+                STARTUP_MAX_S,
+                at_least=False,
+                unit=" s",
+                pinning=_pinnings(group),
+            )
+        )
+    return bars
+
+
+def bars_section(bars: list[Bar]) -> list[str]:
+    held = sum(1 for b in bars if b.holds)
+    judged = sum(1 for b in bars if b.holds is not None)
+    measured = [b for b in bars if b.value is not None]
+    missing = [b for b in bars if b.value is None]
+    header = ["bar row (issue #6)", "check", "measured", "bar", "holds", "pinning", "note"]
+    lines = [
+        "## Bars of the speed issue",
+        "",
+        f"{held} of {judged} checks hold; {len(missing)} not measured in this run. Ratios are "
+        "of medians in this run (1 worker unless said; mixed: 2). *pinning*: where the server "
+        "and the load generator ran (`server=cpu1 wrk=cpu0`: `taskset`, server on CPU 1, wrk "
+        "and the other clients on CPU 0; `none`: unpinned).",
+    ]
+    if measured:
+        lines += ["", *_table(header, [b.cells() for b in measured], left=2)]
+    if missing:
+        lines += ["", "Not measured in this run (`--suite full` measures every one):", ""]
+        lines += [f"- {b.row}: {b.check}" for b in missing]
+    return lines
+
+
 def write_results(
     output_dir: Path, meta: dict[str, Any], summaries: list[Summary], points: list[Point]
-) -> tuple[Path, str]:
-    report = markdown(summaries, points, meta)
+) -> tuple[Path, str, Path | None]:
+    """Write the JSON, draw the chart next to it, and write the markdown report.
+
+    Returns:
+        The JSON's path, the report, and the PNG's path (None if none could be drawn).
+    """
     output_dir.mkdir(parents=True, exist_ok=True)
     json_path = output_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{meta['label']}.json"
     payload = {
@@ -2110,8 +2799,88 @@ def write_results(
         "points": [asdict(p) for p in points],
     }
     json_path.write_text(json.dumps(payload, indent=2) + "\n")
+    png_path = json_path.with_suffix(".png")
+    chart_ok = any(s.rps for s in summaries) and render_chart(json_path, png_path)
+    report = markdown(summaries, points, meta, chart=png_path.name if chart_ok else "")
     json_path.with_suffix(".md").write_text(report)
-    return json_path, report
+    return json_path, report, png_path if chart_ok else None
+
+
+CHART_SCRIPT: Final = HERE / "chart.py"
+CHART_TIMEOUT_S: Final = 120
+
+
+def render_chart(json_path: Path, png_path: Path) -> bool:
+    """Draw the PNG with chart.py under the anchors venv (it has matplotlib); False on failure.
+
+    A chart that cannot be drawn (no venv, matplotlib missing with ``--no-install``) costs the
+    run nothing but the picture: the reason is logged.
+    """
+    python = VENV_BIN / "python"
+    if not python.exists():
+        log(f"no chart: {python} not found")
+        return False
+    try:
+        result = subprocess.run(
+            [str(python), str(CHART_SCRIPT), str(json_path), str(png_path)],
+            capture_output=True,
+            text=True,
+            timeout=CHART_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        log(f"no chart: chart.py did not finish within {CHART_TIMEOUT_S} s")
+        return False
+    if result.returncode != 0:
+        log(f"no chart: chart.py failed: {tail(result.stderr or result.stdout, 3)}")
+        return False
+    return True
+
+
+DOCS_PAGE: Final = REPO_ROOT / "docs" / "benchmarks.md"
+DOCS_CHART: Final = REPO_ROOT / "docs" / "benchmarks.png"
+SNAPSHOT_BEGIN: Final = "<!-- snapshot: begin (written by loadtests/run.py --write-docs) -->"
+SNAPSHOT_END: Final = "<!-- snapshot: end -->"
+
+
+def write_docs(
+    meta: dict[str, Any], summaries: list[Summary], points: list[Point], png: Path | None
+) -> None:
+    """Replace the snapshot in docs/benchmarks.md, between its markers, and docs/benchmarks.png.
+
+    The prose around the markers is the maintainers' and is kept as it is.
+
+    Raises:
+        SystemExit: the page has no snapshot markers.
+    """
+    page = DOCS_PAGE.read_text()
+    if SNAPSHOT_BEGIN not in page or SNAPSHOT_END not in page:
+        raise SystemExit(
+            f"{DOCS_PAGE} has no snapshot markers ({SNAPSHOT_BEGIN} ... {SNAPSHOT_END})"
+        )
+    before, rest = page.split(SNAPSHOT_BEGIN, 1)
+    after = rest.split(SNAPSHOT_END, 1)[1]
+    if png is not None:
+        shutil.copyfile(png, DOCS_CHART)
+    report = markdown(summaries, points, meta, chart=DOCS_CHART.name if png else "", for_docs=True)
+    report = re.sub(r"^(#+) ", r"\1# ", report, flags=re.M)  # under the snapshot's heading
+    versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v)
+    snapshot = [
+        SNAPSHOT_BEGIN,
+        "",
+        f"## Snapshot: {meta['started']}",
+        "",
+        f"Produced by `{meta['command']}`.",
+        "",
+        f"Machine: {meta['cpus']} CPUs (affinity {meta['affinity']}), {meta['platform']}, "
+        f"Python {meta['python']}. Pinning: {meta['pinning']}. Versions: {versions}.",
+        "",
+        report.rstrip(),
+        "",
+        SNAPSHOT_END,
+    ]
+    DOCS_PAGE.write_text(before + "\n".join(snapshot) + after)
+    log(f"wrote {DOCS_PAGE}" + (f" and {DOCS_CHART}" if png else " (no chart)"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -2200,12 +2969,33 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--no-install", action="store_true", help="use the anchors venv as it is, if present")
     add("--no-pin", action="store_true", help="do not pin the server and wrk with taskset")
     add("--output-dir", type=Path, default=RESULTS_DIR, help="default: loadtests/results")
+    add(
+        "--write-docs",
+        action="store_true",
+        help="also write the snapshot in docs/benchmarks.md and docs/benchmarks.png",
+    )
+    add(
+        "--from-json",
+        type=Path,
+        metavar="RESULT.json",
+        help="measure nothing: write the report and chart of a saved run again (from its "
+        "JSON in results/), and with --write-docs its snapshot",
+    )
     add("--list", action="store_true", help="list the servers and scenarios, then exit")
     return parser.parse_args(argv)
 
 
-def raise_nofile_limit() -> dict[str, int]:
-    """Raise this process's soft RLIMIT_NOFILE to its hard limit; return both, before/after."""
+def held_connections(scenario: Scenario) -> int:
+    """How many connections a client of ``scenario`` holds open beside the load (or 0)."""
+    return {SLOWLORIS: SLOWLORIS_CONNECTIONS, IDLE: IDLE_CONNECTIONS}.get(scenario.kind, 0)
+
+
+def raise_nofile_limit(needed: int) -> dict[str, int]:
+    """Raise this process's soft RLIMIT_NOFILE to its hard limit; return both, before/after.
+
+    Warns when the result leaves fewer than ``needed`` + 256 fds (the client's connections and
+    the server's, plus wrk's and the processes' own).
+    """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     result = {"soft_before": soft, "hard": hard, "soft": soft}
     if soft != hard:
@@ -2214,8 +3004,11 @@ def raise_nofile_limit() -> dict[str, int]:
         except (ValueError, OSError) as exc:  # e.g. an unlimited hard limit
             log(f"could not raise RLIMIT_NOFILE from {soft} to {hard}: {exc}")
         result["soft"] = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    if 0 <= result["soft"] < SLOWLORIS_CONNECTIONS + 256:
-        log(f"warning: RLIMIT_NOFILE is {result['soft']}: the slowloris client may run out of fds")
+    if 0 <= result["soft"] < needed + 256:
+        log(
+            f"warning: RLIMIT_NOFILE is {result['soft']}: a client holding {needed} connections, "
+            "or the server, may run out of fds (raise the hard limit: ulimit -Hn)"
+        )
     return result
 
 
@@ -2226,7 +3019,45 @@ def list_tables() -> None:
     print("scenarios:")
     for scenario in SCENARIOS:
         suites = ",".join(sorted(scenario.suites)) or "--scenario only"
-        print(f"  {scenario.name:13} {suites:16} {scenario.kind:9} {scenario.summary}")
+        print(f"  {scenario.name:16} {suites:16} {scenario.kind:9} {scenario.summary}")
+
+
+def load_results(json_path: Path) -> tuple[dict[str, Any], list[Point]]:
+    """A run's meta and points from its JSON (fields a newer harness added get defaults).
+
+    Raises:
+        SystemExit: the file is missing or is not a results file.
+    """
+    try:
+        payload = json.loads(json_path.read_text())
+        known = {f.name for f in fields(Point)}
+        points = [Point(**{k: v for k, v in p.items() if k in known}) for p in payload["points"]]
+        meta: dict[str, Any] = payload["meta"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"{json_path}: not a loadtests result file ({exc})") from None
+    meta.setdefault("command", shlex.join(["python3", "loadtests/run.py", *meta["argv"][1:]]))
+    return meta, points
+
+
+def report_again(args: argparse.Namespace) -> int:
+    """--from-json: the report, the chart (and with --write-docs the snapshot) of a saved run."""
+    json_path: Path = args.from_json
+    meta, points = load_results(json_path)
+    unknown = sorted({p.scenario for p in points} - set(SCENARIOS_BY_NAME))
+    if unknown:
+        raise SystemExit(f"{json_path}: unknown scenarios {', '.join(unknown)}")
+    summaries = summarise(points)
+    png_path = json_path.with_suffix(".png")
+    png = png_path if any(s.rps for s in summaries) and render_chart(json_path, png_path) else None
+    report = markdown(summaries, points, meta, chart=png.name if png else "")
+    json_path.with_suffix(".md").write_text(report)
+    print(report)
+    log(f"wrote {json_path.with_suffix('.md')}" + (f" and {png}" if png else ""))
+    if args.write_docs and meta.get("interrupted"):
+        log(f"not writing {DOCS_PAGE}: the run was interrupted")
+    elif args.write_docs:
+        write_docs(meta, summaries, points, png)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -2234,6 +3065,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.list:
         list_tables()
         return 0
+    if args.from_json:
+        return report_again(args)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: apt-get install -y wrk")
     suite = SUITES[args.suite]
@@ -2255,13 +3088,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     pinning = Pinning.choose(enabled=not args.no_pin)
     repeat = args.repeat or suite.repeat
-    # slowloris: the client (a child of ours) holds 500 sockets, and the servers we start inherit
-    # our limit too; raise the soft limit to the hard one, as a systemd LimitNOFILE would
-    nofile = raise_nofile_limit() if any(s.kind == SLOWLORIS for s in scenarios) else {}
+    # slowloris and idle-connections: the client (a child of ours) holds 500 or 10,000 sockets,
+    # and the servers we start inherit our limit too; raise the soft limit to the hard one, as
+    # a systemd LimitNOFILE would
+    held = [held_connections(s) for s in scenarios if held_connections(s)]
+    nofile = raise_nofile_limit(max(held)) if held else {}
     meta: dict[str, Any] = {
         "label": "+".join(args.scenario) if args.scenario else args.suite,
         "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "argv": sys.argv,
+        "command": shlex.join(["python3", "loadtests/run.py", *sys.argv[1:]]),
         "cpus": os.cpu_count(),
         "affinity": sorted(os.sched_getaffinity(0)),
         "pinning": pinning.describe(),
@@ -2300,9 +3136,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             scenarios, servers, settings, args.repeat, servers_given=args.servers is not None
         )
         points, meta["interrupted"] = run_plan(plan, settings)
-    json_path, report = write_results(args.output_dir, meta, summarise(points), points)
+    summaries = summarise(points)
+    json_path, report, png = write_results(args.output_dir, meta, summaries, points)
     print(report)
-    log(f"wrote {json_path} and {json_path.with_suffix('.md')}")
+    log(f"wrote {json_path}, {json_path.with_suffix('.md')}" + (f" and {png}" if png else ""))
+    if args.write_docs and meta["interrupted"]:
+        log(f"not writing {DOCS_PAGE}: the run was interrupted")
+    elif args.write_docs:
+        write_docs(meta, summaries, points, png)
     return 130 if meta["interrupted"] else 0
 
 
