@@ -100,6 +100,8 @@ class RequestCycle:
         "flags",
         "head",
         "headers",
+        "length",
+        "sent",
         "sink",
         "started",
         "status",
@@ -119,6 +121,8 @@ class RequestCycle:
         self.status = 0
         self.flags = 0
         self.headers = b""
+        self.length = -1  # the app's Content-Length, which the body must match
+        self.sent = 0
 
     async def receive(self) -> Message:
         if not self._body_sent:
@@ -178,6 +182,14 @@ class RequestCycle:
             length = len(body)
             if self.head or self.status in (204, 304):
                 body = b""
+            elif self.length >= 0:
+                # a body that does not match the app's Content-Length would desync
+                # the connection: refuse it, as uvicorn does (the response is aborted)
+                self.sent += length
+                if self.sent > self.length:
+                    raise RuntimeError("Response content longer than Content-Length")
+                if not more and self.sent < self.length:
+                    raise RuntimeError("Response content shorter than Content-Length")
             self.ended = not more
             if self._start_pending:
                 self._start_pending = False
@@ -232,6 +244,13 @@ class RequestCycle:
                 if lname == b"connection" and b"close" in bytes(value).lower():
                     flags |= serializer.APP_CLOSE
                 continue
+            if lname == b"content-length":
+                text = bytes(value).strip()
+                if not text.isdigit():
+                    raise ValueError(f"invalid Content-Length {value!r}")
+                if self.length >= 0 and int(text) != self.length:
+                    raise ValueError("two different Content-Length headers")
+                self.length = int(text)
             flags |= _FLAG_HEADERS.get(lname, 0)
             lines.append(b"%s: %s\r\n" % (name, value))
         self.status = status

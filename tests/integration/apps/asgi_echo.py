@@ -53,6 +53,18 @@ async def app(scope, receive, send):
         data["headers"] = [[n.decode(), v.decode()] for n, v in scope["headers"]]
         await respond(send, json.dumps(data).encode(), b"application/json")
         return
+    if path in ("/cl-long", "/cl-short"):  # a body that does not match its Content-Length
+        declared = b"5" if path == "/cl-long" else b"20"
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/plain"), (b"content-length", declared)],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"0123456789", "more_body": True})
+        await send({"type": "http.response.body", "body": b"abc"})
+        return
     if path == "/lifespan":
         await respond(send, scope["state"]["started"].encode())
         return

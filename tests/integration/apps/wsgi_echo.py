@@ -31,6 +31,10 @@ def app(environ, start_response):
             "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
         )
         return [body]
+    if path in ("/cl-long", "/cl-short"):  # a body that does not match its Content-Length
+        declared = "5" if path == "/cl-long" else "20"
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", declared)])
+        return iter([b"0123456789", b"abc"])
     if path == "/stream":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return iter([b"one ", b"two ", b"three"])
