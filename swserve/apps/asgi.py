@@ -86,6 +86,46 @@ def build_scope(
     return scope
 
 
+# Validated response header pairs, reused: an app sends the same few again and
+# again (bounded: the app chooses them).  RequestCycle.send of a hello response's
+# start and body (2 headers): 6.0 -> 2.8 µs (best of 11 runs of 100k, process time).
+_HEADER_LINES: dict[tuple[bytes, bytes], tuple[bytes, int, int]] = {}
+_CACHE_LIMIT: Final = 4096
+
+
+def _header_line(pair: Any) -> tuple[bytes, int, int]:
+    """One response header → (b"name: value\\r\\n" or b"" if dropped, serializer flags,
+    the declared length for Content-Length, else -1)."""
+    name, value = pair
+    lname = bytes(name).lower()
+    if (
+        not lname
+        or _BAD_NAME.intersection(lname)
+        or b"\r" in value
+        or b"\n" in value
+        or b"\0" in value
+    ):
+        raise ValueError(f"invalid response header {name!r}")
+    if lname in _HOP_BY_HOP:  # the server's business, not the app's
+        close = lname == b"connection" and b"close" in bytes(value).lower()
+        hit = (b"", serializer.APP_CLOSE if close else 0, -1)
+    elif lname == b"content-length":
+        text = bytes(value).strip()
+        if not text.isdigit():
+            raise ValueError(f"invalid Content-Length {value!r}")
+        hit = (b"%s: %s\r\n" % (name, text), serializer.HAS_CONTENT_LENGTH, int(text))
+    else:
+        hit = (b"%s: %s\r\n" % (name, value), _FLAG_HEADERS.get(lname, 0), -1)
+    if (
+        len(_HEADER_LINES) < _CACHE_LIMIT
+        and type(pair) is tuple
+        and type(name) is bytes
+        and type(value) is bytes
+    ):
+        _HEADER_LINES[pair] = hit
+    return hit
+
+
 class RequestCycle:
     """One request's receive/send pair and the rules of message order."""
 
@@ -230,29 +270,18 @@ class RequestCycle:
             raise ValueError(f"invalid status {status!r}")
         flags = 0
         lines = []
-        for name, value in message.get("headers", ()):
-            lname = bytes(name).lower()
-            if (
-                not lname
-                or _BAD_NAME.intersection(lname)
-                or b"\r" in value
-                or b"\n" in value
-                or b"\0" in value
-            ):
-                raise ValueError(f"invalid response header {name!r}")
-            if lname in _HOP_BY_HOP:
-                if lname == b"connection" and b"close" in bytes(value).lower():
-                    flags |= serializer.APP_CLOSE
-                continue
-            if lname == b"content-length":
-                text = bytes(value).strip()
-                if not text.isdigit():
-                    raise ValueError(f"invalid Content-Length {value!r}")
-                if self.length >= 0 and int(text) != self.length:
+        for pair in message.get("headers", ()):
+            hit = _HEADER_LINES.get(pair) if type(pair) is tuple else None
+            if hit is None:
+                hit = _header_line(pair)
+            line, flag, declared = hit
+            flags |= flag
+            if declared >= 0:
+                if self.length >= 0 and declared != self.length:
                     raise ValueError("two different Content-Length headers")
-                self.length = int(text)
-            flags |= _FLAG_HEADERS.get(lname, 0)
-            lines.append(b"%s: %s\r\n" % (name, value))
+                self.length = declared
+            if line:
+                lines.append(line)
         self.status = status
         self.flags = flags
         self.headers = b"".join(lines)

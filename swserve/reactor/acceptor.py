@@ -67,6 +67,9 @@ class Acceptor:
         # leaves it to this one (False)
         self.place = place
         self.handshaking = 0  # accepted TLS connections whose handshake is not done
+        self.handing_over = 0  # accepted, not yet a session (connect_accepted_socket pending)
+        # called when a hand-over ends without a session (the reactor may be idle now)
+        self.on_settled: Callable[[], None] | None = None
         self._handshakes: set[asyncio.Task[None]] = set()
         self._start: Callable[[socket.socket], Coroutine[None, None, None]] = (
             self._hand_over if ssl is None else self._hand_over_tls
@@ -138,10 +141,17 @@ class Acceptor:
         self.loop.create_task(self._start(sock))
 
     async def _hand_over(self, sock: socket.socket) -> None:
+        # counted until it is a session: a drain that looked only at sessions
+        # could finish (and the process exit) with this connection in between
+        self.handing_over += 1
         try:
             await self.loop.connect_accepted_socket(self.factory, sock)
         except OSError:
             sock.close()
+        finally:
+            self.handing_over -= 1
+            if self.on_settled is not None:
+                self.on_settled()
 
     async def _hand_over_tls(self, sock: socket.socket) -> None:
         self.handshaking += 1
@@ -168,6 +178,8 @@ class Acceptor:
             self._handshakes.discard(task)
             self.handshaking -= 1
             self.connection_closed()  # below --max-connections again, perhaps
+            if self.on_settled is not None:
+                self.on_settled()
 
     def _log(self, message: str, *args: object) -> None:
         now = time.monotonic()

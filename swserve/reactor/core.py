@@ -41,6 +41,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("swserve.error")
 
+# Draining: how long a connection accepted just before, still silent, gets to send
+# its request (it is probably on the wire) before it is closed as idle.
+FRESH_GRACE = 0.5
+
 # --reactors N: how soon a reactor looks again at requests queued while every
 # worker was busy (with work of other reactors, which finish without telling it)
 QUEUE_RECHECK = 0.002
@@ -67,6 +71,8 @@ class Reactor:
         )
         self._last_overload_log = 0.0
         self.on_connection_closed: Callable[[], None] | None = None  # set by the host
+        # connections accepted but not yet sessions (set by whoever runs the acceptor)
+        self.arriving: Callable[[], int] = lambda: 0
         self.access_log = (
             AccessLog(config.access_log_format, config.access_log_exclude)
             if config.access_log
@@ -89,6 +95,7 @@ class Reactor:
         self._session_ids = index << SESSION_SHIFT
         self._link_keys = 0
         self._tick_handle: asyncio.TimerHandle | None = None
+        self._close_idle = True
         self._queue_timer: asyncio.TimerHandle | None = None
         self._update_clock()
 
@@ -146,8 +153,11 @@ class Reactor:
                         os.kill(conn.slot.pid, signal.SIGUSR2)  # the worker dumps the stack
         if config.heartbeat_timeout:
             self._check_liveness(now, config.heartbeat_timeout)
+        if self.draining:  # early connections whose grace has passed are idle now
+            self._close_idle_connections()
+            self.check_idle()
         # with --timeout or --slowlog-timeout, sweep often enough to act within a quarter of it
-        limits = [t for t in (timeout, slowlog) if t]
+        limits = [t for t in (timeout, slowlog, FRESH_GRACE if self.draining else 0) if t]
         interval = min(1.0, min(limits) / 4) if limits else 1.0
         self._tick_handle = self._loop.call_later(interval, self._tick)
 
@@ -326,8 +336,17 @@ class Reactor:
             link.send_disconnect(conn)
 
     def busy(self) -> bool:
-        """Is any request queued, with a worker, or being written?"""
-        return bool(self.queue) or any(conn.current is not None for conn in self.sessions.values())
+        """Is any request queued, with a worker, or being written, or a connection
+        accepted and on its way to becoming a session?"""
+        now = time.monotonic()
+        return (
+            bool(self.queue)
+            or self.arriving() > 0
+            or any(
+                conn.current is not None or (self.draining and self._fresh(conn, now))
+                for conn in self.sessions.values()
+            )
+        )
 
     # -- workers ------------------------------------------------------------------------
 
@@ -373,11 +392,34 @@ class Reactor:
 
     def drain(self, *, close_idle: bool = True) -> None:
         """Stop keeping connections alive: close idle ones now (unless told not to), the
-        rest after their response."""
+        rest after their response.
+
+        A connection accepted a moment ago that has not sent a byte yet is not
+        idle but early: its request is likely on the wire.  It gets FRESH_GRACE
+        to send it (answered with Connection: close) before it is closed, and
+        counts as busy meanwhile.
+        """
         self.draining = True
-        for conn in list(self.sessions.values()) if close_idle else ():
-            if conn.current is None and not conn.pending:
-                conn.closing = True
-                conn.transport.close()
+        self._close_idle = close_idle
+        self._close_idle_connections()
         if not self.busy():
             self._on_event("idle", None)
+
+    def _close_idle_connections(self) -> None:
+        if not self._close_idle:
+            return
+        now = time.monotonic()
+        for conn in list(self.sessions.values()):
+            if conn.current is None and not conn.pending and not self._fresh(conn, now):
+                conn.closing = True
+                conn.transport.close()
+
+    @staticmethod
+    def _fresh(conn: HttpConnection, now: float) -> bool:
+        return (
+            conn.seq == 0
+            and not conn.head_since
+            and conn.parser.head_pending is None
+            and not conn.closing
+            and now - conn.accepted_at < FRESH_GRACE
+        )

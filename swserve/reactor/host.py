@@ -99,6 +99,8 @@ class InlineHost:
             **self._acceptor_options(),
         )
         reactor.on_connection_closed = acceptor.connection_closed
+        reactor.arriving = lambda: acceptor.handing_over + acceptor.handshaking
+        acceptor.on_settled = reactor.check_idle
         acceptor.start()
         self._ipc_server = await loop.create_unix_server(lambda: WorkerLink(reactor), sock=ipc_sock)
 

@@ -42,6 +42,7 @@ MAX_PIPELINED = 16
 class HttpConnection(asyncio.Protocol):
     __slots__ = (
         "_scheme",
+        "accepted_at",
         "closing",
         "current",
         "dispatched_at",
@@ -89,6 +90,7 @@ class HttpConnection(asyncio.Protocol):
         self.error: ProtocolError | None = None
         self.closing = False
         self.last_active = reactor.now
+        self.accepted_at = time.monotonic()
         self.prefix: list[bytes] = []
         self._scheme = scheme
 

@@ -181,6 +181,9 @@ class ReactorProcess:
             handshake_timeout=self.config.header_timeout,
         )
         reactor.on_connection_closed = self._count
+        acceptor = self.acceptor
+        reactor.arriving = lambda: acceptor.handing_over + acceptor.handshaking
+        acceptor.on_settled = reactor.check_idle
         self.channel.setblocking(False)
         loop.add_reader(self.channel, self._on_message)
         if reactor.metrics is not None:

@@ -627,6 +627,9 @@ class BaseWorker:
             handshake_timeout=config.header_timeout,
         )
         reactor.on_connection_closed = self.acceptor.connection_closed
+        acceptor = self.acceptor
+        reactor.arriving = lambda: acceptor.handing_over + acceptor.handshaking
+        acceptor.on_settled = reactor.check_idle
         self.acceptor.start()
         # A Python-level handler rather than loop.add_signal_handler: it also runs
         # while an inline WSGI app holds the loop, so the response in flight

@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import socket
+from functools import partial
 from typing import TYPE_CHECKING, BinaryIO, Final
 
 from swserve.apps.asgi import ASGIApp, RequestCycle, build_scope
@@ -92,7 +93,6 @@ class ASGIWorker:
         self.lifespan = Lifespan(app, config.lifespan)
         self.cycles: dict[tuple[int, int], RequestCycle] = {}
         self.bodies: dict[tuple[int, int], tuple[list[bytes], list[bytes]]] = {}
-        self.tasks: set[asyncio.Task[None]] = set()
         self.running: dict[tuple[int, int], asyncio.Task[None]] = {}
         self.stopped: asyncio.Event
 
@@ -116,9 +116,9 @@ class ASGIWorker:
         await self.stopped.wait()
         self.channel.pause_reading()
         self.hooks.stopping()
-        if self.tasks:
+        if self.running:
             self.hooks.waiting()
-            await asyncio.wait(self.tasks)
+            await asyncio.wait(list(self.running.values()))
         await self.lifespan.shutdown()
         self.channel.close()
         return EXIT_OK
@@ -169,24 +169,21 @@ class ASGIWorker:
         scope = build_scope(fields, state, self.frontend)
         self.cycles[key] = cycle
         task = asyncio.get_running_loop().create_task(cycle.run(self.app, scope))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
         self.running[key] = task
-        slow = self.slowlog.running if self.slowlog.timeout else None
-        if slow is not None:
-            slow[key] = Running(scope["method"], scope["path"][:200], stack=task.get_stack)
-        task.add_done_callback(
-            lambda _: (
-                self.cycles.pop(key, None),
-                self.running.pop(key, None),
-                slow.pop(key, None) if slow is not None else None,
+        if self.slowlog.timeout:
+            self.slowlog.running[key] = Running(
+                scope["method"], scope["path"][:200], stack=task.get_stack
             )
-        )
         if self.table is not None:
             self.table.set(self.cell, len(self.running))
-            task.add_done_callback(self._publish_done)
+        # one callback for all the bookkeeping: each add_done_callback costs a call
+        task.add_done_callback(partial(self._done, key))
 
-    def _publish_done(self, _: object) -> None:
+    def _done(self, key: tuple[int, int], task: asyncio.Task[None]) -> None:
+        self.cycles.pop(key, None)
+        self.running.pop(key, None)
+        if self.slowlog.timeout:
+            self.slowlog.running.pop(key, None)
         if self.table is not None:
             self.table.done(self.cell, len(self.running))
 

@@ -190,15 +190,19 @@ def test_unix_socket_bind(serve: Starter, tmp_path: Path) -> None:
     assert exchange(server.port, b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")[0].status == 200
 
 
-def test_idle_dispatch_sends_requests_past_a_busy_worker(serve: Starter, mode: str) -> None:
+def test_idle_dispatch_sends_requests_past_a_busy_worker(
+    serve: Starter, mode: str, tmp_path: Path
+) -> None:
     if mode == "base":
         pytest.skip("dispatch is process mode's: in base mode a connection stays with its worker")
     server = serve(workers=2)
+    marker = tmp_path / "busy"
     with (
         httpx.Client(base_url=server.url, timeout=20) as client,
         concurrent.futures.ThreadPoolExecutor(4) as pool,
     ):
-        slow = pool.submit(client.get, "/sleep?s=3")
+        slow = pool.submit(client.get, f"/sleep?s=3&f={marker}")
+        wait_for_file(marker)  # the worker runs it (with --reactors: it says it is busy)
         server_pids = worker_pids(server)
         started = time.monotonic()
         fast = [client.get("/pid") for _ in range(10)]
