@@ -99,10 +99,12 @@ def test_slowlog_prints_the_stack_of_a_sleeping_handler(serve: Starter) -> None:
 
 def test_an_idle_worker_keeps_sending_heartbeats(serve: Starter) -> None:
     """An idle one-thread WSGI worker is alive, not hung: it must not be replaced."""
-    server = serve("wsgi_echo:app", "--heartbeat-timeout", "2", workers=1)
+    # Heartbeats come each second, and the reactor's clock ticks each second, so a
+    # heartbeat can look up to ~2 s old: 3 s leaves room on a loaded machine.
+    server = serve("wsgi_echo:app", "--heartbeat-timeout", "3", workers=1)
     before = {p for p, t in server.children().items() if t.startswith("swserve: worker")}
     with pytest.raises(AssertionError):  # two heartbeat timeouts without the warning
-        server.wait_for("has not answered", timeout=4.5)
+        server.wait_for("has not answered", timeout=6.5)
     after = {p for p, t in server.children().items() if t.startswith("swserve: worker")}
     assert after == before
     assert httpx.get(server.url + "/echo", timeout=10).status_code == 200
