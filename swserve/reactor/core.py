@@ -367,8 +367,11 @@ class Reactor:
         if slot.recycle_asked or slot.retiring:
             return
         if flags & framing.SERVED_RECYCLE_TIMEOUT:
+            # the worker has answered 504 itself and can go on serving: replace it the
+            # graceful way (replacement first), not with a SIGTERM that would cut off the
+            # connections it holds
             slot.recycle_asked = True
-            self._on_event("timeout", slot.pid)
+            self._on_event("recycle", (slot.pid, "timeout"))
         elif flags & framing.SERVED_RECYCLE:
             slot.recycle_asked = True
             self._on_event("recycle", (slot.pid, "max-requests"))
