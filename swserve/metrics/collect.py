@@ -58,9 +58,7 @@ def reactor_snapshot(reactor: Reactor) -> dict[str, int]:
     out = merge((out, reactor.remote.snapshot()))  # base-mode workers' own counts
     out[CONN_OPEN] = out.get(CONN_OPEN, 0) + len(reactor.sessions)
     out[QUEUED] = out.get(QUEUED, 0) + sum(1 for c in reactor.queue if c.current is not None)
-    out[IN_FLIGHT] = out.get(IN_FLIGHT, 0) + sum(
-        link.slot.inflight for link in reactor.links.values() if link.slot
-    )
+    out[IN_FLIGHT] = out.get(IN_FLIGHT, 0) + reactor.in_flight()
     return out
 
 

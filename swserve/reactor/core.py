@@ -335,6 +335,10 @@ class Reactor:
         if link is not None:
             link.send_disconnect(conn)
 
+    def in_flight(self) -> int:
+        """Requests with a worker now (for /metrics)."""
+        return sum(link.slot.inflight for link in self.links.values() if link.slot)
+
     def busy(self) -> bool:
         """Is any request queued, with a worker, or being written, or a connection
         accepted and on its way to becoming a session?"""

@@ -48,7 +48,8 @@ from typing import Final
 
 from swserve._process import ignore_master_signals
 from swserve.config import Config
-from swserve.metrics.exposition import CONN_OPEN, IN_FLIGHT, QUEUED
+from swserve.metrics.collect import reactor_snapshot
+from swserve.metrics.requests import GAUGES
 from swserve.procname import set_title
 from swserve.reactor.acceptor import Acceptor
 from swserve.reactor.core import Reactor
@@ -245,13 +246,9 @@ class ReactorProcess:
     def _send_metrics(self, last: bool = False) -> None:
         reactor = self.reactor
         assert reactor.metrics is not None
-        snapshot = reactor.metrics.snapshot()
-        if not last:  # a reactor that is gone holds nothing
-            snapshot[CONN_OPEN] = len(reactor.sessions)
-            snapshot[QUEUED] = sum(1 for conn in reactor.queue if conn.current is not None)
-            snapshot[IN_FLIGHT] = sum(
-                link.slot.inflight for link in reactor.links.values() if link.slot
-            )
+        snapshot = reactor_snapshot(reactor)
+        if last:  # a reactor that is gone holds nothing: its counters only
+            snapshot = {k: v for k, v in snapshot.items() if k not in GAUGES}
         self._send(b"m " + json.dumps(snapshot, separators=(",", ":")).encode())
         if not last and not self.done.done():
             asyncio.get_running_loop().call_later(METRICS_EVERY, self._send_metrics)

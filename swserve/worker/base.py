@@ -52,7 +52,7 @@ from swserve.ipc import codec, framing
 from swserve.ipc.channel_async import AsyncChannel
 from swserve.manager.policy import request_limit
 from swserve.master.listeners import Listener
-from swserve.metrics.exposition import CONN_OPEN, IN_FLIGHT, QUEUED
+from swserve.metrics.collect import reactor_snapshot
 from swserve.proxy import Frontend
 from swserve.reactor.acceptor import Acceptor
 from swserve.reactor.core import Reactor
@@ -510,6 +510,9 @@ class LocalReactor(Reactor):
             conn.write_error(504)  # still knows its request: the access log and metrics
         conn.current = None
 
+    def in_flight(self) -> int:
+        return self.slot.inflight  # the requests this worker runs itself
+
     def busy(self) -> bool:
         return self.slot.inflight > 0 or super().busy() or (self.keep_idle and bool(self.sessions))
 
@@ -676,11 +679,7 @@ class BaseWorker:
         self._metrics_due = False
         reactor = self.reactor
         if reactor.metrics is not None:
-            snapshot = reactor.metrics.snapshot()
-            snapshot[CONN_OPEN] = len(reactor.sessions)
-            snapshot[QUEUED] = sum(1 for conn in reactor.queue if conn.current is not None)
-            snapshot[IN_FLIGHT] = reactor.slot.inflight
-            self.report.send_metrics(snapshot)
+            self.report.send_metrics(reactor_snapshot(reactor))
 
     def _report(self) -> None:
         reactor = self.reactor

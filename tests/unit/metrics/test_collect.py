@@ -31,6 +31,9 @@ class FakeReactor:
     metrics: RequestMetrics | None = field(default_factory=RequestMetrics)
     remote: RemoteSources = field(default_factory=RemoteSources)
 
+    def in_flight(self) -> int:
+        return sum(link.slot.inflight for link in self.links.values() if link.slot)
+
 
 @dataclass
 class FakeMaster:
