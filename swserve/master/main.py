@@ -34,7 +34,7 @@ import socket
 import tempfile
 from pathlib import Path
 
-from swserve import __version__
+from swserve import __version__, malloc
 from swserve._process import reap_nowait
 from swserve.config import Config
 from swserve.errors import EXIT_APP_LOAD, EXIT_ERROR, EXIT_OK, ConfigError
@@ -72,6 +72,7 @@ def run(config: Config) -> int:
     http = _parser_name(config)
     if http != config.http:
         config = _replace(config, http=http)
+    malloc.tune()  # before any fork: every process inherits it (swserve/malloc.py)
     setup = ProcessSetup(config)
     try:
         setup.before_bind()  # --chdir, --umask, user lookup, pid file check, --reload check

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, cast
 
 from swserve.errors import IPCError
 from swserve.ipc import codec, framing
+from swserve.ipc.buffers import widen
 from swserve.ipc.channel_async import BatchWriter
 from swserve.reactor.dispatcher import WorkerSlot
 from swserve.reactor.spool import SpooledBody
@@ -52,6 +53,7 @@ class WorkerLink(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not subclasses of asyncio.Transport
         self.transport = cast(asyncio.Transport, transport)
+        widen(transport.get_extra_info("socket"))
         self.writer = BatchWriter(self.transport, asyncio.get_running_loop())
 
     def data_received(self, data: bytes) -> None:

@@ -21,6 +21,7 @@ from swserve.config import Config
 from swserve.errors import EXIT_APP_LOAD, EXIT_OK, AppLoadError
 from swserve.hooks import Hooks, Server as HookServer
 from swserve.ipc import codec, framing
+from swserve.ipc.buffers import widen
 from swserve.master.listeners import Listener
 from swserve.process_setup import in_worker
 from swserve.procname import set_title
@@ -78,6 +79,7 @@ def run(
     socks = []
     for path in ipc_paths:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        widen(sock)
         socks.append(sock)
         try:
             sock.connect(path)
