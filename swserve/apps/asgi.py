@@ -219,6 +219,16 @@ class RequestCycle:
                     f"http.response.body 'body' must be bytes, not {type(body).__name__}"
                 )
             more = bool(message.get("more_body", False))
+            # Wait for the worker's channel *before* writing, as uvicorn waits for
+            # its connection: a request that waits has not ended, so the reactor
+            # sends this worker no more than its in-flight limit meanwhile.
+            # Waiting *after* the last write let each finished request linger in
+            # a task holding its body while the reactor, which had its END, sent
+            # the next: under steady 1 MiB echoes no waiter was ever woken (other
+            # requests kept the shared buffer full) and RSS grew by 1 GiB in 8 s.
+            waiter = self.sink.drain()
+            if waiter is not None:
+                await waiter
             length = len(body)
             if self.head or self.status in (204, 304):
                 body = b""
@@ -247,9 +257,6 @@ class RequestCycle:
                 self.sink.send_start(self.status, flags, self.headers, bytes(body), not more)
             else:
                 self.sink.send_body(bytes(body), not more)
-            waiter = self.sink.drain()
-            if waiter is not None:
-                await waiter
             if more:
                 if self._writable is not None:
                     await self._writable

@@ -40,8 +40,9 @@ def echo(reader: ResponseReader, sock, count: int) -> None:  # type: ignore[no-u
 
 
 @pytest.mark.timeout(60)
-def test_a_1_mib_echo_does_not_fault_its_buffers_in_again(serve: Starter) -> None:
-    server = serve("wsgi_echo:app", workers=1)
+@pytest.mark.parametrize("app", ["wsgi_echo:app", "asgi_echo:app"])
+def test_a_1_mib_echo_does_not_fault_its_buffers_in_again(serve: Starter, app: str) -> None:
+    server = serve(app, workers=1)
     with connect(server.port, timeout=20) as sock:
         reader = ResponseReader(sock)
         echo(reader, sock, 5)  # warm: the heap grows to its working size
