@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Callable
 from typing import cast
 
-from swserve.ipc.framing import Frame, FrameDecoder
+from swserve.ipc.framing import Buffer, Frame, FrameDecoder
 
 
 class BatchWriter:
@@ -28,7 +28,7 @@ class BatchWriter:
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self.transport = transport
         self._loop = loop
-        self._out: list[bytes] = []
+        self._out: list[Buffer] = []
 
     @property
     def pending(self) -> bool:
@@ -41,7 +41,7 @@ class BatchWriter:
             self._loop.call_soon(self.flush)
         out.append(data)
 
-    def writelines(self, data: list[bytes]) -> None:
+    def writelines(self, data: list[Buffer]) -> None:
         if not self._out:
             self._loop.call_soon(self.flush)
         self._out.extend(data)
@@ -52,6 +52,13 @@ class BatchWriter:
             self._out = []
             if not self.transport.is_closing():
                 self.transport.writelines(out)
+
+
+# The channel's write buffer: over WRITE_HIGH, senders wait (``drain``) until it
+# is under WRITE_LOW.  asyncio's defaults are 64 KiB / 16 KiB; a 1 MiB body
+# is written whole either way (the wait comes before a write, apps/asgi.py).
+WRITE_HIGH = 256 * 1024
+WRITE_LOW = 64 * 1024
 
 
 class AsyncChannel(asyncio.Protocol):
@@ -66,6 +73,7 @@ class AsyncChannel(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not subclasses of asyncio.Transport
         self.transport = cast(asyncio.Transport, transport)
+        self.transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
         self.writer = BatchWriter(self.transport, asyncio.get_running_loop())
 
     def data_received(self, data: bytes) -> None:
@@ -90,3 +98,6 @@ class AsyncChannel(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         self.writer.write(data)
+
+    def writelines(self, data: list[Buffer]) -> None:
+        self.writer.writelines(data)

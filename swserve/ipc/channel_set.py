@@ -24,13 +24,13 @@ from typing import Final
 from swserve.ipc import framing
 from swserve.ipc.channel_async import AsyncChannel
 from swserve.ipc.channel_sync import RECV_SIZE, SyncChannel
-from swserve.ipc.framing import Frame
+from swserve.ipc.framing import Buffer, Frame
 
 SESSION_SHIFT: Final = 48  # 2**48 sessions per reactor; up to 65535 reactors
 _SESSION: Final = slice(8, 16)  # where a frame's session id sits in its header
 
 
-def session_of(frame: bytes) -> int:
+def session_of(frame: Buffer) -> int:
     """The session id in a frame's header (0: the frame is about no request)."""
     return int.from_bytes(frame[_SESSION], "little")
 
@@ -110,6 +110,14 @@ class SyncChannelSet:
             for channel in self.channels:
                 channel.send(data)
 
+    def sendv(self, buffers: list[Buffer]) -> None:
+        session = session_of(buffers[0])  # the first buffer starts with the frame header
+        if session:
+            self.channels[session >> SESSION_SHIFT].sendv(buffers)
+        else:
+            for channel in self.channels:
+                channel.sendv(buffers)
+
     def unlocked(self) -> None:
         for channel in self.channels:
             channel.unlocked()
@@ -153,6 +161,14 @@ class AsyncChannelSet:
         else:
             for channel in self.channels:
                 channel.write(data)
+
+    def writelines(self, buffers: list[Buffer]) -> None:
+        session = session_of(buffers[0])  # the first buffer starts with the frame header
+        if session:
+            self.channels[session >> SESSION_SHIFT].writelines(buffers)
+        else:
+            for channel in self.channels:
+                channel.writelines(buffers)
 
     def drain(self) -> asyncio.Future[None] | None:
         for channel in self.channels:

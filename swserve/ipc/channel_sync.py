@@ -13,7 +13,7 @@ import struct
 import threading
 from collections.abc import Callable
 
-from swserve.ipc.framing import Frame, FrameDecoder
+from swserve.ipc.framing import Buffer, Frame, FrameDecoder
 
 RECV_SIZE = 256 * 1024
 
@@ -44,8 +44,17 @@ class SyncChannel:
 
     def recv(self) -> Frame | None:
         frames = self.frames
+        decoder = self.decoder
         while not frames:
+            target = decoder.target()
             try:
+                if target is not None:
+                    # the rest of a BIG frame: straight into its buffer, no copy of ours
+                    count = self.sock.recv_into(target)
+                    if count:
+                        frames.extend(decoder.advance(count))
+                        continue
+                    return None
                 data = self.sock.recv(RECV_SIZE)
             except BlockingIOError:
                 if self.on_idle is not None:
@@ -55,7 +64,7 @@ class SyncChannel:
                 return None
             if not data:
                 return None
-            frames.extend(self.decoder.feed(data))
+            frames.extend(decoder.feed(data))
         return frames.popleft()
 
     def recv_nowait(self) -> list[Frame]:
@@ -94,6 +103,22 @@ class SyncChannel:
         """One thread only (``--threads 1``): send without taking the lock."""
         self.send = self.sock.sendall  # type: ignore[method-assign,assignment]
 
-    def sendv(self, buffers: list[bytes]) -> None:
+    def sendv(self, buffers: list[Buffer]) -> None:
+        """Several buffers as one write: a BIG payload is not copied to join it to its header."""
         with self.lock:
-            self.sock.sendall(b"".join(buffers))
+            if len(buffers) == 1:
+                self.sock.sendall(buffers[0])
+            else:
+                sendmsg_all(self.sock, buffers)
+
+
+def sendmsg_all(sock: socket.socket, buffers: list[Buffer]) -> None:
+    """``sendall`` for a list of buffers (sendmsg may stop short, as send does)."""
+    views = [memoryview(b) for b in buffers]
+    while views:
+        sent = sock.sendmsg(views)
+        while views and sent >= len(views[0]):
+            sent -= len(views[0])
+            del views[0]
+        if views and sent:
+            views[0] = views[0][sent:]

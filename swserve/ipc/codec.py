@@ -25,6 +25,8 @@ from itertools import chain
 from typing import Any, Final
 
 from swserve.errors import IPCError
+from swserve.ipc import framing
+from swserve.ipc.framing import Buffer
 
 _U32: Final = struct.Struct("<I")
 _START: Final = struct.Struct("<HI")
@@ -61,26 +63,64 @@ def encode_request(
     headers: list[tuple[bytes, bytes]],
     body: bytes | bytearray | memoryview,
 ) -> bytes:
+    return encode_request_head(method, target, version, prefix, headers) + body
+
+
+def encode_request_head(
+    method: bytes,
+    target: bytes,
+    version: bytes,
+    prefix: list[bytes],
+    headers: list[tuple[bytes, bytes]],
+) -> bytes:
+    """The REQUEST payload up to its body part (a BIG body follows as its own buffer)."""
     head = b"\0".join(chain((method, target, version), prefix, chain.from_iterable(headers)))
-    return b"".join((_U32.pack(len(head)), head, body))
+    return _U32.pack(len(head)) + head
 
 
-def decode_request(payload: bytes) -> tuple[list[bytes], bytes]:
+def decode_request(payload: Buffer) -> tuple[list[bytes], Buffer]:
     """→ (fields, body part); fields[HEAD_FIELDS:] alternate header names and values."""
     if len(payload) < 4:
         raise IPCError("REQUEST payload too short")
     (size,) = _U32.unpack_from(payload)
-    fields = payload[4 : 4 + size].split(b"\0")
+    end = 4 + size
+    if type(payload) is bytes:  # the common case, inline: 1.7 -> 1.5 µs
+        fields = payload[4:end].split(b"\0")
+        body: Buffer = payload[end:]
+    else:
+        fields = bytes(payload[4:end]).split(b"\0")
+        body = memoryview(payload)[end:]
     if len(fields) < HEAD_FIELDS or (len(fields) - HEAD_FIELDS) % 2:
         raise IPCError("REQUEST head has the wrong number of fields")
-    return fields, payload[4 + size :]
+    return fields, body
 
 
 def encode_response_start(status: int, headers: bytes, body: bytes = b"") -> bytes:
     return b"".join((_START.pack(status, len(headers)), headers, body))
 
 
-def decode_response_start(payload: bytes) -> tuple[int, bytes, bytes]:
+def response_start_head(status: int, headers: bytes) -> bytes:
+    """The RESPONSE_START payload up to its body part (a BIG body follows as its own buffer)."""
+    return _START.pack(status, len(headers)) + headers
+
+
+def response_start_frames(
+    session: int, request: int, status: int, flags: int, headers: bytes, body: Buffer, end: bool
+) -> list[Buffer]:
+    """Buffers of a RESPONSE_START carrying a BIG ``body`` (as its own buffer), for one
+    writev/sendmsg; a body over the frame limit follows in RESPONSE_BODY frames."""
+    head = response_start_head(status, headers)
+    if len(head) + len(body) <= framing.MAX_PAYLOAD:
+        flags |= framing.END if end else 0
+        header = framing.encode_header(
+            framing.RESPONSE_START, flags, session, request, len(head) + len(body)
+        )
+        return [header, head, body]
+    start = framing.encode(framing.RESPONSE_START, flags, session, request, head)
+    return [start, *framing.body_frames(session, request, body, end)]
+
+
+def decode_response_start(payload: Buffer) -> tuple[int, bytes, Buffer]:
     """→ (status, header lines, body part)."""
     if len(payload) < _START.size:
         raise IPCError("RESPONSE_START payload too short")
@@ -88,7 +128,9 @@ def decode_response_start(payload: bytes) -> tuple[int, bytes, bytes]:
     end = _START.size + size
     if not 100 <= status <= 999 or end > len(payload):
         raise IPCError(f"RESPONSE_START with status {status} and {size} header bytes")
-    return status, payload[_START.size : end], payload[end:]
+    if type(payload) is bytes:  # the common case, inline: 1.0 -> 0.7 µs
+        return status, payload[_START.size : end], payload[end:]
+    return status, bytes(payload[_START.size : end]), memoryview(payload)[end:]
 
 
 def encode_hello(worker_id: int, pid: int, cell: int) -> bytes:
@@ -96,7 +138,7 @@ def encode_hello(worker_id: int, pid: int, cell: int) -> bytes:
     return _HELLO.pack(worker_id, pid, cell)
 
 
-def decode_hello(payload: bytes) -> tuple[int, int, int]:
+def decode_hello(payload: Buffer) -> tuple[int, int, int]:
     """→ (worker id, pid, capacity)."""
     if len(payload) != _HELLO.size:
         raise IPCError("HELLO payload has the wrong size")
@@ -108,17 +150,17 @@ def encode_ready(worker_id: int, pid: int, capacity: int, interface: str) -> byt
     return _HELLO.pack(worker_id, pid, capacity) + interface.encode()
 
 
-def decode_ready(payload: bytes) -> tuple[int, int, int, str]:
+def decode_ready(payload: Buffer) -> tuple[int, int, int, str]:
     """→ (worker id, pid, capacity, interface)."""
     worker_id, pid, capacity = decode_hello(payload[: _HELLO.size])
-    return worker_id, pid, capacity, payload[_HELLO.size :].decode()
+    return worker_id, pid, capacity, bytes(payload[_HELLO.size :]).decode()
 
 
 def encode_served(count: int) -> bytes:
     return _U32.pack(count & 0xFFFFFFFF)
 
 
-def decode_served(payload: bytes) -> int:
+def decode_served(payload: Buffer) -> int:
     if len(payload) != _U32.size:
         raise IPCError("SERVED payload has the wrong size")
     (count,) = _U32.unpack(payload)
@@ -129,10 +171,10 @@ def encode_metrics(snapshot: dict[str, int]) -> bytes:
     return json.dumps(snapshot, separators=(",", ":")).encode()
 
 
-def decode_metrics(payload: bytes) -> dict[str, int]:
+def decode_metrics(payload: Buffer) -> dict[str, int]:
     """A metrics snapshot: a JSON object of integers, checked (a worker is not trusted blindly)."""
     try:
-        data = json.loads(payload)
+        data = json.loads(bytes(payload))
     except ValueError as exc:
         raise IPCError(f"METRICS payload is not JSON: {exc}") from None
     if not isinstance(data, dict) or not all(

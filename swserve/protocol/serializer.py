@@ -127,7 +127,7 @@ def response_head(
     return b"".join(parts)
 
 
-def chunk(data: bytes) -> list[bytes]:
+def chunk(data: bytes | bytearray | memoryview) -> list[bytes | bytearray | memoryview]:
     """One chunk of a chunked body, as buffers for ``writelines``."""
     return [b"%x\r\n" % len(data), data, b"\r\n"]
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, cast
 from swserve.errors import ProtocolError
 from swserve.ipc import framing
 from swserve.ipc.codec import conn_prefix
+from swserve.ipc.framing import Buffer
 from swserve.protocol import serializer
 from swserve.protocol.framing import absolute_form_host
 from swserve.protocol.request import Request
@@ -241,7 +242,7 @@ class HttpConnection(asyncio.Protocol):
     # -- responses from the worker -------------------------------------------------------
 
     def on_response_start(
-        self, status: int, flags: int, headers: bytes, body: bytes, end: bool
+        self, status: int, flags: int, headers: bytes, body: Buffer, end: bool
     ) -> None:
         req = self.current
         assert req is not None
@@ -257,7 +258,7 @@ class HttpConnection(asyncio.Protocol):
         if not plan.body_allowed:
             transport.write(head)
         elif plan.chunked:
-            parts = [head]
+            parts: list[Buffer] = [head]
             if body:
                 parts += serializer.chunk(body)
             if end:
@@ -270,7 +271,7 @@ class HttpConnection(asyncio.Protocol):
         if end:
             self._finish()
 
-    def on_response_body(self, body: bytes, end: bool) -> None:
+    def on_response_body(self, body: Buffer, end: bool) -> None:
         plan = self.plan
         assert plan is not None
         if plan.body_allowed:

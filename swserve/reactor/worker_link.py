@@ -103,7 +103,7 @@ class WorkerLink(asyncio.Protocol):
             if slot.retiring and slot.inflight == 0:
                 self.send_stop()
 
-    def _control(self, kind: int, flags: int, payload: bytes) -> None:
+    def _control(self, kind: int, flags: int, payload: framing.Buffer) -> None:
         if kind == framing.HELLO:
             self.worker_id, self.pid, self.cell = codec.decode_hello(payload)
             self.reactor.on_worker_hello(self)
@@ -114,7 +114,7 @@ class WorkerLink(asyncio.Protocol):
             self.slot.cell = self.cell
             self.reactor.on_worker_ready(self, interface)
         elif kind == framing.BOOT_ERROR:
-            self.reactor.on_boot_error(self, payload.decode(errors="replace"))
+            self.reactor.on_boot_error(self, bytes(payload).decode(errors="replace"))
         elif kind == framing.HEARTBEAT:
             pass  # data_received already noted it
         elif kind == framing.METRICS:
@@ -149,8 +149,7 @@ class WorkerLink(asyncio.Protocol):
                 framing.encode(framing.REQUEST, framing.SPOOLED, conn.session, conn.seq, payload)
             )
             return
-        limit = framing.MAX_PAYLOAD // 2
-        if len(body) <= limit:
+        if len(body) < framing.BIG:
             payload = codec.encode_request(
                 req.method, req.target, req.version, conn.prefix, req.headers, body
             )
@@ -162,16 +161,31 @@ class WorkerLink(asyncio.Protocol):
             else:
                 self.writer.write(frame)
             return
-        view = memoryview(body)
-        payload = codec.encode_request(
-            req.method, req.target, req.version, conn.prefix, req.headers, view[:limit]
+        # a BIG body: its parts go out as views of the request's own buffer (framing.BIG)
+        head = codec.encode_request_head(
+            req.method, req.target, req.version, conn.prefix, req.headers
         )
-        frames = [framing.encode(framing.REQUEST, framing.MORE, conn.session, conn.seq, payload)]
+        limit = framing.MAX_PAYLOAD // 2
+        view = memoryview(body)
+        first = view[:limit]
+        more = framing.MORE if len(body) > limit else 0
+        out: list[framing.Buffer] = [
+            framing.encode_header(
+                framing.REQUEST, more, conn.session, conn.seq, len(head) + len(first)
+            ),
+            head,
+            first,
+        ]
         for start in range(limit, len(body), limit):
-            part = bytes(view[start : start + limit])
+            part = view[start : start + limit]
             more = framing.MORE if start + limit < len(body) else 0
-            frames.append(framing.encode(framing.REQUEST_BODY, more, conn.session, conn.seq, part))
-        self.writer.writelines(frames)
+            out += (
+                framing.encode_header(
+                    framing.REQUEST_BODY, more, conn.session, conn.seq, len(part)
+                ),
+                part,
+            )
+        self.writer.writelines(out)
 
     def retire(self) -> None:
         """Dispatch nothing more to this worker; STOP it once its requests are answered."""

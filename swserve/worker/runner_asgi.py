@@ -50,6 +50,13 @@ class AsyncFrameSink:
         self.request = request
 
     def send_start(self, status: int, flags: int, headers: bytes, body: bytes, end: bool) -> None:
+        if len(body) >= framing.BIG:  # header and body as separate buffers: no copy of the body
+            self.channel.writelines(
+                codec.response_start_frames(
+                    self.session, self.request, status, flags, headers, body, end
+                )
+            )
+            return
         if len(body) + len(headers) > _MAX - 16:
             payload = codec.encode_response_start(status, headers)
             self.channel.write(_encode(_START, flags, self.session, self.request, payload))
@@ -61,8 +68,7 @@ class AsyncFrameSink:
         )
 
     def send_body(self, data: bytes, end: bool) -> None:
-        for frame in framing.body_frames(self.session, self.request, data, end):
-            self.channel.write(frame)
+        self.channel.writelines(framing.body_frames(self.session, self.request, data, end))
 
     def send_abort(self) -> None:
         self.channel.write(_encode(_BODY, _END | framing.MORE, self.session, self.request))
@@ -92,7 +98,7 @@ class ASGIWorker:
         self.worker_id = worker_id
         self.lifespan = Lifespan(app, config.lifespan)
         self.cycles: dict[tuple[int, int], RequestCycle] = {}
-        self.bodies: dict[tuple[int, int], tuple[list[bytes], list[bytes]]] = {}
+        self.bodies: dict[tuple[int, int], tuple[list[bytes], list[framing.Buffer]]] = {}
         self.running: dict[tuple[int, int], asyncio.Task[None]] = {}
         self.stopped: asyncio.Event
 
@@ -135,12 +141,13 @@ class ASGIWorker:
             if kind == framing.REQUEST:
                 fields, body = codec.decode_request(payload)
                 if flags & framing.SPOOLED:
-                    self._start(key, fields, open_spooled(body))
+                    self._start(key, fields, open_spooled(bytes(body)))
                     continue
                 if flags & framing.MORE:
                     self.bodies[key] = (fields, [body])
                     continue
-                self._start(key, fields, body)
+                # receive() hands out bytes: a BIG part's one copy (framing.BIG)
+                self._start(key, fields, body if type(body) is bytes else bytes(body))
             elif kind == framing.REQUEST_BODY:
                 fields, parts = self.bodies[key]
                 parts.append(payload)

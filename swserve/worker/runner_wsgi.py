@@ -42,6 +42,7 @@ _START: Final = framing.RESPONSE_START
 _BODY: Final = framing.RESPONSE_BODY
 _END: Final = framing.END
 _MAX: Final = framing.MAX_PAYLOAD
+_BIG: Final = framing.BIG
 _FLOW: Final = frozenset(
     {framing.BUFFER_FULL, framing.BUFFER_EMPTY, framing.DISCONNECT, framing.CANCEL}
 )
@@ -133,6 +134,13 @@ class FrameSink:
         self.request = request
 
     def send_start(self, status: int, flags: int, headers: bytes, body: bytes, end: bool) -> None:
+        if len(body) >= _BIG:  # header and body as separate buffers: no copy of the body
+            self.flow.wait_writable((self.session, self.request))
+            frames = codec.response_start_frames(
+                self.session, self.request, status, flags, headers, body, end
+            )
+            self.channel.sendv(frames)
+            return
         rest = b""
         if len(body) + len(headers) > _MAX - 16:
             body, rest = b"", body
@@ -149,8 +157,7 @@ class FrameSink:
     def send_body(self, data: bytes, end: bool) -> None:
         if data:
             self.flow.wait_writable((self.session, self.request))
-        for frame in framing.body_frames(self.session, self.request, data, end):
-            self.channel.send(frame)
+        self.channel.sendv(framing.body_frames(self.session, self.request, data, end))
 
     def send_abort(self) -> None:
         self.channel.send(_encode(_BODY, _END | framing.MORE, self.session, self.request))
@@ -280,11 +287,13 @@ class WSGIWorker:
             kind, flags, session, request, payload = frame
             if kind == framing.REQUEST:
                 fields, part = codec.decode_request(payload)
-                body: Body = part
+                body: Body
                 if flags & framing.SPOOLED:
-                    body = open_spooled(part)
+                    body = open_spooled(bytes(part))
                 elif flags & framing.MORE:
                     body = self._rest_of_body(part)
+                else:  # the app reads bytes: a BIG part's one copy (framing.BIG)
+                    body = part if type(part) is bytes else bytes(part)
                 for other in channel.frames:  # a disconnect already queued behind it?
                     if (
                         other[0] == framing.DISCONNECT
@@ -300,7 +309,7 @@ class WSGIWorker:
                 continue
             log.error("unexpected %s frame from the reactor", framing.FRAME_NAMES[kind])
 
-    def _rest_of_body(self, first: bytes) -> bytes:
+    def _rest_of_body(self, first: framing.Buffer) -> bytes:
         parts = [first]
         while True:
             frame: Frame | None = self.channel.recv()

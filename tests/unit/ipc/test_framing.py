@@ -98,3 +98,77 @@ def test_body_frames_split_at_the_limit_and_end_once() -> None:
         framing.FrameDecoder().feed(b"".join(framing.body_frames(3, 4, b"", True)))[0][1]
         == framing.END
     )
+
+
+# -- BIG payloads: no copies of their own ------------------------------------------------------
+
+BIG_FRAMES = [
+    (framing.REQUEST, 0, 1, 1, b"h" * 30 + b"q" * framing.BIG),
+    (framing.HEARTBEAT, 0, 0, 0, b""),
+    (framing.RESPONSE_START, framing.END, 2, 1, bytes(range(256)) * 1024),
+    (framing.RESPONSE_BODY, 0, 3, 1, b"small"),
+    (framing.RESPONSE_BODY, framing.END, 3, 1, b"z" * (framing.BIG + 1)),
+]
+BIG_STREAM = b"".join(
+    b"".join(
+        framing.body_frames(s, r, p, bool(f & framing.END))
+        if k == framing.RESPONSE_BODY
+        else [framing.encode(k, f, s, r, p)]
+    )
+    for k, f, s, r, p in BIG_FRAMES
+)
+
+
+def as_bytes(frames: list[framing.Frame]) -> list[tuple[int, int, int, int, bytes]]:
+    return [(k, f, s, r, bytes(p)) for k, f, s, r, p in frames]
+
+
+def test_a_big_payload_read_whole_is_a_view_of_that_read() -> None:
+    frames = framing.FrameDecoder().feed(BIG_STREAM)
+    assert as_bytes(frames) == BIG_FRAMES
+    big = frames[0][4]
+    assert isinstance(big, memoryview)
+    assert big.obj is BIG_STREAM  # no copy
+    assert all(type(f[4]) is bytes for f in frames if len(f[4]) < framing.BIG)
+
+
+def test_a_cut_big_payload_is_assembled_once_in_its_own_buffer() -> None:
+    decoder = framing.FrameDecoder()
+    cut = framing.HEADER_SIZE + 100
+    assert decoder.feed(BIG_STREAM[:cut]) == []
+    assert decoder.pending == 100
+    target = decoder.target()
+    assert target is not None
+    assert len(target) == len(BIG_FRAMES[0][4]) - 100
+    frames = decoder.feed(BIG_STREAM[cut:])
+    assert as_bytes(frames) == BIG_FRAMES
+    assert type(frames[0][4]) is bytearray
+    assert decoder.pending == 0
+    assert decoder.target() is None
+
+
+@given(st.lists(st.integers(min_value=0, max_value=len(BIG_STREAM)), max_size=12), st.booleans())
+def test_big_frames_survive_any_split_points(cuts: list[int], recv_into: bool) -> None:
+    """Also as a blocking reader does it: recv_into the decoder's target when it offers one."""
+    decoder = framing.FrameDecoder()
+    points = [0, *sorted(cuts), len(BIG_STREAM)]
+    out = []
+    for a, b in itertools.pairwise(points):
+        target = decoder.target() if recv_into else None
+        if target is not None:
+            n = min(len(target), b - a)
+            target[:n] = BIG_STREAM[a : a + n]
+            out += decoder.advance(n)
+            a += n
+        out += decoder.feed(BIG_STREAM[a:b])
+    assert as_bytes(out) == BIG_FRAMES
+    assert decoder.pending == 0
+
+
+def test_body_frames_send_a_big_part_as_its_own_buffer() -> None:
+    data = b"y" * framing.BIG
+    buffers = framing.body_frames(1, 2, data, True)
+    assert len(buffers) == 2
+    assert len(buffers[0]) == framing.HEADER_SIZE
+    assert isinstance(buffers[1], memoryview)
+    assert buffers[1].obj is data
