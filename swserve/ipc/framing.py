@@ -119,12 +119,13 @@ class FrameDecoder:
             The peer is then treated as crashed: nothing it sends can be trusted.
     """
 
-    __slots__ = ("_big", "_buf", "_filled", "_head")
+    __slots__ = ("_big", "_buf", "_filled", "_head", "_length")
 
     def __init__(self) -> None:
         self._buf = bytearray()  # a cut header, or a cut frame under BIG bytes
         self._big: bytearray | None = None  # the payload of a cut BIG frame
         self._filled = 0  # bytes of _big received so far
+        self._length = 0  # _big's payload length
         self._head = (0, 0, 0, 0)  # _big's type, flags, session, request
 
     def feed(self, data: Buffer) -> list[Frame]:
@@ -154,7 +155,8 @@ class FrameDecoder:
             stop = start + length
             if stop > end:
                 if length >= BIG:
-                    self._start_big((kind, flags, session, request), length, data[start:end])
+                    first = memoryview(data)[start:end]
+                    self._start_big((kind, flags, session, request), length, first)
                     return
                 break
             if length < BIG:
@@ -189,30 +191,39 @@ class FrameDecoder:
         return pos
 
     def _start_big(self, head: tuple[int, int, int, int], length: int, first: Buffer) -> None:
-        self._big = big = bytearray(length)
-        big[: len(first)] = first
+        # grown by appends: a bytearray(length) would first zero the whole MiB
+        self._big = bytearray(first)
         self._filled = len(first)
+        self._length = length
         self._head = head
 
     def _fill(self, data: Buffer, pos: int, frames: list[Frame]) -> int:
         big = self._big
         assert big is not None
-        take = min(len(big) - self._filled, len(data) - pos)
-        big[self._filled : self._filled + take] = data[pos : pos + take]
-        pos += take
+        take = min(self._length - self._filled, len(data) - pos)
+        part = memoryview(data)[pos : pos + take]  # a slice of bytes would be a copy
+        if len(big) == self._filled:
+            big += part
+        else:  # target() sized it for recv_into
+            big[self._filled : self._filled + take] = part
         frames.extend(self.advance(take))
-        return pos
+        return pos + take
 
     def target(self) -> memoryview | None:
         """Where a blocking reader may ``recv_into`` the rest of a cut BIG frame, if any."""
-        return None if self._big is None else memoryview(self._big)[self._filled :]
+        big = self._big
+        if big is None:
+            return None
+        if len(big) < self._length:
+            big.extend(bytes(self._length - len(big)))  # room to receive into
+        return memoryview(big)[self._filled :]
 
     def advance(self, count: int) -> list[Frame]:
         """``count`` more bytes of the BIG frame are in place: → the frame, once whole."""
         big = self._big
         assert big is not None
         self._filled += count
-        if self._filled < len(big):
+        if self._filled < self._length:
             return []
         self._big = None
         self._filled = 0
