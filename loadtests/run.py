@@ -2599,7 +2599,10 @@ class Bar:
     unit: str = "x"  # "x" for a ratio, else the figure's unit
     pinning: str = ""
     note: str = ""
-    indicative: bool = False  # the issue gives it as "≈": shown, not judged
+    indicative: bool = False  # the issue gives it as "≈", or it is not the bar's test: not judged
+    # ratio bars: the anchor's CPU µs per request ÷ the subject's (above 1: the subject is
+    # cheaper), the figure that stays put when req/s swings with the machine's noise
+    cpu_ratio: float | None = None
 
     @property
     def holds(self) -> bool | None:
@@ -2614,7 +2617,8 @@ class Bar:
         holds = {True: "**yes**", False: "**no**", None: "-"}[self.holds]
         if self.indicative and self.value is not None:
             holds = "(indicative)"
-        return [self.row, self.check, value, limit, holds, self.pinning or "-", self.note]
+        cpu = f"{self.cpu_ratio:.2f}x" if self.cpu_ratio is not None else "-"
+        return [self.row, self.check, value, limit, holds, cpu, self.pinning or "-", self.note]
 
 
 # (row, scenario, subject, anchor, bar, indicative): req/s of the subject ÷ the anchor's, same
@@ -2660,9 +2664,12 @@ def evaluate_bars(summaries: list[Summary], points: list[Point]) -> list[Bar]:
     bars: list[Bar] = []
     for row, scenario, subject, anchor, limit, indicative in RATIO_BARS:
         mine, theirs = by_key.get((scenario, subject)), by_key.get((scenario, anchor))
-        value = None
+        value = cpu_ratio = None
         if mine is not None and theirs is not None and mine.rps is not None and theirs.rps:
             value = mine.rps / theirs.rps
+        cpus = (mine.cpu_us_per_req, theirs.cpu_us_per_req) if mine and theirs else (None, None)
+        if cpus[0] and cpus[1] is not None:
+            cpu_ratio = cpus[1] / cpus[0]
         used = [p for p in points if p.scenario == scenario and p.server in {subject, anchor}]
         bars.append(
             Bar(
@@ -2673,6 +2680,7 @@ def evaluate_bars(summaries: list[Summary], points: list[Point]) -> list[Bar]:
                 at_least=True,
                 pinning=_pinnings(used),
                 indicative=indicative,
+                cpu_ratio=cpu_ratio,
             )
         )
     bars += _mixed_issue_bars(points)
@@ -2692,18 +2700,46 @@ def _mixed_issue_bars(points: list[Point]) -> list[Bar]:
     bars = []
     for subject in ("swserve", "swserve-base"):
         if subject == "swserve-base" and not any(p.server == subject for p in used):
-            continue  # the issue's mixed bar is for the default (process) mode
+            continue
+        # The issue's mixed bar is for `swserve --workers 2`, the default process mode: its
+        # dispatch-to-idle is what the scenario measures.  Base mode binds each keep-alive
+        # connection to the worker that accepted it, as gunicorn and granian do (docs/modes.md),
+        # so its figures are shown for the comparison, not judged.
+        base = subject == "swserve-base"
+        note = "base mode: connections stay with one worker (not the bar's test)" if base else ""
         for rate in rates:
             mine, ideal = fast.get((subject, rate)), fast.get(("ideal", rate))
             value = mine / ideal if mine is not None and ideal else None
             check = f"mixed {rate}: {subject} fast p99 ÷ the ideal dispatcher's"
-            bars.append(Bar(row, check, value, MIXED_MAX_IDEAL_RATIO, False, pinning=pinning))
+            bars.append(
+                Bar(
+                    row,
+                    check,
+                    value,
+                    MIXED_MAX_IDEAL_RATIO,
+                    False,
+                    pinning=pinning,
+                    note=note,
+                    indicative=base,
+                )
+            )
         lowest = rates[0]
         for anchor in MIXED_ANCHORS:
             mine, theirs = fast.get((subject, lowest)), fast.get((anchor, lowest))
             value = mine / theirs if mine is not None and theirs else None
             check = f"mixed {lowest}: {subject} fast p99 ÷ {anchor}'s"
-            bars.append(Bar(row, check, value, MIXED_MAX_ANCHOR_RATIO, False, pinning=pinning))
+            bars.append(
+                Bar(
+                    row,
+                    check,
+                    value,
+                    MIXED_MAX_ANCHOR_RATIO,
+                    False,
+                    pinning=pinning,
+                    note=note,
+                    indicative=base,
+                )
+            )
     return bars
 
 
@@ -2740,6 +2776,8 @@ def _idle_issue_bars(points: list[Point]) -> list[Bar]:
                 ),
             )
         )
+        cpu_without = _median([p.cpu_us_per_req for p in without])
+        cpu_with = _median([p.cpu_us_per_req for p in held])
         bars.append(
             Bar(
                 row,
@@ -2749,6 +2787,7 @@ def _idle_issue_bars(points: list[Point]) -> list[Bar]:
                 at_least=True,
                 pinning=pinning,
                 note=note,
+                cpu_ratio=cpu_without / cpu_with if cpu_without and cpu_with else None,
             )
         )
     return bars
@@ -2778,12 +2817,24 @@ def bars_section(bars: list[Bar]) -> list[str]:
     judged = sum(1 for b in bars if b.holds is not None)
     measured = [b for b in bars if b.value is not None]
     missing = [b for b in bars if b.value is None]
-    header = ["bar row (issue #6)", "check", "measured", "bar", "holds", "pinning", "note"]
+    header = [
+        "bar row (issue #6)",
+        "check",
+        "measured",
+        "bar",
+        "holds",
+        "by CPU/req",
+        "pinning",
+        "note",
+    ]
     lines = [
         "## Bars of the speed issue",
         "",
         f"{held} of {judged} checks hold; {len(missing)} not measured in this run. Ratios are "
-        "of medians in this run (1 worker unless said; mixed: 2). *pinning*: where the server "
+        "of medians in this run (1 worker unless said; mixed: 2). *by CPU/req*: for the req/s "
+        "ratios, the anchor's CPU µs per request ÷ swserve's (above 1: swserve spends less per "
+        "request), steadier than req/s on a shared machine; shown, not judged. "
+        "*pinning*: where the server "
         "and the load generator ran (`server=cpu1 wrk=cpu0`: `taskset`, server on CPU 1, wrk "
         "and the other clients on CPU 0; `none`: unpinned).",
     ]
