@@ -209,8 +209,15 @@ class Master:
     def _on_reactor_event(self, kind: str, arg: object) -> None:
         if kind == "idle":
             self._idle.set()
-        else:
-            self._enqueue(kind, arg)
+            return
+        if kind == "lost":
+            # counted now, in the same step that took the link out of the reactor's
+            # table: a queued count could miss a summary ("reload finished; N
+            # requests served") taken between the two, which then lacked the old
+            # worker's requests
+            assert isinstance(arg, tuple)
+            self.stats.worker_lost(arg[1], arg[2])
+        self._enqueue(kind, arg)
 
     def _on_control_readable(self) -> None:
         try:
@@ -295,7 +302,6 @@ class Master:
         elif kind == "lost":
             assert isinstance(arg, tuple)
             self.lost_pids.add(arg[1])
-            self.stats.worker_lost(arg[1], arg[2])
             self._check_halt()
         elif kind == "recycle":
             assert isinstance(arg, tuple)
