@@ -514,6 +514,7 @@ class Point:
     errors: int | None = None  # non-2xx/3xx responses + socket errors
     cpu_s: float | None = None  # user+sys of the server's process tree during the wrk run
     cpu_us_per_req: float | None = None
+    user_us_per_req: float | None = None  # its user-space share (the rest is the kernel's)
     server_cores_used: float | None = None  # cpu_s / wall seconds of the wrk run
     tree_processes: int | None = None
     loadavg_1m: float | None = None  # machine load just before the run, to spot noisy neighbours
@@ -674,6 +675,7 @@ class ProcStat:
     pgrp: int
     zombie: bool
     cpu_ticks: int  # utime + stime + cutime + cstime
+    user_ticks: int = 0  # utime + cutime: the user-space share (the interpreter, not the kernel)
 
 
 def read_stats() -> dict[int, ProcStat]:
@@ -693,12 +695,19 @@ def read_stats() -> dict[int, ProcStat]:
             pgrp=int(fields[2]),  # field 5
             zombie=fields[0] == "Z",  # field 3
             cpu_ticks=sum(int(value) for value in fields[11:15]),  # fields 14-17
+            user_ticks=int(fields[11]) + int(fields[13]),  # fields 14 and 16
         )
     return stats
 
 
 def tree_cpu(root: int) -> tuple[float, int]:
-    """CPU seconds used so far by ``root`` and all its descendants, and how many are alive.
+    total, _, count = tree_ticks(root)
+    return total, count
+
+
+def tree_ticks(root: int) -> tuple[float, float, int]:
+    """CPU seconds used so far by ``root`` and all its descendants (all, and user-space only),
+    and how many are alive.
 
     Children that exited and were reaped are in their parent's cutime/cstime, so workers replaced
     during a run are still counted.
@@ -707,7 +716,7 @@ def tree_cpu(root: int) -> tuple[float, int]:
     children: defaultdict[int, list[int]] = defaultdict(list)
     for pid, stat in stats.items():
         children[stat.ppid].append(pid)
-    ticks = 0
+    ticks = user = 0
     seen: set[int] = set()
     stack = [root]
     while stack:
@@ -716,8 +725,9 @@ def tree_cpu(root: int) -> tuple[float, int]:
             continue
         seen.add(pid)
         ticks += stats[pid].cpu_ticks
+        user += stats[pid].user_ticks
         stack.extend(children[pid])
-    return ticks / CLOCK_TICKS, len(seen)
+    return ticks / CLOCK_TICKS, user / CLOCK_TICKS, len(seen)
 
 
 def group_alive(pgid: int) -> bool:
@@ -1113,7 +1123,7 @@ def measure(server: Server, scenario: Scenario, settings: Settings, point: Point
         if settings.warmup_s > 0:
             drive(duration_s=settings.warmup_s)
         point.loadavg_1m = os.getloadavg()[0]
-        cpu_before, _ = tree_cpu(proc.pid)
+        cpu_before, user_before, _ = tree_ticks(proc.pid)
         wall_before = time.monotonic()
         hups = None
         if point.variant == CHURN:
@@ -1128,7 +1138,7 @@ def measure(server: Server, scenario: Scenario, settings: Settings, point: Point
                 point.hups_sent = len(hups.offsets)
                 point.hup_offsets_s = hups.offsets
         wall = time.monotonic() - wall_before
-        cpu_after, point.tree_processes = tree_cpu(proc.pid)
+        cpu_after, user_after, point.tree_processes = tree_ticks(proc.pid)
     if hups is not None and hups.error:
         raise PointError(f"SIGHUP sender: {hups.error}")
     if result.requests == 0:
@@ -1141,6 +1151,7 @@ def measure(server: Server, scenario: Scenario, settings: Settings, point: Point
     point.errors = result.non_2xx_3xx + sum(result.socket_errors.values())
     point.cpu_s = round(cpu_after - cpu_before, 3)
     point.cpu_us_per_req = round(point.cpu_s * 1e6 / result.requests, 2)
+    point.user_us_per_req = round((user_after - user_before) * 1e6 / result.requests, 2)
     point.server_cores_used = round(point.cpu_s / wall, 3)
 
 
@@ -1765,6 +1776,7 @@ class Summary:
     cores: float | None
     errors: int
     note: str
+    user_us_per_req: float | None = None
 
 
 def _median(values: Sequence[float | None]) -> float | None:
@@ -1820,6 +1832,7 @@ def summarise(points: list[Point]) -> list[Summary]:
                 cores=_median([p.server_cores_used for p in ok]),
                 errors=sum(p.errors or 0 for p in ok),
                 note=note,
+                user_us_per_req=_median([p.user_us_per_req for p in ok]),
             )
         )
     return summaries
@@ -1925,15 +1938,15 @@ def wrk_table(summaries: list[Summary], meta: dict[str, Any]) -> list[str]:
         for server in SERVERS
         if server.subject and any(s.server == server.name and s.rps for s in summaries)
     ]
-    header = ["scenario", "server", "req/s", "CPU µs/req", "p50 ms", "p99 ms", "server cores"]
-    header += ["errors", "ok/runs"]
+    header = ["scenario", "server", "req/s", "CPU µs/req", "user µs/req", "p50 ms", "p99 ms"]
+    header += ["server cores", "errors", "ok/runs"]
     for subject in subjects:
         header += [f"{subject} req/s ratio", f"{subject} CPU/req ratio"]
     header.append("note")
     rows = []
     for s in summaries:
         row = [s.scenario, s.server, _fmt(s.rps, 0), _fmt(s.cpu_us_per_req)]
-        row += [_fmt(s.p50_ms, 2), _fmt(s.p99_ms, 2), _fmt(s.cores, 2)]
+        row += [_fmt(s.user_us_per_req), _fmt(s.p50_ms, 2), _fmt(s.p99_ms, 2), _fmt(s.cores, 2)]
         row += [str(s.errors) if s.ok else "-", f"{s.ok}/{s.runs}"]
         for subject in subjects:
             row += _ratios(by_key.get((s.scenario, subject)), s)
@@ -1947,7 +1960,9 @@ def wrk_table(summaries: list[Summary], meta: dict[str, Any]) -> list[str]:
         "",
         "*req/s ratio*: the subject's req/s ÷ this row's (above 1: the subject serves more). "
         "*CPU/req ratio*: the subject's CPU µs per request ÷ this row's (below 1: the subject is "
-        "cheaper). *server cores*: the server's CPU seconds ÷ wall seconds during the run. "
+        "cheaper). *user µs/req*: the user-space part of CPU µs/req (the interpreter and the "
+        "libraries; the rest is the kernel's: syscalls, wake-ups, context switches). "
+        "*server cores*: the server's CPU seconds ÷ wall seconds during the run. "
         "*errors*: non-2xx/3xx responses + socket errors, summed over the ok runs.",
     ]
 
