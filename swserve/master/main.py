@@ -33,6 +33,7 @@ import signal
 import socket
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from swserve import __version__, malloc
 from swserve._process import reap_nowait
@@ -43,14 +44,14 @@ from swserve.ipc import busy
 from swserve.logs import forward_reopen, setup as setup_logging
 from swserve.master.listeners import Listener, open_listeners
 from swserve.master.stats import Stats
-from swserve.metrics.collect import collect, readiness
-from swserve.metrics.endpoint import MetricsEndpoint
-from swserve.metrics.exposition import render
 from swserve.process_setup import ProcessSetup
 from swserve.procname import set_title
 from swserve.reactor.host import make_host
 from swserve.reactor.loop import new_event_loop
 from swserve.reactor.process import ReactorChild, fork_reactors, reactor_count
+
+if TYPE_CHECKING:
+    from swserve.metrics.endpoint import MetricsEndpoint
 
 log = logging.getLogger("swserve.error")
 
@@ -78,7 +79,7 @@ def run(config: Config) -> int:
         setup.before_bind()  # --chdir, --umask, user lookup, pid file check, --reload check
         hooks = load_hooks(config.hooks)  # before any fork: every process shares the module
         listeners = open_listeners(config)
-        metrics = MetricsEndpoint.bind(config.metrics_bind)
+        metrics = _bind_metrics(config.metrics_bind)
         setup.after_bind(listeners)  # --daemon, --pid-file, then drop to --user/--group
     except ConfigError as exc:
         log.error("%s", exc)
@@ -152,6 +153,14 @@ def run(config: Config) -> int:
             if listener.address.family == "unix":
                 with contextlib.suppress(OSError):
                     os.unlink(listener.address.path)
+
+
+def _bind_metrics(address: str) -> MetricsEndpoint | None:
+    if not address:
+        return None  # deferred: the endpoint module is only needed with --metrics-bind
+    from swserve.metrics.endpoint import MetricsEndpoint
+
+    return MetricsEndpoint.bind(address)
 
 
 def _replace(config: Config, **changes: object) -> Config:
@@ -236,6 +245,9 @@ class Master:
         self.reactor = self.host.reactor
         await self.host.start(self.listeners, self.ipc_sock)
         if self.metrics is not None:  # before the workers are ready: /readyz says "starting"
+            from swserve.metrics.collect import collect, readiness
+            from swserve.metrics.exposition import render
+
             await self.metrics.start(lambda: render(collect(self)), lambda: readiness(self))
         self.control.setblocking(False)
         loop.add_reader(self.control, self._on_control_readable)
