@@ -87,6 +87,7 @@ def run(config: Config) -> int:
     reactors = reactor_count(config)
     if reactors > 1:
         busy.create()  # before any fork: every reactor and worker shares it (ipc/busy.py)
+    _import_event_loop()
     ipc_dir = tempfile.mkdtemp(prefix="swserve-")
     ipc_paths = [os.path.join(ipc_dir, f"reactor-{i}.sock") for i in range(reactors)]
     ipc_socks = []
@@ -161,6 +162,17 @@ def _bind_metrics(address: str) -> MetricsEndpoint | None:
     from swserve.metrics.endpoint import MetricsEndpoint
 
     return MetricsEndpoint.bind(address)
+
+
+def _import_event_loop() -> None:
+    """Import uvloop before the first fork, so the manager and every worker inherit it.
+
+    The master builds its loop only after forking the manager; without this, the
+    manager imported uvloop for its workers (``_preload_worker_modules``) and the
+    master imported it again: ~3.5 ms of start-up, twice.
+    """
+    with contextlib.suppress(ImportError):
+        import uvloop  # noqa: F401
 
 
 def _replace(config: Config, **changes: object) -> Config:
