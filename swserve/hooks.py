@@ -25,7 +25,6 @@ by a reload.  A hook that raises is logged; in ``on_worker_start`` or
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import logging
 import os
 import sys
@@ -88,13 +87,15 @@ def load(spec: str) -> Hooks:
         return Hooks(None)
     try:
         if spec.endswith(".py") or os.sep in spec:
+            from importlib.util import module_from_spec, spec_from_file_location  # a file only
+
             path = Path(spec)
             if not path.is_file():
                 raise ConfigError(f"--hooks {spec}: no such file")
-            module_spec = importlib.util.spec_from_file_location("swserve_user_hooks", path)
+            module_spec = spec_from_file_location("swserve_user_hooks", path)
             assert module_spec is not None
             assert module_spec.loader is not None
-            module = importlib.util.module_from_spec(module_spec)
+            module = module_from_spec(module_spec)
             sys.modules["swserve_user_hooks"] = module
             module_spec.loader.exec_module(module)
         else:

@@ -32,12 +32,10 @@ reaches every process that writes the file; a process that receives it twice
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import logging.config
 import os
 import signal
-import tomllib
+import sys
 import types
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
@@ -147,6 +145,9 @@ def load_config_file(path: str) -> dict[str, Any]:
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in (".json", ".toml"):
         raise ConfigError(f"{where}: must be a .json or .toml file")
+    import json  # only --log-config reads a file
+    import tomllib
+
     try:
         with open(path, "rb") as f:
             data = json.load(f) if suffix == ".json" else tomllib.load(f)
@@ -163,12 +164,47 @@ def load_config_file(path: str) -> dict[str, Any]:
 
 
 def _apply(config: dict[str, Any], where: str) -> None:
+    # deferred: logging.config, with the logging.handlers, pickle, socketserver and
+    # queue modules it imports, cost ~5 ms of every start-up; only --log-config uses it
+    import logging.config
+
     try:
         logging.config.dictConfig(config)
     except (ValueError, TypeError, AttributeError, ImportError) as exc:
         # dictConfig says "Unable to configure handler 'x'" and keeps the reason in the cause
         cause = f": {exc.__cause__}" if exc.__cause__ else ""
         raise ConfigError(f"{where}: {exc}{cause}") from None
+
+
+def _apply_default(level: str, colour: bool) -> None:
+    """What ``dictConfig(default_config(level, colour))`` does, without ``logging.config``.
+
+    The same named handlers (on the ``sys.stderr`` of now), formatters, levels
+    and propagation; and, as dictConfig does, the other loggers under ``swserve``
+    (``swserve.error``) are reset to hand their records up to ``swserve``.
+    tests/unit/test_logs.py checks that both give the same set-up.
+    """
+    error = logging.StreamHandler(sys.stderr)
+    error.set_name("error")
+    error.setFormatter(ErrorFormatter(colour=colour))
+    access = logging.StreamHandler(sys.stderr)
+    access.set_name("access")
+    access.setFormatter(logging.Formatter("%(message)s"))
+    configured = {"swserve": (error, level.upper()), ACCESS_LOGGER: (access, "INFO")}
+    for name, (handler, logger_level) in configured.items():
+        logger = logging.getLogger(name)
+        logger.setLevel(logger_level)
+        for old in logger.handlers[:]:
+            logger.removeHandler(old)
+        logger.addHandler(handler)
+        logger.disabled = False
+        logger.propagate = False
+    for name, existing in list(logging.root.manager.loggerDict.items()):
+        child = name.startswith("swserve.") and name not in configured
+        if child and isinstance(existing, logging.Logger):  # not a PlaceHolder
+            existing.setLevel(logging.NOTSET)
+            existing.handlers = []
+            existing.propagate = True
 
 
 # -- --log-file ------------------------------------------------------------------------------
@@ -248,7 +284,7 @@ def setup(config: Config) -> bool:
         else:
             # never colour into --log-file, whatever FORCE_COLOR says
             colour = not path and colour_wanted(os.isatty(2), os.environ)
-            _apply(default_config(config.log_level, colour), "logging")
+            _apply_default(config.log_level, colour)
     except ConfigError as exc:
         if fd != -1:
             os.close(fd)

@@ -37,7 +37,6 @@ from typing import Final
 
 from swserve.config import BindAddress, Config, format_hostport, parse_bind, parse_mode
 from swserve.errors import ConfigError
-from swserve.tls import make_server_context
 
 log = logging.getLogger("swserve.error")
 
@@ -79,7 +78,11 @@ def open_listeners(
     inherited = systemd_fds(environ, os.getpid())
     for name in SYSTEMD_VARIABLES:
         environ.pop(name, None)
-    context = make_server_context(config)
+    context = None
+    if config.ssl_certfile:  # deferred: swserve.tls is only imported with TLS on
+        from swserve.tls import make_server_context
+
+        context = make_server_context(config)
     if inherited and not config.bind:
         log.info("systemd socket activation: serving fd(s) %s", ", ".join(map(str, inherited)))
         listeners = bind(tuple(f"fd://{fd}" for fd in inherited), config.backlog)

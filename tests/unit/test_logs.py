@@ -101,3 +101,49 @@ def test_load_errors_are_one_line(
     assert message.startswith(f"--log-config {path}: ")
     assert reason in message
     assert "\n" not in message
+
+
+# The default set-up is made by hand (no logging.config import at start-up); it must
+# leave logging exactly as dictConfig(default_config(...)) does.  Run in a fresh
+# interpreter each: dictConfig closes every handler of the process, pytest's too.
+_LOGGING_STATE = """
+import json, logging, sys
+from swserve import logs
+stale = logging.getLogger("swserve.error")
+stale.addHandler(logging.NullHandler())
+stale.setLevel("ERROR")
+stale.propagate = False
+logging.getLogger("swserve.access").addHandler(logging.NullHandler())
+if sys.argv[1] == "dictconfig":
+    logs._apply(logs.default_config(sys.argv[2], colour=sys.argv[3] == "1"), "")
+else:
+    logs._apply_default(sys.argv[2], colour=sys.argv[3] == "1")
+state = {}
+for name in ("swserve", "swserve.access", "swserve.error"):
+    logger = logging.getLogger(name)
+    state[name] = [
+        logger.level, logger.propagate, logger.disabled,
+        [
+            [type(h).__name__, h.name, h.level, h.stream is sys.stderr,
+             type(h.formatter).__name__, h.formatter._fmt, h.formatter.datefmt,
+             getattr(h.formatter, "colour", None)]
+            for h in logger.handlers
+        ],
+    ]
+print(json.dumps(state))
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("level", "colour"), [("info", "0"), ("debug", "1"), ("warning", "0")])
+def test_default_setup_is_what_dictconfig_would_make(level: str, colour: str) -> None:
+    import subprocess
+    import sys
+
+    def state(how: str) -> str:
+        argv = [sys.executable, "-c", _LOGGING_STATE, how, level, colour]
+        return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+
+    by_hand = state("by-hand")
+    assert '"StreamHandler", "error"' in by_hand
+    assert by_hand == state("dictconfig")
