@@ -8,8 +8,9 @@ master before anything forks.  One writer per cell (the worker), plain
 stores, no locks: a reactor reading a stale count only makes a less perfect
 choice, never a wrong one, since it falls back to the least-loaded worker.
 
-Cells are handed out by the manager (a replacement never shares its
-predecessor's cell while both live) and travel in the worker's HELLO.
+Cells are handed out by the manager, in turn (``next_cell``: a replacement
+never gets its predecessor's cell while a reactor may still think that one
+alive), and travel in the worker's HELLO.  A dead worker's cell reads full.
 With one reactor there is no table and nothing is published.
 """
 
@@ -43,6 +44,26 @@ class BusyTable:
         """A new worker takes the cell over (the manager calls this before forking it)."""
         self.served[cell] = 0
         self.counts[cell] = 0
+
+    def dead(self, cell: int) -> None:
+        """Its worker has exited: full, so no reactor that has not yet seen it go picks it."""
+        self.counts[cell] = 0xFFFF
+
+
+def next_cell(used: set[int], last: int, cells: int = CELLS) -> int:
+    """The cell for a new worker: the first after ``last`` that no live worker holds.
+
+    In turn, not the lowest free one: a dead worker's cell handed straight to
+    its replacement read 0 (idle) to a reactor that had not yet read the dead
+    worker's EOF, which then sent it a request that could only end in a 502
+    (test_killed_worker_gives_502_to_its_request_only_and_is_replaced
+    [reactors] flaked on it).
+    """
+    for step in range(1, cells + 1):
+        cell = (last + step) % cells
+        if cell not in used:
+            return cell
+    raise RuntimeError(f"all {cells} busy-table cells are held by live workers")
 
 
 TABLE: BusyTable | None = None  # set in the master when --reactors > 1, inherited by all

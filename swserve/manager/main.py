@@ -97,6 +97,7 @@ class Manager:
         self.server_info = HookServer(config, "manager", os.getpid(), os.getppid())
         self.ipc_paths = ipc_paths
         self.cells: dict[int, int] = {}  # pid → busy-table cell (ipc/busy.py)
+        self._last_cell = -1  # cells are handed out in turn: busy.next_cell
         self.control = control
         self.supervisor = policy.Supervisor(
             config.workers,
@@ -144,7 +145,7 @@ class Manager:
                 except OSError as exc:  # EAGAIN/ENOMEM: as Swoole does, retry every 100 ms
                     log.error("cannot fork worker %d: %s; retrying", slot, exc)
                     time.sleep(0.1)
-            cell = self._free_cell()
+            cell = self._last_cell = busy.next_cell(set(self.cells.values()), self._last_cell)
             if busy.TABLE is not None:
                 busy.TABLE.reset(cell)
             if pid == 0:
@@ -157,11 +158,6 @@ class Manager:
         if self.config.max_worker_lifetime:
             limit = self.config.max_worker_lifetime
             self.lifetimes[pid] = now + limit + random.uniform(0, limit / 10)  # noqa: S311
-
-    def _free_cell(self) -> int:
-        """The lowest busy-table cell no live worker holds (see ipc/busy.py)."""
-        used = set(self.cells.values())
-        return next(cell for cell in range(len(used) + 1) if cell not in used)
 
     def _become_worker(self, slot: int, mask: set[int | signal.Signals], cell: int) -> None:
         code = EXIT_ERROR
@@ -201,7 +197,9 @@ class Manager:
                 continue
             code, sig = exit_status(status)
             self.lifetimes.pop(pid, None)
-            self.cells.pop(pid, None)
+            cell = self.cells.pop(pid, None)
+            if cell is not None and busy.TABLE is not None:
+                busy.TABLE.dead(cell)
             expected = worker.retiring or worker.killed or self.supervisor.stopping
             if (code != 0 or sig is not None) and not expected:
                 self.hooks.call("on_worker_error", self.server_info, worker.slot, pid, code, sig)
