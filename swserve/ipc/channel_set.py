@@ -111,12 +111,8 @@ class SyncChannelSet:
                 channel.send(data)
 
     def sendv(self, buffers: list[Buffer]) -> None:
-        session = session_of(buffers[0])  # the first buffer starts with the frame header
-        if session:
-            self.channels[session >> SESSION_SHIFT].sendv(buffers)
-        else:
-            for channel in self.channels:
-                channel.sendv(buffers)
+        """A response's frames (always a request's: the first buffer's header names it)."""
+        self.channels[session_of(buffers[0]) >> SESSION_SHIFT].sendv(buffers)
 
     def unlocked(self) -> None:
         for channel in self.channels:
@@ -163,12 +159,8 @@ class AsyncChannelSet:
                 channel.write(data)
 
     def writelines(self, buffers: list[Buffer]) -> None:
-        session = session_of(buffers[0])  # the first buffer starts with the frame header
-        if session:
-            self.channels[session >> SESSION_SHIFT].writelines(buffers)
-        else:
-            for channel in self.channels:
-                channel.writelines(buffers)
+        """A response's frames (always a request's: the first buffer's header names it)."""
+        self.channels[session_of(buffers[0]) >> SESSION_SHIFT].writelines(buffers)
 
     def drain(self) -> asyncio.Future[None] | None:
         for channel in self.channels:

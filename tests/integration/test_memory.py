@@ -15,7 +15,7 @@ import pytest
 from tests.helpers import ResponseReader, connect
 from tests.integration.conftest import Server, Starter
 
-pytestmark = pytest.mark.modes("process", "base")
+pytestmark = pytest.mark.modes("process", "base", "reactors")
 
 BODY = b"x" * (1024 * 1024)
 POST = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(BODY) + BODY
