@@ -18,6 +18,12 @@ MASTER_SIGNALS: Final = (
     signal.SIGTTOU,
 )
 
+# Where this process's task calls go (swserve/tasks/client.py).  None outside swserve;
+# "" in a server without task workers; else the task socket's path.  Set by the
+# manager in every worker, task worker and user process it forks.
+TASK_SOCKET: str | None = None
+TASK_SOCKET_NAME: Final = "tasks.sock"  # beside the reactors' sockets, in the 0700 directory
+
 
 def ignore_master_signals() -> None:
     for sig in MASTER_SIGNALS:

@@ -245,6 +245,41 @@ class Config:
         help="async: a replacement is started and ready before the old worker retires; "
         "sync: one worker at a time, the next only after the previous one exited.",
     )
+    task_workers: int = setting(
+        0,
+        kind="int",
+        section="Task workers and user processes",
+        help="Task worker processes that run swserve.task() calls from workers, user "
+        "processes and other tasks (0: none, and the feature costs nothing).",
+    )
+    task_queue_size: int = setting(
+        1000,
+        kind="int",
+        section="Task workers and user processes",
+        help="Tasks that may wait for a free task worker; one more gets TaskQueueFull at once.",
+    )
+    task_timeout: float = setting(
+        0.0,
+        kind="float",
+        section="Task workers and user processes",
+        help="Seconds a task may run (0: no limit). Past it the caller gets TaskTimeout and "
+        "the task worker is killed and replaced.",
+    )
+    task_max_requests: int = setting(
+        0,
+        kind="int",
+        section="Task workers and user processes",
+        help="Recycle a task worker after this many tasks, plus a random 0..half of it "
+        "(0: never). Its replacement is ready before it stops taking tasks.",
+    )
+    process: tuple[str, ...] = setting(
+        (),
+        kind="list",
+        section="Task workers and user processes",
+        metavar="MODULE:CALLABLE",
+        help="Run this callable in a user process beside the workers, restarted with back-off "
+        "when it returns or crashes, replaced on SIGHUP. Repeatable.",
+    )
     timeout: float = setting(
         0.0,
         kind="float",
@@ -635,6 +670,10 @@ _CHECKS: Final[tuple[tuple[str, Callable[[Any], bool], str], ...]] = (
     ("max_wait_time", lambda v: v >= 0, "must not be negative"),
     ("max_concurrent_recycles", lambda v: v >= 1, "must be at least 1"),
     ("timeout", lambda v: v >= 0, "must not be negative"),
+    ("task_workers", lambda v: v >= 0, "must not be negative"),
+    ("task_queue_size", lambda v: v >= 1, "must be at least 1"),
+    ("task_timeout", lambda v: v >= 0, "must not be negative"),
+    ("task_max_requests", lambda v: v >= 0, "must not be negative"),
     ("header_timeout", lambda v: v > 0, "must be positive"),
     ("body_timeout", lambda v: v > 0, "must be positive"),
     ("limit_request_line", lambda v: v >= 16, "must be at least 16"),
@@ -695,6 +734,10 @@ def problems(values: dict[str, Any]) -> list[str]:
         # terminal a daemon has just detached from
         out.append("--reload cannot be used with --daemon: run the reloader in the foreground")
     out += proxy.setting_problems(values)
+    for spec in values.get("process", ()):
+        module, sep, attr = spec.partition(":")
+        if not sep or not module or not attr:
+            out.append(f"--process {spec!r}: expected module:callable")
     metrics = values.get("metrics_bind", "")
     if metrics:
         try:

@@ -13,9 +13,10 @@ SIGTERM, SIGINT    graceful stop: stop accepting, finish in-flight requests (up
                    to --graceful-timeout), close keep-alive connections, stop
                    workers; a second SIGINT forces an immediate exit
 SIGQUIT            quick stop: no drain
-SIGHUP, SIGUSR1    reload every worker (the manager replaces them gracefully)
+SIGHUP, SIGUSR1    reload every worker, task worker and user process (the manager
+                   replaces them gracefully)
 SIGTTIN, SIGTTOU   one worker more / one fewer
-SIGUSR2            logged: there are no task workers to reload
+SIGUSR2            reload the task workers only (logged and ignored without any)
 =================  ===========================================================
 
 uvloop keeps SIGCHLD for itself: the manager's exit is watched through a
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from swserve import __version__, malloc
-from swserve._process import reap_nowait
+from swserve._process import TASK_SOCKET_NAME, reap_nowait
 from swserve.config import Config
 from swserve.errors import EXIT_APP_LOAD, EXIT_ERROR, EXIT_OK, ConfigError
 from swserve.hooks import Hooks, Server as HookServer, load as load_hooks
@@ -53,6 +54,7 @@ from swserve.reactor.process import ReactorChild, fork_reactors, reactor_count
 
 if TYPE_CHECKING:
     from swserve.metrics.endpoint import MetricsEndpoint
+    from swserve.tasks.server import TaskServer
 
 log = logging.getLogger("swserve.error")
 
@@ -97,6 +99,11 @@ def run(config: Config) -> int:
         ipc_sock.bind(path)
         ipc_sock.listen(1024)
         ipc_socks.append(ipc_sock)
+    task_sock = None  # --task-workers N: callers and task workers connect here (tasks/)
+    if config.task_workers:
+        task_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        task_sock.bind(os.path.join(ipc_dir, TASK_SOCKET_NAME))
+        task_sock.listen(1024)
     ours, theirs = socket.socketpair()
     try:
         pid = os.fork()
@@ -106,6 +113,8 @@ def run(config: Config) -> int:
                 ours.close()
                 for ipc_sock in ipc_socks:
                     ipc_sock.close()
+                if task_sock is not None:
+                    task_sock.close()
                 inherited = []  # base mode: every worker accepts on the same sockets
                 for listener in listeners:
                     if config.mode == "base":
@@ -127,6 +136,8 @@ def run(config: Config) -> int:
         close = [ours, *(listener.sock for listener in listeners)]
         if metrics is not None:
             close.append(metrics.listener.sock)
+        if task_sock is not None:
+            close.append(task_sock)
         children = fork_reactors(config, ipc_socks[1:], tls, close)
         # SIGRTMIN: the manager passes it on to the workers
         forward_reopen(lambda: (pid, *(child.pid for child in children)))
@@ -144,6 +155,7 @@ def run(config: Config) -> int:
                 hooks,
                 metrics=metrics,
                 children=children,
+                task_sock=task_sock,
             )
             return loop.run_until_complete(master.main())
         finally:
@@ -195,8 +207,13 @@ class Master:
         hooks: Hooks,
         metrics: MetricsEndpoint | None = None,
         children: list[ReactorChild] | None = None,
+        task_sock: socket.socket | None = None,
     ) -> None:
         self.config = config
+        self.task_sock = task_sock
+        self.tasks: TaskServer | None = None  # the task broker, with --task-workers N
+        self._tasks_idle = asyncio.Event()
+        self.user_process_restarts = 0
         self.children = children or []  # reactors 1 … N-1 (reactor/process.py)
         self.hooks = hooks
         self.server_info = HookServer(config, "master", os.getpid(), os.getpid())
@@ -243,6 +260,12 @@ class Master:
             self.stats.worker_lost(arg[1], arg[2])
         self._enqueue(kind, arg)
 
+    def _on_task_event(self, kind: str, arg: object) -> None:
+        if kind == "task-idle":
+            self._tasks_idle.set()
+        else:
+            self._enqueue(kind, arg)
+
     def _on_control_readable(self) -> None:
         try:
             data = self.control.recv(65536)
@@ -266,6 +289,11 @@ class Master:
         self.host = make_host(config, self._on_reactor_event, self.children)
         self.reactor = self.host.reactor
         await self.host.start(self.listeners, self.ipc_sock)
+        if self.task_sock is not None:  # deferred: only with --task-workers N
+            from swserve.tasks.server import TaskServer
+
+            self.tasks = TaskServer(config, self._on_task_event)
+            await self.tasks.start(self.task_sock)
         if self.metrics is not None:  # before the workers are ready: /readyz says "starting"
             from swserve.metrics.collect import collect, readiness
             from swserve.metrics.exposition import render
@@ -339,6 +367,13 @@ class Master:
             self._tell_manager(f"timeout {arg}")
         elif kind == "manager":
             self._handle_manager_line(str(arg))
+        elif kind == "task-ready":
+            self._tell_manager(f"task-ready {arg}")
+        elif kind == "task-recycle":
+            assert isinstance(arg, tuple)
+            self._tell_manager(f"task-recycle {arg[0]} {arg[1]}")
+        elif kind == "task-timeout":
+            self._tell_manager(f"task-timeout {arg}")
 
     def _tell_manager(self, line: str) -> None:
         with contextlib.suppress(OSError):
@@ -357,6 +392,12 @@ class Master:
         elif command == "reloaded":
             self.stats.reloads += 1
             log.info("reload finished; %s", self.stats.summary(self.reactor))
+        elif command == "task-retire" and self.tasks is not None:
+            self.tasks.retire(int(parts[1]))
+        elif command == "task-reloaded":
+            log.info("task worker reload finished")
+        elif command == "process-restart":
+            self.user_process_restarts += 1
         elif command == "halt":
             self.halt = (int(parts[1]), parts[2] if len(parts) > 2 else "")
             self._check_halt()
@@ -403,6 +444,9 @@ class Master:
         elif sig in (signal.SIGHUP, signal.SIGUSR1):
             log.info("%s: reloading the workers", signal.Signals(sig).name)
             self._tell_manager("reload")
+        elif sig == signal.SIGUSR2 and self.tasks is not None:
+            log.info("SIGUSR2: reloading the task workers")
+            self._tell_manager("task-reload")
         elif sig == signal.SIGTTIN:
             self._tell_manager("scale 1")
         elif sig == signal.SIGTTOU:
@@ -482,12 +526,25 @@ class Master:
         self.host.stop_accepting()
         if drain:
             self.host.drain()
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
             try:
                 await asyncio.wait_for(self._idle.wait(), timeout)
             except TimeoutError:
                 log.warning(
                     "graceful timeout: %d connection(s) still busy", self.host.connections()
                 )
+            if self.tasks is not None:  # queued and running tasks, within the same timeout
+                self.tasks.drain()
+                try:
+                    await asyncio.wait_for(self._tasks_idle.wait(), max(0, deadline - loop.time()))
+                except TimeoutError:
+                    broker = self.tasks.broker
+                    log.warning(
+                        "graceful timeout: %d task(s) queued, %d running",
+                        len(broker.queue),
+                        len(broker.running),
+                    )
         if not self._manager_gone.is_set():
             with contextlib.suppress(OSError):
                 self.control.sendall(b"stop\n" if drain else b"stop now\n")
@@ -499,6 +556,8 @@ class Master:
                     os.kill(self.manager_pid, signal.SIGKILL)
                 await self._manager_gone.wait()
         self.host.close()
+        if self.tasks is not None:
+            self.tasks.close()
         try:  # reactors 1 … N-1 exit once told to close
             await asyncio.wait_for(self._children_gone.wait(), 5)
         except TimeoutError:

@@ -24,6 +24,7 @@ from swserve.metrics.exposition import (
     READY,
     RELOADS,
     RESTARTS,
+    USER_PROCESS_RESTARTS,
     WORKERS_ALIVE,
     WORKERS_BUSY,
     WORKERS_RETIRING,
@@ -34,6 +35,7 @@ from swserve.metrics.exposition import (
 if TYPE_CHECKING:
     from swserve.master.stats import Stats
     from swserve.reactor.core import Reactor
+    from swserve.tasks.server import TaskServer
 
 # manager reasons that are not restarts (the worker is not replaced) or that
 # name the same thing as another reason
@@ -47,6 +49,8 @@ class MasterView(Protocol):
     announced: bool  # every worker was ready once: "Listening on" was logged
     stopping: bool  # a shutdown (drain) has begun
     stats: Stats
+    tasks: TaskServer | None  # --task-workers N: the task broker's shell
+    user_process_restarts: int
 
     @property
     def reactor(self) -> Reactor: ...
@@ -100,6 +104,13 @@ def master_snapshot(view: MasterView) -> dict[str, int]:
     return out
 
 
+def task_snapshot(view: MasterView) -> dict[str, int]:
+    """Task workers, the task queue and tasks run (all kept by the master's broker)."""
+    out = view.tasks.snapshot() if view.tasks is not None else {}
+    out[USER_PROCESS_RESTARTS] = view.user_process_restarts
+    return out
+
+
 def collect(view: MasterView) -> dict[str, int]:
     """The whole server's snapshot: every reactor's plus the master's own."""
-    return merge((reactor_snapshot(view.reactor), master_snapshot(view)))
+    return merge((reactor_snapshot(view.reactor), master_snapshot(view), task_snapshot(view)))
