@@ -343,8 +343,7 @@ class Master:
             self.stats.worker_ready(worker_id, pid)
             self.interface = interface
             self._tell_manager(f"ready {pid}")
-            if not self.announced and len(self.ready) >= self.config.workers:
-                self._announce()
+            self._maybe_announce()
         elif kind == "boot-error":
             message = str(arg)
             if not self.announced:
@@ -369,6 +368,7 @@ class Master:
             self._handle_manager_line(str(arg))
         elif kind == "task-ready":
             self._tell_manager(f"task-ready {arg}")
+            self._maybe_announce()
         elif kind == "task-recycle":
             assert isinstance(arg, tuple)
             self._tell_manager(f"task-recycle {arg[0]} {arg[1]}")
@@ -454,6 +454,13 @@ class Master:
         elif sig == signal.SIGUSR2:
             # Swoole reloads its task workers on SIGUSR2; swserve has none
             log.info("SIGUSR2: there are no task workers to reload; ignored")
+
+    def _maybe_announce(self) -> None:
+        """Once every worker, and every task worker, is ready."""
+        if self.announced or len(self.ready) < self.config.workers:
+            return
+        if self.tasks is None or self.tasks.broker.alive() >= self.config.task_workers:
+            self._announce()
 
     def _announce(self) -> None:
         self.announced = True

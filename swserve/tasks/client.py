@@ -135,22 +135,28 @@ async def _async_link() -> _AsyncLink:
     return link
 
 
-async def task(fn: Callable[..., Awaitable[T]] | Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run ``fn(*args, **kwargs)`` in a task worker and return its result.
+def task(
+    fn: Callable[..., Awaitable[T]] | Callable[..., T], *args: Any, **kwargs: Any
+) -> Awaitable[T]:
+    """Run ``fn(*args, **kwargs)`` in a task worker: ``await`` it for the result.
 
-    Awaiting does not block the event loop.  Cancel the await (e.g. with
+    The callable and the arguments are checked (and pickled) here, at the call;
+    awaiting does not block the event loop.  Cancel the await (e.g. with
     ``asyncio.timeout``) to stop waiting: a queued task is then dropped, and a
     running one finishes with its result discarded.
 
     Raises:
-        TypeError: ``fn`` is not a module-level function (checked here).
+        TypeError: ``fn`` is not a module-level function (raised by the call itself).
         TaskQueueFull, TaskTimeout, TaskWorkerLost, TasksUnavailable: see their docs.
         Exception: whatever ``fn`` raised, rebuilt here, with the remote traceback as
             ``__cause__``.
     """
-    payload = _payload(fn, args, kwargs)
+    return _call(_payload(fn, args, kwargs))
+
+
+async def _call(payload: bytes) -> Any:
     link = await _async_link()
-    return cast(T, await link.call(payload))
+    return await link.call(payload)
 
 
 # -- blocking callers ---------------------------------------------------------------------
