@@ -176,3 +176,16 @@ def crash_twice() -> None:
         result = swserve.task_sync(add, n, n, timeout=20)
         (Path(os.environ["TASKS_DIR"]) / "consumer.txt").write_text(f"{os.getpid()} {result}")
         time.sleep(0.1)
+
+
+def graceful() -> None:
+    """On SIGTERM, finish what it was doing (0.5 s) and say so."""
+    import signal
+
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(time.monotonic()))
+    _log("graceful.log", f"up {os.getpid()}")
+    while not stopping:
+        time.sleep(0.02)
+    time.sleep(0.5)
+    _log("graceful.log", f"done {os.getpid()}")

@@ -1,0 +1,115 @@
+"""User processes, sans-IO: start after the workers, back-off, the crash-loop rule, reload."""
+
+from __future__ import annotations
+
+import signal
+
+from hypothesis import given, strategies as st
+
+from swserve.errors import EXIT_APP_LOAD
+from swserve.manager.other_kinds import relabel
+from swserve.manager.policy import CRASH_LOOP, Halt, Kill, Log, Spawn
+from swserve.manager.user_processes import BACKOFF_MAX, STABLE, UserProcesses
+
+
+def started(*specs: str) -> UserProcesses:
+    procs = UserProcesses(specs or ("m:run",), kill_grace=5.0)
+    assert procs.start() == [Spawn(i + 1, "start") for i in range(len(procs.procs))]
+    assert procs.start() == []  # once
+    for i in range(len(procs.procs)):
+        procs.spawned(i + 1, 100 + i, 0.0)
+    return procs
+
+
+def test_an_exit_restarts_after_a_doubling_back_off_then_the_crash_loop_halts() -> None:
+    procs = started()
+    now = 0.0
+    delays = []
+    pid = 100
+    for n in range(1, CRASH_LOOP):
+        actions = procs.exited(pid, 1, None, now + 0.05)
+        assert len(actions) == 1
+        assert isinstance(actions[0], Log)
+        assert f"user process 1 (m:run, pid {pid}) exited with code 1; restarting in" in (
+            actions[0].message
+        )
+        delay = procs.procs[0].restart_at - (now + 0.05)  # type: ignore[operator]
+        delays.append(round(delay, 3))
+        assert procs.tick(now + 0.05 + delay / 2) == []  # not before the back-off
+        now = now + 0.05 + delay
+        assert procs.tick(now) == [Spawn(1, "restart")]
+        pid += 1
+        procs.spawned(1, pid, now)
+        assert procs.procs[0].restarts == n
+    assert delays == [0.1, 0.2, 0.4, 0.8]
+    halt = procs.exited(pid, None, signal.SIGSEGV, now + 0.05)
+    assert len(halt) == 1
+    assert isinstance(halt[0], Halt)
+    assert halt[0].code == EXIT_APP_LOAD
+    assert "was killed by SIGSEGV" in halt[0].message
+    assert f"exited {CRASH_LOOP} times in a row" in halt[0].message
+
+
+def test_a_stable_run_resets_the_back_off() -> None:
+    procs = started()
+    now = 0.0
+    for _ in range(CRASH_LOOP * 3):  # never a halt: each run lasted STABLE seconds
+        now += STABLE
+        actions = procs.exited(procs.procs[0].pid, 0, None, now)
+        assert "restarting in 0.1s" in actions[0].message  # type: ignore[union-attr]
+        now += 0.1
+        assert procs.tick(now) == [Spawn(1, "restart")]
+        procs.spawned(1, int(now), now)
+
+
+@given(st.integers(1, 40))
+def test_the_back_off_is_capped(failures: int) -> None:
+    procs = started()
+    proc = procs.procs[0]
+    proc.failures = failures
+    procs.exited(proc.pid, 1, None, 1.0)
+    if proc.restart_at is not None:
+        assert 0.1 <= proc.restart_at - 1.0 <= BACKOFF_MAX
+
+
+def test_reload_stops_each_and_starts_it_again_at_once() -> None:
+    procs = started("a:one", "b:two")
+    assert procs.reload(3.0) == [
+        Kill(100, signal.SIGTERM, "reload"),
+        Kill(101, signal.SIGTERM, "reload"),
+    ]
+    assert procs.reload(3.5) == []  # already on its way
+    assert procs.exited(100, 0, None, 4.0) == [Spawn(1, "reload")]  # no back-off, no count
+    procs.spawned(1, 200, 4.0)
+    assert procs.procs[0].failures == 0
+    assert procs.tick(7.9) == []
+    assert procs.tick(8.0) == [Kill(101, signal.SIGKILL, "reload")]  # past the grace
+    assert procs.tick(9.0) == []
+
+
+def test_a_reload_during_a_back_off_starts_the_new_code_now() -> None:
+    procs = started()
+    procs.exited(100, 1, None, 1.0)
+    assert procs.reload(1.01) == []
+    assert procs.tick(1.01) == [Spawn(1, "restart")]
+
+
+def test_nothing_restarts_once_stopping() -> None:
+    procs = started()
+    procs.stop()
+    assert procs.exited(100, 1, None, 1.0) == []
+    assert procs.tick(100.0) == []
+    assert procs.reload(100.0) == []
+
+
+def test_task_supervisor_lines_name_task_workers() -> None:
+    assert relabel(Log("warning", "worker 2 (pid 9) exited with code 1")) == Log(
+        "warning", "task worker 2 (pid 9) exited with code 1"
+    )
+    assert relabel(Log("info", "reloading 2 worker(s) (async)")) == Log(
+        "info", "reloading 2 task worker(s) (async)"
+    )
+    assert relabel(Halt(3, "worker 1 failed to boot: x")) == Halt(
+        3, "task worker 1 failed to boot: x"
+    )
+    assert relabel(Spawn(1)) == Spawn(1)
