@@ -32,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from loadtests.run import (  # noqa: E402  (run as a script: the repo root goes first)
+from loadtests.run import (
     HOST,
     RESULTS_DIR,
     VENV_BIN,
@@ -45,7 +45,7 @@ from loadtests.run import (  # noqa: E402  (run as a script: the repo root goes 
 )
 
 APP = "loadtests.apps.tasks_offload:app"
-BAR = 1.5  # swserve's p50 round trip ≤ BAR × the executor's
+BAR = 1.5  # swserve's p50 round trip <= BAR x the executor's
 
 SERVERS: dict[str, tuple[list[str], str, str]] = {
     # name: (argv, the log line with the port, ?via=)

@@ -15,8 +15,9 @@ import signal
 import time
 from pathlib import Path
 
-import swserve
 from work import word_count
+
+import swserve
 
 QUEUE = Path("queue")
 DONE = Path("done")

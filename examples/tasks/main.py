@@ -15,9 +15,9 @@ from pathlib import Path
 
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
+from work import count_primes
 
 import swserve
-from work import count_primes
 
 app = FastAPI(title="swserve task workers example")
 QUEUE = Path("queue")
@@ -42,8 +42,11 @@ async def primes(limit: int) -> dict[str, int]:
 
 
 @app.post("/jobs", status_code=202)
-async def submit(job: Job) -> dict[str, str]:
-    """Queue a job for the consumer (a user process) and answer at once."""
+def submit(job: Job) -> dict[str, str]:
+    """Queue a job for the consumer (a user process) and answer at once.
+
+    A plain def: FastAPI runs it in its thread pool, so the file I/O never blocks the loop.
+    """
     job_id = uuid.uuid4().hex
     QUEUE.mkdir(exist_ok=True)
     tmp = QUEUE / f".{job_id}.tmp"
@@ -53,7 +56,7 @@ async def submit(job: Job) -> dict[str, str]:
 
 
 @app.get("/jobs/{job_id}")
-async def result(job_id: str) -> dict[str, object]:
+def result(job_id: str) -> dict[str, object]:
     found = list(DONE.glob(f"*-{job_id}.json")) if DONE.exists() else []
     if not found:
         return {"id": job_id, "status": "queued"}
