@@ -69,14 +69,14 @@ from swserve.hooks import Hooks, Server as HookServer
 from swserve.ipc import busy
 from swserve.logs import forward_reopen
 from swserve.manager import policy
-from swserve.manager.other_kinds import OtherKinds
+from swserve.manager.other_kinds import HANDLED, OtherKinds
 from swserve.manager.user_processes import UserProcesses
 from swserve.master.listeners import Listener
 from swserve.procname import set_title
 
 log = logging.getLogger("swserve.error")
 
-_HANDLED = (signal.SIGTERM, signal.SIGCHLD, signal.SIGQUIT)
+_HANDLED = HANDLED
 TICK = 0.5  # seconds between supervision ticks (escalation, memory and age checks)
 
 
@@ -150,38 +150,16 @@ class Manager(OtherKinds):
                 self.spawn(action.slot)
             elif isinstance(action, policy.Retire):
                 self._tell(f"retire {action.pid} {action.reason}")
-            elif isinstance(action, policy.Kill):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(action.pid, action.sig)
             elif isinstance(action, policy.Reloaded):
                 self._tell("reloaded")
-            elif isinstance(action, policy.Halt):
-                if not self._halted:
-                    self._halted = True
-                    self._tell(f"halt {action.code} {action.message}")
-            else:
-                getattr(log, action.level)("%s", action.message)
+            else:  # Kill, Halt, Log: as for every kind of child
+                self._common(action)
 
     def spawn(self, slot: int) -> None:
-        # Signals are blocked across fork(): a SIGTERM that reaches the child before
-        # it has reset our handlers would otherwise run the manager's no-op handler
-        # and be lost, leaving a worker that ignores the stop.
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
-        pid = -1
-        try:
-            while pid == -1:
-                try:
-                    pid = os.fork()
-                except OSError as exc:  # EAGAIN/ENOMEM: as Swoole does, retry every 100 ms
-                    log.error("cannot fork worker %d: %s; retrying", slot, exc)
-                    time.sleep(0.1)
-            cell = self._last_cell = busy.next_cell(set(self.cells.values()), self._last_cell)
-            if busy.TABLE is not None:
-                busy.TABLE.reset(cell)
-            if pid == 0:
-                self._become_worker(slot, blocked, cell)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        cell = self._last_cell = busy.next_cell(set(self.cells.values()), self._last_cell)
+        if busy.TABLE is not None:
+            busy.TABLE.reset(cell)
+        pid = self._fork(f"worker {slot}", lambda mask: self._become_worker(slot, mask, cell))
         self.cells[pid] = cell
         now = time.monotonic()
         self.supervisor.spawned(slot, pid, now)

@@ -25,7 +25,7 @@ from swserve.manager.user_processes import UserProcesses
 
 log = logging.getLogger("swserve.error")
 
-_HANDLED = (signal.SIGTERM, signal.SIGCHLD, signal.SIGQUIT)
+HANDLED = (signal.SIGTERM, signal.SIGCHLD, signal.SIGQUIT)  # the manager's own signals
 
 
 def relabel(action: policy.Action) -> policy.Action:
@@ -89,6 +89,8 @@ class OtherKinds:
                 self._tell(f"halt {action.code} {action.message}")
         elif isinstance(action, policy.Log):
             getattr(log, action.level)("%s", action.message)
+        elif isinstance(action, policy.Retire | policy.Spawn | policy.Reloaded):
+            raise TypeError(f"{action} is for the kind's own apply")
 
     def _on_task_command(self, command: str, args: list[str], now: float) -> None:
         tasks = self.tasks
@@ -153,14 +155,19 @@ class OtherKinds:
             self.apply_user(self.user.exited(pid, code, sig, now))
 
     def _fork(self, what: str, child: Callable[[set[int | signal.Signals]], None]) -> int:
-        """Fork with the manager's signals blocked (see Manager.spawn); ``child`` never returns."""
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
+        """Fork a child of any kind; in the child, ``child(mask)`` runs and never returns.
+
+        Signals are blocked across fork(): a SIGTERM that reaches the child before
+        it has reset our handlers would otherwise run the manager's no-op handler
+        and be lost, leaving a child that ignores the stop.
+        """
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
         pid = -1
         try:
             while pid == -1:
                 try:
                     pid = os.fork()
-                except OSError as exc:
+                except OSError as exc:  # EAGAIN/ENOMEM: as Swoole does, retry every 100 ms
                     log.error("cannot fork %s: %s; retrying", what, exc)
                     time.sleep(0.1)
             if pid == 0:
