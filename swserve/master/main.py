@@ -212,7 +212,6 @@ class Master:
         self.config = config
         self.task_sock = task_sock
         self.tasks: TaskServer | None = None  # the task broker, with --task-workers N
-        self._tasks_idle = asyncio.Event()
         self.user_process_restarts = 0
         self.children = children or []  # reactors 1 … N-1 (reactor/process.py)
         self.hooks = hooks
@@ -260,12 +259,6 @@ class Master:
             self.stats.worker_lost(arg[1], arg[2])
         self._enqueue(kind, arg)
 
-    def _on_task_event(self, kind: str, arg: object) -> None:
-        if kind == "task-idle":
-            self._tasks_idle.set()
-        else:
-            self._enqueue(kind, arg)
-
     def _on_control_readable(self) -> None:
         try:
             data = self.control.recv(65536)
@@ -292,7 +285,7 @@ class Master:
         if self.task_sock is not None:  # deferred: only with --task-workers N
             from swserve.tasks.server import TaskServer
 
-            self.tasks = TaskServer(config, self._on_task_event)
+            self.tasks = TaskServer(config, self._enqueue)
             await self.tasks.start(self.task_sock)
         if self.metrics is not None:  # before the workers are ready: /readyz says "starting"
             from swserve.metrics.collect import collect, readiness
@@ -479,6 +472,13 @@ class Master:
             config.dispatch,
             config.http,
         )
+        if config.task_workers or config.process:
+            log.info(
+                "%d task worker(s) (queue %d), user processes: %s",
+                config.task_workers,
+                config.task_queue_size,
+                ", ".join(config.process) or "none",
+            )
         if not self.hooks.call("on_master_start", self.server_info):
             self._shutdown(EXIT_APP_LOAD)
             return
@@ -542,16 +542,7 @@ class Master:
                     "graceful timeout: %d connection(s) still busy", self.host.connections()
                 )
             if self.tasks is not None:  # queued and running tasks, within the same timeout
-                self.tasks.drain()
-                try:
-                    await asyncio.wait_for(self._tasks_idle.wait(), max(0, deadline - loop.time()))
-                except TimeoutError:
-                    broker = self.tasks.broker
-                    log.warning(
-                        "graceful timeout: %d task(s) queued, %d running",
-                        len(broker.queue),
-                        len(broker.running),
-                    )
+                await self.tasks.drain(max(0.0, deadline - loop.time()))
         if not self._manager_gone.is_set():
             with contextlib.suppress(OSError):
                 self.control.sendall(b"stop\n" if drain else b"stop now\n")

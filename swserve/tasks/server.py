@@ -8,8 +8,7 @@ as the HTTP path; the decisions are the :class:`~swserve.tasks.broker.Broker`'s.
 
 It tells the master (``on_event``): ``task-ready PID`` (a task worker is
 linked, so the manager counts it ready), ``task-recycle (PID, REASON)`` and
-``task-timeout PID``, and ``task-idle`` once nothing is queued or running
-while draining.
+``task-timeout PID``.
 """
 
 from __future__ import annotations
@@ -113,6 +112,7 @@ class TaskServer:
         self._server: asyncio.Server | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
         self.draining = False
+        self._idle = asyncio.Event()
         self._last_full_log = 0.0
 
     def new_key(self) -> int:
@@ -157,15 +157,24 @@ class TaskServer:
     def retire(self, pid: int) -> None:
         self.apply(self.broker.retire(pid))
 
-    def drain(self) -> None:
-        """Tell the master ``task-idle`` once nothing is queued or running (now or later)."""
+    async def drain(self, seconds: float) -> None:
+        """Wait until nothing is queued or running, for up to ``seconds`` (shutdown)."""
+        self._idle = asyncio.Event()
         self.draining = True
         self.check_idle()
+        try:
+            await asyncio.wait_for(self._idle.wait(), seconds)
+        except TimeoutError:
+            log.warning(
+                "graceful timeout: %d task(s) queued, %d running",
+                len(self.broker.queue),
+                len(self.broker.running),
+            )
 
     def check_idle(self) -> None:
         if self.draining and not self.broker.busy():
             self.draining = False
-            self._on_event("task-idle", None)
+            self._idle.set()
 
     def close(self) -> None:
         if self._tick_handle is not None:

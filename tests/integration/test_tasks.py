@@ -262,3 +262,33 @@ def test_no_task_workers_means_no_process_and_one_clear_error(serve: Starter) ->
     answer = call(server, "add", 1, 1)
     assert answer["error"] == "TasksUnavailable"
     assert "--task-workers N" in answer["message"]
+
+
+def test_a_task_outlives_its_caller_and_its_result_is_dropped(
+    serve: Starter, tmp_path: Path
+) -> None:
+    server = serve("tasks_app:app", "--task-workers", "1", "--log-level", "debug", workers=1)
+    marker = tmp_path / "running"
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(httpx.get, server.url + "/call", params={
+            "fn": "nap", "args": json.dumps([1.0, str(marker)])}, timeout=TIMEOUT)  # fmt: skip
+        wait_file(marker)
+        (caller,) = pids(server, "swserve: worker")
+        os.kill(caller, signal.SIGKILL)  # the caller goes; its task runs on
+        try:  # process mode: a 502 from the reactor; base mode: the connection just closes
+            assert pending.result().status_code == 502
+        except httpx.RemoteProtocolError:
+            pass
+    wait_file(tmp_path / "running.done")
+    server.wait_for(r"task tasks_app:nap: dropped \(its caller stopped waiting\)")
+    assert call(server, "add", 1, 1) == {"ok": 2}  # from the replacement worker
+
+
+def test_a_failing_task_worker_hook_stops_the_start(serve: Starter, tmp_path: Path) -> None:
+    hooks = tmp_path / "hooks.py"
+    hooks.write_text("def on_task_worker_start(server, slot):\n    raise RuntimeError('no')\n")
+    server = serve("tasks_app:app", "--task-workers", "1", "--hooks", str(hooks), wait=False)
+    server.expected_exit = 3
+    assert server.wait_exit(30) == 3
+    server.wait_for(r"task worker 1 failed to boot")
+    assert not any("Listening on" in line for line in server.stderr)
