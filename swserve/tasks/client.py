@@ -9,7 +9,7 @@ that loop, so the loop never blocks), and one per process for blocking
 callers, shared by every thread: sends are serialised by a lock, and a reader
 thread started on the first waiting call hands each TASK_RESULT to the thread
 that waits for it, by task id.  A link belongs to the process that opened it:
-a forked child opens its own.
+a child forked by the app opens its own.
 """
 
 from __future__ import annotations
@@ -246,6 +246,20 @@ class _SyncLink:
 
 _sync_link: _SyncLink | None = None
 _sync_lock = threading.Lock()
+
+
+def _forget_links_in_child() -> None:
+    """A forked child (the app's own fork) opens links of its own: the parent's stay the
+    parent's, and a lock another thread held at the fork would never be released here."""
+    global _sync_link, _sync_lock
+    if _sync_link is not None:
+        _sync_link.sock.close()  # our copy of the descriptor only
+    _sync_link = None
+    _sync_lock = threading.Lock()
+    _async_links.clear()
+
+
+os.register_at_fork(after_in_child=_forget_links_in_child)
 
 
 def _blocking_link() -> _SyncLink:
