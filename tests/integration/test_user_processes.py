@@ -63,14 +63,17 @@ def test_restarts_with_back_off_then_serves_and_uses_tasks(serve: Starter, tmp_p
     pid = int(first.split()[0])
     assert pid in pids(server, "swserve: process 1 tasks_app:crash_twice")
     workers = pids(server, "swserve: worker")
-    server.send(signal.SIGHUP)  # replaced with the code on disk now
+    task_workers = pids(server, "swserve: task worker")
+    server.send(signal.SIGHUP)  # everything is replaced with the code on disk now
     deadline = time.monotonic() + 30
     while (consumer.read_text().split() or [str(pid)])[0] == str(pid):  # (read mid-write: "")
         assert time.monotonic() < deadline, server.logs()
         time.sleep(0.05)
     assert pid not in pids(server, "swserve: process")
-    server.wait_for("reload finished")
+    server.wait_for("reload finished;")  # the workers (not "task worker reload finished")
     assert pids(server, "swserve: worker").isdisjoint(workers)
+    server.wait_for("task worker reload finished")
+    assert pids(server, "swserve: task worker").isdisjoint(task_workers)
 
 
 def test_shutdown_gives_user_processes_sigterm_and_the_grace(
