@@ -77,7 +77,6 @@ from swserve.procname import set_title
 log = logging.getLogger("swserve.error")
 
 _HANDLED = HANDLED
-TICK = 0.5  # seconds between supervision ticks (escalation, memory and age checks)
 
 
 def exit_status(status: int) -> tuple[int | None, int | None]:
@@ -248,7 +247,7 @@ class Manager(OtherKinds):
         if self.tasks is not None:
             self.apply_task(self.tasks.start())
         while not self.supervisor.stopping:
-            for key, _ in self._selector.select(timeout=TICK):
+            for key, _ in self._selector.select(timeout=self._until_next_tick()):
                 if key.data == "signal":
                     self._on_signals()
                 else:

@@ -25,6 +25,7 @@ from swserve.manager.user_processes import UserProcesses
 
 log = logging.getLogger("swserve.error")
 
+TICK = 0.5  # seconds between supervision ticks (escalation, memory and age checks)
 HANDLED = (signal.SIGTERM, signal.SIGCHLD, signal.SIGQUIT)  # the manager's own signals
 
 
@@ -120,6 +121,13 @@ class OtherKinds:
             return
         if self.supervisor.started and (self.tasks is None or self.tasks.started):
             self.apply_user(self.user.start())
+
+    def _until_next_tick(self) -> float:
+        """The select timeout: TICK, or sooner when a user process is due to restart."""
+        due = self.user.next_due() if self.user is not None else None
+        if due is None:
+            return TICK
+        return min(TICK, max(0.0, due - time.monotonic()))
 
     # -- processes -------------------------------------------------------------------------------
 

@@ -104,6 +104,11 @@ class UserProcesses:
         proc.restart_at = now + delay
         return [Log("warning", f"{who} {describe_exit(code, sig)}; restarting in {delay:g}s")]
 
+    def next_due(self) -> float | None:
+        """When the next restart is due (the manager wakes up for it), if any."""
+        due = [p.restart_at for p in self.procs if p.restart_at is not None and not p.pid]
+        return min(due) if due else None
+
     def tick(self, now: float) -> list[Action]:
         actions: list[Action] = []
         for proc in self.procs:

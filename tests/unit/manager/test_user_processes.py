@@ -36,8 +36,10 @@ def test_an_exit_restarts_after_a_doubling_back_off_then_the_crash_loop_halts() 
         delay = procs.procs[0].restart_at - (now + 0.05)  # type: ignore[operator]
         delays.append(round(delay, 3))
         assert procs.tick(now + 0.05 + delay / 2) == []  # not before the back-off
+        assert procs.next_due() == procs.procs[0].restart_at  # the manager wakes for it
         now = now + 0.05 + delay
         assert procs.tick(now) == [Spawn(1, "restart")]
+        assert procs.next_due() is None
         pid += 1
         procs.spawned(1, pid, now)
         assert procs.procs[0].restarts == n
