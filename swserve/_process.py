@@ -30,6 +30,15 @@ def ignore_master_signals() -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
+def die_with_parent(parent: int) -> bool:
+    """Ask the kernel for SIGTERM when our parent dies (PR_SET_PDEATHSIG); False if it has."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+    return os.getppid() == parent
+
+
 def reap_nowait() -> Iterator[tuple[int, int]]:
     """(pid, wait status) of every child that has exited, without blocking."""
     while True:

@@ -191,7 +191,10 @@ class OtherKinds:
 
     def _spawn_user(self, index: int) -> None:
         assert self.user is not None
-        pid = self._fork(f"user process {index}", lambda mask: self._become_user(index, mask))
+        manager = os.getpid()
+        pid = self._fork(
+            f"user process {index}", lambda mask: self._become_user(index, mask, manager)
+        )
         self.user.spawned(index, pid, time.monotonic())
 
     def _become_task_worker(self, slot: int, mask: set[int | signal.Signals]) -> None:
@@ -208,14 +211,14 @@ class OtherKinds:
         finally:
             os._exit(code)
 
-    def _become_user(self, index: int, mask: set[int | signal.Signals]) -> None:
+    def _become_user(self, index: int, mask: set[int | signal.Signals], manager: int) -> None:
         code = EXIT_ERROR
         try:
             self._reset_in_child(mask)
             from swserve.tasks.user_process import run
 
             assert self.user is not None
-            code = run(self.config, index, self.user.procs[index - 1].spec)
+            code = run(self.config, index, self.user.procs[index - 1].spec, manager)
             atexit._run_exitfuncs()
         except BaseException:
             log.exception("user process %d crashed", index)

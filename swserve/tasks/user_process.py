@@ -1,11 +1,13 @@
 """A user process (``--process module:callable``): import the callable, run it, exit.
 
-Forked by the manager once every worker is ready.  It runs with swserve's
-signals reset (SIGTERM ends it, unless the callable installs its own
-handler), may call the task API, and is started again when it returns or
-crashes (``manager/user_processes.py`` decides when).  An ``async def``
-callable runs on a fresh event loop.  The callable is imported here, after
-the fork, so a reload starts the code on disk now.
+Forked by the manager once every worker is ready.  It ignores the signals
+that are the master's (SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGTTIN, SIGTTOU:
+Ctrl-C reaches the whole process group), SIGTERM ends it unless the callable
+installs its own handler, and the kernel sends it SIGTERM if the manager
+dies (``PR_SET_PDEATHSIG``).  It may call the task API, and is started again
+when it returns or crashes (``manager/user_processes.py`` decides when).  An
+``async def`` callable runs on a fresh event loop.  The callable is imported
+here, after the fork, so a reload starts the code on disk now.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import logging
 import signal
 import sys
 
-from swserve._process import ignore_master_signals
+from swserve._process import die_with_parent, ignore_master_signals
 from swserve.apps.loader import load
 from swserve.config import Config
 from swserve.errors import EXIT_APP_LOAD, EXIT_ERROR, EXIT_OK, AppLoadError
@@ -25,11 +27,13 @@ from swserve.procname import set_title
 log = logging.getLogger("swserve.error")
 
 
-def run(config: Config, index: int, spec: str) -> int:
+def run(config: Config, index: int, spec: str, manager: int) -> int:
     """Run user process ``index`` (1-based) once; return its exit code."""
     ignore_master_signals()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    if not die_with_parent(manager):  # a manager killed outright takes us with it
+        return EXIT_OK
     set_title(f"swserve: process {index} {spec}")
     sys.stdout.reconfigure(line_buffering=True, write_through=False)  # type: ignore[union-attr]
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import signal
 import time
 from pathlib import Path
@@ -97,3 +98,17 @@ def test_a_bad_process_flag_is_one_line(serve: Starter) -> None:
     assert server.wait_exit(20) == 2
     assert any("--process 'no-colon': expected module:callable" in line for line in server.stderr)
     assert not any("Traceback" in line for line in server.stderr)
+
+
+def test_a_user_process_does_not_outlive_a_killed_manager(serve: Starter, tmp_path: Path) -> None:
+    server = serve(
+        "tasks_app:app", "--process", "tasks_app:graceful", env={"TASKS_DIR": str(tmp_path)}
+    )
+    server.expected_exit = 1  # the master stops: its manager died
+    log = tmp_path / "graceful.log"
+    wait_lines(log, 1)
+    (manager,) = pids(server, "swserve: manager")
+    os.kill(manager, signal.SIGKILL)
+    assert server.wait_exit(40) == 1
+    # the kernel's SIGTERM (PR_SET_PDEATHSIG): it finished its work and exited
+    assert [line.split()[0] for line in wait_lines(log, 2)] == ["up", "done"]
