@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,25 @@ pytestmark = pytest.mark.modes("process", "base")
 TIMEOUT = httpx.Timeout(30.0)
 
 
+_clients = threading.local()  # one keep-alive client per thread: httpx.get() builds one each time
+_opened: list[httpx.Client] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _opened:
+        _opened.pop().close()
+    _clients.__dict__.clear()
+
+
 def call(server: Server, fn: str, *args: Any, path: str = "/call", **query: Any) -> Any:
     params = {"fn": fn, "args": json.dumps(list(args)), **query}
-    response = httpx.get(server.url + path, params=params, timeout=TIMEOUT)
+    client = getattr(_clients, "client", None)
+    if client is None or client.base_url != server.url:
+        client = _clients.client = httpx.Client(base_url=server.url, timeout=TIMEOUT)
+        _opened.append(client)  # list.append is atomic: threads may add at once
+    response = client.get(path, params=params)
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -77,7 +94,7 @@ def test_wsgi_threads_share_one_link_safely(serve: Starter) -> None:
     assert results == [{"ok": i + 1000} for i in range(200)]
     raised = call(server, "boom", "from wsgi")
     assert (raised["error"], raised["cause"]) == ("ValueError", "RemoteTraceback")
-    timed_out = call(server, "nap", 5, timeout=0.5)  # the caller's own timeout
+    timed_out = call(server, "nap", 2, timeout=0.5)  # the caller's own timeout
     assert timed_out["error"] == "TaskTimeout"
 
 
@@ -195,9 +212,9 @@ def test_sigusr2_reloads_only_the_task_workers_under_load(serve: Starter) -> Non
 def test_task_max_requests_recycles_under_load_without_failures(serve: Starter) -> None:
     server = serve("tasks_app:app", "--task-workers", "2", "--task-max-requests", "20")
     with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda _: call(server, "whoami"), range(240)))
+        results = list(pool.map(lambda _: call(server, "whoami"), range(400)))
     assert [r for r in results if "ok" not in r] == []
-    # 240 tasks over 2 task workers recycled after 20-30 tasks each: several generations
+    # 400 tasks over 2 task workers recycled after 20-30 tasks each: many generations
     assert len({r["ok"] for r in results}) >= 6
 
 
