@@ -87,8 +87,9 @@ class UserProcesses:
         who = f"user process {proc.index} ({proc.spec}, pid {pid})"
         if self.stopping:
             return []
-        if proc.replacing:
+        if proc.replacing:  # new code: a fresh count of short runs
             proc.replacing = False
+            proc.failures = 0
             return [Spawn(proc.index, "reload")]
         ran = now - proc.started_at
         proc.failures = 1 if ran >= STABLE else proc.failures + 1

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import signal
 
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from swserve.errors import EXIT_APP_LOAD
 from swserve.manager.other_kinds import relabel
@@ -115,3 +116,78 @@ def test_task_supervisor_lines_name_task_workers() -> None:
         3, "task worker 1 failed to boot: x"
     )
     assert relabel(Spawn(1)) == Spawn(1)
+
+
+class UserProcessMachine(RuleBasedStateMachine):
+    """Whatever happens: one copy of each process at most; restarts only after the back-off;
+    a halt only after CRASH_LOOP short runs in a row."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.procs = started("a:one", "b:two")
+        self.now = 0.0
+        self.next_pid = 1000
+        self.halted = False
+        self.short_runs = [0, 0]
+
+    def _absorb(self, actions: list[object]) -> None:
+        for action in actions:
+            if isinstance(action, Spawn):
+                proc = self.procs.procs[action.slot - 1]
+                assert not proc.pid, "a second copy of a user process"
+                if action.reason == "restart":
+                    assert proc.restart_at is None  # tick cleared it: it was due
+                self.next_pid += 1
+                self.procs.spawned(action.slot, self.next_pid, self.now)
+            elif isinstance(action, Halt):
+                assert max(self.short_runs) >= CRASH_LOOP
+                self.halted = True
+
+    @precondition(lambda self: not self.halted and bool(self.procs.pids()))
+    @rule(data=st.data(), ran=st.floats(0.0, 2 * STABLE))
+    def one_exits(self, data: st.DataObject, ran: float) -> None:
+        pid = data.draw(st.sampled_from(sorted(self.procs.pids())))
+        proc = self.procs.by_pid(pid)
+        assert proc is not None
+        self.now += ran
+        replacing = proc.replacing
+        if not replacing:
+            quick = self.now - proc.started_at < STABLE
+            self.short_runs[proc.index - 1] = self.short_runs[proc.index - 1] + 1 if quick else 1
+        self._absorb(self.procs.exited(pid, 1, None, self.now))
+
+    @precondition(lambda self: not self.halted)
+    @rule(seconds=st.floats(0.0, 3.0))
+    def time_passes(self, seconds: float) -> None:
+        self.now += seconds
+        due = {
+            p.index
+            for p in self.procs.procs
+            if p.restart_at is not None and p.restart_at <= self.now
+        }
+        actions = self.procs.tick(self.now)
+        assert {a.slot for a in actions if isinstance(a, Spawn)} == due - {
+            p.index for p in self.procs.procs if p.pid
+        }
+        self._absorb(actions)
+
+    @precondition(lambda self: not self.halted)
+    @rule()
+    def reload(self) -> None:
+        self._absorb(self.procs.reload(self.now))
+        for proc in self.procs.procs:
+            if proc.replacing:
+                self.short_runs[proc.index - 1] = 0
+
+    @invariant()
+    def each_is_running_or_due_or_replacing(self) -> None:
+        if self.halted:
+            return
+        for proc in self.procs.procs:
+            assert bool(proc.pid) != (proc.restart_at is not None) or proc.replacing
+
+
+UserProcessMachine.TestCase.settings = settings(
+    max_examples=60, stateful_step_count=40, deadline=None
+)
+TestUserProcessMachine = UserProcessMachine.TestCase
