@@ -489,6 +489,15 @@ class Config:
         help="Serve Prometheus metrics (/metrics), /healthz and /readyz from the master "
         "on this address, aggregated over every worker (off when empty).",
     )
+    control_socket: str = setting(
+        "auto",
+        kind="str",
+        section="Observability",
+        metavar="PATH",
+        help="The master's control socket for `swserve ctl` and `swserve top` (mode 0600, "
+        "only the server's user and root may connect); auto: next to --pid-file, else "
+        "$XDG_RUNTIME_DIR/swserve/PID.sock or /tmp/swserve-UID/PID.sock; none: off.",
+    )
     mode: str = setting(
         "process",
         kind="choice",
