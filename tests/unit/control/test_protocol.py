@@ -32,7 +32,8 @@ from swserve.control.protocol import (
 )
 def test_a_request_round_trips(cmd: str, args: dict[str, object]) -> None:
     line = encode_request(cmd, args)
-    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert line.endswith(b"\n")
+    assert line.count(b"\n") == 1
     request = decode_request(line.rstrip(b"\n"))
     assert (request.cmd, request.args) == (cmd, args)
 
@@ -86,7 +87,7 @@ def test_an_oversized_request_is_refused() -> None:
 def test_responses_carry_a_result_or_the_servers_error() -> None:
     assert decode_response(encode_ok({"a": [1]})) == {"a": [1]}
     assert json.loads(encode_ok(None)) == {"v": 1, "ok": True, "result": None}
-    with pytest.raises(ControlError, match="^there is no serving worker in slot 9$"):
+    with pytest.raises(ControlError, match=r"^there is no serving worker in slot 9$"):
         decode_response(encode_error("there is no serving worker in slot 9"))
     for bad in (b"{", b"{}", b"[]"):
         with pytest.raises(ControlError, match="malformed"):

@@ -51,7 +51,8 @@ def test_the_totals_come_first_with_rates_over_the_interval() -> None:
     assert lines[0].startswith("swserve 1.0  pid 100  up 1m15s  process mode  m:app")
     assert "req/s 25.0" in lines[1]  # (150 - 100) / 2 s
     assert "errors 3 (1.0/s)" in lines[1]
-    assert "queued 2" in lines[1] and "in flight 1" in lines[1]
+    assert "queued 2" in lines[1]
+    assert "in flight 1" in lines[1]
     assert "conns 7  ws -  tasks -" in lines[2]
 
 
@@ -73,7 +74,9 @@ def test_a_request_past_the_limit_is_stuck_and_highlighted() -> None:
     view = View()  # the server has no slowlog limit: DEFAULT_STUCK (5 s)
     styled = top_lines(snapshot(), view)
     stuck = [text for text, style in styled if style == STUCK]
-    assert len(stuck) == 1 and " stuck " in stuck[0] and "/sleep?s=9" in stuck[0]
+    assert len(stuck) == 1
+    assert " stuck " in stuck[0]
+    assert "/sleep?s=9" in stuck[0]
     assert "stuck after 5.0s" in styled[2][0]
     # a limit from the server, then one given to top, decide instead
     assert not [t for t, s in top_lines(snapshot(slowlog_timeout=10.0), view) if s == STUCK]
@@ -111,7 +114,8 @@ def test_it_fits_80_by_24_however_many_workers() -> None:
     lines = top_lines(snapshot(procs), View(message="m"), width=80, height=24)
     assert len(lines) == 24
     assert all(len(text) <= 80 for text, _ in lines)
-    assert lines[-2][0].startswith("… ") and lines[-2][0].endswith(" more")
+    assert lines[-2][0].startswith("… ")
+    assert lines[-2][0].endswith(" more")
     assert lines[-1][0] == "m"
 
 
