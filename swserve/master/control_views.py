@@ -128,12 +128,14 @@ def current_request(link: WorkerLink, now: float) -> dict[str, Any] | None:
     }
 
 
-def _state(link: WorkerLink) -> str:
+def _state(link: WorkerLink, base_mode: bool) -> str:
     slot = link.slot
     if slot is None:
         return "starting"
     if slot.retiring:
         return "retiring"
+    if base_mode:  # the worker serves its own clients: the master sees no requests
+        return "serving"
     return "busy" if slot.inflight else "idle"
 
 
@@ -167,7 +169,7 @@ def workers(
                 "role": "worker",
                 "slot": link.worker_id,
                 "pid": link.pid,
-                "state": _state(link),
+                "state": _state(link, master.config.mode == "base"),
                 "interface": link.interface,
                 "requests": slot.served if slot else 0,
                 "in_flight": slot.inflight if slot else 0,
