@@ -161,6 +161,7 @@ def test_stats_are_the_servers_figures(serve: Starter, sock: Path) -> None:
     assert stats["metrics"]['swserve_worker_restarts_total{reason="crash"}'] == 0
     text = ctl(sock, "stats").stdout.splitlines()
     assert "requests            5" in text
+    assert stats["errors"] is None  # answers are counted by status with --metrics-bind
     sessions = ctl_json(sock, "sessions")
     assert sessions["sessions"] == []
     assert "no WebSocket" in sessions["note"]
@@ -402,3 +403,17 @@ def test_top_in_a_terminal_shows_the_rows_and_answers_keys(
         timeout=10,
     )
     thread.join(30)
+
+
+def test_errors_are_counted_with_metrics(serve: Starter, sock: Path) -> None:
+    server = serve(
+        "wsgi_echo:app", "--control-socket", str(sock), "--metrics-bind", "127.0.0.1:0", workers=1
+    )
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        assert client.get("/status?code=503").status_code == 503
+        assert client.get("/status?code=404").status_code == 404
+        assert client.get("/pid").status_code == 200
+    stats = ctl_json(sock, "stats")
+    assert stats["errors"] == 1
+    assert stats["metrics"]['swserve_requests_total{method="GET",status="5xx"}'] == 1
+    assert stats["metrics"]['swserve_requests_total{method="GET",status="4xx"}'] == 1
