@@ -653,6 +653,7 @@ _CHECKS: Final[tuple[tuple[str, Callable[[Any], bool], str], ...]] = (
     ("max_connections", lambda v: v >= 0, "must not be negative"),
     ("write_timeout", lambda v: v > 0, "must be positive"),
     ("reactors", lambda v: 0 <= v <= 64, "must be between 0 and 64"),
+    ("control_socket", lambda v: bool(v.strip()), "must be a path, auto or none"),
 )
 
 

@@ -66,3 +66,12 @@ def test_find_the_only_running_server(runtime: Path) -> None:
         paths.find()
     assert paths.find(control_socket="/x.sock") == Path("/x.sock")
     assert paths.find(pid_file="/run/a.pid") == Path("/run/a.ctl.sock")
+
+
+def test_an_empty_setting_is_a_config_problem() -> None:
+    from swserve.config import problems
+
+    assert problems({"control_socket": " "}) == [
+        "--control-socket must be a path, auto or none (got ' ')"
+    ]
+    assert problems({"control_socket": "none"}) == []
