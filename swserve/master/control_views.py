@@ -161,7 +161,9 @@ def workers(
     rows = []
     for link in worker_links(reactor):
         slot = link.slot
-        recycle = pending.get(link.pid)
+        # why it is being replaced: as the manager said (retiring), as asked here, or
+        # the reactor's own --max-requests
+        recycle = master.stats.retiring.get(link.pid) or pending.get(link.pid)
         if slot is not None and slot.recycle_asked and recycle is None:
             recycle = "max-requests"
         rows.append(

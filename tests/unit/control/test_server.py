@@ -141,9 +141,10 @@ def test_workers_rows_from_the_reactors_slots() -> None:
     master.reactor.links[1].slot.inflight = 1  # type: ignore[union-attr]
     master.reactor.links[1].slot.served = 7  # type: ignore[union-attr]
     master.reactor.links[1].slot.recycle_asked = True  # type: ignore[union-attr]
+    master.stats.worker_retired(9000102, "scale-down")  # the manager's "retire PID REASON"
     rows = ask(server, "workers")["result"]
     assert [(r["slot"], r["pid"], r["state"], r["requests"], r["recycle"]) for r in rows] == [
         (1, 9000101, "busy", 7, "max-requests"),
-        (2, 9000102, "retiring", 0, None),
+        (2, 9000102, "retiring", 0, "scale-down"),
     ]
     assert rows[0]["rss"] is None  # no such process: /proc has nothing to say
