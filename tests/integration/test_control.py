@@ -395,6 +395,13 @@ def test_top_in_a_terminal_shows_the_rows_and_answers_keys(
     tmux("send-keys", "-t", "top", "s")
     stack = eventually(screen("time.sleep"), "the stack of the busy worker")
     assert f"(pid {pid}), GET /sleep?s=5" in stack
+    slot = next(s for s, p in pids.items() if p == pid)
+    tmux("send-keys", "-t", "top", "x", "k")  # hide the stack, recycle the selected worker
+    eventually(screen(f"recycling worker {slot} (pid {pid})"), "the recycle's answer")
+    eventually(
+        lambda: True if serving(sock).get(slot) not in (None, pid) else None,
+        "the selected worker's replacement",
+    )
     tmux("send-keys", "-t", "top", "q")
     gone = ["tmux", "-S", str(tmp_path / "tmux.sock"), "has-session", "-t", "top"]
     eventually(
