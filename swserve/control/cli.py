@@ -90,10 +90,10 @@ def reload(ctx: click.Context, task_workers: bool) -> None:
 # "-1" is an argument here, not an option
 @ctl.command(
     "scale",
-    help="Set the number of workers to N, or change it by +K/-K.",
+    help=COMMANDS["scale"].help,
     context_settings={"ignore_unknown_options": True},
 )
-@click.argument("count")
+@click.argument("count", metavar="N|+K|-K")
 @click.pass_context
 def scale(ctx: click.Context, count: str) -> None:
     try:
@@ -166,6 +166,8 @@ COMMANDS_BY_NAME: dict[str, click.Command] = {"ctl": ctl, "top": top}
 def main(name: str, argv: list[str]) -> NoReturn:
     """Run ``swserve ctl …`` or ``swserve top …``; click's errors become one line."""
     command = COMMANDS_BY_NAME[name]
+    if name == "ctl" and not argv:
+        argv = ["--help"]  # the commands, rather than an error about a missing one
     try:
         command.main(argv, prog_name=f"swserve {name}", standalone_mode=False)
     except click.exceptions.Exit as exc:

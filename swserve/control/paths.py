@@ -13,6 +13,7 @@ user and root): the directory is a second fence, not the only one.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from pathlib import Path
@@ -70,6 +71,15 @@ def socket_path(setting: str, pid_file: str, pid: int) -> Path | None:
 
 def alive(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists()
+
+
+def remove_stale(directory: Path) -> None:
+    """Remove the sockets of servers that died without cleaning up (SIGKILL, a crash):
+    their pid could be reused by a process that is no server."""
+    for entry in directory.glob("*.sock"):
+        if entry.stem.isdigit() and not alive(int(entry.stem)) and entry.is_socket():
+            with contextlib.suppress(OSError):
+                entry.unlink()
 
 
 def find(control_socket: str = "", pid_file: str = "") -> Path:

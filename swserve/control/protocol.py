@@ -43,26 +43,29 @@ class Command:
 COMMANDS: Final[dict[str, Command]] = {
     c.name: c
     for c in (
-        Command("stats", "server totals: the figures /metrics has, as JSON"),
+        Command("stats", "Server totals: the figures /metrics has, and more."),
         Command(
             "workers",
-            "per worker: slot, pid, state, requests, in flight, current request, RSS, CPU%",
+            "Per worker: slot, pid, state, requests, in flight, current request, CPU%, RSS.",
         ),
-        Command("processes", "every process of the server (master, reactors, manager, workers…)"),
+        Command("processes", "Every process of the server: master, reactors, manager, workers."),
         Command(
             "reload",
-            "replace every worker gracefully (as SIGHUP); task_workers: the task workers "
-            "(as SIGUSR2)",
+            "Replace every worker gracefully, as SIGHUP does (task workers: as SIGUSR2).",
             {"task_workers": bool},
         ),
         Command(
             "scale",
-            "set the number of workers (to: N) or change it (by: +K/-K, as SIGTTIN/SIGTTOU)",
+            "Set the number of workers to N, or change it by +K/-K (as SIGTTIN/SIGTTOU).",
             {"to": int, "by": int},
         ),
-        Command("recycle", "replace the worker in this slot: replacement first", {"slot": int}),
-        Command("slowlog", "the Python stack of this slot's worker, now", {"slot": int}),
-        Command("sessions", "WebSocket sessions per worker"),
+        Command(
+            "recycle",
+            "Replace the worker in SLOT gracefully: its replacement first.",
+            {"slot": int},
+        ),
+        Command("slowlog", "The Python stack of the worker in SLOT, now.", {"slot": int}),
+        Command("sessions", "WebSocket sessions per worker."),
     )
 }
 

@@ -81,6 +81,8 @@ def bind(config: Config) -> ControlSocket | None:
         path = paths.socket_path(config.control_socket, config.pid_file, os.getpid())
         if path is None:
             return None
+        if config.control_socket == "auto" and not config.pid_file:
+            paths.remove_stale(path.parent)
         return _bind(path)
     except ConfigError as exc:
         if config.control_socket != "auto":
@@ -205,6 +207,9 @@ class ControlServer:
             return encode_ok(await self._run(request))
         except ControlError as exc:
             return encode_error(str(exc))
+        except Exception as exc:  # a bug in a view must not cost the master its loop
+            log.exception("control socket: %s failed", line[:200])
+            return encode_error(f"internal error: {exc!r} (see the server's log)")
 
     async def _run(self, request: Request) -> Any:
         if request.cmd == "slowlog":

@@ -75,3 +75,21 @@ def test_an_empty_setting_is_a_config_problem() -> None:
         "--control-socket must be a path, auto or none (got ' ')"
     ]
     assert problems({"control_socket": "none"}) == []
+
+
+def test_sockets_of_dead_servers_are_removed(tmp_path: Path) -> None:
+    import socket
+
+    def bound(name: str) -> Path:
+        path = tmp_path / name
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(str(path))
+        return path
+
+    dead, live = bound("999999999.sock"), bound(f"{os.getpid()}.sock")
+    not_a_socket = tmp_path / "999999998.sock"
+    not_a_socket.touch()
+    paths.remove_stale(tmp_path)
+    assert not dead.exists()
+    assert live.exists()
+    assert not_a_socket.exists()  # only sockets are ours to remove

@@ -148,3 +148,14 @@ def test_workers_rows_from_the_reactors_slots() -> None:
         (2, 9000102, "retiring", 0, "scale-down"),
     ]
     assert rows[0]["rss"] is None  # no such process: /proc has nothing to say
+
+
+def test_a_failing_view_is_an_error_answer_not_a_dead_loop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server, master, _, _ = make((1, 9000101, False))
+    master.reactor.links = None  # type: ignore[assignment]
+    answer = ask(server, "workers")
+    assert answer["ok"] is False
+    assert answer["error"].startswith("internal error: AttributeError(")
+    assert "control socket:" in caplog.text
