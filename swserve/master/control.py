@@ -143,6 +143,7 @@ class ControlServer:
         self.meter = procinfo.CpuMeter()
         self.pending: dict[int, str] = {}  # pid → a recycle asked for over this socket
         self._server: asyncio.AbstractServer | None = None
+        self.path: Path | None = None
         self._handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
             "stats": lambda args: views.stats(master),
             "workers": lambda args: views.workers(master, self.meter, self._pending()),
@@ -157,7 +158,11 @@ class ControlServer:
         self._server = await asyncio.start_unix_server(
             self._serve, sock=control.sock, limit=MAX_REQUEST
         )
-        log.info("control socket: %s (swserve ctl, swserve top)", control.path)
+        self.path = control.path
+
+    def announce(self) -> None:
+        """The start-up log's line, said with "Listening on" (a boot failure stays one line)."""
+        log.info("control socket: %s (swserve ctl, swserve top)", self.path)
 
     def close(self) -> None:
         if self._server is not None:

@@ -448,6 +448,8 @@ class Master:
             config.dispatch,
             config.http,
         )
+        if self.control_server is not None:
+            self.control_server.announce()
         if not self.hooks.call("on_master_start", self.server_info):
             self._shutdown(EXIT_APP_LOAD)
             return
