@@ -162,6 +162,14 @@ def test_stats_are_the_servers_figures(serve: Starter, sock: Path) -> None:
     text = ctl(sock, "stats").stdout.splitlines()
     assert "requests            5" in text
     assert stats["errors"] is None  # answers are counted by status with --metrics-bind
+    # top without a terminal: the plain table, as --once prints it
+    piped = subprocess.run(
+        [sys.executable, "-m", "swserve", "top", "--control-socket", str(sock), "--interval", "0.2"],
+        capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout.startswith("swserve ")
+    assert "requests 5 " in piped.stdout
     sessions = ctl_json(sock, "sessions")
     assert sessions["sessions"] == []
     assert "no WebSocket" in sessions["note"]
