@@ -29,7 +29,8 @@ import contextlib
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from swserve.config import Config, parse_umask
 from swserve.errors import ConfigError
@@ -37,6 +38,8 @@ from swserve.master.listeners import Listener
 
 if TYPE_CHECKING:
     from swserve import daemon, privileges, reloader
+
+T = TypeVar("T")
 
 log = logging.getLogger("swserve.error")
 
@@ -84,8 +87,14 @@ class ProcessSetup:
         if here not in sys.path:
             sys.path.insert(0, here)
 
-    def after_bind(self, listeners: list[Listener]) -> None:
-        """Daemonize, write the pid file, drop privileges.
+    def after_bind(
+        self,
+        listeners: list[Listener],
+        before_drop: Callable[[privileges.Identity | None], T] | None = None,
+    ) -> T | None:
+        """Daemonize, write the pid file, call ``before_drop`` (still as root, in the
+        final process: the control socket is bound there), drop privileges; return
+        what ``before_drop`` returned.
 
         Raises:
             ConfigError: the pid file or the switch of user failed; the listeners
@@ -99,6 +108,7 @@ class ProcessSetup:
         try:
             if self.pid_file is not None:
                 self.pid_file.write()
+            made = before_drop(self.identity) if before_drop is not None else None
             if self.identity is not None:
                 from swserve import privileges
 
@@ -111,6 +121,7 @@ class ProcessSetup:
             raise
         if notifier is not None:
             notifier.ready()
+        return made
 
     @staticmethod
     def _close_listeners(listeners: list[Listener]) -> None:

@@ -51,6 +51,7 @@ from swserve.errors import ConfigError
 
 if TYPE_CHECKING:
     from swserve.master.control_views import ControlledMaster
+    from swserve.privileges import Identity
 
 log = logging.getLogger("swserve.error")
 
@@ -69,21 +70,39 @@ class ControlSocket:
 
     def close(self) -> None:
         self.sock.close()
-        with contextlib.suppress(OSError):
+        try:
             if os.stat(self.path).st_ino == self.inode:  # not a successor's socket
                 self.path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # as for the pid file: the next start replaces it
+            log.warning(
+                "could not remove the control socket %s: %s (with --user, make its "
+                "directory writable by that user)",
+                self.path,
+                exc.strerror or exc,
+            )
 
 
-def bind(config: Config) -> ControlSocket | None:
+def bind(config: Config, owner: Identity | None = None) -> ControlSocket | None:
     """Bind ``--control-socket`` (None when ``none``); ConfigError with one line if it
-    cannot be (for ``auto``, a warning and no socket: it is an aid, not the service)."""
+    cannot be (for ``auto``, a warning and no socket: it is an aid, not the service).
+
+    Called where the pid file is written: in the final process (after --daemon)
+    and before the drop to ``owner`` (--user/--group), who is given the socket,
+    so that it can be beside a pid file in a directory only root may write.
+    """
     try:
         path = paths.socket_path(config.control_socket, config.pid_file, os.getpid())
         if path is None:
             return None
         if config.control_socket == "auto" and not config.pid_file:
             paths.remove_stale(path.parent)
-        return _bind(path)
+        control = _bind(path)
+        if owner is not None and owner.changes:
+            uid = -1 if owner.uid is None else owner.uid
+            os.chown(path, uid, -1 if owner.gid is None else owner.gid)
+        return control
     except ConfigError as exc:
         if config.control_socket != "auto":
             raise

@@ -82,8 +82,8 @@ def run(config: Config) -> int:
         hooks = load_hooks(config.hooks)  # before any fork: every process shares the module
         listeners = open_listeners(config)
         metrics = _bind_metrics(config.metrics_bind)
-        setup.after_bind(listeners)  # --daemon, --pid-file, then drop to --user/--group
-        control_sock = bind_control(config)  # as the server's user, in its final pid
+        # --daemon, --pid-file, the control socket (as root, given to --user), then the drop
+        control_sock = setup.after_bind(listeners, lambda who: bind_control(config, who))
     except ConfigError as exc:
         log.error("%s", exc)
         return EXIT_ERROR

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
+import signal
 import socket
 import stat
 import subprocess
@@ -24,8 +26,9 @@ import httpx
 import pytest
 
 from swserve.control.client import Client
-from tests.integration.conftest import Server, Starter
+from tests.integration.conftest import APPS, Server, Starter
 from tests.integration.loadgen import Load
+from tests.integration.test_process_settings import unprivileged_python
 
 T = TypeVar("T")
 
@@ -432,3 +435,42 @@ def test_errors_are_counted_with_metrics(serve: Starter, sock: Path) -> None:
     assert stats["errors"] == 1
     assert stats["metrics"]['swserve_requests_total{method="GET",status="5xx"}'] == 1
     assert stats["metrics"]['swserve_requests_total{method="GET",status="4xx"}'] == 1
+
+
+def test_with_user_the_socket_is_made_by_root_and_given_to_that_user(tmp_path: Path) -> None:
+    """--user with a pid file in a directory only root may write: the socket is there too."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to drop to another user")
+    nobody = pwd.getpwnam("nobody")
+    python, env = unprivileged_python(nobody)
+    run = tmp_path / "run"
+    run.mkdir(mode=0o700)
+    pid_file = run / "app.pid"
+    server = Server(
+        [python, "-m", "swserve", "wsgi_echo:app", "--bind", "127.0.0.1:0", "--workers", "1",
+         "--app-dir", str(APPS), "--user", "nobody", "--pid-file", str(pid_file)],
+        env=env,
+    )  # fmt: skip
+    try:
+        server.wait_ready()
+        sock = run / "app.ctl.sock"
+        info = sock.stat()
+        assert (info.st_uid, info.st_gid) == (nobody.pw_uid, nobody.pw_gid)
+        assert stat.S_IMODE(info.st_mode) == 0o600
+        (row,) = ctl_json(sock, "workers")
+        assert status_uid(row["pid"]) == nobody.pw_uid
+        stack = ctl_json(sock, "slowlog", "1")  # the worker, as nobody, hands its stack over
+        assert f"worker 1 (pid {row['pid']})" in stack["stack"]
+        server.send(signal.SIGTERM)
+        assert server.wait_exit() == 0, server.logs()
+        # nobody may not remove what root's directory holds: said, as for the pid file
+        assert any(f"could not remove the control socket {sock}" in x for x in server.stderr)
+    finally:
+        server.kill_group()
+
+
+def status_uid(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no Uid line for {pid}")
