@@ -33,6 +33,8 @@ SORTS: Final = {
     "n": "reqs",
 }
 _INFRA: Final = ("master", "reactor", "manager")
+# control characters (a terminal would act on them) shown as "?"
+_CONTROL: Final = dict.fromkeys((*range(32), 127), "?")
 # stuck when the server keeps no slowlog limit and top is given none
 DEFAULT_STUCK: Final = 5.0
 
@@ -66,6 +68,7 @@ def number(value: Any) -> str:
 
 def table(headers: list[str], rows: list[list[str]]) -> list[str]:
     """Columns as wide as their widest cell; the last one is not padded."""
+    rows = [[cell.translate(_CONTROL) for cell in r] for r in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     out = []
     for cells in [headers, *rows]:
@@ -260,6 +263,7 @@ def ordered(snap: Snapshot, view: View) -> list[dict[str, Any]]:
 
 
 def _fit(text: str, width: int) -> str:
+    text = text.translate(_CONTROL)
     return text if len(text) <= width else text[: max(0, width - 1)] + "…"
 
 

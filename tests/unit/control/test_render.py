@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import given, strategies as st
+
 from swserve.control import render
 from swserve.control.render import SELECTED, STUCK, Snapshot, View, top_lines
 
@@ -161,3 +163,54 @@ def test_sizes_and_durations() -> None:
         "3.0G",
     ]
     assert [render.duration(s) for s in (None, 1.25, 75, 3725)] == ["-", "1.2s", "1m15s", "1h02m"]
+
+
+_ROW = st.fixed_dictionaries(
+    {
+        "role": st.sampled_from(
+            ["master", "reactor", "manager", "worker", "task-worker", "process"]
+        ),
+        "slot": st.none() | st.integers(0, 10_000),
+        "pid": st.integers(1, 4_194_304),
+        "state": st.sampled_from(["idle", "busy", "retiring", "starting", "serving"]),
+        "requests": st.none() | st.integers(0, 10**12),
+        "in_flight": st.integers(0, 10_000),
+        "cpu": st.none() | st.floats(0, 10_000, allow_nan=False),
+        "rss": st.none() | st.integers(0, 2**45),
+        "current": st.none()
+        | st.fixed_dictionaries(
+            {
+                "method": st.text(max_size=20),
+                "path": st.text(max_size=600),
+                "age": st.floats(0, 10**7),
+            }
+        ),
+    }
+)
+
+
+@given(
+    st.lists(_ROW, max_size=80),
+    st.integers(20, 300),
+    st.integers(1, 80),
+    st.sampled_from(list(render.SORTS.values())),
+)
+def test_any_snapshot_fits_the_terminal(
+    rows: list[dict[str, Any]], width: int, height: int, sort: str
+) -> None:
+    lines = top_lines(
+        snapshot(rows or None),
+        View(sort=sort, selected=rows[0]["pid"] if rows else None),
+        width,
+        height,
+    )
+    assert len(lines) <= height
+    assert all(len(text) <= width and "\n" not in text for text, _ in lines)
+
+
+def test_control_characters_never_reach_the_terminal() -> None:
+    row = worker(
+        1, 201, state="busy", current={"method": "GET", "path": "/a\x1b[2J\nb", "age": 1.0}
+    )
+    (line,) = [t for t in texts(snapshot([row]), View()) if t.startswith("worker")]
+    assert line.endswith("GET /a?[2J?b")
