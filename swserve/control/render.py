@@ -25,7 +25,7 @@ SELECTED: Final = "selected"
 
 Line = tuple[str, str]  # (text, style)
 
-# sort keys: key press → (name, row value, largest first)
+# sort keys: the key pressed in top → the order (largest first)
 SORTS: Final = {
     "c": "cpu",
     "m": "mem",

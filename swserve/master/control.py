@@ -156,7 +156,7 @@ class ControlServer:
         self.tell_manager = tell_manager
         self.send_signal = send_signal
         self.dump_dir = dump_dir
-        # the views (and the metrics collector behind them) load on the first request
+        # imported only with a control socket (the metrics collector comes with them)
         from swserve.master import control_views as views
 
         self.meter = procinfo.CpuMeter()
