@@ -38,6 +38,7 @@ class Command:
     name: str
     help: str
     args: dict[str, type] = field(default_factory=dict)  # every argument is optional
+    steers: bool = False  # changes the server (refused once it is shutting down)
 
 
 COMMANDS: Final[dict[str, Command]] = {
@@ -53,16 +54,19 @@ COMMANDS: Final[dict[str, Command]] = {
             "reload",
             "Replace every worker gracefully, as SIGHUP does (task workers: as SIGUSR2).",
             {"task_workers": bool},
+            steers=True,
         ),
         Command(
             "scale",
             "Set the number of workers to N, or change it by +K/-K (as SIGTTIN/SIGTTOU).",
             {"to": int, "by": int},
+            steers=True,
         ),
         Command(
             "recycle",
             "Replace the worker in SLOT gracefully: its replacement first.",
             {"slot": int},
+            steers=True,
         ),
         Command("slowlog", "The Python stack of the worker in SLOT, now.", {"slot": int}),
         Command("sessions", "WebSocket sessions per worker."),

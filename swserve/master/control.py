@@ -40,6 +40,7 @@ from swserve._process import DUMP_SIGNAL
 from swserve.config import Config
 from swserve.control import paths, procinfo
 from swserve.control.protocol import (
+    COMMANDS,
     MAX_REQUEST,
     ControlError,
     Request,
@@ -226,7 +227,7 @@ class ControlServer:
         """One request line → one response line (errors included)."""
         try:
             request = decode_request(line)
-            if self.master.stopping and request.cmd not in ("stats", "workers", "processes"):
+            if self.master.stopping and COMMANDS[request.cmd].steers:
                 raise ControlError("the server is shutting down")
             return encode_ok(await self._run(request))
         except ControlError as exc:

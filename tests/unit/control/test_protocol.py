@@ -123,3 +123,7 @@ def test_scale_arguments(text: str, args: dict[str, int]) -> None:
 def test_bad_scale_arguments(text: str) -> None:
     with pytest.raises(ControlError, match="scale takes N, \\+K or -K"):
         parse_scale(text)
+
+
+def test_only_reload_scale_and_recycle_steer_the_server() -> None:
+    assert {c.name for c in COMMANDS.values() if c.steers} == {"reload", "scale", "recycle"}
