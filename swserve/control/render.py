@@ -316,7 +316,7 @@ def top_lines(snap: Snapshot, view: View, width: int = 80, height: int = 24) -> 
     footer: list[Line] = [
         (
             view.message
-            or f"sort {view.sort}: c cpu m mem a age n reqs | ↑↓ select  R reload  k recycle  s stack  q quit",
+            or f"sort {view.sort} (c m a n)  ↑↓ select  s stack  k recycle  R reload  q quit",
             NORMAL,
         )
     ]
