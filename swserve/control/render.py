@@ -14,8 +14,8 @@ highlighted.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Final
 
 NORMAL: Final = "normal"
@@ -129,7 +129,7 @@ def workers_table(rows: list[dict[str, Any]]) -> list[str]:
 def _clock(epoch: float | None) -> str:
     if epoch is None:
         return "-"
-    return time.strftime("%H:%M:%S", time.localtime(epoch))
+    return datetime.fromtimestamp(epoch).strftime("%H:%M:%S")  # local time, as ps shows
 
 
 def processes_table(rows: list[dict[str, Any]]) -> list[str]:
