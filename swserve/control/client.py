@@ -56,7 +56,10 @@ class Client:
 
     def call(self, cmd: str, **args: Any) -> Any:
         try:
-            self.sock.sendall(encode_request(cmd, args))
+            try:
+                self.sock.sendall(encode_request(cmd, args))
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the server has answered and closed (a refusal): read why
             while not self.lines:
                 data = self.sock.recv(65536)
                 if not data:

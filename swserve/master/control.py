@@ -58,6 +58,7 @@ log = logging.getLogger("swserve.error")
 
 MAX_WORKERS = 1024  # `scale N` beyond this is a typo, not a plan
 DUMP_WAIT = 5.0  # seconds a worker gets to write its stack for `slowlog`
+REFUSAL_WAIT = 1.0  # seconds a refused client gets to send its request before the close
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
@@ -196,6 +197,10 @@ class ControlServer:
             if refusal:
                 writer.write(encode_error(refusal))
                 await writer.drain()
+                # let its request in before closing: a close with unread input
+                # would reset the connection, and the client lose the answer
+                with contextlib.suppress(TimeoutError, ValueError, asyncio.LimitOverrunError):
+                    await asyncio.wait_for(reader.readline(), REFUSAL_WAIT)
                 return
             while True:
                 try:
