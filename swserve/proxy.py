@@ -481,6 +481,29 @@ def _forward_scope(
     scope["server"] = (server_name, port or found.port or _DEFAULT_PORT[secure])
 
 
+def client_host(trusted: TrustedPeers, peer: str, headers: list[tuple[bytes, bytes]]) -> str:
+    """The client's address as the worker will see it: ``peer``, or what trusted proxies said.
+
+    For the reactor's ``--dispatch ip`` (the worker applies the same rule to
+    REMOTE_ADDR / scope["client"], so the app and the dispatcher agree).
+    ``headers`` as the parsers give them: lower-case names, raw values.
+    """
+    if peer not in trusted:
+        return peer
+    given: dict[str, str] = {}
+    for name, value in headers:
+        if name in _SCOPE_NAMES:
+            key = name.decode("latin-1")
+            text = value.decode("latin-1")
+            given[key] = given[key] + "," + text if key in given else text
+    if not given:
+        return peer
+    found = resolve(trusted, peer, given)
+    if found is None or found.client is None:
+        return peer
+    return found.client[0]
+
+
 def _host_header(headers: list[tuple[bytes, bytes]]) -> tuple[int | None, str | None]:
     for i, (name, value) in enumerate(headers):
         if name == b"host":

@@ -464,7 +464,7 @@ class LocalReactor(Reactor):
         slot.inflight -= 1
         slot.served += 1
         self.report.served(slot.served)
-        queue = self.queue
+        queue = self.queue.shared  # (no affinity here: nothing is ever pinned)
         while queue and slot.inflight < slot.capacity:
             conn = queue.popleft()
             if conn.current is not None:  # else: the client left while queued
@@ -473,10 +473,7 @@ class LocalReactor(Reactor):
 
     def abandon(self, conn: HttpConnection) -> None:
         if conn.slot is None:
-            try:
-                self.queue.remove(conn)
-            except ValueError:
-                pass
+            self.queue.remove(conn)
             return
         self.executor.disconnect(conn)
 
