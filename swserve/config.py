@@ -546,6 +546,15 @@ class Config:
         metavar="PATH",
         help="Change to this directory before loading the app.",
     )
+    chroot: str = setting(
+        "",
+        kind="str",
+        section="Processes",
+        metavar="DIR",
+        help="Workers chroot to this directory once the app is loaded, before they serve and "
+        "drop to --user; needs root. The master and manager are not chrooted "
+        "(docs/processes.md says what must be inside).",
+    )
     cpu_affinity: bool = setting(
         False,
         kind="bool",
