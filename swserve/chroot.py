@@ -99,15 +99,13 @@ def can_chroot() -> bool:
 def confine(config: Config) -> None:
     """In a worker, once the app is loaded and before READY: chroot, then drop privileges.
 
-    A worker calls it once, in every mode; it does nothing without ``--chroot``.
+    A worker calls it once, in every mode, when ``--chroot`` is given.
 
     Raises:
         AppLoadError: the chroot or the switch of user failed: a boot failure,
             reported like one (the master checked both at start-up, so this
             means the directory went away, or the like).
     """
-    if not config.chroot:
-        return
     try:
         identity = privileges.resolve(config.user, config.group)
         groups = privileges.groups_of(identity)  # /etc/group need not be inside

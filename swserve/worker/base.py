@@ -44,7 +44,6 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 from typing import TYPE_CHECKING, Any, BinaryIO, Final, Protocol
 
-from swserve import chroot
 from swserve.apps.asgi import ASGIApp, RequestCycle, build_scope
 from swserve.apps.wsgi import Body, Paused, WSGIAdapter
 from swserve.config import Config
@@ -636,11 +635,14 @@ class BaseWorker:
         # while an inline WSGI app holds the loop, so the response in flight
         # already carries Connection: close.
         signal.signal(signal.SIGTERM, self._on_sigterm)
-        try:
-            chroot.confine(config)  # --chroot: the app is loaded, nothing is served yet
-        except AppLoadError as exc:
-            self.sock.sendall(framing.encode(framing.BOOT_ERROR, 0, 0, 0, str(exc).encode()))
-            raise
+        if config.chroot:  # the app is loaded, nothing is served yet
+            from swserve import chroot
+
+            try:
+                chroot.confine(config)
+            except AppLoadError as exc:
+                self.sock.sendall(framing.encode(framing.BOOT_ERROR, 0, 0, 0, str(exc).encode()))
+                raise
         ready = codec.encode_ready(
             self.worker_id, os.getpid(), reactor.slot.capacity, self.interface
         )

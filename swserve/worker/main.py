@@ -15,7 +15,6 @@ import socket
 import sys
 import traceback
 
-from swserve import chroot
 from swserve._process import ignore_master_signals
 from swserve.apps.loader import detect_interface, load
 from swserve.config import Config
@@ -139,11 +138,14 @@ def run(
             SyncChannel(sock) if len(socks) == 1 else SyncChannelSet(socks, on_idle=None)
         )
         slowlog = SlowLog(config.slowlog_timeout, worker_id)
-        try:
-            chroot.confine(config)  # --chroot: the app is loaded, nothing is served yet
-        except AppLoadError as exc:
-            sock.sendall(framing.encode(framing.BOOT_ERROR, 0, 0, 0, str(exc).encode()))
-            return EXIT_APP_LOAD
+        if config.chroot:  # the app is loaded, nothing is served yet
+            from swserve import chroot
+
+            try:
+                chroot.confine(config)
+            except AppLoadError as exc:
+                sock.sendall(framing.encode(framing.BOOT_ERROR, 0, 0, 0, str(exc).encode()))
+                return EXIT_APP_LOAD
         channel.send(
             framing.encode(
                 framing.READY, 0, 0, 0, codec.encode_ready(worker_id, pid, config.threads, "wsgi")

@@ -17,7 +17,6 @@ import socket
 from functools import partial
 from typing import TYPE_CHECKING, BinaryIO, Final
 
-from swserve import chroot
 from swserve.apps.asgi import ASGIApp, RequestCycle, build_scope
 from swserve.apps.lifespan import Lifespan
 from swserve.config import Config
@@ -108,7 +107,10 @@ class ASGIWorker:
         self.stopped = asyncio.Event()
         try:
             await self.lifespan.startup()
-            chroot.confine(self.config)  # --chroot: the app is loaded, nothing is served yet
+            if self.config.chroot:  # the app is loaded, nothing is served yet
+                from swserve import chroot
+
+                chroot.confine(self.config)
         except AppLoadError as exc:
             self.socks[0].sendall(_encode(framing.BOOT_ERROR, 0, 0, 0, str(exc).encode()))
             raise

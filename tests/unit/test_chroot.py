@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from swserve import chroot
-from swserve.config import Config
 from swserve.errors import ConfigError
 
 needs_privilege = pytest.mark.skipif(not chroot.can_chroot(), reason="needs CAP_SYS_CHROOT")
@@ -52,9 +51,3 @@ def test_spool_check_writes_and_removes_a_file(tmp_path: Path) -> None:
     assert os.listdir(tmp_path / "tmp") == []
     with pytest.raises(ConfigError, match="cannot write request-body spool files"):
         chroot.check_spool(str(tmp_path / "missing"))
-
-
-def test_confine_without_chroot_does_nothing() -> None:
-    before = os.getcwd()
-    chroot.confine(Config())
-    assert os.getcwd() == before
