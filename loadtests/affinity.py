@@ -91,6 +91,8 @@ def measure(
         wall = time.monotonic() - started
         cpu_after, _ = tree_cpu(proc.pid)
     result = json.loads(out.read_text())
+    if result["run"]["errors"]:  # keep what the server said about it
+        result["server_log_tail"] = log_path.read_text(errors="replace").splitlines()[-40:]
     answered = result["run"]["ok"] + result["run"]["errors"]
     result["server"] = {
         "dispatch": mode,
