@@ -26,6 +26,7 @@ DEFERRED = (
     "difflib",  # a misspelt setting in a file
     "swserve.daemon",  # --daemon, --pid-file
     "swserve.privileges",  # --user, --group
+    "swserve.chroot",  # --chroot
     "swserve.reloader",  # --reload
     "watchfiles",
     "swserve.affinity",  # --cpu-affinity
