@@ -424,18 +424,18 @@ def test_waiting_never_overfills_and_keeps_each_workers_order(
     sent = drain(w)
     assert all(s.inflight <= s.capacity for s in slots)
     for name, wid in sent:
-        k = name.split(":")[1]
-        if k != "-":
-            assert d.owner(keys[int(k)]).worker_id == wid  # type: ignore[union-attr]
+        tag = name.split(":")[1]
+        if tag != "-":
+            assert d.owner(keys[int(tag)]).worker_id == wid  # type: ignore[union-attr]
     for wid in (1, 2, 3):
         order = [int(n.split(":")[0]) for n, w_ in sent if w_ == wid and not n.endswith("-")]
         assert order == sorted(order)
     # whatever still waits could not go: its worker (or, for the shared, every worker) is full
     for req in w:
-        k = req.name.split(":")[1]
-        if k == "-":
+        tag = req.name.split(":")[1]
+        if tag == "-":
             assert d.pick(0) is None
         else:
-            owner = d.owner(keys[int(k)])
+            owner = d.owner(keys[int(tag)])
             assert owner is not None
             assert not d.room(owner)
