@@ -316,6 +316,11 @@ class ControlServer:
             os.kill(pid, DUMP_SIGNAL)
         except ProcessLookupError:
             raise ControlError(f"worker {slot} (pid {pid}) has just exited") from None
+        current = current_request(link, time.monotonic())
+        if self.master.config.chroot:
+            # the worker has chrooted away from our directory: the log has its stack
+            note = "(--chroot: the worker wrote its stack to the server's log only)\n"
+            return {"slot": slot, "pid": pid, "current": current, "stack": note}
         loop = asyncio.get_running_loop()
         deadline = loop.time() + DUMP_WAIT
         while (stack := _take(target)) is None:
@@ -328,7 +333,7 @@ class ControlServer:
         return {
             "slot": slot,
             "pid": pid,
-            "current": current_request(link, time.monotonic()),
+            "current": current,
             "stack": stack,
         }
 

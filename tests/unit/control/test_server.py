@@ -65,7 +65,8 @@ def make(*workers: tuple[int, int, bool]) -> tuple[ControlServer, FakeMaster, li
 def ask(server: ControlServer, cmd: str, **args: Any) -> dict[str, Any]:
     answer = asyncio.run(server.answer(encode_request(cmd, args)))
     assert answer.endswith(b"\n")
-    return json.loads(answer)  # type: ignore[no-any-return]
+    result: dict[str, Any] = json.loads(answer)
+    return result
 
 
 def test_recycle_asks_the_manager_for_the_graceful_replacement_of_that_slot() -> None:
