@@ -11,6 +11,7 @@ import json
 import os
 import pwd
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -260,6 +261,14 @@ def test_bad_commands_get_one_line_and_a_non_zero_exit(serve: Starter, sock: Pat
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1
     assert "no control socket at" in done.stderr
+    stale = sock.with_name("stale.sock")  # a server that was killed left its socket
+    with socket.socket(socket.AF_UNIX) as leftover:
+        leftover.bind(str(stale))
+    done = ctl(stale, "stats")
+    assert (done.returncode, done.stderr) == (
+        1,
+        f"swserve: error: nothing listens on {stale}: the server has stopped\n",
+    )
 
 
 def test_only_the_servers_user_and_root_may_connect(serve: Starter) -> None:
