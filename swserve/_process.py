@@ -18,6 +18,11 @@ MASTER_SIGNALS: Final = (
     signal.SIGTTOU,
 )
 
+# ``swserve ctl slowlog``: a worker writes its stacks now (worker/slowlog.py).  Its
+# default action would end the process, so it is ignored until a worker's handler
+# is installed (the manager ignores it too, and its forks inherit that).
+DUMP_SIGNAL: Final = signal.SIGRTMIN + 1
+
 # Where this process's task calls go (swserve/tasks/client.py).  None outside swserve;
 # "" in a server without task workers; else the task socket's path.  Set by the
 # manager in every worker, task worker and user process it forks.
@@ -26,7 +31,7 @@ TASK_SOCKET_NAME: Final = "tasks.sock"  # beside the reactors' sockets, in the 0
 
 
 def ignore_master_signals() -> None:
-    for sig in MASTER_SIGNALS:
+    for sig in (*MASTER_SIGNALS, DUMP_SIGNAL):
         signal.signal(sig, signal.SIG_IGN)
 
 

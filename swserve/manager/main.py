@@ -22,6 +22,7 @@ master → manager             meaning
 ``task-recycle PID REASON``  replace that task worker (--task-max-requests)
 ``task-timeout PID``         a task ran past --task-timeout there: kill and replace it
 ``task-reload``              replace every task worker (SIGUSR2 to the master)
+``scale-to N``               ``swserve ctl scale N``: as many of those as it takes
 ===========================  ==========================================================
 
 ===========================  ==========================================================
@@ -326,6 +327,9 @@ class Manager(OtherKinds):
                     self.apply_user(self.user.reload(now))
             elif command == "scale":
                 self.apply(sup.scale(int(parts[1]), now))
+            elif command == "scale-to":  # `swserve ctl scale N`: one step at a time
+                for step in policy.steps_to(sup.target, int(parts[1])):
+                    self.apply(sup.scale(step, now))
             elif command.startswith("task-"):
                 self._on_task_command(command, parts[1:], now)
         self._start_user_processes()

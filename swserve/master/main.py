@@ -44,6 +44,7 @@ from swserve.errors import EXIT_APP_LOAD, EXIT_ERROR, EXIT_OK, ConfigError
 from swserve.hooks import Hooks, Server as HookServer, load as load_hooks
 from swserve.ipc import busy
 from swserve.logs import forward_reopen, setup as setup_logging
+from swserve.master.control import ControlServer, ControlSocket, bind as bind_control
 from swserve.master.listeners import Listener, open_listeners
 from swserve.master.stats import Stats
 from swserve.process_setup import ProcessSetup
@@ -79,11 +80,13 @@ def run(config: Config) -> int:
     malloc.tune()  # before any fork: every process inherits it (swserve/malloc.py)
     setup = ProcessSetup(config)
     try:
-        setup.before_bind()  # --chdir, --umask, user lookup, pid file check, --reload check
+        setup.before_bind()  # --chdir, --umask, user lookup, pid file check, --reload/--chroot check
+        config = setup.config  # (--chroot made absolute)
         hooks = load_hooks(config.hooks)  # before any fork: every process shares the module
         listeners = open_listeners(config)
         metrics = _bind_metrics(config.metrics_bind)
-        setup.after_bind(listeners)  # --daemon, --pid-file, then drop to --user/--group
+        # --daemon, --pid-file, the control socket (as root, given to --user), then the drop
+        control_sock = setup.after_bind(listeners, lambda who: bind_control(config, who))
     except ConfigError as exc:
         log.error("%s", exc)
         return EXIT_ERROR
@@ -92,6 +95,7 @@ def run(config: Config) -> int:
         busy.create()  # before any fork: every reactor and worker shares it (ipc/busy.py)
     _import_before_fork()
     ipc_dir = tempfile.mkdtemp(prefix="swserve-")
+    setup.own(ipc_dir)  # --chroot with --user: we create it as root, and remove it as the user
     ipc_paths = [os.path.join(ipc_dir, f"reactor-{i}.sock") for i in range(reactors)]
     ipc_socks = []
     for path in ipc_paths:  # one per reactor: every worker links to each
@@ -123,6 +127,8 @@ def run(config: Config) -> int:
                         listener.sock.close()
                 if metrics is not None:
                     metrics.close()
+                if control_sock is not None:
+                    control_sock.sock.close()
                 from swserve.manager.main import run as run_manager
 
                 code = run_manager(config, ipc_paths, theirs, hooks, inherited)
@@ -131,11 +137,18 @@ def run(config: Config) -> int:
             finally:
                 os._exit(code)
         theirs.close()
+        try:
+            setup.after_manager()  # --chroot with --user: the manager stays root, we do not
+        except ConfigError as exc:
+            log.error("%s", exc)
+            return EXIT_ERROR  # the manager sees its control socket close and stops
         # --reactors N: reactors 1 … N-1 in processes of their own, forked before our loop
         tls = listeners[0].ssl if listeners else None
         close = [ours, *(listener.sock for listener in listeners)]
         if metrics is not None:
             close.append(metrics.listener.sock)
+        if control_sock is not None:
+            close.append(control_sock.sock)
         if task_sock is not None:
             close.append(task_sock)
         children = fork_reactors(config, ipc_socks[1:], tls, close)
@@ -155,6 +168,7 @@ def run(config: Config) -> int:
                 hooks,
                 metrics=metrics,
                 children=children,
+                control_sock=control_sock,
                 task_sock=task_sock,
             )
             return loop.run_until_complete(master.main())
@@ -162,6 +176,8 @@ def run(config: Config) -> int:
             loop.close()
     finally:
         setup.close()
+        if control_sock is not None:
+            control_sock.close()
         shutil.rmtree(ipc_dir, ignore_errors=True)
         for listener in listeners:
             if listener.address.family == "unix":
@@ -207,6 +223,7 @@ class Master:
         hooks: Hooks,
         metrics: MetricsEndpoint | None = None,
         children: list[ReactorChild] | None = None,
+        control_sock: ControlSocket | None = None,
         task_sock: socket.socket | None = None,
     ) -> None:
         self.config = config
@@ -233,6 +250,8 @@ class Master:
         self.halt: tuple[int, str] | None = None
         self.stats = Stats()
         self.metrics = metrics
+        self.control_sock = control_sock  # `swserve ctl` (master/control.py)
+        self.control_server: ControlServer | None = None
         self._control_buf = b""
         self._child_pidfds: dict[int, int] = {}
         self._children_gone = asyncio.Event()
@@ -292,6 +311,14 @@ class Master:
             from swserve.metrics.exposition import render
 
             await self.metrics.start(lambda: render(collect(self)), lambda: readiness(self))
+        if self.control_sock is not None:
+            self.control_server = ControlServer(
+                self,
+                self._tell_manager,
+                self._handle_signal,
+                os.path.dirname(self.ipc_sock.getsockname()),
+            )
+            await self.control_server.start(self.control_sock)
         self.control.setblocking(False)
         loop.add_reader(self.control, self._on_control_readable)
         for sig in (
@@ -359,14 +386,9 @@ class Master:
             self._tell_manager(f"timeout {arg}")
         elif kind == "manager":
             self._handle_manager_line(str(arg))
-        elif kind == "task-ready":
-            self._tell_manager(f"task-ready {arg}")
+        elif kind == "task":  # the task broker's line for the manager (tasks/server.py)
+            self._tell_manager(str(arg))
             self._maybe_announce()
-        elif kind == "task-recycle":
-            assert isinstance(arg, tuple)
-            self._tell_manager(f"task-recycle {arg[0]} {arg[1]}")
-        elif kind == "task-timeout":
-            self._tell_manager(f"task-timeout {arg}")
 
     def _tell_manager(self, line: str) -> None:
         with contextlib.suppress(OSError):
@@ -472,13 +494,11 @@ class Master:
             config.dispatch,
             config.http,
         )
+        if self.control_server is not None:
+            self.control_server.announce()
         if config.task_workers or config.process:
-            log.info(
-                "%d task worker(s) (queue %d), user processes: %s",
-                config.task_workers,
-                config.task_queue_size,
-                ", ".join(config.process) or "none",
-            )
+            users = ", ".join(config.process) or "none"
+            log.info("%d task worker(s), user processes: %s", config.task_workers, users)
         if not self.hooks.call("on_master_start", self.server_info):
             self._shutdown(EXIT_APP_LOAD)
             return
@@ -565,6 +585,8 @@ class Master:
             await self._children_gone.wait()
         if self.metrics is not None:
             self.metrics.close()
+        if self.control_server is not None:
+            self.control_server.close()
         if code == EXIT_OK:
             log.info("stopped; %s", self.stats.summary(self.reactor))
         self.hooks.call("on_shutdown", self.server_info)

@@ -6,9 +6,9 @@ worker connects to the task socket (``tasks.sock`` in the master's private
 role.  Frames are decoded by the same :class:`~swserve.ipc.framing.FrameDecoder`
 as the HTTP path; the decisions are the :class:`~swserve.tasks.broker.Broker`'s.
 
-It tells the master (``on_event``): ``task-ready PID`` (a task worker is
-linked, so the manager counts it ready), ``task-recycle (PID, REASON)`` and
-``task-timeout PID``.
+It gives the master lines for the manager (``on_event("task", LINE)``):
+``task-ready PID`` (a task worker is linked: the manager counts it ready),
+``task-recycle PID REASON`` and ``task-timeout PID``.
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ class TaskServer:
     def worker_ready(self, link: TaskLink) -> None:
         max_requests = self.config.task_max_requests
         limit = request_limit(max_requests, max_requests // 2)
-        self._on_event("task-ready", link.pid)
+        self._on_event("task", f"task-ready {link.pid}")
         self.apply(self.broker.worker_ready(link.key, link.slot, link.pid, limit))
 
     def lost(self, link: TaskLink) -> None:
@@ -205,7 +205,7 @@ class TaskServer:
                 if link is not None:
                     link.send(framing.encode(framing.TASK_STOP, 0, 0, 0))
             elif isinstance(action, broker_mod.Recycle):
-                self._on_event("task-recycle", (action.pid, action.reason))
+                self._on_event("task", f"task-recycle {action.pid} {action.reason}")
             elif isinstance(action, broker_mod.TimedOut):
                 log.warning(
                     "task %s ran past --task-timeout %gs on pid %d: replacing that task worker",
@@ -213,7 +213,7 @@ class TaskServer:
                     action.seconds,
                     action.pid,
                 )
-                self._on_event("task-timeout", action.pid)
+                self._on_event("task", f"task-timeout {action.pid}")
             else:
                 if action.why == "the task queue is full":
                     self._log_full()

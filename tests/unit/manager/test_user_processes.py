@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Sequence
 
 from hypothesis import given, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -130,7 +131,7 @@ class UserProcessMachine(RuleBasedStateMachine):
         self.halted = False
         self.short_runs = [0, 0]
 
-    def _absorb(self, actions: list[object]) -> None:
+    def _absorb(self, actions: Sequence[object]) -> None:
         for action in actions:
             if isinstance(action, Spawn):
                 proc = self.procs.procs[action.slot - 1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+from collections.abc import Sequence
 
 from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -134,7 +135,7 @@ class BrokerMachine(RuleBasedStateMachine):
         self.running: dict[int, int] = {}  # worker key → gid, as the task workers see it
         self.stopped: set[int] = set()
 
-    def _absorb(self, actions: list[object]) -> None:
+    def _absorb(self, actions: Sequence[object]) -> None:
         for action in actions:
             if isinstance(action, Run):
                 assert action.worker not in self.running, "a busy task worker got a task"

@@ -126,7 +126,7 @@ def test_outside_swserve_every_call_is_one_clear_error(monkeypatch: pytest.Monke
     with pytest.raises(TasksUnavailable, match="only inside swserve"):
         swserve.task_nowait(module_level, 1)
     with pytest.raises(TasksUnavailable, match="only inside swserve"):
-        asyncio.run(swserve.task(module_level, 1))  # type: ignore[arg-type]
+        asyncio.run(swserve.task(module_level, 1))
     monkeypatch.setattr(_process, "TASK_SOCKET", "")
     with pytest.raises(TasksUnavailable, match="--task-workers N"):
         swserve.task_sync(module_level, 1)
