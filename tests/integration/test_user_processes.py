@@ -112,3 +112,22 @@ def test_a_user_process_does_not_outlive_a_killed_manager(serve: Starter, tmp_pa
     assert server.wait_exit(40) == 1
     # the kernel's SIGTERM (PR_SET_PDEATHSIG): it finished its work and exited
     assert [line.split()[0] for line in wait_lines(log, 2)] == ["up", "done"]
+
+
+def test_an_async_user_process_awaits_tasks(serve: Starter, tmp_path: Path) -> None:
+    server = serve(
+        "tasks_app:app",
+        "--process", "tasks_app:async_consumer", "--task-workers", "1",
+        env={"TASKS_DIR": str(tmp_path)},
+    )  # fmt: skip
+    pid, result = wait_lines(tmp_path / "async.log", 1)[0].split()
+    assert result == "42"
+    assert int(pid) in pids(server, "swserve: process 1 tasks_app:async_consumer")
+
+
+def test_a_user_process_that_cannot_be_imported_is_a_crash_loop(serve: Starter) -> None:
+    server = serve("tasks_app:app", "--process", "no_such_module:run")
+    server.expected_exit = 3
+    assert server.wait_exit(60) == 3
+    server.wait_for(r"user process 1: cannot run 'no_such_module:run': No module named")
+    server.wait_for(r"exited 5 times in a row")

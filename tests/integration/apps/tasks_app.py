@@ -189,3 +189,10 @@ def graceful() -> None:
         time.sleep(0.02)
     time.sleep(0.5)
     _log("graceful.log", f"done {os.getpid()}")
+
+
+async def async_consumer() -> None:
+    """An async user process: awaits tasks on its own event loop."""
+    result = await swserve.task(add, 20, 22)
+    _log("async.log", f"{os.getpid()} {result}")
+    await asyncio.sleep(3600)
