@@ -27,6 +27,8 @@ manager → master             meaning
 ``exit SLOT PID CODE SIG``   a worker exited (CODE -1 when killed by signal SIG)
 ``halt CODE MESSAGE``        stop the server with this exit code (boot failures)
 ``reloaded``                 a reload has replaced every worker
+``backoff SLOT N DELAY``     SLOT failed to boot N times in a row: next try in DELAY s
+                             (N 0: it booted, or a reload reset it)
 ``term`` / ``quit``          the manager got SIGTERM / SIGQUIT: the master stops the server
 ===========================  ==========================================================
 
@@ -125,6 +127,8 @@ class Manager:
                     os.kill(action.pid, action.sig)
             elif isinstance(action, policy.Reloaded):
                 self._tell("reloaded")
+            elif isinstance(action, policy.BackingOff):
+                self._tell(f"backoff {action.slot} {action.failures} {action.delay:g}")
             elif isinstance(action, policy.Halt):
                 if not self._halted:
                     self._halted = True
@@ -232,7 +236,11 @@ class Manager:
         _preload_worker_modules(self.config)
         self.apply(self.supervisor.start())
         while not self.supervisor.stopping:
-            for key, _ in self._selector.select(timeout=TICK):
+            timeout = TICK
+            wake_at = self.supervisor.wake_at()
+            if wake_at is not None:  # a back-off ends before the next tick: be on time
+                timeout = max(0.0, min(TICK, wake_at - time.monotonic()))
+            for key, _ in self._selector.select(timeout=timeout):
                 if key.data == "signal":
                     self._on_signals()
                 else:

@@ -328,8 +328,9 @@ class Master:
                 log.error("a new worker could not load the app: %s", message)
         elif kind == "lost":
             assert isinstance(arg, tuple)
-            self.lost_pids.add(arg[1])
-            self._check_halt()
+            if not self.announced:  # a start-up halt waits for these; later, none is kept
+                self.lost_pids.add(arg[1])
+                self._check_halt()
         elif kind == "recycle":
             assert isinstance(arg, tuple)
             self._tell_manager(f"recycle {arg[0]} {arg[1]}")
@@ -357,6 +358,8 @@ class Master:
         elif command == "reloaded":
             self.stats.reloads += 1
             log.info("reload finished; %s", self.stats.summary(self.reactor))
+        elif command == "backoff":
+            self.stats.worker_backoff(*(int(f) for f in line.split()[1:3]))
         elif command == "halt":
             self.halt = (int(parts[1]), parts[2] if len(parts) > 2 else "")
             self._check_halt()
@@ -366,7 +369,7 @@ class Master:
             self.stats.worker_exited(pid, stopping=self.stopping)
             if self.worker_pids.get(worker_id) == pid:
                 self.ready.discard(worker_id)
-            if code == EXIT_APP_LOAD:
+            if code == EXIT_APP_LOAD and not self.announced:  # only a start-up halt waits
                 self.boot_failed[pid] = worker_id
             self._check_halt()
 

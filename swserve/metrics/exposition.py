@@ -47,6 +47,8 @@ WORKERS_RETIRING: Final = "swserve_workers_retiring"
 RESTARTS: Final = "swserve_worker_restarts_total"
 RELOADS: Final = "swserve_reloads_total"
 READY: Final = "swserve_ready"
+BACKING_OFF: Final = "swserve_workers_backing_off"
+BOOT_FAILURES: Final = "swserve_worker_boot_failures_total"
 
 # Prometheus' default buckets: they cover 5 ms to 10 s, where web requests live.
 DURATION_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -80,6 +82,12 @@ METRICS: Final[tuple[Metric, ...]] = (
     ),
     Metric(RELOADS, "counter", "Reloads finished (every worker replaced)."),
     Metric(READY, "gauge", "1 when /readyz answers 200, else 0."),
+    Metric(
+        BACKING_OFF,
+        "gauge",
+        "Worker slots whose respawns keep failing to boot, waiting out a back-off.",
+    ),
+    Metric(BOOT_FAILURES, "counter", "Respawned workers that failed to boot after start-up."),
 )
 
 
