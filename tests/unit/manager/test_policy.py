@@ -158,7 +158,8 @@ def test_a_boot_failure_during_start_up_halts() -> None:
     first = min(h.sup.workers)
     h.run(h.sup.ready(first, h.now))  # one is ready, the other never is
     (action,) = h.run(h.sup.exited(max(h.sup.workers), EXIT_APP_LOAD, None, h.now))
-    assert isinstance(action, Halt) and action.code == EXIT_APP_LOAD
+    assert isinstance(action, Halt)
+    assert action.code == EXIT_APP_LOAD
 
 
 def test_a_crash_loop_after_start_up_backs_off_and_never_halts() -> None:
@@ -208,7 +209,8 @@ def test_sighup_resets_the_back_off_and_tries_the_new_code_now() -> None:
     h.run(h.sup.exited(pid, EXIT_APP_LOAD, None, h.now))  # now waiting 2 s
     assert h.sup.by_slot(1) == []
     actions = h.run(h.sup.reload(h.now))
-    assert Spawn(1, "crash") in actions and BackingOff(1, 0, 0.0) in actions
+    assert Spawn(1, "crash") in actions
+    assert BackingOff(1, 0, 0.0) in actions
     assert h.sup.wake_at() is None
     (fresh,) = [p for p, w in h.sup.workers.items() if w.slot == 1]
     assert not h.sup.workers[fresh].ready
@@ -250,8 +252,10 @@ def test_backoff_rule_is_reusable_per_kind() -> None:
     rule = Backoff(first=1.0, cap=5.0)
     steps = [rule.failed("cron", 0.0).delay for _ in range(6)]
     assert steps == [0.0, 1.0, 2.0, 4.0, 5.0, 5.0]
-    assert rule.due(4.9) == [] and rule.due(5.0) == ["cron"]
-    assert rule.succeeded("cron") == 6 and rule.failures == {}
+    assert rule.due(4.9) == []
+    assert rule.due(5.0) == ["cron"]
+    assert rule.succeeded("cron") == 6
+    assert rule.failures == {}
 
 
 def test_retiring_worker_is_killed_after_max_wait() -> None:
