@@ -67,8 +67,30 @@ def _parser_name(config: Config) -> str:
     return "httptools"
 
 
+# The master's signals.  Until its loop handles them, they are kept and replayed
+# (_early_signals): a SIGTERM while the hooks module imports, say, must stop the
+# server cleanly, not kill the master by default and leave its children behind.
+_SIGNALS = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGHUP,
+    signal.SIGUSR1,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGQUIT,
+    signal.SIGUSR2,
+)
+_early: list[int] = []
+
+
+def _keep_early_signals() -> None:
+    for sig in _SIGNALS:
+        signal.signal(sig, lambda signum, frame: _early.append(signum))
+
+
 def run(config: Config) -> int:
     """Run the server until it is stopped; return the process exit code."""
+    _keep_early_signals()
     if not setup_logging(config):  # a bad --log-file or --log-config: one line, before any fork
         return EXIT_ERROR
     http = _parser_name(config)
@@ -273,17 +295,11 @@ class Master:
             await self.metrics.start(lambda: render(collect(self)), lambda: readiness(self))
         self.control.setblocking(False)
         loop.add_reader(self.control, self._on_control_readable)
-        for sig in (
-            signal.SIGTERM,
-            signal.SIGINT,
-            signal.SIGHUP,
-            signal.SIGUSR1,
-            signal.SIGTTIN,
-            signal.SIGTTOU,
-            signal.SIGQUIT,
-            signal.SIGUSR2,
-        ):
+        for sig in _SIGNALS:
             loop.add_signal_handler(sig, self._enqueue, "signal", sig)
+        for sig in _early:  # those that came before the loop, in order
+            self._enqueue("signal", sig)
+        _early.clear()
         # uvloop keeps SIGCHLD for itself, so the manager's exit is watched through a
         # pidfd, and orphans (when we are PID 1 in a container) are reaped by a timer.
         self._pidfd = os.pidfd_open(self.manager_pid)
