@@ -297,8 +297,8 @@ class Master:
         loop.add_reader(self.control, self._on_control_readable)
         for sig in _SIGNALS:
             loop.add_signal_handler(sig, self._enqueue, "signal", sig)
-        for sig in _early:  # those that came before the loop, in order
-            self._enqueue("signal", sig)
+        for early in _early:  # those that came before the loop, in order
+            self._enqueue("signal", early)
         _early.clear()
         # uvloop keeps SIGCHLD for itself, so the manager's exit is watched through a
         # pidfd, and orphans (when we are PID 1 in a container) are reaped by a timer.
