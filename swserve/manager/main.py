@@ -141,14 +141,14 @@ class Manager:
         # it has reset our handlers would otherwise run the manager's no-op handler
         # and be lost, leaving a worker that ignores the stop.
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
-        pid = -1
         try:
-            while pid == -1:
-                try:
-                    pid = os.fork()
-                except OSError as exc:  # EAGAIN/ENOMEM: as Swoole does, retry every 100 ms
-                    log.error("cannot fork worker %d: %s; retrying", slot, exc)
-                    time.sleep(0.1)
+            pid = os.fork()
+        except OSError as exc:  # EAGAIN/ENOMEM: the supervisor retries after a back-off
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+            error = exc.strerror or str(exc)
+            self.apply(self.supervisor.fork_failed(slot, error, time.monotonic()))
+            return
+        try:
             cell = self._last_cell = busy.next_cell(set(self.cells.values()), self._last_cell)
             if busy.TABLE is not None:
                 busy.TABLE.reset(cell)

@@ -176,6 +176,8 @@ class Supervisor:
         self.stopping = False
         self.reloading = False
         self.backoff = backoff or Backoff()  # slot → boot failures in a row, respawn due
+        # slots whose fork failed, waiting out the back-off: slot → (replaces, reason)
+        self.fork_retry: dict[int, tuple[int | None, str]] = {}
         self.stats = Stats()
 
     # -- queries ---------------------------------------------------------------------------
@@ -238,6 +240,7 @@ class Supervisor:
             not self.started
             and all(w.ready for w in self.workers.values())
             and not self.pending_spawns
+            and not self.fork_retry
         ):
             self.started = True
         old_pid, worker.replaces = worker.replaces, None
@@ -322,6 +325,32 @@ class Supervisor:
         actions.append(BackingOff(worker.slot, step.failures, step.delay))
         return actions + self._reload_check()
 
+    def fork_failed(self, slot: int, error: str, now: float) -> list[Action]:
+        """The Spawn for ``slot`` could not fork (EAGAIN, ENOMEM): try again after a back-off.
+
+        Never a halt, even at start-up: the shortage may be someone else's and
+        pass; the server keeps serving with the workers it has meanwhile.
+        """
+        index = next((i for i, p in enumerate(self.pending_spawns) if p[0] == slot), None)
+        if index is None:
+            return []
+        _, replaces, reason = self.pending_spawns.pop(index)
+        if self.stopping:
+            return []
+        self.fork_retry[slot] = (replaces, reason)
+        step = self.backoff.failed(slot, now)
+        delay = max(step.delay, self.backoff.first)  # never at once: the shell is in fork()
+        self.backoff.waiting[slot] = now + delay
+        message = (
+            f"cannot fork worker {slot} ({error}), {step.failures} time(s) in a row; "
+            f"next try in {delay:g}s, {len(self.serving())} worker(s) serve meanwhile"
+        )
+        return [
+            Log("error", message),
+            BackingOff(slot, step.failures, delay),
+            *self._reload_check(),
+        ]
+
     def recycle(self, pid: int, reason: str, now: float) -> list[Action]:
         worker = self.workers.get(pid)
         if worker is None or not worker.ready or worker.retiring or self.stopping:
@@ -353,8 +382,7 @@ class Supervisor:
         for slot in sorted(s for s in self.backoff.reset() if isinstance(s, int)):
             actions.append(Log("info", f"worker {slot}: back-off reset, trying the new code now"))
             actions.append(BackingOff(slot, 0, 0.0))
-            if self.vacant(slot):
-                actions += self._spawn(slot, None, "crash")
+            actions += self._retry(slot)
         return actions + self._next(now)
 
     def timed_out(self, pid: int, now: float) -> list[Action]:
@@ -386,6 +414,7 @@ class Supervisor:
         if slot in self.backoff.waiting:
             actions.append(BackingOff(slot, 0, 0.0))
         self.backoff.forget(slot)
+        self.fork_retry.pop(slot, None)
         for worker in self.by_slot(slot):
             self.queue = collections.deque((p, r) for p, r in self.queue if p != worker.pid)
             worker.replaces = None
@@ -404,8 +433,7 @@ class Supervisor:
         actions: list[Action] = []
         for slot in self.backoff.due(now):
             assert isinstance(slot, int)
-            if not self.stopping and self.vacant(slot):
-                actions += self._spawn(slot, None, "crash")
+            actions += self._retry(slot)
         for worker in list(self.workers.values()):
             if not worker.retiring:
                 continue
@@ -424,6 +452,18 @@ class Supervisor:
                 )
                 actions.append(Kill(worker.pid, signal.SIGKILL, worker.retiring))
         return actions
+
+    def _retry(self, slot: int) -> list[Action]:
+        """A back-off is over (or reset): spawn what ``slot`` was waiting for."""
+        replaces, reason = self.fork_retry.pop(slot, (None, "crash"))
+        if self.stopping:
+            return []
+        old = self.workers.get(replaces) if replaces is not None else None
+        if old is not None and old.ready and not old.retiring:
+            return self._spawn(slot, old.pid, reason)  # the replacement it was to be
+        if self.vacant(slot):
+            return self._spawn(slot, None, "crash" if replaces is not None else reason)
+        return []
 
     def wake_at(self) -> float | None:
         """When :meth:`tick` must run next for a back-off (None: no hurry)."""

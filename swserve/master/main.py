@@ -121,7 +121,11 @@ def run(config: Config) -> int:
         ipc_socks.append(ipc_sock)
     ours, theirs = socket.socketpair()
     try:
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:  # EAGAIN (RLIMIT_NPROC, pid limit) or ENOMEM: one line, exit 1
+            log.error("cannot fork the manager: %s", exc.strerror or exc)
+            return EXIT_ERROR
         if pid == 0:  # the manager
             code = EXIT_ERROR
             try:
@@ -149,7 +153,11 @@ def run(config: Config) -> int:
         close = [ours, *(listener.sock for listener in listeners)]
         if metrics is not None:
             close.append(metrics.listener.sock)
-        children = fork_reactors(config, ipc_socks[1:], tls, close)
+        try:
+            children = fork_reactors(config, ipc_socks[1:], tls, close)
+        except OSError as exc:  # the manager (and reactors forked so far) see us go: EOF
+            log.error("cannot fork a reactor: %s", exc.strerror or exc)
+            return EXIT_ERROR
         # SIGRTMIN: the manager passes it on to the workers
         forward_reopen(lambda: (pid, *(child.pid for child in children)))
         setup.in_master()  # the --reload watcher, --cpu-affinity of the reactor

@@ -32,6 +32,7 @@ class Harness:
         self.pids = itertools.count(100)
         self.now = 0.0
         self.log: list[object] = []
+        self.fork_ok = True  # False: every fork fails (EAGAIN), as with RLIMIT_NPROC reached
 
     def run(self, actions: list[object]) -> list[object]:
         out = []
@@ -39,7 +40,10 @@ class Harness:
             self.log.append(action)
             out.append(action)
             if isinstance(action, Spawn):
-                self.sup.spawned(action.slot, next(self.pids), self.now)
+                if self.fork_ok:
+                    self.sup.spawned(action.slot, next(self.pids), self.now)
+                else:
+                    out += self.run(self.sup.fork_failed(action.slot, "EAGAIN", self.now))
         return out
 
     def start_all_ready(self) -> None:
@@ -248,6 +252,37 @@ def test_a_reload_during_start_up_waits_for_the_booting_workers() -> None:
     assert all(w.generation == h.sup.generation for w in h.sup.workers.values())
 
 
+def test_a_fork_that_fails_at_start_up_is_retried_after_a_back_off() -> None:
+    h = Harness(Supervisor(2))
+    h.fork_ok = False
+    actions = h.run(h.sup.start())
+    assert not any(isinstance(a, Halt) for a in actions)
+    assert [a.delay for a in actions if isinstance(a, BackingOff)] == [0.5, 0.5]
+    assert h.sup.workers == {}
+    h.fork_ok = True
+    h.now = 0.5
+    assert h.run(h.sup.tick(h.now)) == [Spawn(1, "start"), Spawn(2, "start")]
+    for pid in list(h.sup.workers):
+        h.run(h.sup.ready(pid, h.now))
+    assert h.sup.started
+
+
+def test_a_replacement_whose_fork_fails_is_retried_as_a_replacement() -> None:
+    h = Harness(Supervisor(1))
+    h.start_all_ready()
+    old = h.pid_of(1)
+    h.fork_ok = False
+    actions = h.run(h.sup.reload(h.now))
+    assert any(isinstance(a, Log) and "cannot fork worker 1" in a.message for a in actions)
+    assert not any(isinstance(a, Reloaded) for a in actions)  # the old code still serves
+    h.fork_ok = True
+    h.now = 1.0
+    assert h.run(h.sup.tick(h.now)) == [Spawn(1, "reload")]
+    new = max(h.sup.workers)
+    assert Retire(old, "reload") in h.run(h.sup.ready(new, h.now))
+    assert h.run(h.sup.exited(old, 0, None, h.now)) == [Reloaded()]
+
+
 def test_backoff_rule_is_reusable_per_kind() -> None:
     rule = Backoff(first=1.0, cap=5.0)
     steps = [rule.failed("cron", 0.0).delay for _ in range(6)]
@@ -420,6 +455,10 @@ class CrashLoopMachine(RuleBasedStateMachine):
     def a_retired_worker_exits(self) -> None:
         pid = self.retire_pending.pop(0)
         self._absorb(self.h.run(self.h.sup.exited(pid, 0, None, self.h.now)))
+
+    @rule(ok=st.booleans())
+    def forks_fail_or_work_again(self, ok: bool) -> None:
+        self.h.fork_ok = ok
 
     @rule(dt=st.sampled_from([0.01, 0.5, 3.0, 40.0]))
     def time_passes(self, dt: float) -> None:
