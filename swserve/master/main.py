@@ -253,6 +253,7 @@ class Master:
         if not self.children:
             self._children_gone.set()
         self._manager_gone = asyncio.Event()
+        self._orphans: list[int] = []  # pidfds of workers left by a manager that died
         self._idle = asyncio.Event()
 
     # -- events (from signal handlers, the reactor, the manager) -------------------------------
@@ -470,10 +471,19 @@ class Master:
                 os.close(self._pidfd)
                 self._manager_gone.set()
                 if not self.stopping:
+                    # Nobody can fork, reap or replace workers now, and a manager cannot
+                    # be forked again from this process (its loop and threads exist):
+                    # the workers serve what they hold, then the server stops with 1 so
+                    # that systemd, Kubernetes or Docker start it afresh, as they would
+                    # for gunicorn, whose arbiter is its master.
                     log.error(
-                        "the manager (pid %d) died unexpectedly (status %d): stopping", pid, status
+                        "the manager (pid %d) died unexpectedly (status %d): finishing the "
+                        "requests in flight, then stopping (exit 1)",
+                        pid,
+                        status,
                     )
-                    self._shutdown(EXIT_ERROR)
+                    self._orphans = self._worker_pidfds()
+                    self._shutdown(EXIT_ERROR, drain=True)
             elif pid in self._child_pidfds:
                 fd = self._child_pidfds.pop(pid)
                 asyncio.get_running_loop().remove_reader(fd)
@@ -497,12 +507,42 @@ class Master:
 
     # -- shutdown ---------------------------------------------------------------------------
 
-    def _shutdown(self, code: int, *, drain: bool = True) -> None:
+    def _shutdown(self, code: int, *, drain: bool | None = None) -> None:
+        """Stop with ``code``; ``drain`` (default: only for a clean stop) lets requests finish."""
         if self.stopping:
             return
         self.stopping = True
         self.exit_code = code
-        asyncio.get_running_loop().create_task(self._stop(code, drain and code == EXIT_OK))
+        drain = code == EXIT_OK if drain is None else drain
+        asyncio.get_running_loop().create_task(self._stop(code, drain))
+
+    def _worker_pidfds(self) -> list[int]:
+        """pidfds of the workers we know: ours to end if the manager is not there to."""
+        fds = []
+        for pid in {*self.worker_pids.values(), *self.stats.workers}:
+            with contextlib.suppress(OSError):
+                fds.append(os.pidfd_open(pid))
+        return fds
+
+    async def _end_orphans(self, grace: float) -> None:
+        """Stop the workers the dead manager left, as it would have: SIGTERM, SIGKILL later."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        for fd in self._orphans:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(fd, signal.SIGTERM)
+        for fd in self._orphans:
+            gone = asyncio.Event()
+            loop.add_reader(fd, gone.set)
+            try:
+                await asyncio.wait_for(gone.wait(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+            finally:
+                loop.remove_reader(fd)
+                os.close(fd)
+        self._orphans = []
 
     async def _stop(self, code: int, drain: bool) -> None:
         timeout = self.config.graceful_timeout
@@ -533,6 +573,8 @@ class Master:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             await self._children_gone.wait()
+        if self._orphans:
+            await self._end_orphans(timeout)
         if self.metrics is not None:
             self.metrics.close()
         if code == EXIT_OK:
