@@ -71,7 +71,7 @@ def command(server: str, port: int, workers: int, extra: tuple[str, ...]) -> lis
                 "--workers", str(workers)]  # fmt: skip
     if server == "granian":
         return [py, "-m", "granian", "--interface", "wsgi", "--port", str(port),
-                "--workers", str(workers), APP]  # fmt: skip
+                "--workers", str(workers), "--respawn-failed-workers", APP]  # fmt: skip
     raise SystemExit(f"unknown server {server!r}")
 
 

@@ -28,7 +28,8 @@ class _Held:
         self.path = path
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter(self.parts)
+        yield from self.parts
+        self.close()  # a server that never calls close() (uvicorn's WSGI) must not leave it
 
     def close(self) -> None:
         if self.path:
