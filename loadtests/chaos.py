@@ -47,6 +47,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loadtests.run import read_stats
+
 REPO = Path(__file__).resolve().parent.parent
 APP = "loadtests.apps.chaos_app:app"
 MOMENTS = ("idle", "reload", "recycle", "upload", "stream")
@@ -94,19 +96,13 @@ def get(port: int, path: str = "/", timeout: float = 2.0) -> int | None:
 
 
 def session_pids(sid: int) -> dict[int, str]:
+    """pid → command line of the live processes of the group ``sid`` leads (its own session)."""
     out = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[3]) == sid and fields[0] != "Z":
-            out[int(entry.name)] = cmd
-    return out
+    for pid, stat in read_stats().items():
+        if stat.pgrp == sid and not stat.zombie:
+            with contextlib.suppress(OSError):
+                out[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    return {pid: cmd.strip() for pid, cmd in out.items()}
 
 
 def by_title(sid: int, prefix: str) -> list[int]:
@@ -145,13 +141,12 @@ class Running:
         sid = self.proc.pid
         if self.server == "swserve":
             return by_title(sid, "swserve: worker")
-        kids = []
-        for pid in session_pids(sid):
-            with contextlib.suppress(OSError):
-                stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-                if int(stat[1]) == sid and b"resource_tracker" not in cmd:
-                    kids.append(pid)
+        stats = read_stats()
+        kids = [
+            pid
+            for pid, cmd in session_pids(sid).items()
+            if pid in stats and stats[pid].ppid == sid and "resource_tracker" not in cmd
+        ]
         return sorted(kids)
 
     def stop(self, timeout: float = 30.0) -> tuple[int | None, list[str]]:

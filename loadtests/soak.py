@@ -35,24 +35,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from loadtests.chaos import session_pids
+
 REPO = Path(__file__).resolve().parent.parent
 APP = "loadtests.apps.hello_wsgi:app"
 TITLES = ("swserve: master", "swserve: manager", "swserve: reactor")
-
-
-def session_titles(sid: int) -> dict[int, str]:
-    out = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-        except OSError:
-            continue
-        if int(stat[3]) == sid and stat[0] != "Z":
-            out[int(entry.name)] = cmd
-    return out
 
 
 def fds(pid: int) -> int:
@@ -123,7 +110,7 @@ class Soak:
         return Path(self.log.name).read_text(errors="replace")
 
     def watched(self) -> dict[int, str]:
-        titles = session_titles(self.proc.pid)
+        titles = session_pids(self.proc.pid)
         return {pid: t for pid, t in titles.items() if t.startswith(TITLES)}
 
     def sample(self, phase: str) -> None:

@@ -14,22 +14,32 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.conftest import Starter
+from tests.integration.conftest import Server, Starter
 from tests.integration.test_lifecycle import wait_until, worker_pids
 from tests.integration.test_metrics import METRICS_ARGS, get, metrics_port, one, poll
 
 pytestmark = pytest.mark.modes("process", "base")
 
 
+def serving_then_broken(
+    serve: Starter, tmp_path: Path, workers: int
+) -> tuple[Server, int, Path, list[int]]:
+    """A server that has served; then a bad deploy lands on disk. → server, metrics port, …"""
+    version = tmp_path / "version"
+    version.write_text("old")
+    server = serve(
+        "versioned:app", *METRICS_ARGS, workers=workers, env={"VERSION_FILE": str(version)}
+    )
+    port = metrics_port(server)
+    pids = sorted(worker_pids(server))
+    version.write_text("broken")
+    return server, port, version, pids
+
+
 def test_a_crash_loop_backs_off_serves_on_and_a_sighup_ends_it(
     serve: Starter, tmp_path: Path
 ) -> None:
-    version = tmp_path / "version"
-    version.write_text("old")
-    server = serve("versioned:app", *METRICS_ARGS, workers=2, env={"VERSION_FILE": str(version)})
-    port = metrics_port(server)
-    victim, healthy = sorted(worker_pids(server))
-    version.write_text("broken")  # a bad deploy lands on disk
+    server, port, version, (victim, healthy) = serving_then_broken(serve, tmp_path, 2)
     os.kill(victim, signal.SIGKILL)
     for failures, delay in ((2, "0.5"), (3, "1"), (4, "2")):  # one line per step
         server.wait_for(rf"failed to boot {failures} times in a row .*next try in {delay}s")
@@ -61,12 +71,7 @@ def test_a_crash_loop_backs_off_serves_on_and_a_sighup_ends_it(
 def test_with_no_worker_left_readyz_says_why_and_a_sighup_recovers(
     serve: Starter, tmp_path: Path
 ) -> None:
-    version = tmp_path / "version"
-    version.write_text("old")
-    server = serve("versioned:app", *METRICS_ARGS, workers=1, env={"VERSION_FILE": str(version)})
-    port = metrics_port(server)
-    (pid,) = worker_pids(server)
-    version.write_text("broken")
+    server, port, version, (pid,) = serving_then_broken(serve, tmp_path, 1)
     os.kill(pid, signal.SIGKILL)
     server.wait_for(r"failed to boot 3 times in a row")
     ready = get(port, "/readyz")
