@@ -32,6 +32,8 @@ manager → master             meaning
 ``exit SLOT PID CODE SIG``   a worker exited (CODE -1 when killed by signal SIG)
 ``halt CODE MESSAGE``        stop the server with this exit code (boot failures)
 ``reloaded``                 a reload has replaced every worker
+``backoff SLOT N DELAY``     SLOT failed to boot N times in a row: next try in DELAY s
+                             (N 0: it booted, or a reload reset it)
 ``term`` / ``quit``          the manager got SIGTERM / SIGQUIT: the master stops the server
 ``task-retire PID REASON``   the broker gives that task worker no more tasks, then STOP
 ``task-reloaded``            a task reload has replaced every task worker
@@ -152,6 +154,8 @@ class Manager(OtherKinds):
                 self._tell(f"retire {action.pid} {action.reason}")
             elif isinstance(action, policy.Reloaded):
                 self._tell("reloaded")
+            elif isinstance(action, policy.BackingOff):
+                self._tell(f"backoff {action.slot} {action.failures} {action.delay:g}")
             else:  # Kill, Halt, Log: as for every kind of child
                 self._common(action)
 
@@ -159,7 +163,13 @@ class Manager(OtherKinds):
         cell = self._last_cell = busy.next_cell(set(self.cells.values()), self._last_cell)
         if busy.TABLE is not None:
             busy.TABLE.reset(cell)
-        pid = self._fork(f"worker {slot}", lambda mask: self._become_worker(slot, mask, cell))
+        try:
+            pid = self._fork(f"worker {slot}", lambda mask: self._become_worker(slot, mask, cell))
+        except OSError as exc:  # EAGAIN/ENOMEM: the supervisor retries after a back-off
+            self.apply(
+                self.supervisor.fork_failed(slot, exc.strerror or str(exc), time.monotonic())
+            )
+            return
         self.cells[pid] = cell
         now = time.monotonic()
         self.supervisor.spawned(slot, pid, now)
@@ -248,7 +258,11 @@ class Manager(OtherKinds):
         if self.tasks is not None:
             self.apply_task(self.tasks.start())
         while not self.supervisor.stopping:
-            for key, _ in self._selector.select(timeout=self._until_next_tick()):
+            timeout = self._until_next_tick()
+            wake_at = self.supervisor.wake_at()
+            if wake_at is not None:  # a back-off ends before the next tick: be on time
+                timeout = max(0.0, min(timeout, wake_at - time.monotonic()))
+            for key, _ in self._selector.select(timeout=timeout):
                 if key.data == "signal":
                     self._on_signals()
                 else:

@@ -167,17 +167,13 @@ class OtherKinds:
 
         Signals are blocked across fork(): a SIGTERM that reaches the child before
         it has reset our handlers would otherwise run the manager's no-op handler
-        and be lost, leaving a child that ignores the stop.
+        and be lost, leaving a child that ignores the stop.  A failed fork (EAGAIN,
+        ENOMEM) raises ``OSError``: the caller's policy decides when to try again,
+        so the manager's loop never blocks on it.
         """
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
-        pid = -1
         try:
-            while pid == -1:
-                try:
-                    pid = os.fork()
-                except OSError as exc:  # EAGAIN/ENOMEM: as Swoole does, retry every 100 ms
-                    log.error("cannot fork %s: %s; retrying", what, exc)
-                    time.sleep(0.1)
+            pid = os.fork()
             if pid == 0:
                 child(blocked)
         finally:
@@ -186,15 +182,27 @@ class OtherKinds:
 
     def _spawn_task(self, slot: int) -> None:
         assert self.tasks is not None
-        pid = self._fork(f"task worker {slot}", lambda mask: self._become_task_worker(slot, mask))
+        try:
+            pid = self._fork(
+                f"task worker {slot}", lambda mask: self._become_task_worker(slot, mask)
+            )
+        except OSError as exc:  # the task workers' supervisor backs off, as for workers
+            error = exc.strerror or str(exc)
+            self.apply_task(self.tasks.fork_failed(slot, error, time.monotonic()))
+            return
         self.tasks.spawned(slot, pid, time.monotonic())
 
     def _spawn_user(self, index: int) -> None:
         assert self.user is not None
         manager = os.getpid()
-        pid = self._fork(
-            f"user process {index}", lambda mask: self._become_user(index, mask, manager)
-        )
+        try:
+            pid = self._fork(
+                f"user process {index}", lambda mask: self._become_user(index, mask, manager)
+            )
+        except OSError as exc:
+            error = exc.strerror or str(exc)
+            self.apply_user(self.user.fork_failed(index, error, time.monotonic()))
+            return
         self.user.spawned(index, pid, time.monotonic())
 
     def _become_task_worker(self, slot: int, mask: set[int | signal.Signals]) -> None:

@@ -8,8 +8,13 @@ the workers (a queue consumer, a scheduler).  The manager shell forks them
 - One that exits, for any reason, is started again after a back-off: 0.1 s,
   doubling with each exit in a row up to 10 s.  A run of ``STABLE`` seconds
   or more resets the back-off.
-- ``CRASH_LOOP`` exits in a row, each after less than ``STABLE`` seconds, stop
-  the server (exit code 3), as for workers that cannot boot.
+- ``CRASH_LOOP`` exits in a row, each after less than ``STABLE`` seconds, of a
+  process that has never run ``STABLE`` seconds stop the server (exit code 3),
+  as workers that cannot boot at start-up do.  Once it has run that long, it is
+  only ever restarted (the back-off caps at 10 s), as workers are once the
+  server has served (``manager/backoff.py``): a consumer that loses its broker
+  for an hour must not take the web server down with it.
+- A fork that fails (EAGAIN, ENOMEM) is tried again after a back-off too.
 - A reload (SIGHUP) stops each one (SIGTERM, SIGKILL after the grace) and
   starts the new code as soon as it has exited: never two copies at once, as
   a consumer may hold a lock or a queue.
@@ -24,11 +29,12 @@ from dataclasses import dataclass
 from typing import Final
 
 from swserve.errors import EXIT_APP_LOAD
-from swserve.manager.policy import CRASH_LOOP, Action, Halt, Kill, Log, Spawn
+from swserve.manager.policy import Action, Halt, Kill, Log, Spawn
 
 BACKOFF_FIRST: Final = 0.1
 BACKOFF_MAX: Final = 10.0
 STABLE: Final = 10.0  # a run at least this long is not part of a crash loop
+CRASH_LOOP: Final = 5  # short runs in a row of a never-stable process that stop the server
 
 
 @dataclass(slots=True)
@@ -42,6 +48,7 @@ class UserProcess:
     replacing: bool = False  # stopped by a reload: start again at once
     stop_sent: float | None = None  # when SIGTERM was sent
     restarts: int = 0
+    proven: bool = False  # has run STABLE seconds once: a crash loop no longer halts
 
 
 def describe_exit(code: int | None, sig: int | None) -> str:
@@ -92,8 +99,9 @@ class UserProcesses:
             proc.failures = 0
             return [Spawn(proc.index, "reload")]
         ran = now - proc.started_at
+        proc.proven = proc.proven or ran >= STABLE
         proc.failures = 1 if ran >= STABLE else proc.failures + 1
-        if proc.failures >= CRASH_LOOP:
+        if proc.failures >= CRASH_LOOP and not proc.proven:
             return [
                 Halt(
                     EXIT_APP_LOAD,
@@ -104,6 +112,16 @@ class UserProcesses:
         delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (proc.failures - 1))
         proc.restart_at = now + delay
         return [Log("warning", f"{who} {describe_exit(code, sig)}; restarting in {delay:g}s")]
+
+    def fork_failed(self, index: int, error: str, now: float) -> list[Action]:
+        """The Spawn for ``index`` could not fork: try again after a back-off."""
+        proc = self.procs[index - 1]
+        if self.stopping or proc.pid:
+            return []
+        proc.restart_at = now + 1.0
+        return [
+            Log("error", f"cannot fork user process {index} ({proc.spec}): {error}; retrying in 1s")
+        ]
 
     def next_due(self) -> float | None:
         """When the next restart is due (the manager wakes up for it), if any."""
@@ -119,9 +137,9 @@ class UserProcesses:
                 proc.restart_at = None
                 proc.restarts += 1
                 actions.append(Spawn(proc.index, "restart"))
-            elif (
-                proc.pid and proc.stop_sent is not None and now - proc.stop_sent >= self.kill_grace
-            ):
+            if proc.pid and now - proc.started_at >= STABLE:
+                proc.proven = True  # a crash loop after this restarts, never halts
+            if proc.pid and proc.stop_sent is not None and now - proc.stop_sent >= self.kill_grace:
                 proc.stop_sent = float("inf")
                 actions.append(Kill(proc.pid, signal.SIGKILL, "reload"))
         return actions

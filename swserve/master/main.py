@@ -70,8 +70,30 @@ def _parser_name(config: Config) -> str:
     return "httptools"
 
 
+# The master's signals.  Until its loop handles them, they are kept and replayed
+# (_early_signals): a SIGTERM while the hooks module imports, say, must stop the
+# server cleanly, not kill the master by default and leave its children behind.
+_SIGNALS = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGHUP,
+    signal.SIGUSR1,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGQUIT,
+    signal.SIGUSR2,
+)
+_early: list[int] = []
+
+
+def _keep_early_signals() -> None:
+    for sig in _SIGNALS:
+        signal.signal(sig, lambda signum, frame: _early.append(signum))
+
+
 def run(config: Config) -> int:
     """Run the server until it is stopped; return the process exit code."""
+    _keep_early_signals()
     if not setup_logging(config):  # a bad --log-file or --log-config: one line, before any fork
         return EXIT_ERROR
     http = _parser_name(config)
@@ -110,7 +132,11 @@ def run(config: Config) -> int:
         task_sock.listen(1024)
     ours, theirs = socket.socketpair()
     try:
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:  # EAGAIN (RLIMIT_NPROC, pid limit) or ENOMEM: one line, exit 1
+            log.error("cannot fork the manager: %s", exc.strerror or exc)
+            return EXIT_ERROR
         if pid == 0:  # the manager
             code = EXIT_ERROR
             try:
@@ -151,7 +177,11 @@ def run(config: Config) -> int:
             close.append(control_sock.sock)
         if task_sock is not None:
             close.append(task_sock)
-        children = fork_reactors(config, ipc_socks[1:], tls, close)
+        try:
+            children = fork_reactors(config, ipc_socks[1:], tls, close)
+        except OSError as exc:  # the manager (and reactors forked so far) see us go: EOF
+            log.error("cannot fork a reactor: %s", exc.strerror or exc)
+            return EXIT_ERROR
         # SIGRTMIN: the manager passes it on to the workers
         forward_reopen(lambda: (pid, *(child.pid for child in children)))
         setup.in_master()  # the --reload watcher, --cpu-affinity of the reactor
@@ -258,6 +288,7 @@ class Master:
         if not self.children:
             self._children_gone.set()
         self._manager_gone = asyncio.Event()
+        self._orphans: list[int] = []  # pidfds of workers left by a manager that died
         self._idle = asyncio.Event()
 
     # -- events (from signal handlers, the reactor, the manager) -------------------------------
@@ -321,17 +352,11 @@ class Master:
             await self.control_server.start(self.control_sock)
         self.control.setblocking(False)
         loop.add_reader(self.control, self._on_control_readable)
-        for sig in (
-            signal.SIGTERM,
-            signal.SIGINT,
-            signal.SIGHUP,
-            signal.SIGUSR1,
-            signal.SIGTTIN,
-            signal.SIGTTOU,
-            signal.SIGQUIT,
-            signal.SIGUSR2,
-        ):
+        for sig in _SIGNALS:
             loop.add_signal_handler(sig, self._enqueue, "signal", sig)
+        for early in _early:  # those that came before the loop, in order
+            self._enqueue("signal", early)
+        _early.clear()
         # uvloop keeps SIGCHLD for itself, so the manager's exit is watched through a
         # pidfd, and orphans (when we are PID 1 in a container) are reaped by a timer.
         self._pidfd = os.pidfd_open(self.manager_pid)
@@ -375,8 +400,9 @@ class Master:
                 log.error("a new worker could not load the app: %s", message)
         elif kind == "lost":
             assert isinstance(arg, tuple)
-            self.lost_pids.add(arg[1])
-            self._check_halt()
+            if not self.announced:  # a start-up halt waits for these; later, none is kept
+                self.lost_pids.add(arg[1])
+                self._check_halt()
         elif kind == "recycle":
             assert isinstance(arg, tuple)
             self._tell_manager(f"recycle {arg[0]} {arg[1]}")
@@ -413,6 +439,8 @@ class Master:
             log.info("task worker reload finished")
         elif command == "process-restart":
             self.user_process_restarts += 1
+        elif command == "backoff":
+            self.stats.worker_backoff(*(int(f) for f in line.split()[1:3]))
         elif command == "halt":
             self.halt = (int(parts[1]), parts[2] if len(parts) > 2 else "")
             self._check_halt()
@@ -422,7 +450,7 @@ class Master:
             self.stats.worker_exited(pid, stopping=self.stopping)
             if self.worker_pids.get(worker_id) == pid:
                 self.ready.discard(worker_id)
-            if code == EXIT_APP_LOAD:
+            if code == EXIT_APP_LOAD and not self.announced:  # only a start-up halt waits
                 self.boot_failed[pid] = worker_id
             self._check_halt()
 
@@ -514,10 +542,19 @@ class Master:
                 os.close(self._pidfd)
                 self._manager_gone.set()
                 if not self.stopping:
+                    # Nobody can fork, reap or replace workers now, and a manager cannot
+                    # be forked again from this process (its loop and threads exist):
+                    # the workers serve what they hold, then the server stops with 1 so
+                    # that systemd, Kubernetes or Docker start it afresh, as they would
+                    # for gunicorn, whose arbiter is its master.
                     log.error(
-                        "the manager (pid %d) died unexpectedly (status %d): stopping", pid, status
+                        "the manager (pid %d) died unexpectedly (status %d): finishing the "
+                        "requests in flight, then stopping (exit 1)",
+                        pid,
+                        status,
                     )
-                    self._shutdown(EXIT_ERROR)
+                    self._orphans = self._worker_pidfds()
+                    self._shutdown(EXIT_ERROR, drain=True)
             elif pid in self._child_pidfds:
                 fd = self._child_pidfds.pop(pid)
                 asyncio.get_running_loop().remove_reader(fd)
@@ -541,12 +578,42 @@ class Master:
 
     # -- shutdown ---------------------------------------------------------------------------
 
-    def _shutdown(self, code: int, *, drain: bool = True) -> None:
+    def _shutdown(self, code: int, *, drain: bool | None = None) -> None:
+        """Stop with ``code``; ``drain`` (default: only for a clean stop) lets requests finish."""
         if self.stopping:
             return
         self.stopping = True
         self.exit_code = code
-        asyncio.get_running_loop().create_task(self._stop(code, drain and code == EXIT_OK))
+        drain = code == EXIT_OK if drain is None else drain
+        asyncio.get_running_loop().create_task(self._stop(code, drain))
+
+    def _worker_pidfds(self) -> list[int]:
+        """pidfds of the workers we know: ours to end if the manager is not there to."""
+        fds = []
+        for pid in {*self.worker_pids.values(), *self.stats.workers}:
+            with contextlib.suppress(OSError):
+                fds.append(os.pidfd_open(pid))
+        return fds
+
+    async def _end_orphans(self, grace: float) -> None:
+        """Stop the workers the dead manager left, as it would have: SIGTERM, SIGKILL later."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        for fd in self._orphans:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(fd, signal.SIGTERM)
+        for fd in self._orphans:
+            gone = asyncio.Event()
+            loop.add_reader(fd, gone.set)
+            try:
+                await asyncio.wait_for(gone.wait(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+            finally:
+                loop.remove_reader(fd)
+                os.close(fd)
+        self._orphans = []
 
     async def _stop(self, code: int, drain: bool) -> None:
         timeout = self.config.graceful_timeout
@@ -583,6 +650,8 @@ class Master:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             await self._children_gone.wait()
+        if self._orphans:
+            await self._end_orphans(timeout)
         if self.metrics is not None:
             self.metrics.close()
         if self.control_server is not None:

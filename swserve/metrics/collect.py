@@ -18,6 +18,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 from swserve.metrics.exposition import (
+    BACKING_OFF,
+    BOOT_FAILURES,
     CONN_OPEN,
     IN_FLIGHT,
     QUEUED,
@@ -77,7 +79,12 @@ def readiness(view: MasterView) -> tuple[bool, str]:
     if not view.announced:
         return False, "starting"
     if not workers_alive(view.reactor):
+        if view.stats.backoff:
+            return False, "no worker is ready: respawns keep failing to boot (back-off)"
         return False, "no worker is ready"
+    if view.stats.backoff:  # serving, with fewer workers than asked for
+        slots = ", ".join(str(s) for s in sorted(view.stats.backoff))
+        return True, f"ready (degraded: worker {slots} keeps failing to boot)"
     return True, "ready"
 
 
@@ -94,6 +101,8 @@ def master_snapshot(view: MasterView) -> dict[str, int]:
         WORKERS_RETIRING: sum(1 for s in slots if s.retiring),
         RELOADS: stats.reloads,
         READY: int(readiness(view)[0]),
+        BACKING_OFF: len(stats.backoff),
+        BOOT_FAILURES: stats.boot_failures,
         key(RESTARTS, "crash"): stats.crashes,
         key(RESTARTS, "timeout"): stats.timeouts,
     }

@@ -55,6 +55,8 @@ TASK_RUNNING: Final = "swserve_tasks_running"
 TASK_DURATION: Final = "swserve_task_duration_seconds"
 TASK_WORKERS_ALIVE: Final = "swserve_task_workers_alive"
 USER_PROCESS_RESTARTS: Final = "swserve_user_process_restarts_total"
+BACKING_OFF: Final = "swserve_workers_backing_off"
+BOOT_FAILURES: Final = "swserve_worker_boot_failures_total"
 
 # Prometheus' default buckets: they cover 5 ms to 10 s, where web requests live.
 DURATION_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -110,6 +112,12 @@ METRICS: Final[tuple[Metric, ...]] = (
     ),
     Metric(TASK_WORKERS_ALIVE, "gauge", "Task workers that take tasks."),
     Metric(USER_PROCESS_RESTARTS, "counter", "User processes (--process) restarted."),
+    Metric(
+        BACKING_OFF,
+        "gauge",
+        "Worker slots whose respawns keep failing to boot, waiting out a back-off.",
+    ),
+    Metric(BOOT_FAILURES, "counter", "Respawned workers that failed to boot after start-up."),
 )
 
 

@@ -88,7 +88,17 @@ class WorkerLink(asyncio.Protocol):
                 else:
                     conn.on_response_body(payload, end)
             else:
-                self._control(kind, flags, payload)
+                try:
+                    self._control(kind, flags, payload)
+                except IPCError as exc:  # a HELLO, READY or SERVED that does not decode
+                    log.error(
+                        "worker %d sent a bad %s frame: %s",
+                        self.worker_id,
+                        framing.FRAME_NAMES[kind],
+                        exc,
+                    )
+                    self.transport.abort()
+                    return
         if self.reactor.draining:
             self.reactor.check_idle()
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import select
 import signal
 import socket
 import threading
@@ -135,6 +136,50 @@ class LocalSink:
         return None
 
 
+_GONE: Final = select.POLLRDHUP | select.POLLHUP | select.POLLERR
+
+
+class InlineSink(LocalSink):
+    """The sink of an app that runs on the loop itself (``--threads 1``).
+
+    While the app runs, the loop cannot see its client leave: ``connection_lost``
+    waits until the app returns, and an endless stream (SSE, long polling) would
+    hold the only worker for good.  So before each body part the socket is
+    asked directly (one ``poll``, no wait) whether the peer has closed or reset
+    it, and a client that has gone raises :class:`ClientDisconnected`, as a
+    DISCONNECT frame does in process mode: the app's iterable is closed and the
+    worker is free.  A write that failed (``is_closing``) says the same.
+    """
+
+    __slots__ = ("poller",)
+
+    def __init__(self, conn: HttpConnection, seq: int) -> None:
+        super().__init__(conn, seq)
+        self.poller: select.poll | None = None
+
+    def gone(self) -> bool:
+        transport = self.conn.transport
+        if transport.is_closing():
+            return True
+        poller = self.poller
+        if poller is None:
+            sock = transport.get_extra_info("socket")
+            if sock is None:
+                return False
+            poller = self.poller = select.poll()
+            poller.register(sock.fileno(), _GONE)
+        try:
+            return bool(poller.poll(0))
+        except OSError:
+            return True
+
+    def send_body(self, data: bytes, end: bool) -> None:
+        if self._live():
+            if not end and self.gone():
+                raise ClientDisconnected
+            self.conn.on_response_body(data, end)
+
+
 # -- executors --------------------------------------------------------------------------
 
 
@@ -195,11 +240,11 @@ class InlineWSGI:
                 return
             fields = request_fields(conn)
             if not self.alarm:
-                paused = self.adapter(fields, request_body(conn), LocalSink(conn, seq))
+                paused = self.adapter(fields, request_body(conn), InlineSink(conn, seq))
                 return
             self._arm(fields)
             try:
-                paused = self.adapter(fields, request_body(conn), LocalSink(conn, seq))
+                paused = self.adapter(fields, request_body(conn), InlineSink(conn, seq))
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 self.slowlog.running.clear()

@@ -10,8 +10,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from swserve.errors import EXIT_APP_LOAD
 from swserve.manager.other_kinds import relabel
-from swserve.manager.policy import CRASH_LOOP, Halt, Kill, Log, Spawn
-from swserve.manager.user_processes import BACKOFF_MAX, STABLE, UserProcesses
+from swserve.manager.policy import Halt, Kill, Log, Spawn
+from swserve.manager.user_processes import BACKOFF_MAX, CRASH_LOOP, STABLE, UserProcesses
 
 
 def started(*specs: str) -> UserProcesses:
@@ -64,6 +64,34 @@ def test_a_stable_run_resets_the_back_off() -> None:
         now += 0.1
         assert procs.tick(now) == [Spawn(1, "restart")]
         procs.spawned(1, int(now), now)
+
+
+def test_a_process_that_once_ran_stable_is_restarted_forever_never_halting() -> None:
+    """As workers once the server has served (#17): a consumer whose broker went away."""
+    procs = started()
+    now = STABLE  # its first run was stable
+    assert procs.tick(now) == []
+    assert procs.procs[0].proven
+    for _ in range(CRASH_LOOP * 3):
+        actions = procs.exited(procs.procs[0].pid, 1, None, now + 0.01)
+        assert not any(isinstance(a, Halt) for a in actions)
+        due = procs.next_due()
+        assert due is not None
+        assert due - (now + 0.01) <= BACKOFF_MAX
+        now = due
+        assert procs.tick(now) == [Spawn(1, "restart")]
+        procs.spawned(1, int(now * 1000), now)
+
+
+def test_a_failed_fork_is_retried_later() -> None:
+    procs = started()
+    procs.exited(100, 1, None, 0.05)
+    assert procs.tick(1.0) == [Spawn(1, "restart")]
+    (log,) = procs.fork_failed(1, "Resource temporarily unavailable", 1.0)
+    assert isinstance(log, Log)
+    assert "cannot fork user process 1" in log.message
+    assert procs.tick(1.5) == []
+    assert procs.tick(2.0) == [Spawn(1, "restart")]
 
 
 @given(st.integers(1, 40))
