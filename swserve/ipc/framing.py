@@ -53,6 +53,12 @@ BUFFER_FULL: Final = 12  # R→W  this request's client reads slowly: stop sendi
 BUFFER_EMPTY: Final = 13  # R→W  its client caught up: send on (Swoole's onBufferEmpty)
 HEARTBEAT: Final = 14  # W→R  the worker's loop is alive (sent from that loop, about once a second)
 METRICS: Final = 15  # W→R  base mode, --metrics-bind: the worker's counters (JSON object of ints)
+# WebSocket sessions (16-23); the request id is the upgrade request's.  BUFFER_FULL and
+# BUFFER_EMPTY also flow W→R for a session: the app holds --ws-max-queue unread messages.
+WS_CONNECT: Final = 16  # R→W  a valid upgrade request: run the app's websocket session
+WS_ACCEPT: Final = 17  # W→R  the app accepted (payload: codec.ws_accept): send the 101
+WS_MESSAGE: Final = 18  # both  one whole message; flag WS_TEXT; MORE on all parts but the last
+WS_CLOSE: Final = 19  # both  code and reason: R→W the session ended, W→R the app closes it
 
 FRAME_NAMES: Final = {
     HELLO: "HELLO",
@@ -70,10 +76,15 @@ FRAME_NAMES: Final = {
     BUFFER_EMPTY: "BUFFER_EMPTY",
     HEARTBEAT: "HEARTBEAT",
     METRICS: "METRICS",
+    WS_CONNECT: "WS_CONNECT",
+    WS_ACCEPT: "WS_ACCEPT",
+    WS_MESSAGE: "WS_MESSAGE",
+    WS_CLOSE: "WS_CLOSE",
 }
 
 # Flags.  MORE/END belong to request/response streams; the low nibble of a
 # RESPONSE_START carries serializer.HAS_CONTENT_LENGTH … HAS_SERVER.
+WS_TEXT: Final = 0x01  # on a WS_MESSAGE: a text message (UTF-8), else binary
 SPOOLED: Final = 0x20  # on a REQUEST: the body part is the path of a file holding the body
 MORE: Final = 0x40  # more frames of this request body follow
 SERVED_RECYCLE: Final = 0x01  # on a SERVED: my --max-requests is reached, replace me
@@ -265,4 +276,19 @@ def body_frames(session: int, request: int, data: Buffer, end: bool) -> list[Buf
         part = view[start : start + MAX_PAYLOAD]
         flags = END if end and start + MAX_PAYLOAD >= size else 0
         out += (encode_header(RESPONSE_BODY, flags, session, request, len(part)), part)
+    return out
+
+
+def message_frames(session: int, request: int, text: bool, data: Buffer) -> list[Buffer]:
+    """Buffers of one WS_MESSAGE, split at MAX_PAYLOAD (MORE on all parts but the last)."""
+    flags = WS_TEXT if text else 0
+    size = len(data)
+    if size < BIG:
+        return [_pack(MAGIC, VERSION, WS_MESSAGE, flags, size, session, request) + data]
+    view = memoryview(data)
+    out: list[Buffer] = []
+    for start in range(0, size, MAX_PAYLOAD):
+        part = view[start : start + MAX_PAYLOAD]
+        more = MORE if start + MAX_PAYLOAD < size else 0
+        out += (encode_header(WS_MESSAGE, flags | more, session, request, len(part)), part)
     return out

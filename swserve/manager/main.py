@@ -102,7 +102,7 @@ class Manager:
         self.supervisor = policy.Supervisor(
             config.workers,
             max_concurrent=config.max_concurrent_recycles,
-            max_wait=config.max_wait_time,
+            max_wait=config.retire_wait,  # WebSocket sessions drain first
             kill_grace=config.graceful_timeout,
             reload_mode=config.reload_mode,
         )

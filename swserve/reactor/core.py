@@ -33,6 +33,7 @@ from swserve.protocol.limits import Limits
 from swserve.protocol.parser import HttptoolsParser, Parser
 from swserve.reactor.dispatcher import Dispatcher, WorkerSlot
 from swserve.reactor.http_conn import HttpConnection
+from swserve.reactor.ws_conn import WsMetrics, WsSessions
 
 if TYPE_CHECKING:
     from swserve.access_log import AccessLog
@@ -113,6 +114,11 @@ class Reactor:
         self.remote = RemoteSources()  # what base-mode workers count and send (METRICS)
         self.dispatcher = Dispatcher(config.dispatch, busy.TABLE)
         self.sessions: dict[int, HttpConnection] = {}
+        # the open WebSocket sessions (also in ``sessions``, as connections)
+        self.ws = WsSessions(config, self.on_ws_ended)
+        if self.metrics is not None:
+            self.ws.metrics = WsMetrics()
+        self.interface = ""  # the app's, once a worker is ready: "asgi" gets WebSockets
         self.queue: collections.deque[HttpConnection] = collections.deque()
         self.links: dict[int, WorkerLink] = {}
         self.draining = False
@@ -160,6 +166,8 @@ class Reactor:
         slowlog = config.slowlog_timeout
         now = self.now
         for conn in list(self.sessions.values()):
+            if conn.ws is not None:
+                continue  # a WebSocket session: its own sweep (reactor/ws_conn.py)
             if conn.write_paused and now - conn.paused_since >= config.write_timeout:
                 conn.closing = True
                 conn.transport.abort()  # the client stopped reading: its worker gets DISCONNECT
@@ -250,6 +258,7 @@ class Reactor:
         conn.current = None
 
     def stop(self) -> None:
+        self.ws.stop()
         if self._tick_handle is not None:
             self._tick_handle.cancel()
         if self._queue_timer is not None:
@@ -310,6 +319,25 @@ class Reactor:
         for link in list(self.links.values()):
             if link.pid == pid:
                 link.retire()
+
+    @property
+    def websockets(self) -> bool:
+        """Does an upgrade request become a WebSocket session (else it is plain HTTP)?"""
+        return self.interface == "asgi" and self.config.ws != "none"
+
+    def on_ws_ended(self, key: int) -> None:
+        """A WebSocket session ended: its retiring worker may be done now."""
+        link = self.links.get(key)
+        slot = link.slot if link is not None else None
+        if (
+            link is not None
+            and slot is not None
+            and slot.retiring
+            and not slot.inflight
+            and not self.ws.count(key)
+        ):
+            link.send_stop()
+        self.check_idle()
 
     def on_slot_free(self, slot: WorkerSlot) -> None:
         table = self.dispatcher.busy
@@ -376,6 +404,7 @@ class Reactor:
         return (
             bool(self.queue)
             or self.arriving() > 0
+            or bool(self.ws.by_id)
             or any(
                 conn.current is not None or (self.draining and self._fresh(conn, now))
                 for conn in self.sessions.values()
@@ -391,6 +420,7 @@ class Reactor:
         slot = link.slot
         assert slot is not None
         self.links[link.key] = link
+        self.interface = interface
         self.dispatcher.add(slot)
         self._on_event("ready", (slot.worker_id, slot.pid, interface))
         self.on_slot_free(slot)
@@ -415,6 +445,7 @@ class Reactor:
 
     def on_worker_lost(self, link: WorkerLink) -> None:
         self.links.pop(link.key, None)
+        self.ws.peer_lost(link.key)
         self.remote.lost(link.key)
         if link.slot is not None:
             self.dispatcher.remove(link.slot)
@@ -438,6 +469,7 @@ class Reactor:
         """
         self.draining = True
         self._close_idle = close_idle
+        self.ws.drain()
         self._close_idle_connections()
         if not self.busy():
             self._on_event("idle", None)
@@ -447,6 +479,8 @@ class Reactor:
             return
         now = time.monotonic()
         for conn in list(self.sessions.values()):
+            if conn.ws is not None:
+                continue  # closed by the WebSocket drain (reactor/ws_conn.py)
             if conn.current is None and not conn.pending and not self._fresh(conn, now):
                 conn.closing = True
                 conn.transport.close()
