@@ -62,7 +62,7 @@ def build_ws_scope(
     fields: list[bytes],
     state: dict[str, Any] | None,
     frontend: Frontend | None,
-    session: int,
+    session: str,
 ) -> dict[str, Any]:
     """The websocket scope: the HTTP one's fields, ``ws``/``wss``, subprotocols, extensions."""
     scope = build_scope(fields, state, frontend)
@@ -79,7 +79,7 @@ def build_ws_scope(
     scope["extensions"] = {
         "websocket.http.response": {},
         # the session's id, for server push (issue #13): opaque, never reused
-        "swserve.session": {"id": str(session)},
+        "swserve.session": {"id": session},
     }
     return scope
 

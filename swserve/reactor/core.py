@@ -31,6 +31,7 @@ from swserve.metrics.requests import RemoteSources, RequestMetrics
 from swserve.protocol import serializer
 from swserve.protocol.limits import Limits
 from swserve.protocol.parser import HttptoolsParser, Parser
+from swserve.protocol.ws_handshake import GOING_AWAY, SERVICE_RESTART
 from swserve.reactor.dispatcher import Dispatcher, WorkerSlot
 from swserve.reactor.http_conn import HttpConnection
 from swserve.reactor.ws_conn import WsMetrics, WsSessions
@@ -469,7 +470,9 @@ class Reactor:
         """
         self.draining = True
         self._close_idle = close_idle
-        self.ws.drain()
+        # WebSocket sessions go on for --ws-drain-timeout, then 1001; a base-mode worker
+        # that retires (close_idle=False) says 1012: its replacement is already serving
+        self.ws.drain(GOING_AWAY if close_idle else SERVICE_RESTART)
         self._close_idle_connections()
         if not self.busy():
             self._on_event("idle", None)

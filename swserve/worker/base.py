@@ -45,6 +45,7 @@ from itertools import chain
 from typing import TYPE_CHECKING, Any, BinaryIO, Final, Protocol
 
 from swserve.apps.asgi import ASGIApp, RequestCycle, build_scope
+from swserve.apps.asgi_ws import SessionRunner, WebSocketCycle, build_ws_scope
 from swserve.apps.wsgi import Body, Paused, WSGIAdapter
 from swserve.config import Config
 from swserve.errors import EXIT_OK, AppLoadError, ClientDisconnected
@@ -59,6 +60,7 @@ from swserve.reactor.core import Reactor
 from swserve.reactor.dispatcher import WorkerSlot
 from swserve.reactor.http_conn import HttpConnection
 from swserve.reactor.spool import SpooledBody
+from swserve.reactor.ws_conn import WsConnection
 from swserve.worker.slowlog import Running, SlowLog
 from swserve.worker.spooled import open_spooled
 
@@ -362,6 +364,60 @@ class _ThreadSink:
         self.loop.call_soon_threadsafe(self.sink.send_abort)
 
 
+class LocalWsSink(LocalSink):
+    """A WebSocket session's app side, straight into this process's reactor."""
+
+    __slots__ = ("cycle", "executor")
+
+    def __init__(self, conn: HttpConnection, seq: int, executor: ASGIExecutor) -> None:
+        super().__init__(conn, seq)
+        self.executor = executor
+        self.cycle: WebSocketCycle | None = None
+
+    def accept(self, subprotocol: str | None, headers: bytes) -> None:
+        conn = self.conn
+        assert self.cycle is not None
+        if self._live() and conn.upgrade is not None:
+            conn.switch_to_websocket(subprotocol, headers, LocalWsPeer(self.cycle))
+        else:  # the client left during the handshake
+            self.cycle.on_close(1006, "")
+        self.executor.release((conn.session, self.seq))
+
+    def send_message(self, text: bool, data: bytes) -> None:
+        ws = self.conn.ws
+        if ws is not None:
+            ws.send_message(text, data)
+
+    def close(self, code: int, reason: str) -> None:
+        ws = self.conn.ws
+        if ws is not None:
+            ws.close(code, reason)
+
+    def hold(self, full: bool) -> None:
+        ws = self.conn.ws
+        if ws is not None:
+            ws.hold(full)
+
+
+class LocalWsPeer:
+    """Where a base-mode session's messages go: its cycle, on this loop."""
+
+    __slots__ = ("cycle",)
+    key = 0
+
+    def __init__(self, cycle: WebSocketCycle) -> None:
+        self.cycle = cycle
+
+    def ws_message(self, ws: WsConnection, text: bool, data: bytes) -> None:
+        self.cycle.on_message(text, data)
+
+    def ws_closed(self, ws: WsConnection, code: int, reason: str) -> None:
+        self.cycle.on_close(code, reason)
+
+    def ws_flow(self, ws: WsConnection, kind: int) -> None:
+        self.cycle.set_writable(kind == framing.BUFFER_EMPTY)
+
+
 class ASGIExecutor:
     """A task per request on this loop."""
 
@@ -374,11 +430,17 @@ class ASGIExecutor:
         self.loop = asyncio.get_running_loop()
         self.running: dict[tuple[int, int], tuple[RequestCycle, asyncio.Task[None]]] = {}
         self.frontend = Frontend.from_config(reactor.config)
+        self.sessions = SessionRunner(self._start_ws, reactor.config.ws_max_queue)
+        self.released: set[tuple[int, int]] = set()  # accepted sessions: out of the slot count
 
     def start(self, conn: HttpConnection) -> None:
         req = conn.current
         assert req is not None
         key = (conn.session, conn.seq)
+        if conn.upgrade is not None:  # a valid WebSocket handshake
+            sink = LocalWsSink(conn, conn.seq, self)
+            sink.cycle = self.sessions.connect(key, request_fields(conn), sink)
+            return
         body: bytes | BinaryIO = request_body(conn)
         cycle = RequestCycle(LocalSink(conn, conn.seq), body, req.method == b"HEAD")
         if conn.write_paused:
@@ -397,6 +459,29 @@ class ASGIExecutor:
         self.running.pop(key, None)
         if self.slowlog.timeout:
             self.slowlog.running.pop(key, None)
+        self.reactor.finished()
+
+    def _start_ws(
+        self, key: tuple[int, int], fields: list[bytes], cycle: WebSocketCycle
+    ) -> asyncio.Task[None]:
+        lifespan = self.lifespan
+        state = lifespan.state if lifespan.supported else None
+        # each base-mode worker numbers its own sessions: the id names the worker too
+        session = f"{self.reactor.slot.worker_id}.{self.reactor.slot.pid}.{key[0]}"
+        scope = build_ws_scope(fields, state, self.frontend, session)
+        task = self.loop.create_task(cycle.run(self.app, scope))
+        task.add_done_callback(lambda _: self.release(key, done=True))
+        return task
+
+    def release(self, key: tuple[int, int], done: bool = False) -> None:
+        """A session's handshake no longer holds a slot: it was accepted (a session lives
+        for hours and is no request), or its app finished without accepting."""
+        if key in self.released:
+            if done:
+                self.released.discard(key)
+            return
+        if not done:
+            self.released.add(key)
         self.reactor.finished()
 
     def disconnect(self, conn: HttpConnection) -> None:
@@ -607,6 +692,7 @@ class BaseWorker:
         )
         self.report.channel = channel
         reactor = self.reactor = LocalReactor(config, self.worker_id, self.report)
+        reactor.interface = self.interface  # "asgi": upgrade requests become WebSocket sessions
         if reactor.metrics is not None:
             self.report.on_change = self._metrics_soon
         if lifespan is not None:

@@ -221,7 +221,7 @@ class ASGIWorker:
         self, key: tuple[int, int], fields: list[bytes], cycle: WebSocketCycle
     ) -> asyncio.Task[None]:
         state = self.lifespan.state if self.lifespan.supported else None
-        scope = build_ws_scope(fields, state, self.frontend, key[0])
+        scope = build_ws_scope(fields, state, self.frontend, str(key[0]))
         return asyncio.get_running_loop().create_task(cycle.run(self.app, scope))
 
     def _done(self, key: tuple[int, int], task: asyncio.Task[None]) -> None:
