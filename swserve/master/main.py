@@ -482,8 +482,10 @@ class Master:
         self.host.stop_accepting()
         if drain:
             self.host.drain()
+            # WebSocket sessions close (1001) after --ws-drain-timeout: wait for that too
+            wait = timeout if self.config.ws == "none" else max(timeout, self.config.ws_drain + 1)
             try:
-                await asyncio.wait_for(self._idle.wait(), timeout)
+                await asyncio.wait_for(self._idle.wait(), wait)
             except TimeoutError:
                 log.warning(
                     "graceful timeout: %d connection(s) still busy", self.host.connections()

@@ -14,7 +14,7 @@ Paths that exercise the ASGI websocket spec (tests/integration/test_websocket.py
 - ``/raise``: accept, then raise (the client gets 1011);
 - ``/raise-early``: raise before accepting (500);
 - ``/pid``: accept, send the worker's pid, then echo;
-- ``/slow``: accept, read nothing until told (back-pressure);
+- ``/slow?SECONDS``: accept, read nothing for that long (default 2), then echo;
 - ``/flood``: accept, send N (the first message, as text) messages of 64 KiB.
 """
 
@@ -26,7 +26,6 @@ import os
 from typing import Any
 
 DISCONNECTS: list[dict[str, Any]] = []
-GATE: asyncio.Event | None = None
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -102,11 +101,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         DISCONNECTS.append(message)
         return
     elif path == "/slow":
-        global GATE
-        GATE = asyncio.Event()
-        first = await receive()  # "go" when the test wants us to read the rest
-        while first["type"] == "websocket.receive" and first.get("text") != "go":
-            first = await receive()
+        await asyncio.sleep(float(scope["query_string"] or b"2"))  # read nothing meanwhile
     elif path == "/flood":
         first = await receive()
         count = int(first["text"])
