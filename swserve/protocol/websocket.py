@@ -13,8 +13,8 @@ Free of sockets, clocks and event loops:
   payload of our own so a pong can be matched.
 
 Only whole messages leave this module; the worker never sees a frame.  The
-shells (``reactor/ws_conn.py``) move bytes and call :meth:`WebSocketCore.tick`
-with the time.
+shell (``reactor/ws_conn.py``) moves bytes, and passes the time to
+:meth:`WebSocketCore.ping`; it decides when to ping from the core's ``ping_sent``.
 """
 
 from __future__ import annotations
@@ -83,13 +83,14 @@ _SENDABLE: Final = frozenset(
 class WebSocketCore:
     """One server-side WebSocket session after the 101, bytes in, bytes and messages out.
 
-    ``feed(data)`` → events; ``send``/``close``/``tick`` queue bytes; the shell
+    ``feed(data)`` → events; ``send``/``close``/``ping`` queue bytes; the shell
     writes :meth:`output` (``None`` in it means: half-close, then close, the
     TCP connection) after every call.
     """
 
     __slots__ = (
         "_decoder",
+        "_failed",
         "_parts",
         "_pings",
         "_proto",
@@ -110,6 +111,7 @@ class WebSocketCore:
         self._size = 0
         self._decoder: codecs.IncrementalDecoder | None = None
         self._pings = 0
+        self._failed = False  # we failed the connection ourselves (invalid UTF-8)
         self.ping_sent = 0.0  # when our unanswered ping went out (0: none outstanding)
         self.closed: Closed | None = None  # set once, when the session ends
         self.fin_sent = False  # our close frame, or EOF, is queued
@@ -127,7 +129,10 @@ class WebSocketCore:
             assert isinstance(frame, Frame)  # after the handshake, only frames
             self._frame(frame, events)
         if self.closed is None and (
-            proto.close_rcvd is not None or proto.parser_exc is not None or proto.state is CLOSED
+            proto.close_rcvd is not None
+            or proto.parser_exc is not None
+            or self._failed
+            or proto.state is CLOSED
         ):
             self._end(events)
         return events
@@ -150,6 +155,7 @@ class WebSocketCore:
             try:  # fail fast on invalid UTF-8 (RFC 6455 §8.1), not at the end of the message
                 self._decoder.decode(data, frame.fin)
             except UnicodeDecodeError as exc:
+                self._failed = True
                 self._proto.fail(1007, f"invalid UTF-8 at byte {self._size + exc.start}")
                 return
         if frame.fin and not self._parts:
@@ -171,8 +177,10 @@ class WebSocketCore:
         events.append(closed)
 
     @property
-    def error(self) -> Exception | None:
-        """Why the protocol failed the connection (bad frames, too big …), if it did."""
+    def error(self) -> Exception | str | None:
+        """Why the connection failed (bad frames, too big, bad UTF-8 …), if it did."""
+        if self._failed:
+            return "invalid UTF-8"
         return self._proto.parser_exc
 
     @property
@@ -212,9 +220,6 @@ class WebSocketCore:
             self._pings += 1
             self._proto.send_ping(_PING_PREFIX + b"%d" % self._pings)
             self.ping_sent = now
-
-    def fail(self, code: int, reason: str = "") -> None:
-        self._proto.fail(code, reason)
 
     def output(self) -> list[bytes | None]:
         """Bytes to write, in order; ``None`` where the TCP stream must be half-closed."""
