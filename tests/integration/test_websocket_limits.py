@@ -168,7 +168,7 @@ def test_a_client_that_reads_slowly_holds_the_apps_sends_back(serve: Starter) ->
 
     async def go() -> int:
         async with connect(ws_url(server, "/flood"), max_size=None, compression=None) as ws:
-            await ws.send("400")  # 400 × 64 KiB
+            await ws.send("400")  # 400 messages of 64 KiB
             await asyncio.sleep(1.0)  # read nothing meanwhile
             got = 0
             for _ in range(400):

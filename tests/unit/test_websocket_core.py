@@ -7,8 +7,7 @@ from __future__ import annotations
 import struct
 import zlib
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN, Protocol, Side
@@ -171,7 +170,7 @@ def test_any_split_gives_the_same_messages(messages: list[bytes | str], cuts: li
     core = WebSocketCore(1 << 20)
     events: list[Message | Closed] = []
     start = 0
-    for cut in sorted({c % (len(data) + 1) for c in cuts}) + [len(data)]:
+    for cut in [*sorted({c % (len(data) + 1) for c in cuts}), len(data)]:
         events += core.feed(data[start:cut]) if cut > start else []
         start = max(start, cut)
     expected = [
