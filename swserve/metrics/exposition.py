@@ -47,6 +47,15 @@ WORKERS_RETIRING: Final = "swserve_workers_retiring"
 RESTARTS: Final = "swserve_worker_restarts_total"
 RELOADS: Final = "swserve_reloads_total"
 READY: Final = "swserve_ready"
+WS_OPEN: Final = "swserve_websocket_sessions_open"
+WS_OPENED: Final = "swserve_websocket_sessions_opened_total"
+WS_CLOSED: Final = "swserve_websocket_sessions_closed_total"
+WS_MESSAGES: Final = "swserve_websocket_messages_total"
+WS_BYTES: Final = "swserve_websocket_message_bytes_total"
+# close codes with a label of their own; the rest are grouped, so that a client cannot
+# grow the number of series with codes of its choosing (3000-4999 are free for apps)
+WS_CLOSE_CODES: Final = (1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1012)
+DIRECTIONS: Final = (("in",), ("out",))
 
 # Prometheus' default buckets: they cover 5 ms to 10 s, where web requests live.
 DURATION_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -80,7 +89,33 @@ METRICS: Final[tuple[Metric, ...]] = (
     ),
     Metric(RELOADS, "counter", "Reloads finished (every worker replaced)."),
     Metric(READY, "gauge", "1 when /readyz answers 200, else 0."),
+    Metric(WS_OPEN, "gauge", "WebSocket sessions open."),
+    Metric(WS_OPENED, "counter", "WebSocket sessions accepted (a 101 sent)."),
+    Metric(
+        WS_CLOSED,
+        "counter",
+        "WebSocket sessions ended, by close code.",
+        ("code",),
+        known=tuple((str(c),) for c in (1000, 1001, 1011, 1012)),
+    ),
+    Metric(WS_MESSAGES, "counter", "WebSocket messages, by direction.", ("direction",), DIRECTIONS),
+    Metric(
+        WS_BYTES,
+        "counter",
+        "WebSocket message payload bytes (after decompression), by direction.",
+        ("direction",),
+        DIRECTIONS,
+    ),
 )
+
+
+def close_code_label(code: int) -> str:
+    """A close code as a label value: the RFC's own codes, else 3xxx, 4xxx or other."""
+    if code in WS_CLOSE_CODES:
+        return str(code)
+    if 3000 <= code < 5000:
+        return f"{code // 1000}xxx"
+    return "other"
 
 
 def key(name: str, *labels: str) -> str:

@@ -27,14 +27,14 @@ from swserve.config import Config
 from swserve.ipc import busy, framing
 from swserve.ipc.channel_set import SESSION_SHIFT
 from swserve.manager.policy import request_limit
-from swserve.metrics.requests import RemoteSources, RequestMetrics
+from swserve.metrics.requests import RemoteSources, RequestMetrics, WebSocketMetrics
 from swserve.protocol import serializer
 from swserve.protocol.limits import Limits
 from swserve.protocol.parser import HttptoolsParser, Parser
 from swserve.protocol.ws_handshake import GOING_AWAY, SERVICE_RESTART
 from swserve.reactor.dispatcher import Dispatcher, WorkerSlot
 from swserve.reactor.http_conn import HttpConnection
-from swserve.reactor.ws_conn import WsMetrics, WsSessions
+from swserve.reactor.ws_conn import WsSessions
 
 if TYPE_CHECKING:
     from swserve.access_log import AccessLog
@@ -118,7 +118,7 @@ class Reactor:
         # the open WebSocket sessions (also in ``sessions``, as connections)
         self.ws = WsSessions(config, self.on_ws_ended)
         if self.metrics is not None:
-            self.ws.metrics = WsMetrics()
+            self.ws.metrics = WebSocketMetrics()
         self.interface = ""  # the app's, once a worker is ready: "asgi" gets WebSockets
         self.queue: collections.deque[HttpConnection] = collections.deque()
         self.links: dict[int, WorkerLink] = {}

@@ -34,6 +34,7 @@ from swserve.protocol.ws_handshake import (
 )
 
 if TYPE_CHECKING:
+    from swserve.metrics.requests import WebSocketMetrics
     from swserve.protocol.websocket import WebSocketCore
     from swserve.reactor.http_conn import HttpConnection
 
@@ -238,7 +239,7 @@ class WsSessions:
         self.drain_at = 0.0  # when the server began to shut down (0: it has not)
         self.drain_code = GOING_AWAY
         self.on_change = on_change  # a session ended: a retiring worker may STOP now
-        self.metrics: WsMetrics | None = None
+        self.metrics: WebSocketMetrics | None = None
         self._timer: asyncio.TimerHandle | None = None
         self.clock = time.monotonic
 
@@ -268,7 +269,7 @@ class WsSessions:
             if not members:
                 del self.by_peer[ws.key]
         if self.metrics is not None:
-            self.metrics.closed_by_code[code] = self.metrics.closed_by_code.get(code, 0) + 1
+            self.metrics.closed(code)
         self.on_change(ws.key)
 
     # -- the sweep ------------------------------------------------------------------------
@@ -343,14 +344,3 @@ class WsSessions:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-
-
-class WsMetrics:
-    """Counters for /metrics: sessions opened, closed by code, messages and bytes."""
-
-    __slots__ = ("bytes_in", "bytes_out", "closed_by_code", "messages_in", "messages_out", "opened")
-
-    def __init__(self) -> None:
-        self.opened = 0
-        self.closed_by_code: dict[int, int] = {}
-        self.messages_in = self.messages_out = self.bytes_in = self.bytes_out = 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -310,3 +311,45 @@ def test_fastapi_and_starlette_endpoints(serve: Starter) -> None:
         "SHOUT",
         [4010, 1000],
     ]
+
+
+def test_metrics_and_the_access_log_line(serve: Starter, mode: str) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    server = serve(SHARED_APP, "--metrics-bind", "127.0.0.1:0", "--access-log", workers=1)
+    port = int(server.wait_for(r"Metrics on http://127\.0\.0\.1:(\d+)/metrics").group(1))
+
+    def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+    async def go() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        async with connect(ws_url(server, "/?x=1"), compression=None) as ws:
+            for message in ("one", "two", b"three"):
+                await ws.send(message)
+                await ws.recv()
+            for _ in range(100):  # base mode: the worker sends its counters within 0.1 s
+                during = await asyncio.to_thread(scrape)
+                if during[("swserve_websocket_messages_total", (("direction", "in"),))] == 3:
+                    break
+                await asyncio.sleep(0.05)
+            await ws.close(4003)
+        return during
+
+    during = run(go)
+    assert during[("swserve_websocket_sessions_open", ())] == 1
+    assert during[("swserve_websocket_sessions_opened_total", ())] == 1
+    assert during[("swserve_websocket_messages_total", (("direction", "out"),))] == 3
+    assert during[("swserve_websocket_message_bytes_total", (("direction", "in"),))] == 11
+    server.wait_for(r'"GET /\?x=1 HTTP/1\.1" 101 11 .* ws in=3 out=3 close=4003$')
+    for _ in range(100):
+        after = scrape()
+        if after[("swserve_websocket_sessions_open", ())] == 0:
+            break
+        time.sleep(0.05)
+    assert after[("swserve_websocket_sessions_closed_total", (("code", "4xxx"),))] == 1
+    assert after[("swserve_websocket_sessions_closed_total", (("code", "1000"),))] == 0
