@@ -317,6 +317,12 @@ class SessionRunner:
         elif kind == framing.WS_CLOSE:
             cycle.on_close(*codec.decode_ws_close(payload))
 
+    def gone(self, key: tuple[int, int]) -> None:
+        """The client left before the app accepted: its receive() says so (1006)."""
+        cycle = self.cycles.get(key)
+        if cycle is not None:
+            cycle.on_close(1006, "")
+
     def flow(self, key: tuple[int, int], writable: bool) -> None:
         cycle = self.cycles.get(key)
         if cycle is not None:

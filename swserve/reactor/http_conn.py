@@ -240,7 +240,12 @@ class HttpConnection(asyncio.Protocol):
                     self.write_error(checked, extra=extra)
                     self.current = None
                     return
-                self.upgrade = checked  # reading stays paused: the request was not keep-alive
+                self.upgrade = checked
+                self.reactor.submit(self)
+                # read on, to see the client leave during the handshake (nothing it sends
+                # before the 101 is parsed: RFC 6455 §4.1 forbids that anyway)
+                self.transport.resume_reading()
+                return
             self.reactor.submit(self)
             if len(self.pending) < MAX_PIPELINED // 2 and self.error is None and not self.closing:
                 self.transport.resume_reading()

@@ -488,6 +488,8 @@ class ASGIExecutor:
         item = self.running.get((conn.session, conn.seq))
         if item is not None:
             item[0].disconnect()
+        else:  # a WebSocket client that left during the handshake
+            self.sessions.gone((conn.session, conn.seq))
 
     def flow(self, conn: HttpConnection, writable: bool) -> None:
         item = self.running.get((conn.session, conn.seq))

@@ -182,6 +182,8 @@ class ASGIWorker:
                 cycle = self.cycles.get(key)
                 if cycle is not None:
                     cycle.disconnect()
+                else:  # a WebSocket client that left during the handshake
+                    self.ws.gone(key)
             elif kind == framing.CANCEL:
                 task = self.running.get(key)
                 if task is not None:

@@ -353,3 +353,28 @@ def test_metrics_and_the_access_log_line(serve: Starter, mode: str) -> None:
         time.sleep(0.05)
     assert after[("swserve_websocket_sessions_closed_total", (("code", "4xxx"),))] == 1
     assert after[("swserve_websocket_sessions_closed_total", (("code", "1000"),))] == 0
+
+
+def test_a_client_that_leaves_during_the_handshake_is_a_disconnect(serve: Starter) -> None:
+    server = serve(SHARED_APP, workers=1)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(handshake_request("/hesitate"))
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        for _ in range(200):
+            got = client.get("/last").json()
+            if got:
+                break
+            time.sleep(0.05)
+    assert got == [{"type": "websocket.disconnect", "code": 1006, "reason": ""}]
+
+
+def test_timeout_does_not_apply_to_sessions(serve: Starter) -> None:
+    server = serve(SHARED_APP, "--timeout", "1", workers=1)
+
+    async def go() -> str:
+        async with connect(ws_url(server)) as ws:
+            await asyncio.sleep(2.5)  # well past --timeout
+            await ws.send("late")
+            return str(await ws.recv())
+
+    assert run(go) == "late"

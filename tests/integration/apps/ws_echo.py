@@ -13,6 +13,7 @@ Paths that exercise the ASGI websocket spec (tests/integration/test_websocket.py
 - ``/disconnect``: accept, wait for the disconnect, and report its code through ``/last``;
 - ``/raise``: accept, then raise (the client gets 1011);
 - ``/raise-early``: raise before accepting (500);
+- ``/hesitate``: wait for a message before accepting, record it through ``/last``;
 - ``/pid``: accept, send the worker's pid, then echo;
 - ``/slow?SECONDS``: accept, read nothing for that long (default 2), then echo;
 - ``/flood``: accept, send N (the first message, as text) messages of 64 KiB.
@@ -69,6 +70,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return
     if path == "/close-early":
         await send({"type": "websocket.close"})
+        return
+    if path == "/hesitate":  # wait for a second message before accepting: the disconnect
+        DISCONNECTS.append(await receive())
         return
     if path == "/raise-early":
         raise RuntimeError("boom before accept")
