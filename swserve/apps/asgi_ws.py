@@ -35,6 +35,7 @@ from swserve.apps.asgi import (
     Scope,
     _header_line,
     build_scope,
+    write_gate,
 )
 from swserve.ipc import codec, framing
 from swserve.ipc.framing import Buffer
@@ -133,12 +134,7 @@ class WebSocketCycle:
         self.set_writable(True)
 
     def set_writable(self, writable: bool) -> None:
-        if writable:
-            if self._writable is not None and not self._writable.done():
-                self._writable.set_result(None)
-            self._writable = None
-        elif self._writable is None:
-            self._writable = asyncio.get_running_loop().create_future()
+        self._writable = write_gate(self._writable, writable)
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -308,12 +304,9 @@ class SessionRunner:
         if cycle is None:
             return  # the app has finished: nobody to tell
         if kind == framing.WS_MESSAGE:
-            if flags & framing.MORE:
-                self._parts.setdefault(key, []).append(bytes(payload))
-                return
-            parts = self._parts.pop(key, None)
-            data = b"".join((*parts, payload)) if parts else bytes(payload)
-            cycle.on_message(bool(flags & framing.WS_TEXT), data)
+            data = framing.assemble(self._parts, key, flags, payload)
+            if data is not None:
+                cycle.on_message(bool(flags & framing.WS_TEXT), data)
         elif kind == framing.WS_CLOSE:
             cycle.on_close(*codec.decode_ws_close(payload))
 

@@ -24,7 +24,8 @@ dropped: Swoole's ``connection_verify``.
 from __future__ import annotations
 
 import struct
-from typing import Final
+from collections.abc import Hashable
+from typing import Final, TypeVar
 
 from swserve.errors import IPCError
 
@@ -90,6 +91,8 @@ MORE: Final = 0x40  # more frames of this request body follow
 SERVED_RECYCLE: Final = 0x01  # on a SERVED: my --max-requests is reached, replace me
 SERVED_RECYCLE_TIMEOUT: Final = 0x02  # on a SERVED: a request ran past --timeout, replace me
 END: Final = 0x80  # this frame ends the response
+
+K = TypeVar("K", bound=Hashable)
 
 _pack = HEADER.pack
 _unpack_from = HEADER.unpack_from
@@ -292,3 +295,13 @@ def message_frames(session: int, request: int, text: bool, data: Buffer) -> list
         more = MORE if start + MAX_PAYLOAD < size else 0
         out += (encode_header(WS_MESSAGE, flags | more, session, request, len(part)), part)
     return out
+
+
+def assemble(parts: dict[K, list[bytes]], key: K, flags: int, payload: Buffer) -> bytes | None:
+    """One WS_MESSAGE frame → the whole message once its last part is in (else None);
+    ``parts`` holds the earlier parts of cut messages, by ``key``."""
+    if flags & MORE:
+        parts.setdefault(key, []).append(bytes(payload))
+        return None
+    held = parts.pop(key, None)
+    return b"".join((*held, payload)) if held else bytes(payload)

@@ -59,7 +59,7 @@ class WorkerLink(asyncio.Protocol):
         self.last_seen = reactor.now  # any frame, heartbeats included, proves the loop alive
         # (session, request) pairs this worker holds, for 502s when it dies
         self.inflight: dict[tuple[int, int], HttpConnection] = {}
-        self.ws_parts: dict[int, list[framing.Buffer]] = {}  # messages cut at MAX_PAYLOAD
+        self.ws_parts: dict[int, list[bytes]] = {}  # messages cut at MAX_PAYLOAD
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not subclasses of asyncio.Transport
@@ -151,12 +151,9 @@ class WorkerLink(asyncio.Protocol):
             self.ws_parts.pop(session, None)
             return  # the session has ended: late frames are dropped
         if kind == framing.WS_MESSAGE:
-            if flags & framing.MORE:
-                self.ws_parts.setdefault(session, []).append(bytes(payload))
-                return
-            parts = self.ws_parts.pop(session, None)
-            data = b"".join((*parts, payload)) if parts else bytes(payload)
-            ws.send_message(bool(flags & framing.WS_TEXT), data)
+            data = framing.assemble(self.ws_parts, session, flags, payload)
+            if data is not None:
+                ws.send_message(bool(flags & framing.WS_TEXT), data)
         elif kind == framing.WS_CLOSE:
             ws.close(*codec.decode_ws_close(payload))
         else:  # BUFFER_FULL / BUFFER_EMPTY: the app has --ws-max-queue messages unread

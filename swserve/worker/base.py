@@ -60,7 +60,7 @@ from swserve.reactor.core import Reactor
 from swserve.reactor.dispatcher import WorkerSlot
 from swserve.reactor.http_conn import HttpConnection
 from swserve.reactor.spool import SpooledBody
-from swserve.reactor.ws_conn import WsConnection
+from swserve.worker.local_sink import LocalSink, LocalWsSink
 from swserve.worker.slowlog import Running, SlowLog
 from swserve.worker.spooled import open_spooled
 
@@ -97,44 +97,6 @@ def request_body(conn: HttpConnection) -> Body:
         return open_spooled(body.finish().encode())  # the adapter closes it
     assert isinstance(body, bytearray)
     return bytes(body) if body else b""
-
-
-class LocalSink:
-    """A response straight into the connection, on the loop, if it still waits for it.
-
-    ``seq`` pins the request: after a timeout, a disconnect or the next
-    pipelined request, whatever the app still sends is dropped, as a late
-    frame is in process mode.
-    """
-
-    __slots__ = ("conn", "seq")
-
-    def __init__(self, conn: HttpConnection, seq: int) -> None:
-        self.conn = conn
-        self.seq = seq
-
-    @property
-    def paused(self) -> bool:
-        return self.conn.write_paused
-
-    def _live(self) -> bool:
-        conn = self.conn
-        return conn.current is not None and conn.seq == self.seq
-
-    def send_start(self, status: int, flags: int, headers: bytes, body: bytes, end: bool) -> None:
-        if self._live():
-            self.conn.on_response_start(status, flags, headers, body, end)
-
-    def send_body(self, data: bytes, end: bool) -> None:
-        if self._live():
-            self.conn.on_response_body(data, end)
-
-    def send_abort(self) -> None:
-        if self._live():
-            self.conn.on_response_abort()
-
-    def drain(self) -> None:
-        return None
 
 
 # -- executors --------------------------------------------------------------------------
@@ -362,60 +324,6 @@ class _ThreadSink:
 
     def send_abort(self) -> None:
         self.loop.call_soon_threadsafe(self.sink.send_abort)
-
-
-class LocalWsSink(LocalSink):
-    """A WebSocket session's app side, straight into this process's reactor."""
-
-    __slots__ = ("cycle", "executor")
-
-    def __init__(self, conn: HttpConnection, seq: int, executor: ASGIExecutor) -> None:
-        super().__init__(conn, seq)
-        self.executor = executor
-        self.cycle: WebSocketCycle | None = None
-
-    def accept(self, subprotocol: str | None, headers: bytes) -> None:
-        conn = self.conn
-        assert self.cycle is not None
-        if self._live() and conn.upgrade is not None:
-            conn.switch_to_websocket(subprotocol, headers, LocalWsPeer(self.cycle))
-        else:  # the client left during the handshake
-            self.cycle.on_close(1006, "")
-        self.executor.release((conn.session, self.seq))
-
-    def send_message(self, text: bool, data: bytes) -> None:
-        ws = self.conn.ws
-        if ws is not None:
-            ws.send_message(text, data)
-
-    def close(self, code: int, reason: str) -> None:
-        ws = self.conn.ws
-        if ws is not None:
-            ws.close(code, reason)
-
-    def hold(self, full: bool) -> None:
-        ws = self.conn.ws
-        if ws is not None:
-            ws.hold(full)
-
-
-class LocalWsPeer:
-    """Where a base-mode session's messages go: its cycle, on this loop."""
-
-    __slots__ = ("cycle",)
-    key = 0
-
-    def __init__(self, cycle: WebSocketCycle) -> None:
-        self.cycle = cycle
-
-    def ws_message(self, ws: WsConnection, text: bool, data: bytes) -> None:
-        self.cycle.on_message(text, data)
-
-    def ws_closed(self, ws: WsConnection, code: int, reason: str) -> None:
-        self.cycle.on_close(code, reason)
-
-    def ws_flow(self, ws: WsConnection, kind: int) -> None:
-        self.cycle.set_writable(kind == framing.BUFFER_EMPTY)
 
 
 class ASGIExecutor:

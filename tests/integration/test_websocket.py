@@ -13,8 +13,7 @@ import asyncio
 import json
 import socket
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -28,23 +27,13 @@ from tests.integration.ws_helpers import (
     handshake_request,
     raw_session,
     read_head,
+    run,
+    ws_url,
 )
 
 pytestmark = pytest.mark.modes("process", "base", "reactors")
 
 SHARED_APP = "ws_echo:app"
-T = TypeVar("T")
-
-
-def run(coro: Callable[[], Awaitable[T]], timeout: float = 20) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro(), timeout)
-
-    return asyncio.run(bounded())
-
-
-def ws_url(server: Server, path: str = "/") -> str:
-    return f"ws://127.0.0.1:{server.port}{path}"
 
 
 def test_echo_text_and_bytes(shared_server: Server) -> None:

@@ -15,31 +15,18 @@ import os
 import resource
 import signal
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.integration.conftest import Server, Starter
+from tests.integration.conftest import Starter
+from tests.integration.ws_helpers import run, ws_url
 
 pytestmark = pytest.mark.modes("process", "base")
 
 APP = "ws_echo:app"
-T = TypeVar("T")
-
-
-def run(coro: Callable[[], Awaitable[T]], timeout: float = 50) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro(), timeout)
-
-    return asyncio.run(bounded())
-
-
-def ws_url(server: Server, path: str = "/") -> str:
-    return f"ws://127.0.0.1:{server.port}{path}"
 
 
 async def chat_until_closed(ws: ClientConnection, every: float, ended: dict[int, float]) -> int:

@@ -5,31 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.integration.conftest import Server, Starter
-from tests.integration.ws_helpers import FrameReader, client_frame, raw_session
+from tests.integration.conftest import Starter
+from tests.integration.ws_helpers import FrameReader, client_frame, raw_session, run, ws_url
 
 pytestmark = pytest.mark.modes("process", "base")
 
 APP = "ws_echo:app"
-T = TypeVar("T")
-
-
-def run(coro: Callable[[], Awaitable[T]], timeout: float = 40) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro(), timeout)
-
-    return asyncio.run(bounded())
-
-
-def ws_url(server: Server, path: str = "/") -> str:
-    return f"ws://127.0.0.1:{server.port}{path}"
 
 
 def test_server_pings_and_a_pong_keeps_the_session(serve: Starter) -> None:

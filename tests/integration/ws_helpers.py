@@ -6,15 +6,32 @@ test speak the wire itself (malformed handshakes, bad frames, unanswered pings).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import socket
 import struct
 import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from tests.integration.conftest import Server
 
 KEY = base64.b64encode(b"0123456789abcdef").decode()
+T = TypeVar("T")
+
+
+def run(coro: Callable[[], Awaitable[T]], timeout: float = 40) -> T:
+    """Run an async test body on a fresh loop, bounded by ``timeout`` seconds."""
+
+    async def bounded() -> T:
+        return await asyncio.wait_for(coro(), timeout)
+
+    return asyncio.run(bounded())
+
+
+def ws_url(server: Server, path: str = "/") -> str:
+    return f"ws://127.0.0.1:{server.port}{path}"
 
 
 def handshake_request(path: str = "/", **overrides: str | None) -> bytes:
