@@ -160,3 +160,34 @@ def test_reactor_count_is_derived_from_workers_and_cores() -> None:
     derived = reactor_count(dataclasses.replace(Config(), workers=64, reactors=0))
     assert derived == max(1, min(cores // 2, 16))
     assert reactor_count(dataclasses.replace(Config(), workers=1, reactors=0)) == 1
+
+
+def test_websocket_drain_defaults_to_the_graceful_timeout_and_delays_the_kill() -> None:
+    config = Config()
+    assert config.ws_drain == config.graceful_timeout == 30
+    # a retiring worker with sessions is not killed before its sessions got 1012
+    assert config.retire_wait == 35
+    config = build_config({"ws_drain_timeout": 2.0, "max_wait_time": 10.0})
+    assert (config.ws_drain, config.retire_wait) == (2.0, 10.0)
+    config = build_config({"ws_drain_timeout": 60.0, "max_wait_time": 10.0})
+    assert config.retire_wait == 65.0
+    config = build_config({"ws": "none", "ws_drain_timeout": 60.0, "max_wait_time": 10.0})
+    assert config.retire_wait == 10.0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--ws-max-size", "0"], "--ws-max-size must be at least 1"),
+        (["--ws-ping-timeout", "0"], "--ws-ping-timeout must be positive"),
+        (["--ws-drain-timeout", "-3"], "--ws-drain-timeout must not be negative"),
+        (["--ws", "wsproto"], "wsproto"),
+    ],
+)
+def test_websocket_settings_are_checked(
+    captured: list[Config], args: list[str], message: str
+) -> None:
+    code, out = invoke(*args)
+    assert code == 2
+    assert message in out
+    assert not captured

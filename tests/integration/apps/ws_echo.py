@@ -31,13 +31,7 @@ DISCONNECTS: list[dict[str, Any]] = []
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        return  # no lifespan (--lifespan auto carries on)
     if scope["type"] == "http":
         body = b"ok"
         if scope["path"] == "/last":
