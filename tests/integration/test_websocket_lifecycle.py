@@ -170,3 +170,24 @@ def test_reload_with_1000_sessions_and_http_traffic(serve: Starter) -> None:
     assert sorted(set(codes)) == [1012], {c: codes.count(c) for c in set(codes)}
     assert len(codes) == total
     assert not any("Traceback" in line for line in server.stderr)
+
+
+def test_a_retiring_worker_is_not_killed_before_its_sessions_drained(serve: Starter) -> None:
+    # --max-wait-time alone would SIGKILL the retiring worker after 1 s (1011, or a drop);
+    # its sessions are owed their drain, then a 1012
+    server = serve(APP, "--max-wait-time", "1", "--ws-drain-timeout", "2.5", workers=1)
+
+    async def go() -> tuple[list[int], float]:
+        sessions = [await connect(ws_url(server), ping_interval=None) for _ in range(4)]
+        ended: dict[int, float] = {}
+        chats = [asyncio.ensure_future(chat_until_closed(ws, 0.05, ended)) for ws in sessions]
+        await asyncio.sleep(0.1)
+        hup = time.monotonic()
+        server.send(signal.SIGHUP)
+        codes = await asyncio.gather(*chats)
+        return list(codes), min(ended.values()) - hup
+
+    codes, first = run(go)
+    assert codes == [1012] * 4
+    assert first >= 2.0
+    assert not any("killing it" in line for line in server.stderr)
