@@ -48,8 +48,12 @@ def _tokens(headers: list[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
 
 
 def wants_websocket(req: Request) -> bool:
-    """Does this request ask to become a WebSocket (``Upgrade: websocket``)?"""
-    return b"websocket" in _tokens(req.headers, b"upgrade")
+    """Does this request ask to become a WebSocket (an ``Upgrade`` token ``websocket``)?
+
+    Only when the parser saw ``websocket`` in an Upgrade header (``req.websocket``,
+    set by the framing checks): the other requests cost one attribute read.
+    """
+    return req.websocket and b"websocket" in _tokens(req.headers, b"upgrade")
 
 
 def check_upgrade(req: Request) -> Upgrade | int:

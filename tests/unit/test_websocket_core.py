@@ -7,12 +7,16 @@ from __future__ import annotations
 import struct
 import zlib
 
+import pytest
 from hypothesis import given, settings, strategies as st
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN, Protocol, Side
 
 from swserve.ipc import codec, framing
+from swserve.protocol.h11_parser import H11Parser
+from swserve.protocol.limits import Limits
+from swserve.protocol.parser import HttptoolsParser, Parser
 from swserve.protocol.request import Request
 from swserve.protocol.websocket import WebSocketCore, negotiate
 from swserve.protocol.ws_handshake import (
@@ -51,7 +55,19 @@ def upgrade_request(**changes: object) -> Request:
         else:
             headers[key] = value  # type: ignore[assignment]
     req.headers = list(headers.items())
+    req.websocket = b"websocket" in headers.get(b"upgrade", b"").lower()  # as the parsers do
     return req
+
+
+@pytest.mark.parametrize("parser", [HttptoolsParser, H11Parser])
+def test_the_parsers_flag_a_websocket_upgrade(parser: type[Parser]) -> None:
+    head = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: WebSocket\r\n\r\n"
+    (req,) = parser(Limits()).feed(head)
+    assert req.websocket
+    (plain,) = parser(Limits()).feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert not plain.websocket
+    (other,) = parser(Limits()).feed(head.replace(b"WebSocket", b"h2c"))
+    assert not other.websocket
 
 
 # -- the handshake ----------------------------------------------------------------------
