@@ -6,6 +6,8 @@
 - kill -9 of a worker (process mode): each of its sessions gets 1011 at once, the
   sessions of the other worker go on;
 - shutdown (SIGTERM): 1001 after the drain, and a clean exit.
+
+Process mode, base mode, and process mode with a second reactor (``--reactors 2``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from websockets.exceptions import ConnectionClosed
 from tests.integration.conftest import Starter
 from tests.integration.ws_helpers import run, ws_url
 
-pytestmark = pytest.mark.modes("process", "base")
+pytestmark = pytest.mark.modes("process", "base", "reactors")
 
 APP = "ws_echo:app"
 
