@@ -13,6 +13,7 @@ import asyncio
 import json
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -367,3 +368,26 @@ def test_timeout_does_not_apply_to_sessions(serve: Starter) -> None:
             return str(await ws.recv())
 
     assert run(go) == "late"
+
+
+def test_wss_over_tls(serve: Starter, tmp_path: Path) -> None:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    leaf.private_key_pem.write_to_path(str(key))
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    server = serve(SHARED_APP, "--ssl-certfile", str(cert), "--ssl-keyfile", str(key), workers=1)
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+
+    async def go() -> tuple[str, str]:
+        async with connect(f"wss://127.0.0.1:{server.port}/scope", ssl=ctx) as ws:
+            scheme = json.loads(await ws.recv())["scheme"]
+            await ws.send("secret" * 10_000)
+            return scheme, str(await ws.recv())
+
+    assert run(go) == ("wss", "secret" * 10_000)
