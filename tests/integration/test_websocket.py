@@ -401,3 +401,18 @@ def test_wss_over_tls(serve: Starter, tmp_path: Path) -> None:
             return scheme, str(await ws.recv())
 
     assert run(go) == ("wss", "secret" * 10_000)
+
+
+def test_echo_with_the_h11_parser(serve: Starter) -> None:
+    server = serve(SHARED_APP, "--http", "h11", workers=1)
+
+    async def go() -> list[str | bytes]:
+        async with connect(ws_url(server)) as ws:
+            await ws.send("via h11")
+            await ws.send(b"\x00")
+            return [await ws.recv(), await ws.recv()]
+
+    assert run(go) == ["via h11", b"\x00"]
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(handshake_request("/", Sec_WebSocket_Version="7"))
+        assert read_head(sock)[0] == 426
