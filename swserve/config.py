@@ -654,6 +654,14 @@ class Config:
         return self.graceful_timeout if self.ws_drain_timeout < 0 else self.ws_drain_timeout
 
     @property
+    def stop_wait(self) -> float:
+        """How long a shutdown waits for what is open: --graceful-timeout, but never less
+        than the WebSocket drain plus a second for the 1001 close handshakes."""
+        if self.ws == "none":
+            return self.graceful_timeout
+        return max(self.graceful_timeout, self.ws_drain + 1.0)
+
+    @property
     def retire_wait(self) -> float:
         """How long a retiring worker lives before SIGKILL: --max-wait-time, but never less
         than the WebSocket drain plus the time its 1012 close handshakes take."""

@@ -485,14 +485,13 @@ class Master:
         asyncio.get_running_loop().create_task(self._stop(code, drain and code == EXIT_OK))
 
     async def _stop(self, code: int, drain: bool) -> None:
-        timeout = self.config.graceful_timeout
+        # --graceful-timeout, or longer for WebSocket sessions: 1001 after --ws-drain-timeout
+        timeout = self.config.stop_wait
         self.host.stop_accepting()
         if drain:
             self.host.drain()
-            # WebSocket sessions close (1001) after --ws-drain-timeout: wait for that too
-            wait = timeout if self.config.ws == "none" else max(timeout, self.config.ws_drain + 1)
             try:
-                await asyncio.wait_for(self._idle.wait(), wait)
+                await asyncio.wait_for(self._idle.wait(), timeout)
             except TimeoutError:
                 log.warning(
                     "graceful timeout: %d connection(s) still busy", self.host.connections()

@@ -193,3 +193,22 @@ def test_a_retiring_worker_is_not_killed_before_its_sessions_drained(serve: Star
     assert codes == [1012] * 4
     assert first >= 2.0
     assert not any("killing it" in line for line in server.stderr)
+
+
+def test_shutdown_waits_for_a_drain_longer_than_the_graceful_timeout(serve: Starter) -> None:
+    server = serve(APP, "--graceful-timeout", "1", "--ws-drain-timeout", "2", workers=1)
+
+    async def go() -> tuple[list[int], float]:
+        sessions = [await connect(ws_url(server), ping_interval=None) for _ in range(3)]
+        ended: dict[int, float] = {}
+        chats = [asyncio.ensure_future(chat_until_closed(ws, 0.05, ended)) for ws in sessions]
+        await asyncio.sleep(0.1)
+        term = time.monotonic()
+        server.send(signal.SIGTERM)
+        codes = await asyncio.gather(*chats)
+        return list(codes), min(ended.values()) - term
+
+    codes, first = run(go)
+    assert codes == [1001] * 3
+    assert first >= 1.5
+    assert server.wait_exit(30) == 0

@@ -173,6 +173,10 @@ def test_websocket_drain_defaults_to_the_graceful_timeout_and_delays_the_kill() 
     assert config.retire_wait == 65.0
     config = build_config({"ws": "none", "ws_drain_timeout": 60.0, "max_wait_time": 10.0})
     assert config.retire_wait == 10.0
+    # a shutdown waits for the drain and the 1001 close handshakes
+    assert Config().stop_wait == 31.0
+    assert build_config({"ws_drain_timeout": 2.0}).stop_wait == 30.0
+    assert build_config({"ws": "none", "ws_drain_timeout": 60.0}).stop_wait == 30.0
 
 
 @pytest.mark.parametrize(
