@@ -461,7 +461,9 @@ class Config:
         default_doc="--graceful-timeout",
         help="Seconds open sessions of a reloaded or retiring worker, or of a server that "
         "shuts down, may go on before the reactor closes them (1012, or 1001 on shutdown). "
-        "A retiring worker with sessions is not killed before this has passed.",
+        "No worker is killed before this has passed: a retiring one gets this plus 5 s if "
+        "that exceeds --max-wait-time, a shutdown this plus 1 s if that exceeds "
+        "--graceful-timeout.",
     )
     log_level: str = setting(
         "info",
