@@ -118,7 +118,7 @@ class Manager(OtherKinds):
         self.supervisor = policy.Supervisor(
             config.workers,
             max_concurrent=config.max_concurrent_recycles,
-            max_wait=config.max_wait_time,
+            max_wait=config.retire_wait,  # WebSocket sessions drain first
             kill_grace=config.graceful_timeout,
             reload_mode=config.reload_mode,
         )
@@ -126,7 +126,9 @@ class Manager(OtherKinds):
         self.lifetimes: dict[int, float] = {}
         self._control_buf = b""
         self._halted = False
-        self.grace = config.graceful_timeout  # how long stop_all waits before SIGKILL
+        # how long stop_all waits before SIGKILL (a base-mode worker drains its WebSocket
+        # sessions for --ws-drain-timeout before it says 1001)
+        self.grace = config.stop_wait
         # task workers and user processes: nothing at all unless asked for
         self.task_path = ""
         self.tasks: policy.Supervisor | None = None

@@ -616,7 +616,8 @@ class Master:
         self._orphans = []
 
     async def _stop(self, code: int, drain: bool) -> None:
-        timeout = self.config.graceful_timeout
+        # --graceful-timeout, or longer for WebSocket sessions: 1001 after --ws-drain-timeout
+        timeout = self.config.stop_wait
         self.host.stop_accepting()
         if drain:
             self.host.drain()

@@ -232,6 +232,7 @@ class HttptoolsParser:
         head = check_head(version, self._framing, self._limits)
         req.keep_alive = head.keep_alive
         req.expect_continue = head.expect_continue
+        req.websocket = head.websocket
         self._state = _BODY
         self._chunked = head.chunked
         if head.chunked:

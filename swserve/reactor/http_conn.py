@@ -27,8 +27,15 @@ from swserve.ipc.framing import Buffer
 from swserve.protocol import serializer
 from swserve.protocol.framing import absolute_form_host
 from swserve.protocol.request import Request
+from swserve.protocol.ws_handshake import (
+    Upgrade,
+    accept_response,
+    check_upgrade,
+    wants_websocket,
+)
 from swserve.reactor import spool
 from swserve.reactor.spool import SpooledBody, failure_status
+from swserve.reactor.ws_conn import WsConnection, WsPeer
 
 if TYPE_CHECKING:
     from swserve.reactor.core import Reactor
@@ -67,7 +74,9 @@ class HttpConnection(asyncio.Protocol):
         "status",
         "submitted_at",
         "transport",
+        "upgrade",
         "write_paused",
+        "ws",
     )
 
     def __init__(self, reactor: Reactor, scheme: str = "http") -> None:
@@ -95,6 +104,8 @@ class HttpConnection(asyncio.Protocol):
         self.accepted_at = time.monotonic()
         self.prefix: list[bytes] = []
         self._scheme = scheme
+        self.upgrade: Upgrade | None = None  # a valid WebSocket handshake, with the app
+        self.ws: WsConnection | None = None  # after the switch: who gets the bytes
 
     # -- asyncio callbacks ----------------------------------------------------------
 
@@ -120,11 +131,17 @@ class HttpConnection(asyncio.Protocol):
     LOW_WATER = 64 * 1024
 
     def pause_writing(self) -> None:
+        if self.ws is not None:
+            self.ws.pause_writing()
+            return
         self.write_paused = True
         self.paused_since = self.reactor.now
         self._tell_worker(framing.BUFFER_FULL)
 
     def resume_writing(self) -> None:
+        if self.ws is not None:
+            self.ws.resume_writing()
+            return
         self.write_paused = False
         self._tell_worker(framing.BUFFER_EMPTY)
 
@@ -132,6 +149,10 @@ class HttpConnection(asyncio.Protocol):
         self.reactor.flow(self, kind)
 
     def data_received(self, data: bytes) -> None:
+        ws = self.ws
+        if ws is not None:  # switched: the bytes are the WebSocket's
+            ws.data_received(data)
+            return
         if self.closing or self.error is not None:
             return
         self.last_active = self.reactor.now
@@ -217,11 +238,15 @@ class HttpConnection(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         # A client that closes its side has gone away, as nginx and uvicorn also
         # assume: its request is abandoned (the app sees http.disconnect).
+        if self.ws is not None:
+            self.ws.eof_received()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.reactor.sessions.pop(self.session, None)
+        if self.ws is not None:
+            self.ws.connection_lost()
         if self.current is not None:
             self.reactor.abandon(self)
             self.current = None
@@ -253,6 +278,19 @@ class HttpConnection(asyncio.Protocol):
             self.slot = None
             if self.reactor.metrics is not None:
                 self.submitted_at = time.monotonic()
+            if self.reactor.websockets and wants_websocket(req):
+                checked = check_upgrade(req)
+                if isinstance(checked, int):  # 400, or 426 naming the version we speak
+                    extra = b"sec-websocket-version: 13\r\n" if checked == 426 else b""
+                    self.write_error(checked, extra=extra)
+                    self.current = None
+                    return
+                self.upgrade = checked
+                self.reactor.submit(self)
+                # read on, to see the client leave during the handshake (nothing it sends
+                # before the 101 is parsed: RFC 6455 §4.1 forbids that anyway)
+                self.transport.resume_reading()
+                return
             self.reactor.submit(self)
             if len(self.pending) < MAX_PIPELINED // 2 and self.error is None and not self.closing:
                 self.transport.resume_reading()
@@ -273,11 +311,11 @@ class HttpConnection(asyncio.Protocol):
             head.expect_continue = False
             self.transport.write(serializer.CONTINUE)
 
-    def write_error(self, status: int, retry_after: int = 0) -> None:
+    def write_error(self, status: int, retry_after: int = 0, extra: bytes = b"") -> None:
         """Answer the current state with an error and close (framing is in doubt)."""
         self.closing = True
         if not self.transport.is_closing():
-            date_server = self.reactor.date_server
+            date_server = self.reactor.date_server + extra
             if retry_after:
                 date_server += b"retry-after: %d\r\n" % retry_after
             self.transport.write(serializer.error_response(status, date_server))
@@ -330,6 +368,33 @@ class HttpConnection(asyncio.Protocol):
                 self.transport.write(body)
         if end:
             self._finish()
+
+    def switch_to_websocket(self, subprotocol: str | None, headers: bytes, peer: WsPeer) -> None:
+        """The app accepted: send the 101, then hand every byte that follows to a
+        WebSocket connection (the protocol switch)."""
+        upgrade = self.upgrade
+        assert upgrade is not None
+        assert self.current is not None
+        # deferred: a server whose clients never upgrade never imports the websockets package
+        from swserve.protocol.websocket import WebSocketCore, negotiate
+
+        reactor = self.reactor
+        config = reactor.config
+        extensions, running = negotiate(upgrade.extensions, config.ws_per_message_deflate)
+        self.transport.write(
+            accept_response(upgrade, subprotocol, headers, extensions, reactor.date_server)
+        )
+        ws = WsConnection(self, WebSocketCore(config.ws_max_size, running), peer, reactor.ws)
+        self.ws = ws
+        self.upgrade = None
+        self.status = 101
+        if reactor.metrics is not None:
+            self._observe(101, 0)
+        self.current = None
+        self.plan = None
+        self.pending.clear()
+        reactor.ws.add(ws)
+        self.transport.resume_reading()
 
     def on_response_abort(self) -> None:
         """The app failed after its response started: the only honest signal is a close."""

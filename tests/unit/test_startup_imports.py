@@ -36,6 +36,8 @@ DEFERRED = (
     "swserve.protocol.h11_parser",  # --http h11
     "h11",
     "swserve.worker.base",  # --mode base, in the workers
+    "swserve.protocol.websocket",  # the first WebSocket upgrade
+    "websockets",
 )
 
 

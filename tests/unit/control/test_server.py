@@ -20,6 +20,7 @@ from swserve.control.protocol import encode_request
 from swserve.master.control import ControlServer
 from swserve.master.stats import Stats
 from swserve.reactor.dispatcher import WorkerSlot
+from swserve.reactor.ws_conn import WsSessions
 
 
 @dataclass
@@ -36,6 +37,7 @@ class FakeReactor:
     links: dict[int, FakeLink]
     sessions: dict[int, Any] = field(default_factory=dict)
     queue: list[Any] = field(default_factory=list)
+    ws: WsSessions = field(default_factory=lambda: WsSessions(Config(), lambda key: None))
 
 
 @dataclass
