@@ -1,7 +1,9 @@
-"""The chunked transfer coding, read incrementally (RFC 9112 §7.1), as llhttp reads it.
+"""The chunked transfer coding, read incrementally (RFC 9112 §7.1).
 
-Used by the h11 glue to read chunked bodies, and by the httptools glue to
-find where a chunked body that llhttp has already accepted ends.
+Both parser glues read chunked bodies with this reader (llhttp refuses the
+whitespace RFC 9112 §7.1.1 allows in chunk extensions, so the httptools glue
+stops llhttp at the end of a chunked request's head and reads the body here):
+the same chunked body gets the same answer from either parser.
 """
 
 from __future__ import annotations
@@ -16,12 +18,26 @@ from swserve.protocol.syntax import parse_field_line
 _TOKEN: Final = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
 _QUOTED: Final = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
 _VALUE: Final = rb"(?:" + _TOKEN + rb"|" + _QUOTED + rb")?"
-# chunk = chunk-size [ chunk-ext ] CRLF with no whitespace anywhere (RFC 9112
-# §7.1, §7.1.1; llhttp refuses the optional BWS too), and what llhttp allows
-# besides: empty extensions between semicolons, an empty name or value.
-_SIZE_LINE: Final = re.compile(
-    rb"([0-9A-Fa-f]+)(?:;+(?:" + _TOKEN + rb"(?:=" + _VALUE + rb")?|=" + _VALUE + rb"))*\r"
+# RFC 9112 §7.1 and §7.1.1:
+#   chunk      = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
+#   chunk-ext  = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+# BWS is optional whitespace (RFC 9110 §5.6.3), which a recipient "MUST parse
+# for such bad whitespace and remove it", so `5 ; a = b` is a valid size line.
+# Nothing else may follow the size: `5 ` (no extension) and whitespace at the
+# end of the line are refused.  What llhttp allows besides is kept: empty
+# extensions between semicolons and an empty name or value.  Every whitespace
+# run is possessive, so a line that fails costs linear time.
+_BWS: Final = rb"[ \t]*+"
+_EXT: Final = (
+    _BWS + rb";" + _BWS + rb"(?:" + _TOKEN + rb"(?:" + _BWS + rb"=" + _BWS + _VALUE + rb")?"
+    rb"|=" + _BWS + _VALUE + rb")?"
 )
+_SIZE_LINE: Final = re.compile(rb"([0-9A-Fa-f]+)(?:" + _EXT + rb")*\r")
+# Trailer fields that would change how the message is framed are refused,
+# not just discarded (RFC 9110 §6.5.1: framing fields cannot be processed
+# outside the header section; a sender MUST NOT generate them there): an
+# intermediary that merges trailers could frame the message differently.
+_FRAMING_TRAILERS: Final = frozenset({b"content-length", b"transfer-encoding"})
 _MAX_CHUNK: Final = 1 << 64  # llhttp's chunk-size is a 64-bit integer: larger sizes are refused
 
 # reader states
@@ -117,6 +133,8 @@ class ChunkedReader:
         # fields, then discarded, never merged into the header section
         # (RFC 9110 §6.5.2); the header limits apply to them as well.
         name, value = parse_field_line(line)
+        if name in _FRAMING_TRAILERS:
+            raise ProtocolError(400, "framing field in the trailer section")
         size = len(name) + len(value)
         self._trailers += 1
         self._trailer_bytes += size + 4
