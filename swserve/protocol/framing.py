@@ -12,7 +12,7 @@ from typing import Final
 
 from swserve.errors import ProtocolError
 from swserve.protocol.limits import Limits
-from swserve.protocol.target import check_host
+from swserve.protocol.target import VALID_HOSTS, check_host
 
 _MAX_CL_DIGITS: Final = 18  # fits in a signed 64-bit integer: nobody sends an exabyte
 
@@ -60,7 +60,8 @@ def check_head(version: bytes, framing: list[tuple[bytes, bytes]], limits: Limit
             codings.extend(c.strip().lower() for c in value.split(b","))
         elif name == b"host":
             hosts += 1
-            check_host(value)
+            if value not in VALID_HOSTS:
+                check_host(value)
         elif name == b"content-type":
             content_types += 1
         elif name == b"connection":

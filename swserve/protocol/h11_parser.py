@@ -198,7 +198,8 @@ class H11Parser:
         # order: h11 would answer some of them differently (501 for
         # Transfer-Encoding: gzip, where 400 is right).
         target = req.target
-        req.target = check_target(req.method, target)
+        if target[:1] != b"/" or b"#" in target:
+            req.target = check_target(req.method, target)
         head = check_head(req.version, self._framing, limits)
         # h11 wants single spaces in the request line; llhttp takes runs of them
         line = b"%s %s HTTP/%s\r\n" % (req.method, target, req.version)

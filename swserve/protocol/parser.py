@@ -166,15 +166,29 @@ class HttptoolsParser:
                 raise ProtocolError(400, "connection closed mid-request")
             return []
         out: list[Request] = []
-        rest: bytes | None = data
         try:
-            while rest:
+            if self._chunks is None:  # the usual case: llhttp takes the whole feed
+                if state == _BODY:
+                    self._body_at_start = len(self._req.body)
+                self._start = state  # _sub_feed, inlined
+                self._data = data
+                self._suspect = None
+                rest = self._parse(data)
+                if rest is None and (self._state or self._carry):
+                    self._end_of_feed(data)
+                out = self._done
+                if rest is None:
+                    if out:
+                        self._done = []
+                    return out
+                self._done = []  # out is no longer the list _line_start walks
+            else:
+                rest = data
+            while rest:  # a chunked body, and what follows it
                 if self._chunks is not None:
                     rest = self._chunked_body(rest, out)
                     continue
-                if self._state == _BODY:
-                    self._body_at_start = len(self._req.body)
-                rest = self._sub_feed(rest)
+                rest = self._sub_feed(rest)  # starts between two requests
                 if self._done:
                     out += self._done
                     self._done = []
@@ -258,18 +272,25 @@ class HttptoolsParser:
             # 505 for HTTP/2.0, 400 for a line without a version (llhttp calls
             # it 0.9), 501 for CONNECT: the raw line decides, as in the h11 glue
             raise _CheckLine
-        if self._start == _HEAD and not self._done:
-            self._check_protocol(bytes(self._carry) + self._data, 0)
-        else:
-            suspect = self._suspect
-            if suspect is None:
-                data = self._data
-                suspect = self._suspect = b"TSP/" in data or b"ICE/" in data
-            if suspect:
-                self._check_protocol(self._data, self._line_start(self._data, len(self._done)))
+        target = req.target
+        data = self._data
+        if self._done or self._start != _IDLE:
+            if self._start == _HEAD and not self._done:
+                self._check_protocol(bytes(self._carry) + data, 0)
+            else:
+                suspect = self._suspect
+                if suspect is None:
+                    suspect = self._suspect = b"TSP/" in data or b"ICE/" in data
+                if suspect:
+                    self._check_protocol(data, self._line_start(data, len(self._done)))
+        elif data[len(method) + len(target) + 1 : len(method) + len(target) + 7] != b" HTTP/":
+            # the first request of a feed that began between requests: one SP
+            # after the target is the usual case; else look at the whole line
+            self._check_protocol(data, skip_empty_lines(data, 0))
         req.method = method
         req.version = version
-        req.target = check_target(method, bytes(req.target))
+        if target[:1] != b"/" or b"#" in target:
+            req.target = check_target(method, target)
         head = check_head(version, self._framing, self._limits)
         req.keep_alive = head.keep_alive
         req.expect_continue = head.expect_continue

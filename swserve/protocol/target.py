@@ -21,6 +21,9 @@ _IP_LITERAL: Final = rb"\[(?:[0-9A-Fa-f:.]+|[vV][0-9A-Fa-f]+\.[" + _UNRESERVED_S
 _REG_NAME: Final = rb"(?:[" + _UNRESERVED_SUB + rb"]|%[0-9A-Fa-f]{2})*"
 _HOST_PORT: Final = re.compile(rb"(?:" + _IP_LITERAL + rb"|" + _REG_NAME + rb")(?::[0-9]*)?")
 _HTTP_SCHEMES: Final = frozenset({b"http", b"https"})
+# Host values already found valid: a server sees the same few again and again.
+VALID_HOSTS: set[bytes] = set()
+_CACHE_LIMIT: Final = 1024
 
 
 def check_target(method: bytes, target: bytes) -> bytes:
@@ -80,3 +83,5 @@ def check_host(value: bytes) -> None:
     """
     if _HOST_PORT.fullmatch(value) is None:
         raise ProtocolError(400, "invalid Host header")
+    if len(VALID_HOSTS) < _CACHE_LIMIT:  # bounded: Host values are the client's to choose
+        VALID_HOSTS.add(value)

@@ -1297,8 +1297,7 @@ valid(
     "fragment-after-query",
     head(b"GET /a?x=1#frag HTTP/1.1", HOST),
     [req(b"GET", b"/a?x=1", H)],
-    "No request-target form has a fragment: it is dropped, never passed on as part of"
-    " the query.",
+    "No request-target form has a fragment: it is dropped, never passed on as part of the query.",
     "RFC 9112 §3.2, RFC 9110 §4.2.5",
 )
 valid(
@@ -1318,9 +1317,9 @@ valid(
 valid(
     "chunk-extension-bws",
     head(P, HOST, TE_CHUNKED)
-    + b"5 ; a=b\r\nhello\r\n1; c\r\n,\r\n6 ;d = \"q\" ;e\r\n world\r\n0\t;\tlast\r\n\r\n",
+    + b'5 ; a=b\r\nhello\r\n1; c\r\n,\r\n6 ;d = "q" ;e\r\n world\r\n0\t;\tlast\r\n\r\n',
     [req(b"POST", b"/", [*H, (b"transfer-encoding", b"chunked")], b"hello, world")],
-    "chunk-ext = *( BWS \";\" BWS chunk-ext-name [ BWS \"=\" BWS chunk-ext-val ] ): the"
+    'chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] ): the'
     " whitespace around ';' and '=' is parsed and the extension ignored.",
     "RFC 9112 §7.1.1, RFC 9110 §5.6.3",
 )
@@ -1328,7 +1327,7 @@ valid(
     "host-ip-literal",
     head(b"GET / HTTP/1.1", b"Host: [::1]:8080"),
     [req(b"GET", b"/", [(b"host", b"[::1]:8080")])],
-    "Host = uri-host [ \":\" port ], an IP-literal host included.",
+    'Host = uri-host [ ":" port ], an IP-literal host included.',
     "RFC 9110 §7.2, RFC 3986 §3.2.2",
 )
 invalid(
@@ -1364,7 +1363,7 @@ invalid(
     "rtsp-protocol",
     head(b"GET /x RTSP/1.0", HOST),
     400,
-    "HTTP-version = HTTP-name \"/\" DIGIT \".\" DIGIT, HTTP-name = \"HTTP\": llhttp takes"
+    'HTTP-version = HTTP-name "/" DIGIT "." DIGIT, HTTP-name = "HTTP": llhttp takes'
     " RTSP/1.0 for HTTP/1.0.",
     "RFC 9112 §2.3",
 )

@@ -1,9 +1,9 @@
 """An ASGI app that checks the scope and the message order while it answers.
 
 Routes: /scope (JSON of the scope), /echo (request body), /stream (three
-parts), /sleep?s=N, /pid, /disconnect (waits for http.disconnect, then
+parts), /sleep?s=N, /pid, /status?code=N&cl=M (that status and Content-Length), /disconnect (waits for http.disconnect, then
 writes a marker file named by ?f=), /error, /lifespan (the state set at
-startup).
+startup); anything else echoes the body, with x-path and x-query headers.
 """
 
 from __future__ import annotations
@@ -65,6 +65,12 @@ async def app(scope, receive, send):
         await send({"type": "http.response.body", "body": b"0123456789", "more_body": True})
         await send({"type": "http.response.body", "body": b"abc"})
         return
+    if path == "/status":
+        headers = [(b"content-length", query["cl"][0].encode())] if "cl" in query else []
+        status = int(query["code"][0])
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+        return
     if path == "/lifespan":
         await respond(send, scope["state"]["started"].encode())
         return
@@ -117,11 +123,11 @@ async def app(scope, receive, send):
         chunks.append(message.get("body", b""))
         if not message.get("more_body"):
             break
-    await respond(send, b"".join(chunks))
+    where = [(b"x-path", scope["raw_path"]), (b"x-query", scope["query_string"])]
+    await respond(send, b"".join(chunks), extra=where)
 
 
-async def respond(send, body: bytes, content_type: bytes = b"text/plain") -> None:
-    await send(
-        {"type": "http.response.start", "status": 200, "headers": [(b"content-type", content_type)]}
-    )
+async def respond(send, body: bytes, content_type: bytes = b"text/plain", extra=()) -> None:
+    headers = [(b"content-type", content_type), *extra]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -6,7 +6,7 @@ Routes:
   /stream    → three chunks, no Content-Length (chunked on the wire)
   /sleep?s=N[&f=FILE] → writes the worker pid to FILE, sleeps N seconds, then "slept"
   /pid       → the worker's pid
-  /status?code=N → that status, empty body
+  /status?code=N[&cl=M] → that status, empty body (and Content-Length: M, if given)
   /print     → prints a line to stdout, then "printed"
   /error     → raises before start_response
   /late-error → raises after the first chunk
@@ -50,7 +50,8 @@ def app(environ, start_response):
         return [str(os.getpid()).encode()]
     if path == "/status":
         code = int(query["code"][0])
-        start_response(f"{code} Whatever", [])
+        headers = [("Content-Length", query["cl"][0])] if "cl" in query else []
+        start_response(f"{code} Whatever", headers)
         return [b""]
     if path == "/print":
         print(f"line from the app {query.get('n', ['0'])[0]} " + "x" * 200)

@@ -127,5 +127,7 @@ def test_absolute_form_without_path_keeps_its_query() -> None:
     """RFC 9112 §3.2.2 / RFC 3986 §3.2: in both the WSGI environ and the ASGI scope."""
     env = environ(b"http://example.org?x=1", [(b"host", b"example.org")])
     assert (env["PATH_INFO"], env["QUERY_STRING"]) == ("/", "x=1")
-    scope = build_scope(fields(b"GET", b"http://example.org?x=1", [(b"host", b"example.org")]), None)
+    scope = build_scope(
+        fields(b"GET", b"http://example.org?x=1", [(b"host", b"example.org")]), None
+    )
     assert (scope["path"], scope["raw_path"], scope["query_string"]) == ("/", b"/", b"x=1")

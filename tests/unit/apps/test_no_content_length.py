@@ -36,7 +36,9 @@ class Sink:
         return None
 
 
-@pytest.mark.parametrize(("status", "kept"), [("204 No Content", False), ("304 Not Modified", True)])
+@pytest.mark.parametrize(
+    ("status", "kept"), [("204 No Content", False), ("304 Not Modified", True)]
+)
 def test_wsgi(status: str, kept: bool) -> None:
     sink = Sink()
     response = _Response(sink, False)

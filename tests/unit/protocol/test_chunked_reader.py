@@ -19,7 +19,7 @@ def read(body: bytes) -> bytes:
     reader = ChunkedReader(Limits())
     out = bytearray()
     pos = reader.read(body, 0, out)
-    assert reader.state == DONE and pos == len(body)
+    assert (reader.state, pos) == (DONE, len(body))
     return bytes(out)
 
 
@@ -32,7 +32,7 @@ def read(body: bytes) -> bytes:
         b"5; a=b",
         b"5 ; a=b",
         b"5\t;\ta\t=\tb",
-        b"5;a = \"q;x\"",
+        b'5;a = "q;x"',
         b"5 ; a ; b=c ;d",
         b"5;;a",  # llhttp's extras: empty extensions, empty names and values
         b"5;=x",
@@ -52,7 +52,7 @@ def test_size_lines_accepted(size_line: bytes) -> None:
         b" 5",
         b"5;a=b\rc",
         b"x",
-        b"5;a=\"unterminated",
+        b'5;a="unterminated',
     ],
 )
 def test_size_lines_refused(size_line: bytes) -> None:

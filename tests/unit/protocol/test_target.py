@@ -73,7 +73,7 @@ def test_valid_host_values(value: bytes) -> None:
         b"example.com:http",
         b"ex@mple.com",
         b"[::1",
-        b"exa\"mple",
+        b'exa"mple',
         b"\xff",
     ],
 )
