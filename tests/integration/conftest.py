@@ -185,6 +185,7 @@ MODE_ARGS: dict[str, tuple[str, ...]] = {
     "process": (),
     "base": ("--mode", "base"),
     "reactors": ("--reactors", "2"),  # process mode with a second reactor process
+    "h11": ("--http", "h11"),  # process mode with the pure-Python parser
 }
 
 

@@ -15,7 +15,7 @@ import pytest
 from tests.helpers import ResponseReader, connect, exchange
 from tests.integration.conftest import Starter
 
-pytestmark = pytest.mark.modes("process", "base")
+pytestmark = pytest.mark.modes("process", "base", "reactors")
 
 
 def test_slowloris_is_answered_408_and_others_are_served(serve: Starter) -> None:
