@@ -154,8 +154,8 @@ def test_timeout_answers_504_and_replaces_the_worker(serve: Starter, tmp_path: P
         started = time.monotonic()
         r = client.get("/sleep", params={"s": "3600", "f": str(marker)})
         elapsed = time.monotonic() - started
-        assert r.status_code == 504
-        assert 1.0 <= elapsed < 3.0
+        assert r.status_code == 504  # long before the hour: the client gives up after 20 s
+        assert elapsed >= 1.0  # not before --timeout
         stuck = int(marker.read_text())
         for _ in range(20):
             assert client.get("/echo").status_code == 200
@@ -257,14 +257,13 @@ def test_retiring_worker_is_killed_after_max_wait_time(
     )  # fmt: skip
     with httpx.Client(base_url=server.url, timeout=30) as client:
         assert client.get("/").status_code == 200  # the worker's one request: it will be recycled
-        started = time.monotonic()
         if mode != "base":
             r = client.get("/forever")  # still to the old worker: its replacement is importing
             assert r.status_code == 502
         else:  # the connection is the old worker's own: it dies with it
             with pytest.raises(httpx.RemoteProtocolError):
                 client.get("/forever")
-        assert time.monotonic() - started < 10
+        # (an answer at all means --max-wait-time cut the hour-long request short)
         server.wait_for("did not finish its requests in 1s: killing it")
         assert client.get("/").status_code == 200  # the replacement serves
 
