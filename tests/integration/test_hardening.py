@@ -15,6 +15,7 @@ import pytest
 
 from tests.helpers import ResponseReader, connect, exchange
 from tests.integration.conftest import Starter
+from tests.integration.test_frameworks import _session_rss
 
 pytestmark = pytest.mark.modes("process", "base", "reactors")
 
@@ -279,3 +280,32 @@ def test_running_out_of_file_descriptors_backs_off_and_recovers(tmp_path: Path) 
         assert exchange(server.port, request)[0].status == 200
     finally:
         assert server.stop() == 0
+
+
+@pytest.mark.parametrize("app", ["wsgi_echo:app", "asgi_echo:app"])
+def test_a_client_that_stops_reading_holds_the_app_back(
+    serve: Starter, app: str, mode: str
+) -> None:
+    """Back-pressure with --reactors 2: a client that stops reading a 200 MiB
+    stream must not cost the server 200 MiB.  The app prints a line once it has
+    handed over its last chunk: that line arriving within 5 s means nothing held
+    it back, and then the memory shows where the stream went."""
+    if mode != "reactors":
+        pytest.skip("process and base mode: test_frameworks' slow-reader test, every framework")
+    server = serve(app, workers=1)
+    before = _session_rss(server)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        sock.settimeout(10)
+        sock.connect(("127.0.0.1", server.port))
+        sock.sendall(b"GET /big?n=3200 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(1)  # the response has started; now stop reading
+        try:
+            server.wait_for("^big: done$", 5.0, stream="stdout")
+        except AssertionError:
+            pass  # still held back after 5 s: back-pressure works
+        grown = _session_rss(server) - before
+    finally:
+        sock.close()
+    assert grown < 64 * 1024 * 1024, f"the server grew by {grown >> 20} MiB for one unread stream"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import os
 from pathlib import Path
 
 import httpx
@@ -100,16 +99,15 @@ def test_bad_app_output_is_a_clean_500(
 
 def test_threads_run_requests_concurrently(serve: Starter, tmp_path: Path) -> None:
     """With --threads 4, one worker holds four requests at once (no clock involved)."""
-    gate = tmp_path / "gate"
-    os.mkfifo(gate)
+    release = tmp_path / "release"
     server = serve("gate:app", "--threads", "4", workers=1)
     with (
-        httpx.Client(base_url=server.url, timeout=20) as client,
+        httpx.Client(base_url=server.url, timeout=40) as client,
         concurrent.futures.ThreadPoolExecutor(4) as pool,
     ):
-        held = [pool.submit(client.get, f"/wait?g={gate}") for _ in range(4)]
+        held = [pool.submit(client.get, f"/hold?f={release}") for _ in range(4)]
         waiting = server.wait_for_count("^gate: waiting", 4, stream="stdout")
         assert len(set(waiting)) == 1  # all four in the one worker, at the same time
-        with open(gate, "wb"):
-            pass  # opening and closing the FIFO releases every waiting request
+        assert not any(f.done() for f in held)
+        release.touch()
         assert [f.result().text for f in held] == ["released"] * 4

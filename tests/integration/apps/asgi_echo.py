@@ -4,7 +4,7 @@ Routes: /scope (JSON of the scope), /echo (request body), /stream (three
 parts), /sleep?s=N, /pid, /status?code=N&cl=M (that status and Content-Length), /disconnect (waits for http.disconnect, then
 writes a marker file named by ?f=), /error, /lifespan (the state set at
 startup), /barrier?n=K (held until K requests are inside at once, once per
-worker), /hold?f=FILE (prints "hold: inside N", held until FILE exists);
+worker), /big?n=N (N chunks of 64 KiB; prints "big: done"), /hold?f=FILE (prints "hold: inside N", held until FILE exists);
 anything else echoes the body, with x-path and x-query headers.
 """
 
@@ -94,6 +94,14 @@ async def app(scope, receive, send):
             await asyncio.sleep(0.01)
         _held -= 1
         await respond(send, str(peak).encode())
+        return
+    if path == "/big":  # n chunks of 64 KiB; prints "big: done" once all are sent
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        block = b"x" * 65536
+        for _ in range(int(query["n"][0])):
+            await send({"type": "http.response.body", "body": block, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        print("big: done", flush=True)
         return
     if path == "/status":
         headers = [(b"content-length", query["cl"][0].encode())] if "cl" in query else []
