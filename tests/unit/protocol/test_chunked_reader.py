@@ -81,3 +81,29 @@ def test_framing_fields_in_trailers_are_refused(name: bytes) -> None:
 
 def test_other_trailers_are_read_and_dropped() -> None:
     assert read(b"1\r\na\r\n0\r\nX-Checksum: abc\r\nServer-Timing: x\r\n\r\n") == b"a"
+
+
+def feed_bytewise(reader: ChunkedReader, raw: bytes, out: bytearray) -> None:
+    buf, pos = b"", 0
+    for i in range(len(raw)):
+        buf += raw[i : i + 1]
+        pos = reader.read(buf, pos, out)
+
+
+@pytest.mark.parametrize("whole", [True, False])
+def test_a_long_extension_is_refused_in_one_read_or_many(whole: bool) -> None:
+    """The in-place path (a whole line in the buffer) keeps the size-line limit."""
+    raw = b"5;" + b"a" * 20 + b"\r\nhello\r\n0\r\n\r\n"
+    reader = ChunkedReader(Limits(header_field=16))
+    with pytest.raises(ProtocolError) as caught:
+        (reader.read(raw, 0, bytearray()) if whole else feed_bytewise(reader, raw, bytearray()))
+    assert caught.value.status_hint == 400
+
+
+def test_hex_sizes_in_place_and_split_agree() -> None:
+    raw = b"a\r\n0123456789\r\n0000000000000000001\r\nx\r\n1;e\r\ny\r\n0\r\n\r\n"
+    assert read(raw) == b"0123456789xy"
+    reader = ChunkedReader(Limits())
+    out = bytearray()
+    feed_bytewise(reader, raw, out)
+    assert (reader.state, bytes(out)) == (DONE, b"0123456789xy")
