@@ -13,9 +13,12 @@ CORES = [
     ROOT / "ipc" / "framing.py",
     ROOT / "ipc" / "codec.py",
     ROOT / "reactor" / "dispatcher.py",
+    ROOT / "reactor" / "affinity.py",
     ROOT / "manager" / "policy.py",
     ROOT / "metrics" / "requests.py",
     ROOT / "metrics" / "exposition.py",
+    ROOT / "control" / "protocol.py",
+    ROOT / "control" / "render.py",
 ]
 FORBIDDEN = {"asyncio", "socket", "os", "signal", "threading", "time", "selectors", "subprocess"}
 

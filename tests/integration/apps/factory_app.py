@@ -3,7 +3,7 @@ create_app as the app itself would fail."""
 
 from __future__ import annotations
 
-CALLS = []
+CALLS: list[int] = []
 
 
 def create_app():

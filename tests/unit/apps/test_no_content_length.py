@@ -54,7 +54,7 @@ def test_asgi(status: int, kept: bool) -> None:
     sink = Sink()
 
     async def respond() -> None:
-        cycle = RequestCycle(sink, b"", head=False)  # type: ignore[arg-type]
+        cycle = RequestCycle(sink, b"", head=False)
         headers = [(b"content-length", b"12"), (b"x-a", b"1")]
         await cycle.send({"type": "http.response.start", "status": status, "headers": headers})
         await cycle.send({"type": "http.response.body", "body": b""})

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 import signal
+from collections.abc import Sequence
 
+import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -20,6 +22,7 @@ from swserve.manager.policy import (
     Spawn,
     Supervisor,
     describe,
+    steps_to,
 )
 
 
@@ -32,7 +35,7 @@ class Harness:
         self.now = 0.0
         self.log: list[object] = []
 
-    def run(self, actions: list[object]) -> list[object]:
+    def run(self, actions: Sequence[object]) -> list[object]:
         out = []
         for action in actions:
             self.log.append(action)
@@ -294,3 +297,12 @@ def test_reload_catches_a_replacement_that_was_booting_with_old_code() -> None:
     assert any(p == booting for p, _ in h.sup.queue) or any(
         w.replaces == booting for w in h.sup.workers.values()
     ), "the replacement that booted before the reload is not replaced by it"
+
+
+@pytest.mark.parametrize(
+    ("current", "target", "steps"),
+    [(2, 4, [1, 1]), (4, 2, [-1, -1]), (3, 3, []), (2, 0, [-1])],
+)
+def test_steps_to_a_worker_count(current: int, target: int, steps: list[int]) -> None:
+    """`swserve ctl scale N` is carried out as SIGTTIN/SIGTTOU steps, never below one worker."""
+    assert steps_to(current, target) == steps
