@@ -2,7 +2,8 @@
 
 Every ``--flag`` and ``SWSERVE_*`` variable that ``docs/*.md`` and ``README.md``
 give as swserve's must be in the settings table (``config.SETTINGS``) or be
-one of the CLI's own options.  What counts as swserve's:
+one of the CLI's own options (those of ``swserve ctl`` and ``swserve top``
+included).  What counts as swserve's:
 
 * in a fenced code block, the flags on a ``swserve`` command line (a command
   of another program, such as ``docker run`` or ``wrk``, is not checked);
@@ -20,10 +21,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import click
 import pytest
 
 from swserve.cli import make_command
 from swserve.config import SETTINGS
+from swserve.control.cli import COMMANDS_BY_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
@@ -62,11 +65,20 @@ def spans(text: str, foreign: set[str]) -> list[str]:
     return out
 
 
+def _params(command: click.Command) -> list[click.Parameter]:
+    params = list(command.params)
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            params += _params(sub)
+    return params
+
+
 def known_flags() -> set[str]:
     flags: set[str] = {"--help", "--version"}
-    for param in make_command().params:
-        flags.update(param.opts)
-        flags.update(param.secondary_opts)
+    for command in [make_command(), *COMMANDS_BY_NAME.values()]:
+        for param in _params(command):
+            flags.update(param.opts)
+            flags.update(param.secondary_opts)
     return {f for f in flags if f.startswith("--")}
 
 
