@@ -326,7 +326,8 @@ class Config:
         8190,
         kind="int",
         section="HTTP",
-        help="Longest request target in bytes; longer: 414 (gunicorn's name and default).",
+        help="Longest request target in bytes; longer: 414 (gunicorn's name; its default is "
+        "4094 for the whole line, 8190 its maximum).",
     )
     limit_request_fields: int = setting(
         100,
@@ -338,7 +339,8 @@ class Config:
         8190,
         kind="int",
         section="HTTP",
-        help="Longest header field (name and value) in bytes; longer: 431 (gunicorn's default).",
+        help="Longest header field (name plus value, without the colon and whitespace) in bytes; "
+        "longer: 431 (gunicorn's default, which counts the whole line).",
     )
     max_connections: int = setting(
         10000,

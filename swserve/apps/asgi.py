@@ -287,6 +287,8 @@ class RequestCycle:
             if hit is None:
                 hit = _header_line(pair)
             line, flag, declared = hit
+            if declared >= 0 and status == 204:
+                continue  # RFC 9110 §8.6: a server MUST NOT send Content-Length in a 204
             flags |= flag
             if declared >= 0:
                 if self.length >= 0 and declared != self.length:

@@ -118,11 +118,20 @@ def _environ_key(name: bytes) -> str | None:
 def split_target(target: bytes) -> tuple[bytes, bytes]:
     """Request target → (path, query) for origin-form, absolute-form and '*'."""
     if not target.startswith(b"/") and target != b"*":
-        # absolute-form (RFC 9112 §3.2.2): the path is what follows the authority
+        # absolute-form (RFC 9112 §3.2.2): the path and query are what follow
+        # the authority, which ends at the first "/" or "?" (RFC 3986 §3.2);
+        # an empty path is "/" (RFC 9110 §4.2.3), and the query stays
         scheme_end = target.find(b"://")
         if scheme_end != -1:
-            slash = target.find(b"/", scheme_end + 3)
-            target = target[slash:] if slash != -1 else b"/"
+            start = scheme_end + 3
+            end = len(target)
+            for delimiter in (b"/", b"?"):
+                found = target.find(delimiter, start)
+                if found != -1:
+                    end = min(end, found)
+            target = target[end:]
+            if target[:1] != b"/":
+                target = b"/" + target
     path, _, query = target.partition(b"?")
     return path, query
 
@@ -385,6 +394,8 @@ class _Response:
             if hit is None:
                 hit = _header_line(pair)
             line, flag, declared = hit
+            if declared >= 0 and code == 204:
+                continue  # RFC 9110 §8.6: a server MUST NOT send Content-Length in a 204
             flags |= flag
             if declared >= 0:
                 if length >= 0 and declared != length:

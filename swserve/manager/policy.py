@@ -195,9 +195,22 @@ class Supervisor:
         return [w for w in self.workers.values() if w.ready and not w.retiring]
 
     def in_progress(self) -> int:
-        """Replacements under way: spawned but not ready, or retiring."""
-        under_way = sum(1 for w in self.workers.values() if w.replaces is not None or w.retiring)
-        return under_way + sum(1 for _, replaces, _ in self.pending_spawns if replaces is not None)
+        """Replacements under way: spawned but not ready, or retiring.
+
+        A sync reload's replacement replaces nobody (its old worker has exited)
+        but is under way until ready: the next step, and "reload finished",
+        wait for it, so capacity drops by one worker at most.
+        """
+        under_way = sum(
+            1
+            for w in self.workers.values()
+            if w.replaces is not None or w.retiring or (w.reason == "reload-sync" and not w.ready)
+        )
+        return under_way + sum(
+            1
+            for _, replaces, reason in self.pending_spawns
+            if replaces is not None or reason == "reload-sync"
+        )
 
     # -- events ------------------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
-"""The chunked transfer coding, read incrementally (RFC 9112 §7.1), as llhttp reads it.
+"""The chunked transfer coding, read incrementally (RFC 9112 §7.1).
 
-Used by the h11 glue to read chunked bodies, and by the httptools glue to
-find where a chunked body that llhttp has already accepted ends.
+Both parser glues read chunked bodies with this reader (llhttp refuses the
+whitespace RFC 9112 §7.1.1 allows in chunk extensions, so the httptools glue
+stops llhttp at the end of a chunked request's head and reads the body here):
+the same chunked body gets the same answer from either parser.
 """
 
 from __future__ import annotations
@@ -16,12 +18,29 @@ from swserve.protocol.syntax import parse_field_line
 _TOKEN: Final = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
 _QUOTED: Final = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
 _VALUE: Final = rb"(?:" + _TOKEN + rb"|" + _QUOTED + rb")?"
-# chunk = chunk-size [ chunk-ext ] CRLF with no whitespace anywhere (RFC 9112
-# §7.1, §7.1.1; llhttp refuses the optional BWS too), and what llhttp allows
-# besides: empty extensions between semicolons, an empty name or value.
-_SIZE_LINE: Final = re.compile(
-    rb"([0-9A-Fa-f]+)(?:;+(?:" + _TOKEN + rb"(?:=" + _VALUE + rb")?|=" + _VALUE + rb"))*\r"
+# RFC 9112 §7.1 and §7.1.1:
+#   chunk      = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
+#   chunk-ext  = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+# BWS is optional whitespace (RFC 9110 §5.6.3), which a recipient "MUST parse
+# for such bad whitespace and remove it", so `5 ; a = b` is a valid size line.
+# Nothing else may follow the size: `5 ` (no extension) and whitespace at the
+# end of the line are refused.  What llhttp allows besides is kept: empty
+# extensions between semicolons and an empty name or value.  Every whitespace
+# run is possessive, so a line that fails costs linear time.
+_BWS: Final = rb"[ \t]*+"
+_EXT: Final = (
+    _BWS + rb";" + _BWS + rb"(?:" + _TOKEN + rb"(?:" + _BWS + rb"=" + _BWS + _VALUE + rb")?"
+    rb"|=" + _BWS + _VALUE + rb")?"
 )
+_SIZE_LINE: Final = re.compile(rb"([0-9A-Fa-f]+)(?:" + _EXT + rb")*\r")
+# the same, matched in place with its LF: the fast path for many small chunks
+_SIZE_CRLF: Final = re.compile(_SIZE_LINE.pattern + rb"\n")
+# Trailer fields that would change how the message is framed are refused,
+# not just discarded (RFC 9110 §6.5.1: framing fields cannot be processed
+# outside the header section; a sender MUST NOT generate them there): an
+# intermediary that merges trailers could frame the message differently.
+_FRAMING_TRAILERS: Final = frozenset({b"content-length", b"transfer-encoding"})
+_HEX: Final = b"0123456789abcdefABCDEF"
 _MAX_CHUNK: Final = 1 << 64  # llhttp's chunk-size is a 64-bit integer: larger sizes are refused
 
 # reader states
@@ -76,6 +95,25 @@ class ChunkedReader:
                 self.state = SIZE
             elif state == DONE:
                 return pos
+            elif state == SIZE and (whole := self._whole_size_line(buf, pos)) is not None:
+                # a whole, valid size line, read in place; a chunk whose data and
+                # CRLF are all here is taken at once (a client sending 1-byte
+                # chunks costs one turn of this loop per chunk: keep it short)
+                size, pos = whole
+                self._scanned = 0
+                if not size:
+                    self.state = TRAILER
+                    continue
+                stop = pos + size
+                if stop + 1 < end and buf[stop] == 13 and buf[stop + 1] == 10:
+                    if body is not None:
+                        body += buf[pos:stop]
+                        if len(body) > limits.body:
+                            raise ProtocolError(413, "request body too large")
+                    pos = stop + 2
+                else:
+                    self._left = size
+                    self.state = DATA
             else:
                 nl = buf.find(b"\n", pos + self._scanned)
                 if nl < 0:
@@ -90,6 +128,25 @@ class ChunkedReader:
                 else:
                     self._trailer_line(line)
         return pos
+
+    def _whole_size_line(self, buf: bytes | bytearray, pos: int) -> tuple[int, int] | None:
+        """(chunk size, end of line) for a complete, valid size line at ``pos``.
+
+        None when the line is incomplete or invalid: the line-by-line path
+        then waits for it or refuses it.
+        """
+        crlf = buf.find(b"\r\n", pos, pos + 18)
+        if crlf > pos and not buf[pos:crlf].strip(_HEX):  # bare hex digits: the usual line
+            return int(buf[pos:crlf], 16), crlf + 2
+        match = _SIZE_CRLF.match(buf, pos)
+        if match is None:
+            return None
+        if match.end() - pos - 1 > self._limits.header_field:
+            raise ProtocolError(400, "chunk extension too long")
+        size = int(match.group(1), 16)
+        if size >= _MAX_CHUNK:
+            raise ProtocolError(400, "chunk size overflow")
+        return size, match.end()
 
     def _size_line(self, line: bytes) -> None:
         if len(line) > self._limits.header_field:
@@ -117,6 +174,8 @@ class ChunkedReader:
         # fields, then discarded, never merged into the header section
         # (RFC 9110 §6.5.2); the header limits apply to them as well.
         name, value = parse_field_line(line)
+        if name in _FRAMING_TRAILERS:
+            raise ProtocolError(400, "framing field in the trailer section")
         size = len(name) + len(value)
         self._trailers += 1
         self._trailer_bytes += size + 4

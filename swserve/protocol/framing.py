@@ -12,6 +12,7 @@ from typing import Final
 
 from swserve.errors import ProtocolError
 from swserve.protocol.limits import Limits
+from swserve.protocol.target import VALID_HOSTS, check_host
 
 _MAX_CL_DIGITS: Final = 18  # fits in a signed 64-bit integer: nobody sends an exabyte
 
@@ -56,6 +57,7 @@ def check_head(version: bytes, framing: list[tuple[bytes, bytes]], limits: Limit
     http11 = version == b"1.1"
     head.keep_alive = http11
     hosts = 0
+    content_types = 0
     unmet_expectation = False
     lengths: list[bytes] = []
     codings: list[bytes] = []
@@ -66,6 +68,10 @@ def check_head(version: bytes, framing: list[tuple[bytes, bytes]], limits: Limit
             codings.extend(c.strip().lower() for c in value.split(b","))
         elif name == b"host":
             hosts += 1
+            if value not in VALID_HOSTS:
+                check_host(value)
+        elif name == b"content-type":
+            content_types += 1
         elif name == b"connection":
             tokens = {t.strip().lower() for t in value.split(b",")}
             if b"close" in tokens:
@@ -87,6 +93,11 @@ def check_head(version: bytes, framing: list[tuple[bytes, bytes]], limits: Limit
         raise ProtocolError(400, "more than one Host header")
     if http11 and not hosts:
         raise ProtocolError(400, "missing Host header")
+    if content_types > 1:
+        # Content-Type is a singleton field (RFC 9110 §8.3): two of them cannot
+        # be combined into one list (§5.3), so the request is malformed; the
+        # app would otherwise see them joined by a comma.  gunicorn refuses it too.
+        raise ProtocolError(400, "more than one Content-Type header")
     if codings:
         if lengths:
             # RFC 9112 §6.1: a message with both "ought to be handled as an error";

@@ -29,6 +29,7 @@ from swserve.protocol.syntax import (
     parse_request_line,
     skip_empty_lines,
 )
+from swserve.protocol.target import check_target
 
 # parser states
 _LINE: Final = 0  # before a request line (empty lines are skipped)
@@ -193,11 +194,15 @@ class H11Parser:
     def _end_of_head(self, end: int, done: list[Request]) -> None:
         req = self._req
         limits = self._limits
-        # The framing checks come first: h11 would answer some of them
-        # differently (501 for Transfer-Encoding: gzip, where 400 is right).
+        # The target and framing checks come first, in the httptools glue's
+        # order: h11 would answer some of them differently (501 for
+        # Transfer-Encoding: gzip, where 400 is right).
+        target = req.target
+        if target[:1] != b"/" or b"#" in target:
+            req.target = check_target(req.method, target)
         head = check_head(req.version, self._framing, limits)
         # h11 wants single spaces in the request line; llhttp takes runs of them
-        line = b"%s %s HTTP/%s\r\n" % (req.method, req.target, req.version)
+        line = b"%s %s HTTP/%s\r\n" % (req.method, target, req.version)
         _check_grammar(line + bytes(self._buf[self._fields_start : end]))
         req.keep_alive = head.keep_alive
         req.expect_continue = head.expect_continue

@@ -17,16 +17,25 @@ Where llhttp is not what swserve promises:
 * After a request that is not persistent, parsing stops (RFC 9112 §9.6): the
   callback raises ``_Stop`` and nothing after it is read.
 * llhttp stops at the end of the head of an Upgrade request.  swserve ignores
-  Upgrade (RFC 9110 §7.8), so the body is read by a second llhttp parser
-  primed with a head that frames the body the same way.
+  Upgrade (RFC 9110 §7.8), so a Content-Length body is read by a second
+  llhttp parser primed with a head that frames the body the same way.
+* llhttp refuses the whitespace RFC 9112 §7.1.1 allows around the ``;`` of a
+  chunk extension, and judges trailer fields as it judges header fields.  So
+  a chunked body is read by ``chunked.ChunkedReader``, as in the h11 glue:
+  ``on_headers_complete`` stops llhttp (``_ChunkedBody``), the reader takes
+  the bytes after the head, and a fresh llhttp parser takes those after the
+  body, as a new "sub-feed" (the offsets below count from its start).
 * llhttp reports no byte offsets.  To answer a refused request line with the
   status the h11 glue gives (``syntax.parse_request_line``: 400, 414, 501 for
   an unknown method, 505), the error path finds the raw line again by walking
-  over the requests completed earlier in the same feed (``_line_start``).
+  over the requests completed earlier in the same (sub-)feed (``_line_start``).
   That walk needs to know where the feed started: the head of a request split
-  across feeds is kept (``_carry``, bounded), and a chunked body split across
-  feeds is followed by a callback-free llhttp parser one feed behind
-  (``_shadow``).  Requests that arrive whole in one read pay nothing for this.
+  across feeds is kept (``_carry``, bounded).  Requests that arrive whole in
+  one read pay nothing for this.
+* llhttp also takes ``RTSP/1.0`` and ``ICE/1.0`` for protocol versions (RFC
+  9112 §2.3 names only HTTP).  When a feed holds ``TSP/`` or ``ICE/``, or a
+  head arrived in pieces, ``on_headers_complete`` checks the raw request line
+  with ``syntax.parse_request_line`` (``_check_protocol``).
 """
 
 from __future__ import annotations
@@ -46,20 +55,16 @@ from swserve.protocol.syntax import (
     parse_request_line,
     skip_empty_lines,
 )
+from swserve.protocol.target import check_target
 
 # Where the parser is between two feed() calls.
 _IDLE: Final = 0  # between requests (empty lines may have been skipped)
 _HEAD: Final = 1  # inside a request line or header section
 _BODY: Final = 2  # head complete; body, trailers or end of message to come
-_CHUNKED: Final = 3  # a feed that starts inside a chunked body
 
 _OWS: Final = (0x20, 0x09)
 _VERSIONS: Final = {"1.1": b"1.1", "1.0": b"1.0"}
 _RECHECK: Final = 256  # a deferred request line is re-checked as it grows by this much
-_CHUNKED_HEAD: Final = b"PUT / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n"
-# walking over bodies llhttp already accepted: no limit may fire again
-_HUGE: Final = 1 << 62
-_NO_LIMITS: Final = Limits(_HUGE, _HUGE, _HUGE, _HUGE, _HUGE)
 
 
 class Parser(Protocol):
@@ -85,6 +90,10 @@ class _CheckLine(Exception):
     """Raised by on_headers_complete: only the raw request line tells the status."""
 
 
+class _ChunkedBody(Exception):
+    """Raised by on_headers_complete: the body is chunked, and ChunkedReader reads it."""
+
+
 class _UpgradeBody:
     """Callbacks of the llhttp parser that reads the body of an Upgrade request."""
 
@@ -95,28 +104,15 @@ class _UpgradeBody:
         self.on_message_complete = owner._upgrade_body_complete
 
 
-class _Shadow:
-    """A callback-free llhttp parser that follows a chunked body one feed behind."""
-
-    __slots__ = ("done", "parser")
-
-    def __init__(self, data: memoryview) -> None:
-        self.done = False
-        self.parser = httptools.HttpRequestParser(self)
-        self.parser.feed_data(_CHUNKED_HEAD)
-        self.parser.feed_data(data)
-
-    def on_message_complete(self) -> None:
-        self.done = True
-
-
 class HttptoolsParser:
     """The fast parser: llhttp through httptools, held to swserve's strictness."""
 
     __slots__ = (
         "_body_at_start",
         "_carry",
-        "_chunked",
+        "_chunk_buf",
+        "_chunks",
+        "_data",
         "_done",
         "_framing",
         "_head_bytes",
@@ -126,10 +122,10 @@ class HttptoolsParser:
         "_line_checked",
         "_parser",
         "_req",
-        "_shadow",
         "_start",
         "_state",
         "_stopped",
+        "_suspect",
         "_upgrade",
         "head_pending",
     )
@@ -143,7 +139,8 @@ class HttptoolsParser:
         self._done: list[Request] = []
         self._head_bytes = 0  # sum of (field size + 4) for the header (then trailer) section
         self._state = _IDLE
-        self._chunked = False  # the body being read is chunked
+        self._chunks: ChunkedReader | None = None  # reading a chunked body
+        self._chunk_buf = b""  # an incomplete chunk-size or trailer line
         self._upgrade: Head | None = None  # framing of an Upgrade request's body, until read
         self._stopped = False  # a non-persistent request was completed: ignore the rest
         self._line: bytearray | None = None  # a refused request line, until its LF arrives
@@ -152,7 +149,8 @@ class HttptoolsParser:
         self._start = _IDLE  # the state the current feed started in
         self._body_at_start = 0
         self._carry = bytearray()  # the head so far, when a feed ends inside one
-        self._shadow: _Shadow | None = None  # when a feed ends inside a chunked body
+        self._data = b""  # the (sub-)feed llhttp is parsing
+        self._suspect: bool | None = None  # it holds "TSP/" or "ICE/" (None: not looked yet)
         self.head_pending: Request | None = None
 
     def feed(self, data: bytes) -> list[Request]:
@@ -167,23 +165,70 @@ class HttptoolsParser:
             if state != _IDLE:
                 raise ProtocolError(400, "connection closed mid-request")
             return []
-        if state == _BODY:
-            if self._chunked:
-                state = _CHUNKED
-            else:
-                self._body_at_start = len(self._req.body)
-        self._start = state
+        out: list[Request] = []
         try:
-            self._parse(data)
-            if self._state or self._carry or self._shadow is not None:
-                self._end_of_feed(data)
+            if self._chunks is None:  # the usual case: llhttp takes the whole feed
+                if state == _BODY:
+                    self._body_at_start = len(self._req.body)
+                self._start = state  # _sub_feed, inlined
+                self._data = data
+                self._suspect = None
+                rest = self._parse(data)
+                if rest is None and (self._state or self._carry):
+                    self._end_of_feed(data)
+                out = self._done
+                if rest is None:
+                    if out:
+                        self._done = []
+                    return out
+                self._done = []  # out is no longer the list _line_start walks
+            else:
+                rest = data
+            while rest:  # a chunked body, and what follows it
+                if self._chunks is not None:
+                    rest = self._chunked_body(rest, out)
+                    continue
+                rest = self._sub_feed(rest)  # starts between two requests
+                if self._done:
+                    out += self._done
+                    self._done = []
         except ProtocolError as error:
-            error.completed, self._done = self._done, []
-            raise
-        done = self._done
-        if done:
+            error.completed = out + self._done
             self._done = []
-        return done
+            raise
+        return out
+
+    def _sub_feed(self, data: bytes) -> bytes | None:
+        """Give ``data`` to llhttp: the bytes after a chunked request's head, or None."""
+        self._start = self._state
+        self._data = data
+        self._suspect = None
+        rest = self._parse(data)
+        if rest is None and (self._state or self._carry):
+            self._end_of_feed(data)
+        return rest
+
+    def _chunked_body(self, data: bytes, out: list[Request]) -> bytes | None:
+        """Read a chunked body from ``data``: the bytes after it, or None if it goes on."""
+        reader = self._chunks
+        assert reader is not None
+        if self._chunk_buf:
+            data = self._chunk_buf + data
+        req = self._req
+        pos = reader.read(data, 0, req.body)
+        if reader.state != DONE:
+            self._chunk_buf = data[pos:]  # bounded by the reader (_check_partial)
+            return None
+        self._chunk_buf = b""
+        self._chunks = None
+        self._parser = httptools.HttpRequestParser(self)  # the old one stopped at the head
+        out.append(req)
+        self.head_pending = None
+        self._state = _IDLE
+        if not req.keep_alive:
+            self._stopped = True  # nothing after a non-persistent request is read
+            return None
+        return data[pos:]
 
     # -- llhttp callbacks (private) -------------------------------------------------
 
@@ -227,24 +272,45 @@ class HttptoolsParser:
             # 505 for HTTP/2.0, 400 for a line without a version (llhttp calls
             # it 0.9), 501 for CONNECT: the raw line decides, as in the h11 glue
             raise _CheckLine
+        target = req.target
+        data = self._data
+        if self._done or self._start != _IDLE:
+            if self._start == _HEAD and not self._done:
+                self._check_protocol(bytes(self._carry) + data, 0)
+            else:
+                suspect = self._suspect
+                if suspect is None:
+                    suspect = self._suspect = b"TSP/" in data or b"ICE/" in data
+                if suspect:
+                    self._check_protocol(data, self._line_start(data, len(self._done)))
+        elif data[len(method) + len(target) + 1 : len(method) + len(target) + 7] != b" HTTP/":
+            # the first request of a feed that began between requests: one SP
+            # after the target is the usual case; else look at the whole line
+            self._check_protocol(data, skip_empty_lines(data, 0))
         req.method = method
         req.version = version
+        if target[:1] != b"/" or b"#" in target:
+            req.target = check_target(method, target)
         head = check_head(version, self._framing, self._limits)
         req.keep_alive = head.keep_alive
         req.expect_continue = head.expect_continue
         req.websocket = head.websocket
         self._state = _BODY
-        self._chunked = head.chunked
+        self.head_pending = req
         if head.chunked:
-            # trailer fields are discarded, never merged into the headers
-            # (RFC 9110 §6.5.2); they are held to the header limits
-            self._headers = []
-            self._head_bytes = 0
-        if head.upgrade and (head.chunked or head.content_length) and parser.should_upgrade():
+            # read by ChunkedReader: trailer fields are discarded, never merged
+            # into the headers (RFC 9110 §6.5.2), and held to the header limits
+            self._chunks = ChunkedReader(self._limits)
+            raise _ChunkedBody
+        if head.upgrade and head.content_length and parser.should_upgrade():
             # llhttp stops after an Upgrade request's head; swserve ignores the
             # upgrade (RFC 9110 §7.8), so the body is still this request's
             self._upgrade = head
-        self.head_pending = req
+
+    def _check_protocol(self, buf: bytes, start: int) -> None:
+        """Refuse a request line whose protocol is not HTTP (llhttp takes RTSP and ICE)."""
+        end = buf.find(b"\n", start)
+        parse_request_line(buf[start:end], self._limits)
 
     def on_body(self, body: bytes) -> None:
         req = self._req
@@ -268,29 +334,36 @@ class HttptoolsParser:
 
     # -- feeding llhttp -------------------------------------------------------------
 
-    def _parse(self, data: bytes) -> None:
+    def _parse(self, data: bytes) -> bytes | None:
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             offset = exc.args[0]
         except httptools.HttpParserError as exc:
+            if isinstance(exc.__context__, _ChunkedBody):
+                return data[self._body_start(data) :]
             self._failed(exc, data)
-            return
+            return None
         else:
-            return
+            return None
         # outside the handler, where a callback's exception keeps its __context__
         self._read_upgrade_body(data[offset:])
+        return None
+
+    def _body_start(self, data: bytes) -> int:
+        """Offset in ``data`` of the body of the request whose head just completed."""
+        try:
+            if self._start == _HEAD and not self._done:
+                return self._head_end(data)
+            return data.index(b"\r\n\r\n", self._line_start(data, len(self._done))) + 4
+        except ValueError:  # pragma: no cover - the walk relies on llhttp's checks
+            raise ProtocolError(400, "malformed request") from None
 
     def _read_upgrade_body(self, rest: bytes) -> None:
         head = self._upgrade
         assert head is not None
-        framing = (
-            b"transfer-encoding: chunked"
-            if head.chunked
-            else b"content-length: %d" % (head.content_length or 0)
-        )
+        framing = b"content-length: %d" % (head.content_length or 0)
         self._parser = httptools.HttpRequestParser(_UpgradeBody(self))
-        self._chunked = False  # nothing is parsed after this body: no _shadow needed
         try:
             self._parser.feed_data(b"PUT / HTTP/1.1\r\n" + framing + b"\r\n\r\n")
             if rest:
@@ -316,10 +389,6 @@ class HttptoolsParser:
             state = _IDLE
         elif state == _HEAD:
             self._keep_head(data)
-        elif state == _BODY and self._chunked:
-            self._follow_chunked(data)
-        if state != _BODY or not self._chunked:
-            self._shadow = None
         if state != _HEAD and self._carry:
             self._carry = bytearray()
 
@@ -386,23 +455,6 @@ class HttptoolsParser:
         if len(self._carry) > self._limits.head_backstop:
             raise ProtocolError(431, "request header fields too large")
 
-    def _follow_chunked(self, data: bytes) -> None:
-        """The feed ended inside a chunked body: bring the shadow parser to its end."""
-        if self._start == _CHUNKED and not self._done:
-            shadow = self._shadow
-            assert shadow is not None
-            shadow.parser.feed_data(data)  # the same body, one more feed
-            return
-        # the body began in this feed
-        try:
-            if self._start == _HEAD and not self._done:
-                body = self._head_end(data)
-            else:
-                body = data.index(b"\r\n\r\n", self._line_start(data, len(self._done))) + 4
-        except ValueError:  # pragma: no cover - the walk relies on llhttp's checks
-            raise ProtocolError(400, "malformed request") from None
-        self._shadow = _Shadow(memoryview(data)[body:])
-
     def _line_start(self, data: bytes, completed: int) -> int:
         """Offset in ``data`` of the request after the first ``completed`` ones.
 
@@ -416,9 +468,7 @@ class HttptoolsParser:
             if start != _IDLE:  # the first request began in an earlier feed
                 first = requests[0]
                 if start == _HEAD:
-                    pos = self._body_end(data, self._head_end(data), first)
-                elif start == _CHUNKED:
-                    pos = self._chunk_end(data)
+                    pos = self._head_end(data) + len(first.body)
                 else:
                     pos = len(first.body) - self._body_at_start
                 requests = requests[1:completed]
@@ -426,8 +476,7 @@ class HttptoolsParser:
                 requests = requests[:completed]
             for req in requests:
                 pos = skip_empty_lines(data, pos)
-                pos = data.index(b"\r\n\r\n", pos) + 4
-                pos = self._body_end(data, pos, req)
+                pos = data.index(b"\r\n\r\n", pos) + 4 + len(req.body)
             return skip_empty_lines(data, pos)
         except ValueError:  # pragma: no cover - the walk relies on llhttp's checks
             raise ProtocolError(400, "malformed request") from None
@@ -439,38 +488,3 @@ class HttptoolsParser:
         if found >= 0:
             return found + 4 - len(tail)
         return data.index(b"\r\n\r\n") + 4
-
-    def _chunk_end(self, data: bytes) -> int:
-        """End of the chunked body the feed started in, from the shadow parser.
-
-        A chunked body ends with CRLF CRLF, so the shadow is fed up to each
-        place where one ends (the first three offsets: one may have begun in
-        the previous feed) until it completes the body.
-        """
-        shadow = self._shadow
-        assert shadow is not None
-        self._shadow = None
-        view = memoryview(data)
-        pos = 0
-        found = -1
-        while not shadow.done:
-            if pos < 3:
-                cut = pos + 1
-            else:
-                found = data.find(b"\r\n\r\n", max(found + 1, pos - 3))
-                if found < 0:
-                    raise ValueError("chunked body not in this feed")
-                cut = found + 4
-            shadow.parser.feed_data(view[pos:cut])
-            pos = cut
-        return pos
-
-    @staticmethod
-    def _body_end(data: bytes, pos: int, req: Request) -> int:
-        if any(name == b"transfer-encoding" for name, _ in req.headers):
-            reader = ChunkedReader(_NO_LIMITS)
-            pos = reader.read(data, pos, None)
-            if reader.state != DONE:
-                raise ValueError("chunked body not in this feed")
-            return pos
-        return pos + len(req.body)

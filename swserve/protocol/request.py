@@ -9,9 +9,18 @@ from __future__ import annotations
 from typing import Final
 
 # Per-request header facts the parser glue records, so that framing checks
-# (RFC 9112 §6.3) run only when the headers they concern are present.
+# (RFC 9112 §6.3) and the checks on Host and the singleton Content-Type run
+# only when the headers they concern are present.
 FRAMING_HEADERS: Final = frozenset(
-    {b"content-length", b"transfer-encoding", b"host", b"expect", b"connection", b"upgrade"}
+    {
+        b"content-length",
+        b"transfer-encoding",
+        b"host",
+        b"expect",
+        b"connection",
+        b"upgrade",
+        b"content-type",
+    }
 )
 
 

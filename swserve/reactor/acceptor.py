@@ -132,18 +132,26 @@ class Acceptor:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.place is not None and self.place(sock):
                 continue
-            self.loop.create_task(self._start(sock))
+            self._begin(sock)
 
     def adopt(self, sock: socket.socket) -> None:
         """Serve a connection accepted elsewhere (a reactor process, from the master)."""
         if sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._begin(sock)
+
+    def _begin(self, sock: socket.socket) -> None:
+        # counted from now, not from when the task first runs: a count taken in
+        # between (a reactor's report to the master) must include it
+        if self.ssl is None:
+            self.handing_over += 1
+        else:
+            self.handshaking += 1
         self.loop.create_task(self._start(sock))
 
     async def _hand_over(self, sock: socket.socket) -> None:
-        # counted until it is a session: a drain that looked only at sessions
-        # could finish (and the process exit) with this connection in between
-        self.handing_over += 1
+        # counted (from _begin) until it is a session: a drain that looked only at
+        # sessions could finish (and the process exit) with this connection in between
         try:
             await self.loop.connect_accepted_socket(self.factory, sock)
         except OSError:
@@ -154,7 +162,6 @@ class Acceptor:
                 self.on_settled()
 
     async def _hand_over_tls(self, sock: socket.socket) -> None:
-        self.handshaking += 1
         task = asyncio.current_task()
         assert task is not None
         self._handshakes.add(task)

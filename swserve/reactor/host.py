@@ -160,6 +160,7 @@ class MultiHost(InlineHost):
         except OSError:
             return False  # that reactor is gone or full: serve it here
         best.connections += 1
+        best.sent += 1
         sock.close()
         return True
 
@@ -175,7 +176,10 @@ class MultiHost(InlineHost):
             return  # its exit is watched through its pidfd
         kind, _, rest = message.partition(b" ")
         if kind == b"n":
-            child.connections = int(rest)
+            # a count the reactor made before the last connections handed over
+            # reached it would let the master accept past --max-connections
+            held, received = map(int, rest.split())
+            child.connections = held + child.sent - received
             if self._acceptor is not None:
                 self._acceptor.connection_closed()  # below --max-connections again, perhaps
         elif kind == b"m":

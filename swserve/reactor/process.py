@@ -23,7 +23,8 @@ master → reactor       meaning
 =====================  =====================================================
 reactor → master       meaning
 =====================  =====================================================
-``n COUNT``            connections held now (for the fewest-connections rule)
+``n COUNT RECEIVED``   connections held now, and handed over so far (the
+                       master adds those still in the channel to COUNT)
 ``e KIND JSON``        an event for the master: timeout, recycle, idle
 ``m JSON``             metrics snapshot (--metrics-bind), summed by the master
 =====================  =====================================================
@@ -90,7 +91,8 @@ class ReactorChild:
     index: int
     pid: int
     channel: socket.socket
-    connections: int = 0
+    connections: int = 0  # held, as last reported, plus handed over since
+    sent: int = 0  # connections handed over so far
     idle: bool = False
 
 
@@ -164,7 +166,8 @@ class ReactorProcess:
         self.tls = tls
         self.reactor = Reactor(config, on_event=self._on_event, index=index)
         self.done: asyncio.Future[None]
-        self._reported = -1
+        self._reported = (-1, -1)  # (held, received) last sent to the master
+        self._received = 0  # connections the master has handed over
 
     async def main(self, ipc_sock: socket.socket) -> int:
         loop = asyncio.get_running_loop()
@@ -219,6 +222,7 @@ class ReactorProcess:
                 sock = socket.socket(fileno=fd)
                 sock.setblocking(False)
                 self.acceptor.adopt(sock)
+            self._received += len(fds)
             self._count()
         elif message.startswith(b"retire "):
             self.reactor.retire(int(message.split()[1]))
@@ -236,10 +240,11 @@ class ReactorProcess:
             self.channel.send(message)
 
     def _count(self) -> None:
-        count = len(self.reactor.sessions) + self.acceptor.handshaking
-        if count != self._reported:
-            self._reported = count
-            self._send(b"n %d" % count)
+        acceptor = self.acceptor
+        count = len(self.reactor.sessions) + acceptor.handshaking + acceptor.handing_over
+        if (count, self._received) != self._reported:
+            self._reported = (count, self._received)
+            self._send(b"n %d %d" % self._reported)
 
     def _on_event(self, kind: str, arg: object) -> None:
         if kind in _FORWARDED:

@@ -1291,6 +1291,140 @@ invalid(
 )
 
 
+# -- request-line and framing defects found by replaying requests (issue 17) ----------
+
+valid(
+    "fragment-after-query",
+    head(b"GET /a?x=1#frag HTTP/1.1", HOST),
+    [req(b"GET", b"/a?x=1", H)],
+    "No request-target form has a fragment: it is dropped, never passed on as part of the query.",
+    "RFC 9112 §3.2, RFC 9110 §4.2.5",
+)
+valid(
+    "fragment-after-path",
+    head(b"GET /a#frag HTTP/1.1", HOST),
+    [req(b"GET", b"/a", H)],
+    "A fragment after the path is dropped, never passed on as part of the path.",
+    "RFC 9112 §3.2, RFC 9110 §4.2.5",
+)
+valid(
+    "absolute-form-query-no-path",
+    head(b"GET http://example.org?x=1 HTTP/1.1", HOST),
+    [req(b"GET", b"http://example.org?x=1", H)],
+    "absolute-form with an empty path and a query: the authority ends at '?'.",
+    "RFC 9112 §3.2.2, RFC 3986 §3.2",
+)
+valid(
+    "chunk-extension-bws",
+    head(P, HOST, TE_CHUNKED)
+    + b'5 ; a=b\r\nhello\r\n1; c\r\n,\r\n6 ;d = "q" ;e\r\n world\r\n0\t;\tlast\r\n\r\n',
+    [req(b"POST", b"/", [*H, (b"transfer-encoding", b"chunked")], b"hello, world")],
+    'chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] ): the'
+    " whitespace around ';' and '=' is parsed and the extension ignored.",
+    "RFC 9112 §7.1.1, RFC 9110 §5.6.3",
+)
+valid(
+    "host-ip-literal",
+    head(b"GET / HTTP/1.1", b"Host: [::1]:8080"),
+    [req(b"GET", b"/", [(b"host", b"[::1]:8080")])],
+    'Host = uri-host [ ":" port ], an IP-literal host included.',
+    "RFC 9110 §7.2, RFC 3986 §3.2.2",
+)
+invalid(
+    "absolute-form-invalid-authority",
+    head(b"GET http://]x/ HTTP/1.1", HOST),
+    400,
+    "The authority of an absolute-form target replaces Host; an invalid one is a bad"
+    " request, never copied into the Host header.",
+    "RFC 9112 §3.2.2, RFC 9112 §3.2",
+)
+invalid(
+    "absolute-form-empty-host",
+    head(b"GET http:///x HTTP/1.1", HOST),
+    400,
+    "An http URI with an empty host MUST be rejected as invalid.",
+    "RFC 9110 §4.2.1",
+)
+invalid(
+    "absolute-form-userinfo",
+    head(b"GET http://user@example.com/ HTTP/1.1", HOST),
+    400,
+    "userinfo in an http URI is treated as an error (it obscures the authority).",
+    "RFC 9110 §4.2.4",
+)
+invalid(
+    "asterisk-form-get",
+    head(b"GET * HTTP/1.1", HOST),
+    400,
+    "The asterisk-form is only used for a server-wide OPTIONS request.",
+    "RFC 9112 §3.2.4",
+)
+invalid(
+    "rtsp-protocol",
+    head(b"GET /x RTSP/1.0", HOST),
+    400,
+    'HTTP-version = HTTP-name "/" DIGIT "." DIGIT, HTTP-name = "HTTP": llhttp takes'
+    " RTSP/1.0 for HTTP/1.0.",
+    "RFC 9112 §2.3",
+)
+invalid(
+    "rtsp-protocol-1-1",
+    head(b"GET /x RTSP/1.1", HOST) + head(b"GET /y HTTP/1.1", HOST),
+    400,
+    "RTSP/1.1 is not HTTP/1.1 either, however the request is cut into reads.",
+    "RFC 9112 §2.3",
+)
+invalid(
+    "ice-protocol",
+    head(b"SOURCE /x ICE/1.0", HOST),
+    400,
+    "ICE/1.0 (SHOUTcast) is not an HTTP version.",
+    "RFC 9112 §2.3",
+)
+invalid(
+    "trailer-content-length",
+    head(P, HOST, TE_CHUNKED) + b"1\r\na\r\n0\r\nContent-Length: 5\r\n\r\n",
+    400,
+    "A framing field in the trailer section is refused by both parsers.",
+    "RFC 9110 §6.5.1, RFC 9112 §7.1.2",
+)
+invalid(
+    "trailer-transfer-encoding",
+    head(P, HOST, TE_CHUNKED) + b"1\r\na\r\n0\r\nTransfer-Encoding: chunked\r\n\r\n",
+    400,
+    "A framing field in the trailer section is refused by both parsers.",
+    "RFC 9110 §6.5.1, RFC 9112 §7.1.2",
+)
+invalid(
+    "chunk-extension-trailing-whitespace",
+    head(P, HOST, TE_CHUNKED) + b"5;a=b \r\nhello\r\n0\r\n\r\n",
+    400,
+    "BWS is allowed around ';' and '=' only, not at the end of the size line.",
+    "RFC 9112 §7.1.1",
+)
+invalid(
+    "host-invalid-value",
+    head(b"GET / HTTP/1.1", b"Host: example.com/evil?x"),
+    400,
+    "A server MUST respond 400 to a request whose Host field value is invalid.",
+    "RFC 9112 §3.2, RFC 9110 §7.2",
+)
+invalid(
+    "host-with-space",
+    head(b"GET / HTTP/1.1", b"Host: example.com evil"),
+    400,
+    "A server MUST respond 400 to a request whose Host field value is invalid.",
+    "RFC 9112 §3.2, RFC 9110 §7.2",
+)
+invalid(
+    "two-content-types",
+    head(P, HOST, b"Content-Type: text/plain", b"Content-Type: text/html", b"Content-Length: 0"),
+    400,
+    "Content-Type is a singleton field: two of them cannot be combined into a list.",
+    "RFC 9110 §8.3, §5.3",
+)
+
+
 # -- writing ----------------------------------------------------------------------------
 
 

@@ -118,6 +118,26 @@ class Server:
                     )
                 self._cond.wait(min(remaining, 0.2))
 
+    def wait_for_count(
+        self, pattern: str, count: int, timeout: float = 20.0, *, stream: str = "stderr"
+    ) -> list[str]:
+        """Wait until ``count`` lines match ``pattern``; return them."""
+        rx = re.compile(pattern)
+        lines = self.stderr if stream == "stderr" else self.stdout
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                found = [line for line in lines if rx.search(line)]
+                if len(found) >= count:
+                    return found
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(
+                        f"{len(found)} of {count} lines matching {pattern!r} in {stream}:\n"
+                        f"{self.logs()}"
+                    )
+                self._cond.wait(min(remaining, 0.2))
+
     def wait_ready(self, timeout: float = 30.0) -> Server:
         match = self.wait_for(LISTENING.pattern, timeout)
         self.scheme, self.port = match.group(1), int(match.group(2))
@@ -185,6 +205,7 @@ MODE_ARGS: dict[str, tuple[str, ...]] = {
     "process": (),
     "base": ("--mode", "base"),
     "reactors": ("--reactors", "2"),  # process mode with a second reactor process
+    "h11": ("--http", "h11"),  # process mode with the pure-Python parser
 }
 
 

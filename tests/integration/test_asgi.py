@@ -12,6 +12,7 @@ import pytest
 
 from tests.helpers import ResponseReader, connect
 from tests.integration.conftest import Server, Starter
+from tests.integration.test_metrics import METRICS_ARGS, metrics_port, one, poll
 
 pytestmark = pytest.mark.modes("process", "base", "reactors")
 
@@ -79,17 +80,43 @@ def test_lifespan_state_reaches_requests(client: httpx.Client) -> None:
 
 
 def test_many_concurrent_requests_on_one_worker(serve: Starter) -> None:
+    """20 requests held inside one worker's app at once: they only finish together."""
     server = serve("asgi_echo:app", workers=1)
     with (
         httpx.Client(base_url=server.url, timeout=20) as client,
         concurrent.futures.ThreadPoolExecutor(20) as pool,
     ):
-        started = time.monotonic()
-        results = list(pool.map(lambda _: client.get("/sleep?s=1"), range(20)))
-        elapsed = time.monotonic() - started
+        results = list(pool.map(lambda _: client.get("/barrier?n=20"), range(20)))
     assert [r.status_code for r in results] == [200] * 20
-    assert len({r.text for r in results}) == 1
-    assert elapsed < 8, f"20 one-second sleeps took {elapsed:.1f}s on one worker: not concurrent"
+    assert max(int(r.text) for r in results) == 20
+
+
+def test_asgi_concurrency_bounds_the_requests_in_one_worker(
+    serve: Starter, mode: str, tmp_path: Path
+) -> None:
+    """--asgi-concurrency 3: three requests in the app; the other six wait in the reactor."""
+    if mode == "reactors":
+        pytest.skip(
+            "known defect: two reactors read the shared busy table at once and both fill "
+            "the same worker, up to 5 of 3 (ipc/busy.py publishes, nobody reserves)"
+        )
+    server = serve("asgi_echo:app", "--asgi-concurrency", "3", *METRICS_ARGS, workers=1)
+    port = metrics_port(server)
+    release = tmp_path / "release"
+    with (
+        httpx.Client(base_url=server.url, timeout=40) as client,
+        concurrent.futures.ThreadPoolExecutor(9) as pool,
+    ):
+        held = [pool.submit(client.get, f"/hold?f={release}") for _ in range(9)]
+        server.wait_for_count("^hold: inside", 3, stream="stdout")
+        if mode == "process":  # base mode: the six wait in the kernel, not in a queue
+            poll(port, lambda s: one(s, "swserve_requests_queued") == 6, "six queued")
+            # six queued in the reactor: only three ever got into the app
+            assert len([line for line in server.stdout if line.startswith("hold:")]) == 3
+        release.touch()
+        peaks = [int(f.result().text) for f in held]
+    assert max(peaks) == 3
+    server.wait_for_count("^hold: inside", 9, stream="stdout")
 
 
 def test_disconnect_reaches_the_app(serve: Starter, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import pytest
 from tests.helpers import ResponseReader, connect, exchange
 from tests.integration.conftest import Server, swserve_args
 
-pytestmark = pytest.mark.modes("process", "base")
+pytestmark = pytest.mark.modes("process", "base", "reactors")
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "requests"
 LIMIT_FLAGS = {

@@ -26,7 +26,7 @@ import pytest
 from tests.helpers import ResponseReader, connect, exchange
 from tests.integration.conftest import Server, Starter, swserve_args
 
-pytestmark = pytest.mark.modes("process", "base")
+pytestmark = pytest.mark.modes("process", "base", "h11")
 
 TIMEOUT = httpx.Timeout(20.0)
 UNICODE = "héllo wörld ✓ 日本"

@@ -10,7 +10,7 @@ import pytest
 from tests.helpers import ResponseReader, connect, exchange
 from tests.integration.conftest import Server, swserve_args
 
-pytestmark = pytest.mark.modes("process", "base")
+pytestmark = pytest.mark.modes("process", "base", "reactors")
 
 
 @pytest.fixture(scope="module", params=["httptools", "h11"])

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from tests.helpers import ResponseReader, exchange
 from tests.integration.conftest import APPS, Server, Starter
 
-pytestmark = pytest.mark.modes("process", "base")
+pytestmark = pytest.mark.modes("process", "base", "reactors")
 
 GET = b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 PASSWORD = "correct horse"  # noqa: S105  # of a throwaway test key

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers import connect
 from tests.integration.conftest import APPS, Starter
 
 pytestmark = pytest.mark.modes("process", "base")
@@ -135,3 +136,33 @@ def test_summary_line_at_reload_and_shutdown(serve: Starter) -> None:
     )
     assert server.stop() == 0
     server.wait_for(r"stopped; 7 requests served")
+
+
+def test_on_worker_exit_runs_while_a_stopping_worker_waits_for_its_requests(
+    serve: Starter, tmp_path: Path
+) -> None:
+    """SIGTERM to the whole group (systemd's KillMode=control-group) reaches the
+    worker with a request in flight: on_worker_stop, then on_worker_exit while
+    it waits for that request, in the worker."""
+    log = tmp_path / "hooks.log"
+    release = tmp_path / "release"
+    server = serve(
+        "asgi_echo:app", "--hooks", str(APPS / "hooks_record.py"), workers=1,
+        env={"HOOKS_LOG": str(log)},
+    )  # fmt: skip
+    (worker,) = [p for p, t in server.children().items() if t.startswith("swserve: worker")]
+    with connect(server.port) as sock:
+        sock.sendall(b"GET /hold?f=%s HTTP/1.1\r\nHost: x\r\n\r\n" % bytes(release))
+        server.wait_for("^hold: inside 1$", stream="stdout")
+        os.killpg(server.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while not any(r[0] == "on_worker_exit" for r in records(log)):
+            assert time.monotonic() < deadline, f"no on_worker_exit: {records(log)}"
+            time.sleep(0.01)  # polling a file the server writes, with a deadline
+        release.touch()
+        assert server.wait_exit(30) == 0, server.logs()
+    got = [r for r in records(log) if r[0] in ("on_worker_stop", "on_worker_exit")]
+    assert got == [
+        ["on_worker_stop", "worker", str(worker), "1"],
+        ["on_worker_exit", "worker", str(worker), "1"],
+    ]

@@ -15,7 +15,7 @@ import pytest
 from tests.helpers import exchange
 from tests.integration.conftest import Server, Starter
 
-pytestmark = pytest.mark.modes("process", "base")
+pytestmark = pytest.mark.modes("process", "base", "reactors")
 
 FORWARDING = {
     "X-Forwarded-For": "6.6.6.6, 203.0.113.7",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -99,14 +98,17 @@ def test_bad_app_output_is_a_clean_500(
     assert client.get("/environ").status_code == 200
 
 
-def test_threads_run_requests_concurrently(serve: Starter) -> None:
-    server = serve("wsgi_echo:app", "--threads", "4", workers=1)
+def test_threads_run_requests_concurrently(serve: Starter, tmp_path: Path) -> None:
+    """With --threads 4, one worker holds four requests at once (no clock involved)."""
+    release = tmp_path / "release"
+    server = serve("gate:app", "--threads", "4", workers=1)
     with (
-        httpx.Client(base_url=server.url, timeout=20) as client,
+        httpx.Client(base_url=server.url, timeout=40) as client,
         concurrent.futures.ThreadPoolExecutor(4) as pool,
     ):
-        started = time.monotonic()
-        results = list(pool.map(lambda _: client.get("/sleep?s=1"), range(4)))
-        elapsed = time.monotonic() - started
-    assert [r.status_code for r in results] == [200] * 4
-    assert elapsed < 3.5, f"4 one-second requests took {elapsed:.1f}s with 4 threads"
+        held = [pool.submit(client.get, f"/hold?f={release}") for _ in range(4)]
+        waiting = server.wait_for_count("^gate: waiting", 4, stream="stdout")
+        assert len(set(waiting)) == 1  # all four in the one worker, at the same time
+        assert not any(f.done() for f in held)
+        release.touch()
+        assert [f.result().text for f in held] == ["released"] * 4

@@ -1,9 +1,11 @@
 """An ASGI app that checks the scope and the message order while it answers.
 
 Routes: /scope (JSON of the scope), /echo (request body), /stream (three
-parts), /sleep?s=N, /pid, /disconnect (waits for http.disconnect, then
+parts), /sleep?s=N, /pid, /status?code=N&cl=M (that status and Content-Length), /disconnect (waits for http.disconnect, then
 writes a marker file named by ?f=), /error, /lifespan (the state set at
-startup).
+startup), /barrier?n=K (held until K requests are inside at once, once per
+worker), /big?n=N (N chunks of 64 KiB; prints "big: done"), /hold?f=FILE (prints "hold: inside N", held until FILE exists);
+anything else echoes the body, with x-path and x-query headers.
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ SPEC_KEYS = {
     "client",
     "server",
 }
+
+
+_inside = 0  # /barrier: requests inside the app now (one round per worker)
+_full = asyncio.Event()
+_held = 0  # /hold: requests inside the app now
 
 
 async def app(scope, receive, send):
@@ -64,6 +71,43 @@ async def app(scope, receive, send):
         )
         await send({"type": "http.response.body", "body": b"0123456789", "more_body": True})
         await send({"type": "http.response.body", "body": b"abc"})
+        return
+    if path == "/barrier":  # wait until n requests are inside at once; answer how many
+        global _inside
+        _inside += 1
+        size = int(query["n"][0])
+        if _inside >= size:
+            _full.set()
+        await asyncio.wait_for(_full.wait(), 15)
+        await respond(send, str(_inside).encode())
+        _inside -= 1
+        return
+    if path == "/hold":  # say how many are inside, then wait for the file ?f= to exist
+        global _held
+        _held += 1
+        print(f"hold: inside {_held}", flush=True)
+        peak = _held
+        release = Path(query["f"][0])
+        for _ in range(3000):  # polling a file, for at most 30 s
+            if release.exists():
+                break
+            await asyncio.sleep(0.01)
+        _held -= 1
+        await respond(send, str(peak).encode())
+        return
+    if path == "/big":  # n chunks of 64 KiB; prints "big: done" once all are sent
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        block = b"x" * 65536
+        for _ in range(int(query["n"][0])):
+            await send({"type": "http.response.body", "body": block, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        print("big: done", flush=True)
+        return
+    if path == "/status":
+        headers = [(b"content-length", query["cl"][0].encode())] if "cl" in query else []
+        status = int(query["code"][0])
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
         return
     if path == "/lifespan":
         await respond(send, scope["state"]["started"].encode())
@@ -117,11 +161,11 @@ async def app(scope, receive, send):
         chunks.append(message.get("body", b""))
         if not message.get("more_body"):
             break
-    await respond(send, b"".join(chunks))
+    where = [(b"x-path", scope["raw_path"]), (b"x-query", scope["query_string"])]
+    await respond(send, b"".join(chunks), extra=where)
 
 
-async def respond(send, body: bytes, content_type: bytes = b"text/plain") -> None:
-    await send(
-        {"type": "http.response.start", "status": 200, "headers": [(b"content-type", content_type)]}
-    )
+async def respond(send, body: bytes, content_type: bytes = b"text/plain", extra=()) -> None:
+    headers = [(b"content-type", content_type), *extra]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -6,7 +6,8 @@ Routes:
   /stream    → three chunks, no Content-Length (chunked on the wire)
   /sleep?s=N[&f=FILE] → writes the worker pid to FILE, sleeps N seconds, then "slept"
   /pid       → the worker's pid
-  /status?code=N → that status, empty body
+  /big?n=N   → N chunks of 64 KiB, streamed; prints "big: done" when the last is handed over
+  /status?code=N[&cl=M] → that status, empty body (and Content-Length: M, if given)
   /print     → prints a line to stdout, then "printed"
   /error     → raises before start_response
   /late-error → raises after the first chunk
@@ -39,6 +40,17 @@ def app(environ, start_response):
     if path == "/stream":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return iter([b"one ", b"two ", b"three"])
+    if path == "/big":
+        count = int(query["n"][0])
+
+        def big():
+            block = b"x" * 65536
+            for _ in range(count):
+                yield block
+            print("big: done", flush=True)
+
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return big()
     if path == "/sleep":
         if "f" in query:  # tell the test which worker holds the request
             with open(query["f"][0], "w") as marker:
@@ -51,7 +63,8 @@ def app(environ, start_response):
         return [str(os.getpid()).encode()]
     if path == "/status":
         code = int(query["code"][0])
-        start_response(f"{code} Whatever", [])
+        headers = [("Content-Length", query["cl"][0])] if "cl" in query else []
+        start_response(f"{code} Whatever", headers)
         return [b""]
     if path == "/print":
         print(f"line from the app {query.get('n', ['0'])[0]} " + "x" * 200)

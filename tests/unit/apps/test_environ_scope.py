@@ -32,6 +32,10 @@ def environ(target: bytes, headers: list[tuple[bytes, bytes]], body: bytes = b""
         (b"*", b"*", b""),
         (b"http://example.com/p?q", b"/p", b"q"),
         (b"http://example.com", b"/", b""),
+        # no path, a query: the authority ends at "?" and the query stays
+        (b"http://example.org?x=1", b"/", b"x=1"),
+        (b"http://example.org:8080?x=1&y=/z", b"/", b"x=1&y=/z"),
+        (b"http://example.org/?x=1", b"/", b"x=1"),
         (b"/p?a?b", b"/p", b"a?b"),
     ],
 )
@@ -117,3 +121,13 @@ def test_scope_http10_and_unix_peer() -> None:
     assert scope["client"] is None
     assert scope["server"] is None
     assert "state" not in scope
+
+
+def test_absolute_form_without_path_keeps_its_query() -> None:
+    """RFC 9112 §3.2.2 / RFC 3986 §3.2: in both the WSGI environ and the ASGI scope."""
+    env = environ(b"http://example.org?x=1", [(b"host", b"example.org")])
+    assert (env["PATH_INFO"], env["QUERY_STRING"]) == ("/", "x=1")
+    scope = build_scope(
+        fields(b"GET", b"http://example.org?x=1", [(b"host", b"example.org")]), None
+    )
+    assert (scope["path"], scope["raw_path"], scope["query_string"]) == ("/", b"/", b"x=1")

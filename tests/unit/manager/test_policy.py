@@ -137,6 +137,24 @@ def test_sync_reload_retires_first() -> None:
     assert h.run(h.sup.exited(old, 0, None, h.now))[0] == Spawn(1, "reload-sync")
 
 
+def test_sync_reload_takes_the_next_step_once_the_replacement_is_ready() -> None:
+    """One worker at a time: capacity drops by one at most, and the reload is
+    finished only when the last replacement is ready (not when it is forked)."""
+    h = Harness(Supervisor(2, reload_mode="sync"))
+    h.start_all_ready()
+    first, second = h.pid_of(1), h.pid_of(2)
+    h.run(h.sup.reload(h.now))
+    actions = h.run(h.sup.exited(first, 0, None, h.now))
+    assert actions == [Spawn(1, "reload-sync")]  # slot 2 still serves meanwhile
+    new_first = h.pid_of(1)
+    actions = h.run(h.sup.ready(new_first, h.now))
+    assert actions == [Retire(second, "reload-sync")]
+    actions = h.run(h.sup.exited(second, 0, None, h.now))
+    assert actions == [Spawn(2, "reload-sync")]  # not finished: slot 2 is booting
+    actions = h.run(h.sup.ready(h.pid_of(2), h.now))
+    assert actions == [Reloaded()]
+
+
 def test_broken_replacement_abandons_the_reload() -> None:
     h = Harness(Supervisor(2))
     h.start_all_ready()
