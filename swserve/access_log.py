@@ -28,6 +28,7 @@ atom              meaning
 ``%(L)s``         request time, decimal seconds
 ``%(p)s``         the worker's pid
 ``%(w)s``         the worker's id
+``%(S)s``         ``static`` for a ``--static`` file the reactor answered, else ``-``
 ================  ===================================================
 """
 
@@ -67,6 +68,8 @@ class AccessLog:
         seconds: float,
         worker_id: int,
         worker_pid: int,
+        *,
+        static: bool = False,
     ) -> None:
         target = req.target.decode("latin-1")
         path, _, query = target.partition("?")
@@ -92,6 +95,7 @@ class AccessLog:
                         "user_agent": _header(req, b"user-agent"),
                         "worker": worker_id,
                         "worker_pid": worker_pid,
+                        "static": static,
                     }
                 ),
             )
@@ -116,6 +120,7 @@ class AccessLog:
             "L": f"{seconds:.6f}",
             "p": worker_pid,
             "w": worker_id,
+            "S": "static" if static else "-",
         }
         try:
             line = self.fmt % atoms

@@ -67,6 +67,15 @@ def _parser_name(config: Config) -> str:
     return "httptools"
 
 
+def _static_roots(entries: tuple[str, ...]) -> tuple[str, ...]:
+    from swserve.static.serve import resolve_roots
+
+    try:
+        return resolve_roots(entries)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def run(config: Config) -> int:
     """Run the server until it is stopped; return the process exit code."""
     if not setup_logging(config):  # a bad --log-file or --log-config: one line, before any fork
@@ -81,6 +90,8 @@ def run(config: Config) -> int:
         hooks = load_hooks(config.hooks)  # before any fork: every process shares the module
         listeners = open_listeners(config)
         metrics = _bind_metrics(config.metrics_bind)
+        if config.static:  # after --chdir: relative directories are the app's
+            config = _replace(config, static=_static_roots(config.static))
         setup.after_bind(listeners)  # --daemon, --pid-file, then drop to --user/--group
     except ConfigError as exc:
         log.error("%s", exc)

@@ -47,6 +47,9 @@ WORKERS_RETIRING: Final = "swserve_workers_retiring"
 RESTARTS: Final = "swserve_worker_restarts_total"
 RELOADS: Final = "swserve_reloads_total"
 READY: Final = "swserve_ready"
+STATIC: Final = "swserve_static_responses_total"
+FILE_RESPONSES: Final = "swserve_file_responses_total"
+IPC_BYTES_IN: Final = "swserve_ipc_bytes_received_total"
 
 # Prometheus' default buckets: they cover 5 ms to 10 s, where web requests live.
 DURATION_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -80,6 +83,14 @@ METRICS: Final[tuple[Metric, ...]] = (
     ),
     Metric(RELOADS, "counter", "Reloads finished (every worker replaced)."),
     Metric(READY, "gauge", "1 when /readyz answers 200, else 0."),
+    Metric(STATIC, "counter", "Responses to --static paths, answered without a worker."),
+    Metric(
+        FILE_RESPONSES,
+        "counter",
+        "File responses of the app (wsgi.file_wrapper, http.response.pathsend) streamed "
+        "by the reactor from a descriptor the worker passed.",
+    ),
+    Metric(IPC_BYTES_IN, "counter", "Bytes reactors received from workers on their IPC links."),
 )
 
 

@@ -37,6 +37,7 @@ from swserve.reactor.http_conn import HttpConnection
 if TYPE_CHECKING:
     from swserve.access_log import AccessLog
     from swserve.reactor.worker_link import WorkerLink
+    from swserve.static.serve import StaticFiles
 
 log = logging.getLogger("swserve.error")
 
@@ -109,6 +110,13 @@ class Reactor:
 
             self.access_log = AccessLog(config.access_log_format, config.access_log_exclude)
         self.make_parser = parser_factory(config.http, self.limits)
+        self.static: StaticFiles | None = None  # --static: answered without a worker
+        if config.static:
+            from swserve.static.serve import StaticFiles, rules_from
+
+            rules = rules_from(config)
+            assert rules is not None
+            self.static = StaticFiles(rules)
         self.metrics = RequestMetrics() if config.metrics_bind else None  # for /metrics
         self.remote = RemoteSources()  # what base-mode workers count and send (METRICS)
         self.dispatcher = Dispatcher(config.dispatch, busy.TABLE)

@@ -32,6 +32,7 @@ from swserve.reactor.spool import SpooledBody
 if TYPE_CHECKING:
     from swserve.reactor.core import Reactor
     from swserve.reactor.dispatcher import WorkerSlot
+    from swserve.static.serve import FileSender
 
 log = logging.getLogger("swserve.error")
 
@@ -56,6 +57,7 @@ class HttpConnection(asyncio.Protocol):
         "plan",
         "prefix",
         "reactor",
+        "sender",
         "sent",
         "seq",
         "session",
@@ -88,6 +90,7 @@ class HttpConnection(asyncio.Protocol):
         self.status = 0  # of the response being written, for the access log
         self.sent = 0  # body bytes of that response
         self.plan: serializer.ResponsePlan | None = None
+        self.sender: FileSender | None = None  # streaming a file body (static/serve.py)
         self.error: ProtocolError | None = None
         self.closing = False
         self.last_active = reactor.now
@@ -125,6 +128,9 @@ class HttpConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        if self.sender is not None:
+            self.sender.resume()
+            return
         self._tell_worker(framing.BUFFER_EMPTY)
 
     def _tell_worker(self, kind: int) -> None:
@@ -177,6 +183,8 @@ class HttpConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.reactor.sessions.pop(self.session, None)
+        if self.sender is not None:
+            self.sender.close()
         if self.current is not None:
             self.reactor.abandon(self)
             self.current = None
@@ -208,7 +216,9 @@ class HttpConnection(asyncio.Protocol):
             self.slot = None
             if self.reactor.metrics is not None:
                 self.submitted_at = time.monotonic()
-            self.reactor.submit(self)
+            static = self.reactor.static  # --static: answered here, no worker (static/)
+            if static is None or not static.serve(self):
+                self.reactor.submit(self)
             if len(self.pending) < MAX_PIPELINED // 2 and self.error is None and not self.closing:
                 self.transport.resume_reading()
             return
@@ -331,6 +341,7 @@ class HttpConnection(asyncio.Protocol):
                 time.monotonic() - self.dispatched_at,
                 slot.worker_id if slot else 0,
                 slot.pid if slot else 0,
+                static=slot is None,
             )
         if self.spooled is not None:
             self.spooled.discard()

@@ -1,0 +1,229 @@
+"""Static files and file responses on a client connection: the thin I/O shell.
+
+:class:`StaticFiles` answers ``--static`` paths on the loop that owns the
+connection (the reactor in process mode, the worker's own loop in base mode)
+without calling the app.  :func:`send_file` streams an open file as the body
+of a response that has already been decided: a static file, or a file
+response handed over by the app (``wsgi.file_wrapper``, ASGI
+``http.response.pathsend``; see ``static/handoff.py``).
+
+:class:`FileSender` follows the client's pace: it writes while the
+connection's output buffer is under its high-water mark and resumes on
+``resume_writing``, so a download holds at most about one buffer's worth of
+the file in memory whatever its size, and a client that stops reading is
+cut by ``--write-timeout`` (the reactor's sweep).  Files up to ``SMALL`` bytes
+are read whole and written with the head in one call.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Final
+
+from swserve.protocol import serializer
+from swserve.static.files import Forbidden, IsDirectory, NotFound, open_file
+from swserve.static.resolve import (
+    Decision,
+    Mount,
+    Refused,
+    Rules,
+    accepted_encodings,
+    decide,
+    locate,
+    method_not_allowed,
+    parse_mount,
+    redirect,
+)
+
+if TYPE_CHECKING:
+    from swserve.config import Config
+    from swserve.reactor.http_conn import HttpConnection
+
+SMALL: Final = 64 * 1024  # read whole and written with the head
+CHUNK: Final = 256 * 1024  # one read of a larger file (the connection's HIGH_WATER)
+_LENGTH: Final = serializer.HAS_CONTENT_LENGTH
+
+
+def rules_from(config: Config) -> Rules | None:
+    """The static rules of a server, or None without ``--static``.
+
+    The directories were resolved (absolute, symlinks followed) at start-up by
+    :func:`resolve_roots`, before any process was forked.
+    """
+    if not config.static:
+        return None
+    mounts = []
+    for text in config.static:
+        prefix, directory = parse_mount(text)
+        mounts.append(Mount(prefix.encode("latin-1"), directory))
+    # the longest prefix first: /static/admin wins over /static
+    mounts.sort(key=lambda m: len(m.prefix), reverse=True)
+    return Rules(
+        tuple(mounts),
+        max_age=config.static_max_age,
+        immutable=config.static_immutable,
+        index=config.static_index,
+        fallthrough=config.static_fallthrough,
+        follow_symlinks=config.static_follow_symlinks,
+        allow_dotfiles=config.static_allow_dotfiles,
+    )
+
+
+def resolve_roots(entries: tuple[str, ...]) -> tuple[str, ...]:
+    """``--static`` entries with each directory made absolute and real; ValueError if one
+    is malformed or not a directory (a one-line start-up error)."""
+    out = []
+    for text in entries:
+        prefix, directory = parse_mount(text)
+        real = os.path.realpath(directory)
+        if not os.path.isdir(real):
+            raise ValueError(f"--static {text}: {directory!r} is not a directory")
+        out.append(f"{prefix}={real}")
+    return tuple(out)
+
+
+class StaticFiles:
+    """The ``--static`` answerer of one reactor (or base-mode worker)."""
+
+    __slots__ = ("rules",)
+
+    def __init__(self, rules: Rules) -> None:
+        self.rules = rules
+
+    def serve(self, conn: HttpConnection) -> bool:
+        """Answer ``conn.current`` if it names a static file; False: it is the app's."""
+        req = conn.current
+        assert req is not None
+        rules = self.rules
+        try:
+            found = locate(rules.mounts, req.target)
+        except Refused as exc:
+            _answer(conn, Decision(exc.status, b""), -1, text=True)
+            return True
+        if found is None:
+            return False
+        mount, segments, slash = found
+        method = req.method
+        readable = method in (b"GET", b"HEAD")
+        try:
+            opened = open_file(
+                mount,
+                segments,
+                slash,
+                rules,
+                accepted_encodings(req.headers) if readable else frozenset(),
+            )
+        except NotFound:
+            if rules.fallthrough:
+                return False
+            _answer(conn, Decision(404, b""), -1, text=True)
+            return True
+        except Forbidden:
+            _answer(conn, Decision(404, b""), -1, text=True)
+            return True
+        except IsDirectory:
+            path, _, query = req.target.partition(b"?")
+            _answer(conn, redirect(path + b"/" + (b"?" + query if query else b"")), -1)
+            return True
+        if not readable:
+            os.close(opened.fd)
+            _answer(conn, method_not_allowed(), -1)
+            return True
+        _answer(conn, decide(method, req.headers, opened.info, rules), opened.fd)
+        return True
+
+
+def _answer(conn: HttpConnection, decision: Decision, fd: int, text: bool = False) -> None:
+    """Write a decided response; stream ``decision``'s range of ``fd`` (which it closes)."""
+    conn.dispatched_at = time.monotonic()
+    metrics = conn.reactor.metrics
+    if metrics is not None:
+        metrics.static_responses += 1
+    headers = decision.headers
+    if text:  # a short error page of our own
+        body = serializer.error_response(decision.status, b"").split(b"\r\n\r\n", 1)[1]
+        headers += b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n" % len(body)
+        conn.on_response_start(decision.status, _LENGTH, headers, body, True)
+        return
+    send_file(conn, decision.status, _LENGTH, headers, fd, decision.offset, decision.length)
+
+
+def send_file(
+    conn: HttpConnection, status: int, flags: int, headers: bytes, fd: int, offset: int, length: int
+) -> None:
+    """Start a response whose body is ``length`` bytes of ``fd`` from ``offset``.
+
+    Owns ``fd`` (closed once sent, or when the connection is lost).  ``fd`` may
+    be -1 for a response without a body.
+    """
+    req = conn.current
+    body_allowed = req is not None and req.method != b"HEAD" and status not in (204, 304)
+    if fd < 0 or not body_allowed or length <= 0:
+        if fd >= 0:
+            os.close(fd)
+        conn.on_response_start(status, flags, headers, b"", True)
+        return
+    if length <= SMALL:
+        try:
+            body = os.pread(fd, length, offset)
+        finally:
+            os.close(fd)
+        if len(body) < length:  # the file shrank since it was measured
+            conn.on_response_start(status, flags, headers, b"", False)
+            conn.cut()
+            return
+        conn.on_response_start(status, flags, headers, body, True)
+        return
+    conn.on_response_start(status, flags, headers, b"", False)
+    sender = FileSender(conn, fd, offset, length)
+    conn.sender = sender
+    sender.pump()
+
+
+class FileSender:
+    """Writes one file range to a connection, at the client's pace."""
+
+    __slots__ = ("conn", "fd", "left", "pos")
+
+    def __init__(self, conn: HttpConnection, fd: int, offset: int, length: int) -> None:
+        self.conn = conn
+        self.fd = fd
+        self.pos = offset
+        self.left = length
+
+    def pump(self) -> None:
+        """Write until the buffer is full (resume_writing calls again) or the file is sent."""
+        conn = self.conn
+        write = conn.transport.write
+        fd = self.fd
+        while self.left and not conn.write_paused:
+            if conn.transport.is_closing():
+                return
+            try:
+                data = os.pread(fd, min(CHUNK, self.left), self.pos)
+            except OSError:
+                data = b""
+            if not data:  # the file shrank under us: the framing is broken, close
+                self.close()
+                conn.cut()
+                return
+            self.pos += len(data)
+            self.left -= len(data)
+            conn.sent += len(data)
+            write(data)
+        if not self.left:
+            self.close()
+            conn.on_response_body(b"", True)
+
+    def resume(self) -> None:
+        if self.fd >= 0:
+            self.pump()
+
+    def close(self) -> None:
+        """Release the file (sent, or the client left)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        if self.conn.sender is self:
+            self.conn.sender = None
