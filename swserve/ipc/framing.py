@@ -53,6 +53,8 @@ BUFFER_FULL: Final = 12  # R→W  this request's client reads slowly: stop sendi
 BUFFER_EMPTY: Final = 13  # R→W  its client caught up: send on (Swoole's onBufferEmpty)
 HEARTBEAT: Final = 14  # W→R  the worker's loop is alive (sent from that loop, about once a second)
 METRICS: Final = 15  # W→R  base mode, --metrics-bind: the worker's counters (JSON object of ints)
+# 24-27: file responses (static/handoff.py)
+FILE_RESPONSE: Final = 24  # W→R  status, headers; the body is a file passed on the inbox; END
 
 FRAME_NAMES: Final = {
     HELLO: "HELLO",
@@ -70,6 +72,7 @@ FRAME_NAMES: Final = {
     BUFFER_EMPTY: "BUFFER_EMPTY",
     HEARTBEAT: "HEARTBEAT",
     METRICS: "METRICS",
+    FILE_RESPONSE: "FILE_RESPONSE",
 }
 
 # Flags.  MORE/END belong to request/response streams; the low nibble of a

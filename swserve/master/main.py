@@ -50,6 +50,7 @@ from swserve.procname import set_title
 from swserve.reactor.host import make_host
 from swserve.reactor.loop import new_event_loop
 from swserve.reactor.process import ReactorChild, fork_reactors, reactor_count
+from swserve.static.handoff import bind_inboxes
 
 if TYPE_CHECKING:
     from swserve.metrics.endpoint import MetricsEndpoint
@@ -108,6 +109,8 @@ def run(config: Config) -> int:
         ipc_sock.bind(path)
         ipc_sock.listen(1024)
         ipc_socks.append(ipc_sock)
+    if config.mode == "process":  # the app's file responses come back as descriptors
+        bind_inboxes(ipc_paths)
     ours, theirs = socket.socketpair()
     try:
         pid = os.fork()

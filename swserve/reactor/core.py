@@ -33,6 +33,7 @@ from swserve.protocol.limits import Limits
 from swserve.protocol.parser import HttptoolsParser, Parser
 from swserve.reactor.dispatcher import Dispatcher, WorkerSlot
 from swserve.reactor.http_conn import HttpConnection
+from swserve.static.handoff import INBOX_SOCKETS, Inbox
 
 if TYPE_CHECKING:
     from swserve.access_log import AccessLog
@@ -111,6 +112,8 @@ class Reactor:
             self.access_log = AccessLog(config.access_log_format, config.access_log_exclude)
         self.make_parser = parser_factory(config.http, self.limits)
         self.static: StaticFiles | None = None  # --static: answered without a worker
+        # the app's file responses arrive as descriptors here (static/handoff.py)
+        self.files = Inbox(INBOX_SOCKETS[index]) if index < len(INBOX_SOCKETS) else None
         if config.static:
             from swserve.static.serve import StaticFiles, rules_from
 
@@ -158,6 +161,8 @@ class Reactor:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        if self.files is not None:
+            self.files.start(loop)
         self._tick()
 
     def _tick(self) -> None:

@@ -59,6 +59,7 @@ from swserve.reactor.core import Reactor
 from swserve.reactor.dispatcher import WorkerSlot
 from swserve.reactor.http_conn import HttpConnection
 from swserve.reactor.spool import SpooledBody
+from swserve.static.serve import send_file
 from swserve.worker.slowlog import Running, SlowLog
 from swserve.worker.spooled import open_spooled
 
@@ -130,6 +131,18 @@ class LocalSink:
     def send_abort(self) -> None:
         if self._live():
             self.conn.on_response_abort()
+
+    def send_file(
+        self, status: int, flags: int, headers: bytes, fd: int, offset: int, length: int
+    ) -> None:
+        """Base mode: this loop streams the file itself (static/serve.py)."""
+        if self._live():
+            metrics = self.conn.reactor.metrics
+            if metrics is not None:
+                metrics.file_responses += 1
+            send_file(self.conn, status, flags, headers, fd, offset, length)
+        else:
+            os.close(fd)
 
     def drain(self) -> None:
         return None
@@ -360,6 +373,13 @@ class _ThreadSink:
 
     def send_abort(self) -> None:
         self.loop.call_soon_threadsafe(self.sink.send_abort)
+
+    def send_file(
+        self, status: int, flags: int, headers: bytes, fd: int, offset: int, length: int
+    ) -> None:
+        self.loop.call_soon_threadsafe(
+            self.sink.send_file, status, flags, headers, fd, offset, length
+        )
 
 
 class ASGIExecutor:

@@ -18,6 +18,7 @@ already here) is discarded without running the app (Swoole's discard_data).
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import types
@@ -29,6 +30,7 @@ from swserve.errors import EXIT_OK, ClientDisconnected
 from swserve.ipc import busy as busy_table, codec, framing
 from swserve.ipc.channel_set import Channel
 from swserve.ipc.framing import Frame
+from swserve.static import handoff
 from swserve.worker.slowlog import Running, SlowLog
 from swserve.worker.spooled import open_spooled
 
@@ -161,6 +163,16 @@ class FrameSink:
 
     def send_abort(self) -> None:
         self.channel.send(_encode(_BODY, _END | framing.MORE, self.session, self.request))
+
+    def send_file(
+        self, status: int, flags: int, headers: bytes, fd: int, offset: int, length: int
+    ) -> None:
+        """The body is ``fd``'s: the reactor gets the descriptor, the frame carries none."""
+        try:
+            handoff.pass_fd(self.session, self.request, fd, offset, length)
+        finally:
+            os.close(fd)
+        self.channel.send(handoff.file_frame(self.session, self.request, status, flags, headers))
 
 
 class WSGIWorker:
