@@ -124,7 +124,8 @@ class HttpConnection(asyncio.Protocol):
     def pause_writing(self) -> None:
         self.write_paused = True
         self.paused_since = self.reactor.now
-        self._tell_worker(framing.BUFFER_FULL)
+        if self.sender is None:  # a file being sent has no producer to hold
+            self._tell_worker(framing.BUFFER_FULL)
 
     def resume_writing(self) -> None:
         self.write_paused = False

@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 SMALL: Final = 64 * 1024  # read whole and written with the head
 CHUNK: Final = 256 * 1024  # one read of a larger file (the connection's HIGH_WATER)
+NUDGE: Final = 16 * 1024  # what goes through the transport when sendfile finds the socket full
+USE_SENDFILE: Final = hasattr(os, "sendfile")
 _LENGTH: Final = serializer.HAS_CONTENT_LENGTH
 
 
@@ -182,26 +184,56 @@ def send_file(
 
 
 class FileSender:
-    """Writes one file range to a connection, at the client's pace."""
+    """Writes one file range to a connection, at the client's pace.
 
-    __slots__ = ("conn", "fd", "left", "pos")
+    On a plain socket the kernel copies the file (``os.sendfile`` on the
+    socket's descriptor, non-blocking) whenever the transport's buffer is
+    empty; when the socket is full, one ``NUDGE`` of the file goes through the
+    transport instead, and the transport's watermarks, set to zero for the
+    duration, call ``resume_writing`` once it has drained: the moment to
+    ``sendfile`` again.  Over TLS (or without ``sendfile``), chunks are read
+    and written through the transport, up to its high-water mark.
+    """
+
+    __slots__ = ("conn", "fd", "left", "pos", "sock")
 
     def __init__(self, conn: HttpConnection, fd: int, offset: int, length: int) -> None:
         self.conn = conn
         self.fd = fd
         self.pos = offset
         self.left = length
+        self.sock = -1
+        transport = conn.transport
+        if USE_SENDFILE and transport.get_extra_info("ssl_object") is None:
+            raw = transport.get_extra_info("socket")
+            if raw is not None:
+                self.sock = raw.fileno()
+                transport.set_write_buffer_limits(high=0, low=0)
 
     def pump(self) -> None:
-        """Write until the buffer is full (resume_writing calls again) or the file is sent."""
+        """Send until the socket is full (resume_writing calls again) or the file is sent."""
         conn = self.conn
-        write = conn.transport.write
-        fd = self.fd
+        transport = conn.transport
         while self.left and not conn.write_paused:
-            if conn.transport.is_closing():
+            if transport.is_closing():
                 return
+            if self.sock >= 0 and not transport.get_write_buffer_size():
+                try:
+                    sent = os.sendfile(self.sock, self.fd, self.pos, self.left)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError:  # the client is gone: connection_lost follows
+                    return
+                if sent:
+                    self.pos += sent
+                    self.left -= sent
+                    conn.sent += sent
+                    continue
+                size = NUDGE  # the socket is full: let the transport wait for room
+            else:
+                size = CHUNK
             try:
-                data = os.pread(fd, min(CHUNK, self.left), self.pos)
+                data = os.pread(self.fd, min(size, self.left), self.pos)
             except OSError:
                 data = b""
             if not data:  # the file shrank under us: the framing is broken, close
@@ -211,8 +243,8 @@ class FileSender:
             self.pos += len(data)
             self.left -= len(data)
             conn.sent += len(data)
-            write(data)
-        if not self.left:
+            transport.write(data)
+        if not self.left and self.fd >= 0:
             self.close()
             conn.on_response_body(b"", True)
 
@@ -225,5 +257,8 @@ class FileSender:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-        if self.conn.sender is self:
-            self.conn.sender = None
+        conn = self.conn
+        if conn.sender is self:
+            conn.sender = None
+            if self.sock >= 0 and not conn.transport.is_closing():
+                conn.transport.set_write_buffer_limits(high=conn.HIGH_WATER, low=conn.LOW_WATER)
