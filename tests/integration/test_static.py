@@ -67,7 +67,8 @@ def test_get(shared_server: Server) -> None:
     assert r.content == b"hello, static\n"
     assert r.headers["content-type"] == "text/plain; charset=utf-8"
     assert r.headers["content-length"] == "14"
-    assert r.headers["etag"].startswith('"') and r.headers["last-modified"].endswith("GMT")
+    assert r.headers["etag"].startswith('"')
+    assert r.headers["last-modified"].endswith("GMT")
     assert r.headers["cache-control"] == "public, max-age=60"
     assert r.headers["accept-ranges"] == "bytes"
     assert "vary" not in r.headers
@@ -78,7 +79,8 @@ def test_get(shared_server: Server) -> None:
 
 def test_head(shared_server: Server) -> None:
     r = httpx.head(shared_server.url + "/static/random.bin", timeout=10)
-    assert r.status_code == 200 and r.content == b""
+    assert r.status_code == 200
+    assert r.content == b""
     assert r.headers["content-length"] == str(len(RANDOM))
 
 
@@ -86,28 +88,38 @@ def test_conditional_requests(shared_server: Server) -> None:
     first = _get(shared_server, "/static/hello.txt")
     tag, last = first.headers["etag"], first.headers["last-modified"]
     r = _get(shared_server, "/static/hello.txt", **{"if-none-match": tag})
-    assert r.status_code == 304 and r.content == b"" and r.headers["etag"] == tag
+    assert r.status_code == 304
+    assert r.content == b""
+    assert r.headers["etag"] == tag
     r = _get(shared_server, "/static/hello.txt", **{"if-modified-since": last})
     assert r.status_code == 304
     r = _get(shared_server, "/static/hello.txt", **{"if-none-match": '"stale"'})
-    assert r.status_code == 200 and r.content == b"hello, static\n"
-    r = _get(shared_server, "/static/hello.txt", **{"if-modified-since": "Mon, 01 Jan 1990 00:00:00 GMT"})
+    assert r.status_code == 200
+    assert r.content == b"hello, static\n"
+    r = _get(
+        shared_server, "/static/hello.txt", **{"if-modified-since": "Mon, 01 Jan 1990 00:00:00 GMT"}
+    )
     assert r.status_code == 200
 
 
 def test_ranges(shared_server: Server) -> None:
     r = _get(shared_server, "/static/random.bin", range="bytes=100-199")
-    assert r.status_code == 206 and r.content == RANDOM[100:200]
+    assert r.status_code == 206
+    assert r.content == RANDOM[100:200]
     assert r.headers["content-range"] == f"bytes 100-199/{len(RANDOM)}"
     r = _get(shared_server, "/static/random.bin", range="bytes=-1000000")
-    assert r.status_code == 206 and r.content == RANDOM[-1000000:]
+    assert r.status_code == 206
+    assert r.content == RANDOM[-1000000:]
     r = _get(shared_server, "/static/random.bin", range=f"bytes={len(RANDOM)}-")
-    assert r.status_code == 416 and r.headers["content-range"] == f"bytes */{len(RANDOM)}"
+    assert r.status_code == 416
+    assert r.headers["content-range"] == f"bytes */{len(RANDOM)}"
     r = _get(shared_server, "/static/random.bin", range="bytes=0-1,10-20")
-    assert r.status_code == 200 and r.content == RANDOM  # multi-range: the whole file
+    assert r.status_code == 200
+    assert r.content == RANDOM
     tag = r.headers["etag"]
     r = _get(shared_server, "/static/random.bin", range="bytes=0-9", **{"if-range": tag})
-    assert r.status_code == 206 and r.content == RANDOM[:10]
+    assert r.status_code == 206
+    assert r.content == RANDOM[:10]
     r = _get(shared_server, "/static/random.bin", range="bytes=0-9", **{"if-range": '"old"'})
     assert r.status_code == 200
 
@@ -143,17 +155,20 @@ def test_other_methods_get_405(shared_server: Server) -> None:
 
 def test_missing_files_fall_through_to_the_app(shared_server: Server) -> None:
     r = _get(shared_server, "/static/missing.js")
-    assert r.status_code == 200 and r.content == b"app: /static/missing.js"
+    assert r.status_code == 200
+    assert r.content == b"app: /static/missing.js"
     assert _get(shared_server, "/elsewhere").content == b"app: /elsewhere"
     assert _get(shared_server, "/staticfoo").content == b"app: /staticfoo"
 
 
 def test_index_and_no_listing(shared_server: Server) -> None:
     r = _get(shared_server, "/static/docs/")
-    assert r.status_code == 200 and r.content == b"<h1>docs</h1>"
+    assert r.status_code == 200
+    assert r.content == b"<h1>docs</h1>"
     assert r.headers["content-type"] == "text/html; charset=utf-8"
     r = _get(shared_server, "/static/docs?x=1")
-    assert r.status_code == 301 and r.headers["location"] == "/static/docs/?x=1"
+    assert r.status_code == 301
+    assert r.headers["location"] == "/static/docs/?x=1"
     r = _get(shared_server, "/static/css/")  # a directory without an index: not found here
     assert r.content == b"app: /static/css/"
 
@@ -178,7 +193,8 @@ def test_curl(shared_server: Server) -> None:
     head = subprocess.run(
         ["curl", "-s", "-I", url], capture_output=True, check=True, timeout=20
     ).stdout
-    assert head.startswith(b"HTTP/1.1 200") and b"etag:" in head.lower()
+    assert head.startswith(b"HTTP/1.1 200")
+    assert b"etag:" in head.lower()
 
 
 # -- traversal, on both parsers --------------------------------------------------------------

@@ -42,7 +42,9 @@ def test_regular_file(tree: Path) -> None:
     opened = _open(tree, ["css", "app.css"])
     try:
         assert os.pread(opened.fd, 100, 0) == b"body{}"
-        assert opened.info.size == 6 and opened.info.has_variants and not opened.info.encoding
+        assert opened.info.size == 6
+        assert opened.info.has_variants
+        assert not opened.info.encoding
     finally:
         os.close(opened.fd)
 
@@ -52,7 +54,8 @@ def test_precompressed_choice(tree: Path) -> None:
     for accepted, coding, body in (({"br", "gzip"}, "br", b"brotli"), ({"gzip"}, "gzip", b"gz")):
         opened = open_file(mount, ["css", "app.css"], False, Rules((mount,)), frozenset(accepted))
         try:
-            assert opened.info.encoding == coding and os.pread(opened.fd, 100, 0) == body
+            assert opened.info.encoding == coding
+            assert os.pread(opened.fd, 100, 0) == body
             assert opened.info.name == "app.css"
         finally:
             os.close(opened.fd)

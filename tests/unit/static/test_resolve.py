@@ -71,20 +71,27 @@ def test_double_encoding_is_decoded_once() -> None:
 
 def test_a_lone_percent_is_a_name() -> None:
     found = locate(MOUNTS, b"/static/%")
-    assert found is not None and found[1] == ["%"]
+    assert found is not None
+    assert found[1] == ["%"]
 
 
 def test_locate_prefixes() -> None:
     assert locate(MOUNTS, b"/other/x") is None
     assert locate(MOUNTS, b"/staticfoo/x") is None
     mount, segments, slash = locate(MOUNTS, b"/static/css/a%20b.css?v=1") or (None, [], False)
-    assert mount is MOUNTS[1] and segments == ["css", "a b.css"] and not slash
+    assert mount is MOUNTS[1]
+    assert segments == ["css", "a b.css"]
+    assert not slash
     mount, segments, slash = locate(MOUNTS, b"/static/admin/x.js") or (None, [], False)
-    assert mount is MOUNTS[0] and segments == ["x.js"]
+    assert mount is MOUNTS[0]
+    assert segments == ["x.js"]
     mount, segments, slash = locate(MOUNTS, b"/static/dir/") or (None, [], False)
-    assert segments == ["dir"] and slash
+    assert segments == ["dir"]
+    assert slash
     mount, segments, slash = locate(MOUNTS, b"/static") or (None, [], False)
-    assert mount is MOUNTS[1] and segments == [] and slash
+    assert mount is MOUNTS[1]
+    assert segments == []
+    assert slash
     assert locate(MOUNTS, b"/static/caf%C3%A9.txt") == (MOUNTS[1], ["café.txt"], False)
 
 
@@ -98,7 +105,9 @@ def test_locate_never_yields_a_dangerous_segment(tail: bytes) -> None:
         return
     for segment in found[1]:
         assert segment not in ("", ".", "..")
-        assert "/" not in segment and "\\" not in segment and "\0" not in segment
+        assert "/" not in segment
+        assert "\\" not in segment
+        assert "\0" not in segment
 
 
 def test_parse_mount() -> None:
@@ -121,7 +130,8 @@ def test_content_types() -> None:
 
 def test_full_response() -> None:
     d = decide(b"GET", [], INFO, RULES)
-    assert d.status == 200 and (d.offset, d.length) == (0, 1000)
+    assert d.status == 200
+    assert (d.offset, d.length) == (0, 1000)
     assert d.headers == (
         b"etag: " + TAG + b"\r\n"
         b"last-modified: " + LAST + b"\r\n"
@@ -145,7 +155,8 @@ def test_conditional() -> None:
     both = [(b"if-none-match", b'"other"'), (b"if-modified-since", LAST)]
     assert decide(b"GET", both, INFO, RULES).status == 200
     d = decide(b"GET", [(b"if-none-match", TAG)], INFO, RULES)
-    assert b"content-length" not in d.headers and b"etag: " + TAG in d.headers
+    assert b"content-length" not in d.headers
+    assert b"etag: " + TAG in d.headers
 
 
 @pytest.mark.parametrize(
