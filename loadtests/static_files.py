@@ -1,0 +1,281 @@
+#!/usr/bin/env python3
+"""Static files: swserve's reactor beside nginx, granian and WhiteNoise under gunicorn.
+
+Three files (1 KiB, 64 KiB and 10 MiB of random bytes) in a temporary directory, each fetched
+with wrk (one thread, ``--connections`` keep-alive connections) from every server in turn:
+
+=====================  ===================================================================
+swserve                process mode, ``--static /static=DIR``, 1 worker (never woken)
+swserve-base           the same in base mode (the worker's loop serves the files)
+nginx                  Debian's nginx-light, 1 worker process, ``sendfile on``
+granian                ``--static-path-mount DIR``, 1 worker, WSGI hello app behind it
+whitenoise-gunicorn    WhiteNoise around a WSGI hello app, gunicorn sync worker, 1 worker
+=====================  ===================================================================
+
+For each point: req/s (wrk), and the CPU the server's whole process tree used during the run
+per request (user+sys from /proc, in µs).  Servers and wrk are pinned as ``run.py`` pins them
+(wrk on the first CPU, servers on the others, on 2-4 CPU machines).  The anchors come from
+``run.py``'s venv (``loadtests/.venv-anchors``), with ``whitenoise`` added to it.
+
+    flock /tmp/swserve-bench.lock python3 -m loadtests.static_files --duration 5 --repeat 1
+    python3 -m loadtests.static_files --servers swserve,nginx --sizes 10m
+
+Ratios to the anchors measured in the same run are what counts; the bars (issue #15):
+swserve ≥ 1.0× granian and ≥ 3× WhiteNoise-under-gunicorn on every size, ≥ 0.5× nginx on 10 MiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Final
+
+from loadtests.run import (
+    HOST,
+    RESULTS_DIR,
+    SWSERVE_PORT,
+    VENV_BIN,
+    Pinning,
+    PointError,
+    ensure_venv,
+    free_port,
+    log,
+    pip_install,
+    run_wrk,
+    server_env,
+    session,
+    tree_ticks,
+    wait_ready,
+)
+
+SIZES: Final = {"1k": 1024, "64k": 64 * 1024, "10m": 10 * 1024 * 1024}
+SERVERS: Final = ("swserve", "swserve-base", "nginx", "granian", "whitenoise-gunicorn")
+SUBJECTS: Final = ("swserve", "swserve-base")
+# issue #15's bars: (anchor, sizes, least ratio of req/s)
+BARS: Final = (
+    ("granian", tuple(SIZES), 1.0),
+    ("whitenoise-gunicorn", tuple(SIZES), 3.0),
+    ("nginx", ("10m",), 0.5),
+)
+NGINX_CONF: Final = """\
+{user}worker_processes 1;
+daemon off;
+master_process on;
+pid {tmp}/nginx.pid;
+error_log stderr warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    sendfile on;
+    keepalive_requests 1000000;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    default_type application/octet-stream;
+    server {{
+        listen {host}:{port};
+        location /static/ {{ alias {root}/; }}
+    }}
+}}
+"""
+
+
+@dataclass
+class Point:
+    server: str
+    size: str
+    repeat: int
+    rps: float | None = None
+    requests: int | None = None
+    cpu_us_per_req: float | None = None
+    errors: int | None = None
+    argv: list[str] = field(default_factory=list)
+    failure: str = ""
+
+
+def make_files(root: Path) -> None:
+    for name, size in SIZES.items():
+        (root / f"f{name}.bin").write_bytes(os.urandom(size))
+
+
+def server_argv(name: str, root: Path, port: int, tmp: Path) -> list[str]:
+    static = ["--static", f"/static={root}"]
+    swserve = [str(VENV_BIN / "swserve"), "loadtests.apps.hello_wsgi:app"]
+    swserve += ["--bind", f"{HOST}:0", "--workers", "1", *static]
+    if name == "swserve":
+        return swserve
+    if name == "swserve-base":
+        return [*swserve, "--mode", "base"]
+    if name == "nginx":
+        conf = tmp / "nginx.conf"
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        conf.write_text(NGINX_CONF.format(user=user, tmp=tmp, host=HOST, port=port, root=root))
+        return ["nginx", "-p", str(tmp), "-c", str(conf)]
+    if name == "granian":
+        return [
+            *(str(VENV_BIN / "granian"), "--interface", "wsgi", "--host", HOST),
+            *("--port", str(port), "--workers", "1", "--http", "1", "--no-access-log"),
+            *("--log-level", "warning", "--static-path-route", "/static"),
+            *("--static-path-mount", str(root), "loadtests.apps.hello_wsgi:app"),
+        ]
+    if name == "whitenoise-gunicorn":
+        return [
+            *(str(VENV_BIN / "gunicorn"), "loadtests.apps.static_whitenoise:app"),
+            *("--bind", f"{HOST}:{port}", "--workers", "1", "--worker-class", "sync"),
+            *("--log-level", "warning", "--no-control-socket"),
+        ]
+    raise ValueError(name)
+
+
+def measure(
+    name: str, root: Path, sizes: list[str], args: argparse.Namespace, pinning: Pinning
+) -> list[Point]:
+    """Start one server, run every size against it, stop it."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"static-{name}-"))
+    port = 0 if name in SUBJECTS else free_port()
+    argv = server_argv(name, root, port, tmp)
+    env = {**server_env(), "STATIC_DIR": str(root)}
+    points = []
+    logfile = tmp / "server.log"
+    try:
+        with (
+            logfile.open("w") as out,
+            session(
+                [*pinning.server_prefix(), *argv],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=Path(__file__).resolve().parent.parent,
+            ) as proc,
+        ):
+            port = wait_ready(proc, logfile, port, SWSERVE_PORT, "/static/f1k.bin", 30.0)
+            for size in sizes:
+                url = f"http://{HOST}:{port}/static/f{size}.bin"
+                run_wrk(url, duration_s=1, connections=args.connections, script=None, pinning=pinning)
+                for repeat in range(args.repeat):
+                    point = Point(name, size, repeat, argv=argv)
+                    before = tree_ticks(proc.pid)[0]
+                    result, _ = run_wrk(
+                        url,
+                        duration_s=args.duration,
+                        connections=args.connections,
+                        script=None,
+                        pinning=pinning,
+                    )
+                    used = tree_ticks(proc.pid)[0] - before
+                    point.rps = result.rps
+                    point.requests = result.requests
+                    point.errors = result.non_2xx_3xx + sum(result.socket_errors.values())
+                    if result.requests:
+                        point.cpu_us_per_req = used / result.requests * 1e6
+                    points.append(point)
+                    log(
+                        f"{name:20} {size:>4}  {result.rps:10.0f} req/s  "
+                        f"{point.cpu_us_per_req or 0:8.1f} µs CPU/req  errors {point.errors}"
+                    )
+    except PointError as exc:
+        tail = logfile.read_text(errors="replace")[-800:] if logfile.exists() else ""
+        log(f"{name}: {exc}\n{tail}")
+        points.append(Point(name, "*", 0, argv=argv, failure=str(exc)))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return points
+
+
+def median(points: list[Point], server: str, size: str, key: str) -> float | None:
+    values = [
+        getattr(p, key) for p in points if p.server == server and p.size == size and not p.failure
+    ]
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def report(points: list[Point], servers: list[str], sizes: list[str]) -> list[str]:
+    lines = ["| server | size | req/s | CPU µs/req | req/s ratio swserve/x | base/x |"]
+    lines.append("|---|---|---:|---:|---:|---:|")
+    for size in sizes:
+        ours = median(points, "swserve", size, "rps")
+        base = median(points, "swserve-base", size, "rps")
+        for server in servers:
+            rps = median(points, server, size, "rps")
+            cpu = median(points, server, size, "cpu_us_per_req")
+            ratio = f"{ours / rps:.2f}×" if ours and rps and server not in SUBJECTS else ""
+            bratio = f"{base / rps:.2f}×" if base and rps and server not in SUBJECTS else ""
+            lines.append(
+                f"| {server} | {size} | {rps or 0:.0f} | {cpu or 0:.1f} | {ratio} | {bratio} |"
+            )
+    lines.append("")
+    for anchor, bar_sizes, least in BARS:
+        for size in bar_sizes:
+            if size not in sizes or anchor not in servers:
+                continue
+            for subject in SUBJECTS:
+                ours, theirs = median(points, subject, size, "rps"), median(points, anchor, size, "rps")
+                if ours and theirs:
+                    ratio = ours / theirs
+                    verdict = "holds" if ratio >= least else "MISSED"
+                    lines.append(
+                        f"- bar {subject} ≥ {least}× {anchor} on {size}: {ratio:.2f}× ({verdict})"
+                    )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument("--sizes", default=",".join(SIZES))
+    parser.add_argument("--duration", type=int, default=5, help="seconds per point (5)")
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--no-install", action="store_true")
+    parser.add_argument("--no-pin", action="store_true")
+    args = parser.parse_args(argv)
+    servers = [s for s in args.servers.split(",") if s]
+    sizes = [s for s in args.sizes.split(",") if s]
+    for name in servers:
+        if name not in SERVERS:
+            parser.error(f"unknown server {name!r} (one of {', '.join(SERVERS)})")
+    for size in sizes:
+        if size not in SIZES:
+            parser.error(f"unknown size {size!r} (one of {', '.join(SIZES)})")
+    missing = ensure_venv(no_install=args.no_install, with_swserve=True)
+    if missing:
+        raise SystemExit(missing)
+    if "whitenoise-gunicorn" in servers and not args.no_install:
+        result = pip_install("whitenoise")
+        if result.returncode != 0:
+            raise SystemExit(f"pip could not install whitenoise:\n{result.stderr[-600:]}")
+    pinning = Pinning.choose(enabled=not args.no_pin)
+    log(f"pinning: {pinning.describe()}")
+    root = Path(tempfile.mkdtemp(prefix="static-files-"))
+    points: list[Point] = []
+    try:
+        make_files(root)
+        for name in servers:
+            points += measure(name, root, sizes, args, pinning)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    lines = report(points, servers, sizes)
+    print("\n".join(lines))
+    RESULTS_DIR.mkdir(exist_ok=True)
+    out = RESULTS_DIR / time.strftime("%Y%m%d-%H%M%S-static-files.json")
+    out.write_text(
+        json.dumps(
+            {"argv": sys.argv, "pinning": pinning.describe(), "points": [asdict(p) for p in points]},
+            indent=1,
+        )
+    )
+    log(f"results: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
