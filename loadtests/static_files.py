@@ -21,7 +21,7 @@ per request (user+sys from /proc, in µs).  Servers and wrk are pinned as ``run.
     python3 -m loadtests.static_files --servers swserve,nginx --sizes 10m
 
 Ratios to the anchors measured in the same run are what counts; the bars (issue #15):
-swserve ≥ 1.0× granian and ≥ 3× WhiteNoise-under-gunicorn on every size, ≥ 0.5× nginx on 10 MiB.
+swserve ≥ 1.0x granian and ≥ 3x WhiteNoise-under-gunicorn on every size, ≥ 0.5x nginx on 10 MiB.
 """
 
 from __future__ import annotations
@@ -159,7 +159,9 @@ def measure(
             port = wait_ready(proc, logfile, port, SWSERVE_PORT, "/static/f1k.bin", 30.0)
             for size in sizes:
                 url = f"http://{HOST}:{port}/static/f{size}.bin"
-                run_wrk(url, duration_s=1, connections=args.connections, script=None, pinning=pinning)
+                run_wrk(
+                    url, duration_s=1, connections=args.connections, script=None, pinning=pinning
+                )
                 for repeat in range(args.repeat):
                     point = Point(name, size, repeat, argv=argv)
                     before = tree_ticks(proc.pid)[0]
@@ -207,8 +209,8 @@ def report(points: list[Point], servers: list[str], sizes: list[str]) -> list[st
         for server in servers:
             rps = median(points, server, size, "rps")
             cpu = median(points, server, size, "cpu_us_per_req")
-            ratio = f"{ours / rps:.2f}×" if ours and rps and server not in SUBJECTS else ""
-            bratio = f"{base / rps:.2f}×" if base and rps and server not in SUBJECTS else ""
+            ratio = f"{ours / rps:.2f}x" if ours and rps and server not in SUBJECTS else ""
+            bratio = f"{base / rps:.2f}x" if base and rps and server not in SUBJECTS else ""
             lines.append(
                 f"| {server} | {size} | {rps or 0:.0f} | {cpu or 0:.1f} | {ratio} | {bratio} |"
             )
@@ -218,12 +220,15 @@ def report(points: list[Point], servers: list[str], sizes: list[str]) -> list[st
             if size not in sizes or anchor not in servers:
                 continue
             for subject in SUBJECTS:
-                ours, theirs = median(points, subject, size, "rps"), median(points, anchor, size, "rps")
+                ours, theirs = (
+                    median(points, subject, size, "rps"),
+                    median(points, anchor, size, "rps"),
+                )
                 if ours and theirs:
                     ratio = ours / theirs
                     verdict = "holds" if ratio >= least else "MISSED"
                     lines.append(
-                        f"- bar {subject} ≥ {least}× {anchor} on {size}: {ratio:.2f}× ({verdict})"
+                        f"- bar {subject} ≥ {least}x {anchor} on {size}: {ratio:.2f}x ({verdict})"
                     )
     return lines
 
@@ -269,7 +274,11 @@ def main(argv: list[str] | None = None) -> int:
     out = RESULTS_DIR / time.strftime("%Y%m%d-%H%M%S-static-files.json")
     out.write_text(
         json.dumps(
-            {"argv": sys.argv, "pinning": pinning.describe(), "points": [asdict(p) for p in points]},
+            {
+                "argv": sys.argv,
+                "pinning": pinning.describe(),
+                "points": [asdict(p) for p in points],
+            },
             indent=1,
         )
     )

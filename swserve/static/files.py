@@ -40,6 +40,7 @@ class IsDirectory(Exception):
 class OpenFile:
     fd: int
     info: FileInfo
+    ident: tuple[int, int, int, int] = (0, 0, 0, 0)  # device, inode, size, mtime: "unchanged?"
 
 
 def _open_regular(path: str, root: str, follow: bool) -> tuple[int, os.stat_result]:
@@ -126,5 +127,10 @@ def open_file(
             os.close(vfd)
             continue
         os.close(fd)
-        return OpenFile(vfd, FileInfo(name, vst.st_size, vst.st_mtime_ns, coding, True))
-    return OpenFile(fd, FileInfo(name, st.st_size, st.st_mtime_ns, "", variants))
+        info = FileInfo(name, vst.st_size, vst.st_mtime_ns, coding, True)
+        return OpenFile(vfd, info, _ident(vst))
+    return OpenFile(fd, FileInfo(name, st.st_size, st.st_mtime_ns, "", variants), _ident(st))
+
+
+def _ident(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)

@@ -22,7 +22,8 @@ import time
 from typing import TYPE_CHECKING, Final
 
 from swserve.protocol import serializer
-from swserve.static.files import Forbidden, IsDirectory, NotFound, open_file
+from swserve.static.cache import Entry, FileCache
+from swserve.static.files import Forbidden, IsDirectory, NotFound, OpenFile, open_file
 from swserve.static.resolve import (
     Decision,
     Mount,
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
     from swserve.config import Config
     from swserve.reactor.http_conn import HttpConnection
 
-SMALL: Final = 64 * 1024  # read whole and written with the head
+SMALL: Final = 16 * 1024  # read whole and written with the head (app file responses)
 CHUNK: Final = 256 * 1024  # one read of a larger file (the connection's HIGH_WATER)
 NUDGE: Final = 16 * 1024  # what goes through the transport when sendfile finds the socket full
 USE_SENDFILE: Final = hasattr(os, "sendfile")
@@ -85,16 +86,56 @@ def resolve_roots(entries: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(out)
 
 
+_CONDITIONAL: Final = frozenset({b"if-none-match", b"if-modified-since", b"range", b"if-range"})
+
+
 class StaticFiles:
     """The ``--static`` answerer of one reactor (or base-mode worker)."""
 
-    __slots__ = ("rules",)
+    __slots__ = ("cache", "rules")
 
     def __init__(self, rules: Rules) -> None:
         self.rules = rules
+        self.cache = FileCache()
 
     def serve(self, conn: HttpConnection) -> bool:
         """Answer ``conn.current`` if it names a static file; False: it is the app's."""
+        req = conn.current
+        assert req is not None
+        method = req.method
+        if method == b"GET" or method == b"HEAD":  # bytes: == is fastest
+            accept = b""
+            conditional = False
+            for name, value in req.headers:
+                if name == b"accept-encoding":
+                    accept = value
+                elif name in _CONDITIONAL:
+                    conditional = True
+            key = (req.target.partition(b"?")[0], accept)
+            entry = self.cache.get(key, conn.reactor.now, self._open, req.target)
+            if entry is None:
+                return self._lookup(conn, key)
+            decision: Decision | None
+            if conditional:
+                decision = decide(method, req.headers, entry.file.info, self.rules)
+            else:
+                decision = entry.plain
+                if decision is None:
+                    decision = entry.plain = decide(b"GET", [], entry.file.info, self.rules)
+            _respond(conn, decision, entry)
+            return True
+        return self._lookup(conn, None)
+
+    def _open(self, target: bytes, accept: bytes) -> OpenFile:
+        found = locate(self.rules.mounts, target)
+        if found is None:
+            raise NotFound
+        mount, segments, slash = found
+        headers = [(b"accept-encoding", accept)] if accept else []
+        return open_file(mount, segments, slash, self.rules, accepted_encodings(headers))
+
+    def _lookup(self, conn: HttpConnection, key: tuple[bytes, bytes] | None) -> bool:
+        """The first request for a path (or not a GET): every rule, then the cache."""
         req = conn.current
         assert req is not None
         rules = self.rules
@@ -106,15 +147,13 @@ class StaticFiles:
         if found is None:
             return False
         mount, segments, slash = found
-        method = req.method
-        readable = method in (b"GET", b"HEAD")
         try:
             opened = open_file(
                 mount,
                 segments,
                 slash,
                 rules,
-                accepted_encodings(req.headers) if readable else frozenset(),
+                accepted_encodings(req.headers) if key is not None else frozenset(),
             )
         except NotFound:
             if rules.fallthrough:
@@ -128,12 +167,34 @@ class StaticFiles:
             path, _, query = req.target.partition(b"?")
             _answer(conn, redirect(path + b"/" + (b"?" + query if query else b"")), -1)
             return True
-        if not readable:
+        if key is None:
             os.close(opened.fd)
             _answer(conn, method_not_allowed(), -1)
             return True
-        _answer(conn, decide(method, req.headers, opened.info, rules), opened.fd)
+        entry = self.cache.put(key, opened, conn.reactor.now)
+        _respond(conn, decide(req.method, req.headers, opened.info, rules), entry)
         return True
+
+
+def _respond(conn: HttpConnection, decision: Decision, entry: Entry) -> None:
+    """Answer from a cached file: its kept body, or a stream of its own ``dup``."""
+    body = entry.body
+    length = decision.length
+    if body is not None or not length or decision.status not in (200, 206):
+        conn.dispatched_at = time.monotonic()
+        metrics = conn.reactor.metrics
+        if metrics is not None:
+            metrics.static_responses += 1
+        if body is not None and length and conn.current is not None:
+            if conn.current.method == b"HEAD":
+                body = b""
+            elif length != len(body):
+                body = body[decision.offset : decision.offset + length]
+        else:
+            body = b""
+        conn.on_response_start(decision.status, _LENGTH, decision.headers, body, True)
+        return
+    _answer(conn, decision, os.dup(entry.file.fd))
 
 
 def _answer(conn: HttpConnection, decision: Decision, fd: int, text: bool = False) -> None:
