@@ -12,7 +12,7 @@ granian                ``--static-path-mount DIR``, 1 worker, WSGI hello app beh
 whitenoise-gunicorn    WhiteNoise around a WSGI hello app, gunicorn sync worker, 1 worker
 =====================  ===================================================================
 
-For each point: req/s (wrk), and the CPU the server's whole process tree used during the run
+For each point: req/s (wrk; for 10 MiB a client of our own, see ``run_bulk``), and the CPU the server's whole process tree used during the run
 per request (user+sys from /proc, in µs).  Servers and wrk are pinned as ``run.py`` pins them
 (wrk on the first CPU, servers on the others, on 2-4 CPU machines).  The anchors come from
 ``run.py``'s venv (``loadtests/.venv-anchors``), with ``whitenoise`` added to it.
@@ -30,10 +30,12 @@ import argparse
 import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -97,6 +99,7 @@ class Point:
     requests: int | None = None
     cpu_us_per_req: float | None = None
     errors: int | None = None
+    client: str = ""
     argv: list[str] = field(default_factory=list)
     failure: str = ""
 
@@ -133,6 +136,85 @@ def server_argv(name: str, root: Path, port: int, tmp: Path) -> list[str]:
             *("--log-level", "warning", "--no-control-socket"),
         ]
     raise ValueError(name)
+
+
+# The 10 MiB point with wrk measures wrk: it reads every body in 8 KiB pieces, and a server
+# that sends 500 MB/s keeps its one core busy.  ``bulk`` fetches with keep-alive connections in
+# threads and discards each body in the kernel (MSG_TRUNC: TCP drops the bytes without copying
+# them to user space), so the server is what runs out first.
+BULK_SIZES: Final = frozenset({"10m"})
+BULK_CONNECTIONS: Final = 8
+TRUNC_PIECE: Final = 16 * 1024 * 1024
+
+
+class BulkResult:
+    def __init__(self) -> None:
+        self.requests = 0
+        self.errors = 0
+        self.lock = threading.Lock()
+
+
+def _bulk_worker(port: int, path: bytes, size: int, deadline: float, out: BulkResult) -> None:
+    request = b"GET " + path + b" HTTP/1.1\r\nHost: bench\r\n\r\n"
+    scratch = bytearray(TRUNC_PIECE)
+    done = errors = 0
+    sock: socket.socket | None = None
+    while time.monotonic() < deadline:
+        try:
+            if sock is None:
+                sock = socket.create_connection((HOST, port), timeout=10)
+            sock.sendall(request)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("closed")
+                head += chunk
+            status_ok = head.startswith(b"HTTP/1.1 200")
+            left = size - len(head.split(b"\r\n\r\n", 1)[1])
+            while left > 0:
+                n = sock.recv_into(scratch, min(left, TRUNC_PIECE), socket.MSG_TRUNC)
+                if not n:
+                    raise ConnectionError("closed mid-body")
+                left -= n
+            if status_ok:
+                done += 1
+            else:
+                errors += 1
+            if b"\r\nconnection: close" in head.lower():  # gunicorn's sync worker
+                sock.close()
+                sock = None
+        except OSError:
+            errors += 1
+            if sock is not None:
+                sock.close()
+            sock = None
+    if sock is not None:
+        sock.close()
+    with out.lock:
+        out.requests += done
+        out.errors += errors
+
+
+def run_bulk(port: int, path: str, size: int, duration_s: int, pinning: Pinning) -> BulkResult:
+    """``BULK_CONNECTIONS`` threads fetching ``path`` for ``duration_s`` on the load CPUs."""
+    previous = os.sched_getaffinity(0)
+    if pinning.load_cpus:
+        os.sched_setaffinity(0, pinning.load_cpus)
+    out = BulkResult()
+    deadline = time.monotonic() + duration_s
+    threads = [
+        threading.Thread(target=_bulk_worker, args=(port, path.encode(), size, deadline, out))
+        for _ in range(BULK_CONNECTIONS)
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(duration_s + 30)
+    finally:
+        os.sched_setaffinity(0, previous)
+    return out
 
 
 def measure(
@@ -176,11 +258,11 @@ def measure(
                     point.rps = result.rps
                     point.requests = result.requests
                     point.errors = result.non_2xx_3xx + sum(result.socket_errors.values())
-                    if result.requests:
-                        point.cpu_us_per_req = used / result.requests * 1e6
+                    if point.requests:
+                        point.cpu_us_per_req = used / point.requests * 1e6
                     points.append(point)
                     log(
-                        f"{name:20} {size:>4}  {result.rps:10.0f} req/s  "
+                        f"{name:20} {size:>4}  {point.rps:10.0f} req/s  "
                         f"{point.cpu_us_per_req or 0:8.1f} µs CPU/req  errors {point.errors}"
                     )
     except PointError as exc:
@@ -242,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--no-install", action="store_true")
     parser.add_argument("--no-pin", action="store_true")
+    parser.add_argument(
+        "--wrk-only", action="store_true", help="wrk for 10 MiB too (it measures wrk, mostly)"
+    )
     args = parser.parse_args(argv)
     servers = [s for s in args.servers.split(",") if s]
     sizes = [s for s in args.sizes.split(",") if s]
