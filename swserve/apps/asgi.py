@@ -304,8 +304,13 @@ class RequestCycle:
                 body = b"" if no_body else os.pread(fd, length, 0)  # a sink without hand-over
                 self.sink.send_start(self.status, flags, headers, body, True)
                 return
-            send_file(self.status, flags, headers, fd, 0, length)
-            fd = -1  # the sink owns it now
+            owned, fd = fd, -1  # the sink owns (and closes) it from here on
+            try:
+                send_file(self.status, flags, headers, owned, 0, length)
+            except BaseException:
+                self._start_pending = True  # nothing was sent: the app's error becomes a 500
+                self.ended = False
+                raise
         finally:
             if fd >= 0:
                 os.close(fd)

@@ -487,12 +487,18 @@ class _Response:
         if not self.flags & serializer.HAS_CONTENT_LENGTH and self.status not in (204, 304):
             self.headers += b"content-length: %d\r\n" % length
             self.flags |= serializer.HAS_CONTENT_LENGTH
-        self.ended = True
-        self.headers_sent = True
         if self.no_body:
+            self.ended = True
+            self.headers_sent = True
             self.sink.send_start(self.status, self.flags, self.headers, b"", True)
             return True
-        send_file(self.status, self.flags, self.headers, os.dup(fileno), offset, length)
+        try:
+            send_file(self.status, self.flags, self.headers, os.dup(fileno), offset, length)
+        except OSError as exc:  # nothing was sent: the file goes the ordinary way
+            log.warning("could not hand a file response to the reactor (%s): iterating it", exc)
+            return False
+        self.ended = True
+        self.headers_sent = True
         return True
 
     def iterate(self, it: Iterator[bytes]) -> bool:

@@ -17,7 +17,7 @@ import pytest
 
 from tests.integration.conftest import Server, Starter
 
-pytestmark = pytest.mark.modes("process", "base")
+pytestmark = pytest.mark.modes("process", "base", "reactors")
 
 SITE = Path(tempfile.mkdtemp(prefix="swserve-static-test-"))
 atexit.register(shutil.rmtree, SITE, True)
