@@ -88,6 +88,25 @@ def pass_fd(session: int, request: int, fd: int, offset: int, length: int) -> No
     )
 
 
+def hand_over(
+    session: int,
+    request: int,
+    status: int,
+    flags: int,
+    headers: bytes,
+    fd: int,
+    offset: int,
+    length: int,
+) -> bytes:
+    """Pass ``fd`` (closed here, whatever happens) to the session's reactor; → the
+    FILE_RESPONSE frame to send after it on the ordinary link."""
+    try:
+        pass_fd(session, request, fd, offset, length)
+    finally:
+        os.close(fd)
+    return file_frame(session, request, status, flags, headers)
+
+
 def file_frame(session: int, request: int, status: int, flags: int, headers: bytes) -> bytes:
     payload = codec.encode_response_start(status, headers)
     return framing.encode(

@@ -78,11 +78,10 @@ class AsyncFrameSink:
         self, status: int, flags: int, headers: bytes, fd: int, offset: int, length: int
     ) -> None:
         """The body is ``fd``'s: the reactor gets the descriptor, the frame carries none."""
-        try:
-            handoff.pass_fd(self.session, self.request, fd, offset, length)
-        finally:
-            os.close(fd)
-        self.channel.write(handoff.file_frame(self.session, self.request, status, flags, headers))
+        frame = handoff.hand_over(
+            self.session, self.request, status, flags, headers, fd, offset, length
+        )
+        self.channel.write(frame)
 
     def drain(self) -> asyncio.Future[None] | None:
         return self.channel.drain()

@@ -18,7 +18,6 @@ already here) is discarded without running the app (Swoole's discard_data).
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 import types
@@ -168,11 +167,10 @@ class FrameSink:
         self, status: int, flags: int, headers: bytes, fd: int, offset: int, length: int
     ) -> None:
         """The body is ``fd``'s: the reactor gets the descriptor, the frame carries none."""
-        try:
-            handoff.pass_fd(self.session, self.request, fd, offset, length)
-        finally:
-            os.close(fd)
-        self.channel.send(handoff.file_frame(self.session, self.request, status, flags, headers))
+        frame = handoff.hand_over(
+            self.session, self.request, status, flags, headers, fd, offset, length
+        )
+        self.channel.send(frame)
 
 
 class WSGIWorker:

@@ -47,11 +47,25 @@ def _serving_pid(server: Server, mode: str) -> int:
     return workers[0]
 
 
-def _metric(port: int, name: str) -> int:
+def metrics_port(server: Server) -> int:
+    return int(server.wait_for(r"Metrics on http://127\.0\.0\.1:(\d+)/metrics").group(1))
+
+
+def metric(port: int, name: str) -> int:
+    """One unlabelled sample of the server's /metrics."""
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     match = re.search(rf"^{name} (\d+)$", text, re.MULTILINE)
     assert match is not None, text
     return int(match.group(1))
+
+
+def wait_metric(port: int, name: str, least: int) -> int:
+    """Poll until the sample reaches ``least`` (base-mode workers report every 0.1-1 s)."""
+    deadline = time.monotonic() + 10
+    while (value := metric(port, name)) < least:
+        assert time.monotonic() < deadline, f"{name} stayed at {value}, below {least}"
+        time.sleep(0.1)
+    return value
 
 
 async def _download(port: int, index: int, part: int, done: list[int]) -> None:
@@ -120,13 +134,13 @@ def test_a_client_that_stops_reading_is_cut(serve: Starter, huge: Path) -> None:
         "127.0.0.1:0",
         workers=1,
     )
-    metrics = int(server.wait_for(r"Metrics on http://127\.0\.0\.1:(\d+)/metrics").group(1))
+    metrics = metrics_port(server)
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", server.port))
     sock.sendall(b"GET /big/huge.bin HTTP/1.1\r\nHost: x\r\n\r\n")
     deadline = time.monotonic() + 20
-    while _metric(metrics, "swserve_connections_open") != 0:  # the reactor lets it go
+    while metric(metrics, "swserve_connections_open") != 0:  # the reactor lets it go
         assert time.monotonic() < deadline, "the stalled download was never cut"
         time.sleep(0.1)
     got = 0
@@ -164,7 +178,7 @@ def test_metrics_and_access_log_count_static(serve: Starter) -> None:
         "json",
         workers=1,
     )
-    metrics = int(server.wait_for(r"Metrics on http://127\.0\.0\.1:(\d+)/metrics").group(1))
+    metrics = metrics_port(server)
     with httpx.Client(base_url=server.url, timeout=10) as client:
         assert client.get("/static/hello.txt").status_code == 200
         assert client.get("/static/random.bin").status_code == 200
@@ -176,10 +190,7 @@ def test_metrics_and_access_log_count_static(serve: Starter) -> None:
     assert record["bytes"] == len(RANDOM)
     line = server.wait_for(r'\{"time": .*"path": "/elsewhere"').string
     assert json.loads(line[line.index("{") :])["static"] is False
-    deadline = time.monotonic() + 10
-    while _metric(metrics, "swserve_static_responses_total") < 2:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    wait_metric(metrics, "swserve_static_responses_total", 2)
     text = httpx.get(f"http://127.0.0.1:{metrics}/metrics", timeout=10).text
     assert re.search(r'^swserve_requests_total\{method="GET",status="2xx"\} 3$', text, re.M)
-    assert _metric(metrics, "swserve_response_body_bytes_total") >= len(RANDOM)
+    assert metric(metrics, "swserve_response_body_bytes_total") >= len(RANDOM)
