@@ -100,6 +100,7 @@ class Point:
     cpu_us_per_req: float | None = None
     errors: int | None = None
     client: str = ""
+    first_error: str = ""  # bulk: what the first failed fetch raised
     argv: list[str] = field(default_factory=list)
     failure: str = ""
 
@@ -151,6 +152,7 @@ class BulkResult:
     def __init__(self) -> None:
         self.requests = 0
         self.errors = 0
+        self.first_error = ""
         self.lock = threading.Lock()
 
 
@@ -171,21 +173,24 @@ def _bulk_worker(port: int, path: bytes, size: int, deadline: float, out: BulkRe
                     raise ConnectionError("closed")
                 head += chunk
             status_ok = head.startswith(b"HTTP/1.1 200")
-            left = size - len(head.split(b"\r\n\r\n", 1)[1])
-            while left > 0:
-                n = sock.recv_into(scratch, min(left, TRUNC_PIECE), socket.MSG_TRUNC)
-                if not n:
-                    raise ConnectionError("closed mid-body")
-                left -= n
+            head, rest = head.split(b"\r\n\r\n", 1)
+            if b"\r\ntransfer-encoding: chunked" in head.lower():  # granian's static files
+                _drop_chunked(sock, rest, scratch)
+            else:
+                _drop(sock, size - len(rest), scratch)
             if status_ok:
                 done += 1
             else:
                 errors += 1
+                if not out.first_error:
+                    out.first_error = head.split(b"\r\n", 1)[0].decode("latin-1")
             if b"\r\nconnection: close" in head.lower():  # gunicorn's sync worker
                 sock.close()
                 sock = None
-        except OSError:
+        except OSError as exc:
             errors += 1
+            if not out.first_error:
+                out.first_error = repr(exc)
             if sock is not None:
                 sock.close()
             sock = None
@@ -194,6 +199,37 @@ def _bulk_worker(port: int, path: bytes, size: int, deadline: float, out: BulkRe
     with out.lock:
         out.requests += done
         out.errors += errors
+
+
+def _drop(sock: socket.socket, left: int, scratch: bytearray) -> None:
+    """Discard ``left`` bytes of the socket in the kernel."""
+    while left > 0:
+        n = sock.recv_into(scratch, min(left, TRUNC_PIECE), socket.MSG_TRUNC)
+        if not n:
+            raise ConnectionError("closed mid-body")
+        left -= n
+
+
+def _drop_chunked(sock: socket.socket, buf: bytes, scratch: bytearray) -> None:
+    """Discard a chunked body: size lines read, chunk data dropped in the kernel."""
+    while True:
+        while b"\r\n" not in buf:
+            more = sock.recv(64)
+            if not more:
+                raise ConnectionError("closed in a chunk head")
+            buf += more
+        line, buf = buf.split(b"\r\n", 1)
+        need = int(line.split(b";")[0], 16) + 2  # the data and its CRLF
+        if need == 2:  # the last chunk: its CRLF (no trailers here)
+            while len(buf) < 2:
+                more = sock.recv(2 - len(buf))
+                if not more:
+                    raise ConnectionError("closed in the last chunk")
+                buf += more
+            return
+        taken = min(len(buf), need)
+        buf = buf[taken:]
+        _drop(sock, need - taken, scratch)
 
 
 def run_bulk(port: int, path: str, size: int, duration_s: int, pinning: Pinning) -> BulkResult:
@@ -215,6 +251,34 @@ def run_bulk(port: int, path: str, size: int, duration_s: int, pinning: Pinning)
     finally:
         os.sched_setaffinity(0, previous)
     return out
+
+
+def fetch(
+    point: Point,
+    port: int,
+    path: str,
+    size: int,
+    seconds: int,
+    bulk: bool,
+    connections: int,
+    pinning: Pinning,
+) -> None:
+    """One measured run against ``path``: wrk, or the bulk client; fills ``point``."""
+    if bulk:
+        started = time.monotonic()
+        fetched = run_bulk(port, path, size, seconds, pinning)
+        point.rps = fetched.requests / (time.monotonic() - started)
+        point.requests = fetched.requests
+        point.errors = fetched.errors
+        point.first_error = fetched.first_error
+        return
+    url = f"http://{HOST}:{port}{path}"
+    result, _ = run_wrk(
+        url, duration_s=seconds, connections=connections, script=None, pinning=pinning
+    )
+    point.rps = result.rps
+    point.requests = result.requests
+    point.errors = result.non_2xx_3xx + sum(result.socket_errors.values())
 
 
 def measure(
@@ -240,30 +304,23 @@ def measure(
         ):
             port = wait_ready(proc, logfile, port, SWSERVE_PORT, "/static/f1k.bin", 30.0)
             for size in sizes:
-                url = f"http://{HOST}:{port}/static/f{size}.bin"
-                run_wrk(
-                    url, duration_s=1, connections=args.connections, script=None, pinning=pinning
-                )
-                for repeat in range(args.repeat):
-                    point = Point(name, size, repeat, argv=argv)
+                path = f"/static/f{size}.bin"
+                bulk = size in BULK_SIZES and not args.wrk_only
+                for repeat in range(-1, args.repeat):  # -1: the warm-up, 1 s, not recorded
+                    point = Point(name, size, repeat, argv=argv, client="bulk" if bulk else "wrk")
+                    seconds = args.duration if repeat >= 0 else 1
                     before = tree_ticks(proc.pid)[0]
-                    result, _ = run_wrk(
-                        url,
-                        duration_s=args.duration,
-                        connections=args.connections,
-                        script=None,
-                        pinning=pinning,
-                    )
+                    fetch(point, port, path, SIZES[size], seconds, bulk, args.connections, pinning)
                     used = tree_ticks(proc.pid)[0] - before
-                    point.rps = result.rps
-                    point.requests = result.requests
-                    point.errors = result.non_2xx_3xx + sum(result.socket_errors.values())
+                    if repeat < 0:
+                        continue
                     if point.requests:
                         point.cpu_us_per_req = used / point.requests * 1e6
                     points.append(point)
                     log(
                         f"{name:20} {size:>4}  {point.rps:10.0f} req/s  "
-                        f"{point.cpu_us_per_req or 0:8.1f} µs CPU/req  errors {point.errors}"
+                        f"{point.cpu_us_per_req or 0:8.1f} µs CPU/req  errors {point.errors} "
+                        f"{point.first_error}"
                     )
     except PointError as exc:
         tail = logfile.read_text(errors="replace")[-800:] if logfile.exists() else ""
