@@ -59,13 +59,18 @@ from loadtests.run import (
     wait_ready,
 )
 
-SIZES: Final = {"1k": 1024, "64k": 64 * 1024, "10m": 10 * 1024 * 1024}
+SIZES: Final = {"1k": 1024, "64k": 64 * 1024, "10m": 10 * 1024 * 1024, "10m-slow": 10 << 20}
+# 10m-slow: the 10 MiB file again, fetched by SLOW_CONNECTIONS clients that each read at
+# SLOW_RATE, as clients on real networks do: what it costs a server to hold a download open
+FILES: Final = {"10m-slow": "10m"}
+SLOW_CONNECTIONS: Final = 32
+SLOW_RATE: Final = 8 * 1024 * 1024  # bytes per second per client
 SERVERS: Final = ("swserve", "swserve-base", "nginx", "granian", "whitenoise-gunicorn")
 SUBJECTS: Final = ("swserve", "swserve-base")
 # issue #15's bars: (anchor, sizes, least ratio of req/s)
 BARS: Final = (
-    ("granian", tuple(SIZES), 1.0),
-    ("whitenoise-gunicorn", tuple(SIZES), 3.0),
+    ("granian", ("1k", "64k", "10m"), 1.0),
+    ("whitenoise-gunicorn", ("1k", "64k", "10m"), 3.0),
     ("nginx", ("10m",), 0.5),
 )
 NGINX_CONF: Final = """\
@@ -101,13 +106,15 @@ class Point:
     errors: int | None = None
     client: str = ""
     first_error: str = ""  # bulk: what the first failed fetch raised
+    server_cores: float | None = None  # its CPU seconds per second: under 1, it waited for work
     argv: list[str] = field(default_factory=list)
     failure: str = ""
 
 
 def make_files(root: Path) -> None:
     for name, size in SIZES.items():
-        (root / f"f{name}.bin").write_bytes(os.urandom(size))
+        if name not in FILES:
+            (root / f"f{name}.bin").write_bytes(os.urandom(size))
 
 
 def server_argv(name: str, root: Path, port: int, tmp: Path) -> list[str]:
@@ -143,7 +150,7 @@ def server_argv(name: str, root: Path, port: int, tmp: Path) -> list[str]:
 # that sends 500 MB/s keeps its one core busy.  ``bulk`` fetches with keep-alive connections in
 # threads and discards each body in the kernel (MSG_TRUNC: TCP drops the bytes without copying
 # them to user space), so the server is what runs out first.
-BULK_SIZES: Final = frozenset({"10m"})
+BULK_SIZES: Final = frozenset({"10m", "10m-slow"})
 BULK_CONNECTIONS: Final = 8
 TRUNC_PIECE: Final = 16 * 1024 * 1024
 
@@ -156,7 +163,9 @@ class BulkResult:
         self.lock = threading.Lock()
 
 
-def _bulk_worker(port: int, path: bytes, size: int, deadline: float, out: BulkResult) -> None:
+def _bulk_worker(
+    port: int, path: bytes, size: int, deadline: float, out: BulkResult, rate: int
+) -> None:
     request = b"GET " + path + b" HTTP/1.1\r\nHost: bench\r\n\r\n"
     scratch = bytearray(TRUNC_PIECE)
     done = errors = 0
@@ -175,9 +184,9 @@ def _bulk_worker(port: int, path: bytes, size: int, deadline: float, out: BulkRe
             status_ok = head.startswith(b"HTTP/1.1 200")
             head, rest = head.split(b"\r\n\r\n", 1)
             if b"\r\ntransfer-encoding: chunked" in head.lower():  # granian's static files
-                _drop_chunked(sock, rest, scratch)
+                _drop_chunked(sock, rest, scratch, rate)
             else:
-                _drop(sock, size - len(rest), scratch)
+                _drop(sock, size - len(rest), scratch, rate)
             if status_ok:
                 done += 1
             else:
@@ -201,16 +210,24 @@ def _bulk_worker(port: int, path: bytes, size: int, deadline: float, out: BulkRe
         out.errors += errors
 
 
-def _drop(sock: socket.socket, left: int, scratch: bytearray) -> None:
-    """Discard ``left`` bytes of the socket in the kernel."""
+def _drop(sock: socket.socket, left: int, scratch: bytearray, rate: int = 0) -> None:
+    """Discard ``left`` bytes of the socket in the kernel (at ``rate`` bytes/s at most)."""
+    piece = TRUNC_PIECE if not rate else max(rate // 20, 1)
+    start = time.monotonic()
+    done = 0
     while left > 0:
-        n = sock.recv_into(scratch, min(left, TRUNC_PIECE), socket.MSG_TRUNC)
+        n = sock.recv_into(scratch, min(left, piece), socket.MSG_TRUNC)
         if not n:
             raise ConnectionError("closed mid-body")
         left -= n
+        if rate:
+            done += n
+            ahead = done / rate - (time.monotonic() - start)
+            if ahead > 0:
+                time.sleep(ahead)
 
 
-def _drop_chunked(sock: socket.socket, buf: bytes, scratch: bytearray) -> None:
+def _drop_chunked(sock: socket.socket, buf: bytes, scratch: bytearray, rate: int) -> None:
     """Discard a chunked body: size lines read, chunk data dropped in the kernel."""
     while True:
         while b"\r\n" not in buf:
@@ -229,19 +246,28 @@ def _drop_chunked(sock: socket.socket, buf: bytes, scratch: bytearray) -> None:
             return
         taken = min(len(buf), need)
         buf = buf[taken:]
-        _drop(sock, need - taken, scratch)
+        _drop(sock, need - taken, scratch, rate)
 
 
-def run_bulk(port: int, path: str, size: int, duration_s: int, pinning: Pinning) -> BulkResult:
-    """``BULK_CONNECTIONS`` threads fetching ``path`` for ``duration_s`` on the load CPUs."""
+def run_bulk(
+    port: int,
+    path: str,
+    size: int,
+    duration_s: int,
+    pinning: Pinning,
+    connections: int = BULK_CONNECTIONS,
+    rate: int = 0,
+) -> BulkResult:
+    """``connections`` threads fetching ``path`` for ``duration_s`` on the load CPUs, each
+    reading at ``rate`` bytes/s (0: as fast as it can)."""
     previous = os.sched_getaffinity(0)
     if pinning.load_cpus:
         os.sched_setaffinity(0, pinning.load_cpus)
     out = BulkResult()
     deadline = time.monotonic() + duration_s
     threads = [
-        threading.Thread(target=_bulk_worker, args=(port, path.encode(), size, deadline, out))
-        for _ in range(BULK_CONNECTIONS)
+        threading.Thread(target=_bulk_worker, args=(port, path.encode(), size, deadline, out, rate))
+        for _ in range(connections)
     ]
     try:
         for thread in threads:
@@ -266,7 +292,16 @@ def fetch(
     """One measured run against ``path``: wrk, or the bulk client; fills ``point``."""
     if bulk:
         started = time.monotonic()
-        fetched = run_bulk(port, path, size, seconds, pinning)
+        slow = point.size in FILES
+        fetched = run_bulk(
+            port,
+            path,
+            size,
+            seconds,
+            pinning,
+            SLOW_CONNECTIONS if slow else BULK_CONNECTIONS,
+            SLOW_RATE if slow else 0,
+        )
         point.rps = fetched.requests / (time.monotonic() - started)
         point.requests = fetched.requests
         point.errors = fetched.errors
@@ -282,9 +317,14 @@ def fetch(
 
 
 def measure(
-    name: str, root: Path, sizes: list[str], args: argparse.Namespace, pinning: Pinning
+    name: str,
+    root: Path,
+    sizes: list[str],
+    args: argparse.Namespace,
+    pinning: Pinning,
+    repeat: int,
 ) -> list[Point]:
-    """Start one server, run every size against it, stop it."""
+    """Start one server, run every size against it once (after a 1 s warm-up), stop it."""
     tmp = Path(tempfile.mkdtemp(prefix=f"static-{name}-"))
     port = 0 if name in SUBJECTS else free_port()
     argv = server_argv(name, root, port, tmp)
@@ -304,22 +344,25 @@ def measure(
         ):
             port = wait_ready(proc, logfile, port, SWSERVE_PORT, "/static/f1k.bin", 30.0)
             for size in sizes:
-                path = f"/static/f{size}.bin"
+                path = f"/static/f{FILES.get(size, size)}.bin"
                 bulk = size in BULK_SIZES and not args.wrk_only
-                for repeat in range(-1, args.repeat):  # -1: the warm-up, 1 s, not recorded
+                for warm_up in (True, False):
                     point = Point(name, size, repeat, argv=argv, client="bulk" if bulk else "wrk")
-                    seconds = args.duration if repeat >= 0 else 1
+                    seconds = 1 if warm_up else args.duration
                     before = tree_ticks(proc.pid)[0]
+                    started = time.monotonic()
                     fetch(point, port, path, SIZES[size], seconds, bulk, args.connections, pinning)
                     used = tree_ticks(proc.pid)[0] - before
-                    if repeat < 0:
+                    if warm_up:
                         continue
+                    point.server_cores = used / (time.monotonic() - started)
                     if point.requests:
                         point.cpu_us_per_req = used / point.requests * 1e6
                     points.append(point)
                     log(
                         f"{name:20} {size:>4}  {point.rps:10.0f} req/s  "
-                        f"{point.cpu_us_per_req or 0:8.1f} µs CPU/req  errors {point.errors} "
+                        f"{point.cpu_us_per_req or 0:8.1f} µs CPU/req  "
+                        f"{point.server_cores or 0:4.2f} cores  errors {point.errors} "
                         f"{point.first_error}"
                     )
     except PointError as exc:
@@ -340,18 +383,20 @@ def median(points: list[Point], server: str, size: str, key: str) -> float | Non
 
 
 def report(points: list[Point], servers: list[str], sizes: list[str]) -> list[str]:
-    lines = ["| server | size | req/s | CPU µs/req | req/s ratio swserve/x | base/x |"]
-    lines.append("|---|---|---:|---:|---:|---:|")
+    lines = ["| server | size | req/s | CPU µs/req | cores | req/s ratio swserve/x | base/x |"]
+    lines.append("|---|---|---:|---:|---:|---:|---:|")
     for size in sizes:
         ours = median(points, "swserve", size, "rps")
         base = median(points, "swserve-base", size, "rps")
         for server in servers:
             rps = median(points, server, size, "rps")
             cpu = median(points, server, size, "cpu_us_per_req")
+            cores = median(points, server, size, "server_cores")
             ratio = f"{ours / rps:.2f}x" if ours and rps and server not in SUBJECTS else ""
             bratio = f"{base / rps:.2f}x" if base and rps and server not in SUBJECTS else ""
             lines.append(
-                f"| {server} | {size} | {rps or 0:.0f} | {cpu or 0:.1f} | {ratio} | {bratio} |"
+                f"| {server} | {size} | {rps or 0:.0f} | {cpu or 0:.1f} | {cores or 0:.2f} "
+                f"| {ratio} | {bratio} |"
             )
     lines.append("")
     for anchor, bar_sizes, least in BARS:
@@ -406,8 +451,11 @@ def main(argv: list[str] | None = None) -> int:
     points: list[Point] = []
     try:
         make_files(root)
-        for name in servers:
-            points += measure(name, root, sizes, args, pinning)
+        # servers take turns, one repeat each: a noisy neighbour on the shared machine then
+        # weighs on every server alike rather than on whichever ran during it
+        for repeat in range(args.repeat):
+            for name in servers:
+                points += measure(name, root, sizes, args, pinning, repeat)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     lines = report(points, servers, sizes)
