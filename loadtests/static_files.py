@@ -27,6 +27,7 @@ swserve ≥ 1.0x granian and ≥ 3x WhiteNoise-under-gunicorn on every size, ≥
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -37,6 +38,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Final
@@ -316,20 +318,23 @@ def fetch(
     point.errors = result.non_2xx_3xx + sum(result.socket_errors.values())
 
 
-def measure(
-    name: str,
-    root: Path,
-    sizes: list[str],
-    args: argparse.Namespace,
-    pinning: Pinning,
-    repeat: int,
-) -> list[Point]:
-    """Start one server, run every size against it once (after a 1 s warm-up), stop it."""
+@dataclass
+class Running:
+    """One server started for the whole run."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    port: int
+    argv: list[str]
+
+
+@contextlib.contextmanager
+def started(name: str, root: Path, pinning: Pinning) -> Iterator[Running | None]:
+    """Start one server and wait until it serves the 1 KiB file; None if it cannot."""
     tmp = Path(tempfile.mkdtemp(prefix=f"static-{name}-"))
     port = 0 if name in SUBJECTS else free_port()
     argv = server_argv(name, root, port, tmp)
     env = {**server_env(), "STATIC_DIR": str(root)}
-    points = []
     logfile = tmp / "server.log"
     try:
         with (
@@ -342,36 +347,46 @@ def measure(
                 cwd=Path(__file__).resolve().parent.parent,
             ) as proc,
         ):
-            port = wait_ready(proc, logfile, port, SWSERVE_PORT, "/static/f1k.bin", 30.0)
-            for size in sizes:
-                path = f"/static/f{FILES.get(size, size)}.bin"
-                bulk = size in BULK_SIZES and not args.wrk_only
-                for warm_up in (True, False):
-                    point = Point(name, size, repeat, argv=argv, client="bulk" if bulk else "wrk")
-                    seconds = 1 if warm_up else args.duration
-                    before = tree_ticks(proc.pid)[0]
-                    started = time.monotonic()
-                    fetch(point, port, path, SIZES[size], seconds, bulk, args.connections, pinning)
-                    used = tree_ticks(proc.pid)[0] - before
-                    if warm_up:
-                        continue
-                    point.server_cores = used / (time.monotonic() - started)
-                    if point.requests:
-                        point.cpu_us_per_req = used / point.requests * 1e6
-                    points.append(point)
-                    log(
-                        f"{name:20} {size:>4}  {point.rps:10.0f} req/s  "
-                        f"{point.cpu_us_per_req or 0:8.1f} µs CPU/req  "
-                        f"{point.server_cores or 0:4.2f} cores  errors {point.errors} "
-                        f"{point.first_error}"
-                    )
-    except PointError as exc:
-        tail = logfile.read_text(errors="replace")[-800:] if logfile.exists() else ""
-        log(f"{name}: {exc}\n{tail}")
-        points.append(Point(name, "*", 0, argv=argv, failure=str(exc)))
+            try:
+                port = wait_ready(proc, logfile, port, SWSERVE_PORT, "/static/f1k.bin", 30.0)
+            except PointError as exc:
+                log(f"{name}: {exc}\n{logfile.read_text(errors='replace')[-800:]}")
+                yield None
+                return
+            yield Running(name, proc, port, argv)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return points
+
+
+def measure(
+    server: Running, size: str, args: argparse.Namespace, pinning: Pinning, repeat: int
+) -> Point:
+    """One point: a 1 s warm-up, then ``args.duration`` seconds measured."""
+    path = f"/static/f{FILES.get(size, size)}.bin"
+    bulk = size in BULK_SIZES and not args.wrk_only
+    pid = server.proc.pid
+    point = Point(server.name, size, repeat, argv=server.argv, client="bulk" if bulk else "wrk")
+    try:
+        fetch(Point(server.name, size, -1), server.port, path, SIZES[size], 1, bulk,
+              args.connections, pinning)  # fmt: skip
+        before = tree_ticks(pid)[0]
+        start = time.monotonic()
+        fetch(point, server.port, path, SIZES[size], args.duration, bulk, args.connections,
+              pinning)  # fmt: skip
+        used = tree_ticks(pid)[0] - before
+    except PointError as exc:
+        point.failure = str(exc)
+        log(f"{server.name} {size}: {exc}")
+        return point
+    point.server_cores = used / (time.monotonic() - start)
+    if point.requests:
+        point.cpu_us_per_req = used / point.requests * 1e6
+    log(
+        f"{server.name:20} {size:>8}  {point.rps or 0:10.0f} req/s  "
+        f"{point.cpu_us_per_req or 0:8.1f} µs CPU/req  "
+        f"{point.server_cores or 0:4.2f} cores  errors {point.errors} {point.first_error}"
+    )
+    return point
 
 
 def median(points: list[Point], server: str, size: str, key: str) -> float | None:
@@ -451,11 +466,18 @@ def main(argv: list[str] | None = None) -> int:
     points: list[Point] = []
     try:
         make_files(root)
-        # servers take turns, one repeat each: a noisy neighbour on the shared machine then
-        # weighs on every server alike rather than on whichever ran during it
-        for repeat in range(args.repeat):
-            for name in servers:
-                points += measure(name, root, sizes, args, pinning, repeat)
+        # Every server runs for the whole run (idle but for its turn), and they take turns
+        # point by point: a noisy neighbour on a shared machine then weighs on all of them
+        # alike, rather than on whichever was being measured while it ran.
+        with contextlib.ExitStack() as stack:
+            running = [stack.enter_context(started(name, root, pinning)) for name in servers]
+            for repeat in range(args.repeat):
+                for size in sizes:
+                    points.extend(
+                        measure(server, size, args, pinning, repeat)
+                        for server in running
+                        if server is not None
+                    )
     finally:
         shutil.rmtree(root, ignore_errors=True)
     lines = report(points, servers, sizes)
