@@ -183,12 +183,15 @@ class Config:
     )
     dispatch: str = setting(
         "idle",
-        kind="choice",
-        choices=("idle", "round-robin", "fd"),
+        kind="str",
+        metavar="MODE",
         section="Processes",
         help="Which worker gets a request. idle: the next idle worker in turn, else the "
         "least loaded one with room, else the request waits in the reactor; round-robin: "
-        "the next worker in turn; fd: a connection always meets the same worker.",
+        "the next worker in turn; fd: a connection always meets the same worker; ip: a "
+        "client address (after trusted proxy headers) always meets the same worker, waiting "
+        "for it when busy; key:HEADER, key:cookie:NAME: the same, keyed by that header or "
+        "cookie (requests without it: idle). ip and key are process-mode features.",
     )
     graceful_timeout: float = setting(
         30.0,
@@ -245,6 +248,41 @@ class Config:
         section="Worker life cycle",
         help="async: a replacement is started and ready before the old worker retires; "
         "sync: one worker at a time, the next only after the previous one exited.",
+    )
+    task_workers: int = setting(
+        0,
+        kind="int",
+        section="Task workers and user processes",
+        help="Task worker processes that run swserve.task() calls from workers, user "
+        "processes and other tasks (0: none, and the feature costs nothing).",
+    )
+    task_queue_size: int = setting(
+        1000,
+        kind="int",
+        section="Task workers and user processes",
+        help="Tasks that may wait for a free task worker; one more gets TaskQueueFull at once.",
+    )
+    task_timeout: float = setting(
+        0.0,
+        kind="float",
+        section="Task workers and user processes",
+        help="Seconds a task may run (0: no limit). Past it the caller gets TaskTimeout and "
+        "the task worker is killed and replaced.",
+    )
+    task_max_requests: int = setting(
+        0,
+        kind="int",
+        section="Task workers and user processes",
+        help="Recycle a task worker after this many tasks, plus a random 0..half of it "
+        "(0: never). Its replacement is ready before it stops taking tasks.",
+    )
+    process: tuple[str, ...] = setting(
+        (),
+        kind="list",
+        section="Task workers and user processes",
+        metavar="MODULE:CALLABLE",
+        help="Run this callable in a user process beside the workers, restarted with back-off "
+        "when it returns or crashes, replaced on SIGHUP. Repeatable.",
     )
     timeout: float = setting(
         0.0,
@@ -490,6 +528,15 @@ class Config:
         help="Serve Prometheus metrics (/metrics), /healthz and /readyz from the master "
         "on this address, aggregated over every worker (off when empty).",
     )
+    control_socket: str = setting(
+        "auto",
+        kind="str",
+        section="Observability",
+        metavar="PATH",
+        help="The master's control socket for `swserve ctl` and `swserve top` (mode 0600, "
+        "only the server's user and root may connect); auto: next to --pid-file, else "
+        "$XDG_RUNTIME_DIR/swserve/PID.sock or /tmp/swserve-UID/PID.sock; none: off.",
+    )
     mode: str = setting(
         "process",
         kind="choice",
@@ -543,6 +590,15 @@ class Config:
         section="Processes",
         metavar="PATH",
         help="Change to this directory before loading the app.",
+    )
+    chroot: str = setting(
+        "",
+        kind="str",
+        section="Processes",
+        metavar="DIR",
+        help="Workers chroot to this directory once the app is loaded, before they serve and "
+        "drop to --user; needs root. The master and manager are not chrooted "
+        "(docs/processes.md says what must be inside).",
     )
     cpu_affinity: bool = setting(
         False,
@@ -686,6 +742,10 @@ _CHECKS: Final[tuple[tuple[str, Callable[[Any], bool], str], ...]] = (
     ("max_wait_time", lambda v: v >= 0, "must not be negative"),
     ("max_concurrent_recycles", lambda v: v >= 1, "must be at least 1"),
     ("timeout", lambda v: v >= 0, "must not be negative"),
+    ("task_workers", lambda v: v >= 0, "must not be negative"),
+    ("task_queue_size", lambda v: v >= 1, "must be at least 1"),
+    ("task_timeout", lambda v: v >= 0, "must not be negative"),
+    ("task_max_requests", lambda v: v >= 0, "must not be negative"),
     ("header_timeout", lambda v: v > 0, "must be positive"),
     ("body_timeout", lambda v: v > 0, "must be positive"),
     ("limit_request_line", lambda v: v >= 16, "must be at least 16"),
@@ -696,6 +756,7 @@ _CHECKS: Final[tuple[tuple[str, Callable[[Any], bool], str], ...]] = (
     ("write_timeout", lambda v: v > 0, "must be positive"),
     ("reactors", lambda v: 0 <= v <= 64, "must be between 0 and 64"),
     ("static_max_age", lambda v: v >= 0, "must not be negative"),
+    ("control_socket", lambda v: bool(v.strip()), "must be a path, auto or none"),
 )
 
 
@@ -740,6 +801,7 @@ def problems(values: dict[str, Any]) -> list[str]:
             parse_umask(values["umask"])
         except ConfigError as exc:
             out.append(str(exc))
+    out += _dispatch_problems(values)
     if values.get("reactors", 0) > 1 and values.get("mode") == "base":
         out.append("--reactors applies to process mode: in base mode every worker serves itself")
     if values.get("reload") and values.get("daemon"):
@@ -752,6 +814,10 @@ def problems(values: dict[str, Any]) -> list[str]:
             parse_mount(entry)
         except ValueError as exc:
             out.append(str(exc))
+    for spec in values.get("process", ()):
+        module, sep, attr = spec.partition(":")
+        if not sep or not module or not attr:
+            out.append(f"--process {spec!r}: expected module:callable")
     metrics = values.get("metrics_bind", "")
     if metrics:
         try:
@@ -760,6 +826,24 @@ def problems(values: dict[str, Any]) -> list[str]:
         except ConfigError as exc:
             out.append(f"--metrics-bind: {exc}")
     return out
+
+
+def _dispatch_problems(values: dict[str, Any]) -> list[str]:
+    from swserve.reactor.dispatcher import AFFINITY, parse
+
+    if "dispatch" not in values:
+        return []
+    try:
+        mode = parse(values["dispatch"]).mode
+    except ValueError as exc:
+        return [f"--dispatch: {exc}"]
+    if mode in AFFINITY and values.get("mode") == "base":
+        # a base-mode worker accepts its own connections: nothing chooses a worker per request
+        return [
+            f"--dispatch {values['dispatch']} is a process-mode feature: in base mode each "
+            "worker serves the connections it accepts (use --mode process)"
+        ]
+    return []
 
 
 def _tls_problems(values: dict[str, Any]) -> list[str]:

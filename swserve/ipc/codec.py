@@ -153,7 +153,11 @@ def encode_ready(worker_id: int, pid: int, capacity: int, interface: str) -> byt
 def decode_ready(payload: Buffer) -> tuple[int, int, int, str]:
     """→ (worker id, pid, capacity, interface)."""
     worker_id, pid, capacity = decode_hello(payload[: _HELLO.size])
-    return worker_id, pid, capacity, bytes(payload[_HELLO.size :]).decode()
+    try:
+        interface = bytes(payload[_HELLO.size :]).decode()
+    except UnicodeDecodeError:
+        raise IPCError("READY with an interface name that is not UTF-8") from None
+    return worker_id, pid, capacity, interface
 
 
 def encode_served(count: int) -> bytes:

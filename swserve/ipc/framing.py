@@ -55,6 +55,15 @@ HEARTBEAT: Final = 14  # W→R  the worker's loop is alive (sent from that loop,
 METRICS: Final = 15  # W→R  base mode, --metrics-bind: the worker's counters (JSON object of ints)
 # 24-27: file responses (static/handoff.py)
 FILE_RESPONSE: Final = 24  # W→R  status, headers; the body is a file passed on the inbox; END
+# Task frames (28-35) travel on the task socket only (swserve/tasks/); the session
+# field carries a task id: the caller's own on the caller's link, the broker's on a
+# task worker's link.  Payload layouts: swserve/tasks/codec.py.
+TASK_HELLO: Final = 28  # →B   who connects: a caller or a task worker (role, slot, pid)
+TASK_SUBMIT: Final = 29  # C→B  run this task (flag TASK_NOWAIT: no answer wanted)
+TASK_RUN: Final = 30  # B→T  run this task, answer with TASK_RESULT
+TASK_RESULT: Final = 31  # T→B, B→C  the outcome (flags: one of the TASK_* outcomes)
+TASK_CANCEL: Final = 32  # C→B  the caller stopped waiting (drop it if still queued)
+TASK_STOP: Final = 33  # B→T  retired and idle: exit
 
 FRAME_NAMES: Final = {
     HELLO: "HELLO",
@@ -73,6 +82,12 @@ FRAME_NAMES: Final = {
     HEARTBEAT: "HEARTBEAT",
     METRICS: "METRICS",
     FILE_RESPONSE: "FILE_RESPONSE",
+    TASK_HELLO: "TASK_HELLO",
+    TASK_SUBMIT: "TASK_SUBMIT",
+    TASK_RUN: "TASK_RUN",
+    TASK_RESULT: "TASK_RESULT",
+    TASK_CANCEL: "TASK_CANCEL",
+    TASK_STOP: "TASK_STOP",
 }
 
 # Flags.  MORE/END belong to request/response streams; the low nibble of a
@@ -82,6 +97,7 @@ MORE: Final = 0x40  # more frames of this request body follow
 SERVED_RECYCLE: Final = 0x01  # on a SERVED: my --max-requests is reached, replace me
 SERVED_RECYCLE_TIMEOUT: Final = 0x02  # on a SERVED: a request ran past --timeout, replace me
 END: Final = 0x80  # this frame ends the response
+TASK_NOWAIT: Final = 0x01  # on a TASK_SUBMIT: fire and forget, send no TASK_RESULT
 
 _pack = HEADER.pack
 _unpack_from = HEADER.unpack_from

@@ -50,10 +50,23 @@ READY: Final = "swserve_ready"
 STATIC: Final = "swserve_static_responses_total"
 FILE_RESPONSES: Final = "swserve_file_responses_total"
 IPC_BYTES_IN: Final = "swserve_ipc_bytes_received_total"
+# task workers and user processes (swserve/tasks/, swserve/manager/user_processes.py)
+TASKS: Final = "swserve_tasks_total"
+TASK_REJECTED: Final = "swserve_tasks_rejected_total"
+TASK_QUEUE: Final = "swserve_task_queue_depth"
+TASK_RUNNING: Final = "swserve_tasks_running"
+TASK_DURATION: Final = "swserve_task_duration_seconds"
+TASK_WORKERS_ALIVE: Final = "swserve_task_workers_alive"
+USER_PROCESS_RESTARTS: Final = "swserve_user_process_restarts_total"
+BACKING_OFF: Final = "swserve_workers_backing_off"
+BOOT_FAILURES: Final = "swserve_worker_boot_failures_total"
 
 # Prometheus' default buckets: they cover 5 ms to 10 s, where web requests live.
 DURATION_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 RESTART_REASONS: Final = ("crash", "lifetime", "max-requests", "memory", "reload", "timeout")
+# Task run times: from a millisecond (a trivial task) to minutes (a report).
+TASK_DURATION_BUCKETS: Final = (0.001, 0.005, 0.025, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0)
+TASK_OUTCOMES: Final = ("ok", "raised", "timeout", "lost")
 
 METRICS: Final[tuple[Metric, ...]] = (
     Metric(
@@ -91,7 +104,37 @@ METRICS: Final[tuple[Metric, ...]] = (
         "by the reactor from a descriptor the worker passed.",
     ),
     Metric(IPC_BYTES_IN, "counter", "Bytes reactors received from workers on their IPC links."),
+    Metric(
+        TASKS,
+        "counter",
+        "Tasks finished, by outcome: ok, raised (the task's exception), timeout "
+        "(--task-timeout), lost (its task worker died).",
+        ("outcome",),
+        known=tuple((o,) for o in TASK_OUTCOMES),
+    ),
+    Metric(TASK_REJECTED, "counter", "Tasks refused because the task queue was full."),
+    Metric(TASK_QUEUE, "gauge", "Tasks waiting for a free task worker."),
+    Metric(TASK_RUNNING, "gauge", "Tasks being run by a task worker."),
+    Metric(
+        TASK_DURATION,
+        "histogram",
+        "Seconds a task ran in its task worker.",
+        buckets=TASK_DURATION_BUCKETS,
+    ),
+    Metric(TASK_WORKERS_ALIVE, "gauge", "Task workers that take tasks."),
+    Metric(USER_PROCESS_RESTARTS, "counter", "User processes (--process) restarted."),
+    Metric(
+        BACKING_OFF,
+        "gauge",
+        "Worker slots whose respawns keep failing to boot, waiting out a back-off.",
+    ),
+    Metric(BOOT_FAILURES, "counter", "Respawned workers that failed to boot after start-up."),
 )
+
+
+def metric(name: str) -> Metric:
+    """The catalogue row of ``name``."""
+    return next(m for m in METRICS if m.name == name)
 
 
 def key(name: str, *labels: str) -> str:

@@ -301,7 +301,7 @@ class HttptoolsParser:
         cause = exc.__context__
         if isinstance(cause, _Stop):
             self._stopped = True
-        elif isinstance(cause, ProtocolError):
+        elif isinstance(cause, ProtocolError | OSError):  # OSError: a spooled body's write
             raise cause from None
         elif isinstance(cause, _CheckLine) or self._state == _HEAD:
             self._line_error(data)

@@ -27,7 +27,8 @@ from swserve.ipc.framing import Buffer
 from swserve.protocol import serializer
 from swserve.protocol.framing import absolute_form_host
 from swserve.protocol.request import Request
-from swserve.reactor.spool import SpooledBody
+from swserve.reactor import spool
+from swserve.reactor.spool import SpooledBody, failure_status
 
 if TYPE_CHECKING:
     from swserve.reactor.core import Reactor
@@ -152,10 +153,11 @@ class HttpConnection(asyncio.Protocol):
             peer = self.transport.get_extra_info("peername")
             client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "a unix socket"
             log.debug("bad request from %s: %s (answering %d)", client, exc.reason, exc.status_hint)
-        spool = self.reactor.config.body_spool_size
-        head = self.parser.head_pending
-        if spool and head is not None and len(head.body) > spool and type(head.body) is bytearray:
-            head.body = SpooledBody(head.body)  # type: ignore[assignment]  # see reactor/spool.py
+        except OSError as exc:  # a spooled body's write (reactor/spool.py): a full disk
+            requests = []
+            self.spool_failed(exc)
+        if self.reactor.config.body_spool_size:
+            requests = self._spool(requests)
         # --header-timeout runs from the first byte of a head until the head is complete
         if self.parser.head_pending is not None or requests:
             self.head_since = 0.0
@@ -175,6 +177,49 @@ class HttpConnection(asyncio.Protocol):
             self._next()
         else:
             self._maybe_continue()
+
+    def _spool(self, requests: list[Request]) -> list[Request]:
+        """Finish the complete bodies' files; move a body past --body-spool-size to one.
+
+        A file that cannot be written fails its own request (and those after
+        it on this connection): → the requests that can go on.
+        """
+        for i, req in enumerate(requests):
+            body: object = req.body
+            if isinstance(body, SpooledBody):
+                try:
+                    body.finish()
+                except OSError as exc:
+                    for later in requests[i:]:
+                        spooled: object = later.body
+                        if isinstance(spooled, SpooledBody):
+                            spooled.discard()
+                    self.spool_failed(exc)
+                    return requests[:i]
+                spool.EPISODE.ok()
+        head = self.parser.head_pending
+        if (
+            head is not None
+            and self.error is None
+            and type(head.body) is bytearray
+            and len(head.body) > self.reactor.config.body_spool_size
+        ):
+            try:
+                head.body = SpooledBody(head.body)  # type: ignore[assignment]  # see spool.py
+            except OSError as exc:
+                self.spool_failed(exc)
+        return requests
+
+    def spool_failed(self, exc: OSError) -> None:
+        """The upload's body file failed: answer it 507 (disk full) or 503, after what precedes."""
+        head = self.parser.head_pending
+        body: object = head.body if head is not None else None
+        if isinstance(body, SpooledBody):
+            body.discard()  # free the space now
+        status = failure_status(exc)
+        spool.EPISODE.failed(exc, status)
+        self.error = ProtocolError(status, f"the request body could not be spooled: {exc}")
+        self.transport.pause_reading()
 
     def eof_received(self) -> bool | None:
         # A client that closes its side has gone away, as nginx and uvicorn also

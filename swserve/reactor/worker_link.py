@@ -98,7 +98,17 @@ class WorkerLink(asyncio.Protocol):
                     conn = None
                 on_file_frame(self.reactor.files, conn, flags, payload, session, request)
             else:
-                self._control(kind, flags, payload)
+                try:
+                    self._control(kind, flags, payload)
+                except IPCError as exc:  # a HELLO, READY or SERVED that does not decode
+                    log.error(
+                        "worker %d sent a bad %s frame: %s",
+                        self.worker_id,
+                        framing.FRAME_NAMES[kind],
+                        exc,
+                    )
+                    self.transport.abort()
+                    return
         if self.reactor.draining:
             self.reactor.check_idle()
 
@@ -203,7 +213,7 @@ class WorkerLink(asyncio.Protocol):
         if slot is None or slot.retiring:
             return
         slot.retiring = True
-        self.reactor.dispatcher.remove(slot)
+        self.reactor.leave_dispatch(slot)
         if slot.inflight == 0:
             self.send_stop()
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import select
 import signal
 import socket
 import threading
@@ -148,6 +149,50 @@ class LocalSink:
         return None
 
 
+_GONE: Final = select.POLLRDHUP | select.POLLHUP | select.POLLERR
+
+
+class InlineSink(LocalSink):
+    """The sink of an app that runs on the loop itself (``--threads 1``).
+
+    While the app runs, the loop cannot see its client leave: ``connection_lost``
+    waits until the app returns, and an endless stream (SSE, long polling) would
+    hold the only worker for good.  So before each body part the socket is
+    asked directly (one ``poll``, no wait) whether the peer has closed or reset
+    it, and a client that has gone raises :class:`ClientDisconnected`, as a
+    DISCONNECT frame does in process mode: the app's iterable is closed and the
+    worker is free.  A write that failed (``is_closing``) says the same.
+    """
+
+    __slots__ = ("poller",)
+
+    def __init__(self, conn: HttpConnection, seq: int) -> None:
+        super().__init__(conn, seq)
+        self.poller: select.poll | None = None
+
+    def gone(self) -> bool:
+        transport = self.conn.transport
+        if transport.is_closing():
+            return True
+        poller = self.poller
+        if poller is None:
+            sock = transport.get_extra_info("socket")
+            if sock is None:
+                return False
+            poller = self.poller = select.poll()
+            poller.register(sock.fileno(), _GONE)
+        try:
+            return bool(poller.poll(0))
+        except OSError:
+            return True
+
+    def send_body(self, data: bytes, end: bool) -> None:
+        if self._live():
+            if not end and self.gone():
+                raise ClientDisconnected
+            self.conn.on_response_body(data, end)
+
+
 # -- executors --------------------------------------------------------------------------
 
 
@@ -208,11 +253,11 @@ class InlineWSGI:
                 return
             fields = request_fields(conn)
             if not self.alarm:
-                paused = self.adapter(fields, request_body(conn), LocalSink(conn, seq))
+                paused = self.adapter(fields, request_body(conn), InlineSink(conn, seq))
                 return
             self._arm(fields)
             try:
-                paused = self.adapter(fields, request_body(conn), LocalSink(conn, seq))
+                paused = self.adapter(fields, request_body(conn), InlineSink(conn, seq))
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 self.slowlog.running.clear()
@@ -484,7 +529,7 @@ class LocalReactor(Reactor):
         slot.inflight -= 1
         slot.served += 1
         self.report.served(slot.served)
-        queue = self.queue
+        queue = self.queue.shared  # (no affinity here: nothing is ever pinned)
         while queue and slot.inflight < slot.capacity:
             conn = queue.popleft()
             if conn.current is not None:  # else: the client left while queued
@@ -493,10 +538,7 @@ class LocalReactor(Reactor):
 
     def abandon(self, conn: HttpConnection) -> None:
         if conn.slot is None:
-            try:
-                self.queue.remove(conn)
-            except ValueError:
-                pass
+            self.queue.remove(conn)
             return
         self.executor.disconnect(conn)
 
@@ -658,6 +700,14 @@ class BaseWorker:
         # while an inline WSGI app holds the loop, so the response in flight
         # already carries Connection: close.
         signal.signal(signal.SIGTERM, self._on_sigterm)
+        if config.chroot:  # the app is loaded, nothing is served yet
+            from swserve import chroot
+
+            try:
+                chroot.confine(config)
+            except AppLoadError as exc:
+                self.sock.sendall(framing.encode(framing.BOOT_ERROR, 0, 0, 0, str(exc).encode()))
+                raise
         ready = codec.encode_ready(
             self.worker_id, os.getpid(), reactor.slot.capacity, self.interface
         )

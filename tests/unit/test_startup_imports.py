@@ -9,6 +9,7 @@ of this one holds whatever other tests imported.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -25,6 +26,7 @@ DEFERRED = (
     "difflib",  # a misspelt setting in a file
     "swserve.daemon",  # --daemon, --pid-file
     "swserve.privileges",  # --user, --group
+    "swserve.chroot",  # --chroot
     "swserve.reloader",  # --reload
     "watchfiles",
     "swserve.affinity",  # --cpu-affinity
@@ -38,8 +40,11 @@ DEFERRED = (
 
 
 def _imported(code: str) -> set[str]:
+    # without coverage's start-up hook: measuring imports tomllib and coverage itself
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
     done = subprocess.run(
         [sys.executable, "-c", f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"],
+        env=env,
         capture_output=True,
         text=True,
         timeout=30,
@@ -65,6 +70,17 @@ def test_the_default_settings_read_no_file_parser() -> None:
     )
     assert "tomllib" not in modules
     assert "difflib" not in modules
+
+
+@pytest.mark.timeout(60)
+def test_no_task_workers_cost_no_import() -> None:
+    # --task-workers 0 (the default): neither the master, the manager nor a worker
+    # imports the task modules; `import swserve` alone does not either
+    modules = _imported("import swserve, swserve.cli, swserve.master.main, swserve.manager.main")
+    assert sorted(m for m in modules if m.startswith("swserve.tasks")) == []
+    for interface in ("wsgi", "asgi"):
+        for mode in ("process", "base"):
+            assert not any(m.startswith("swserve.tasks") for m in worker_modules(mode, interface))
 
 
 def test_a_process_mode_worker_never_needs_base_mode() -> None:

@@ -41,6 +41,8 @@ class FakeMaster:
     stats: Stats = field(default_factory=Stats)
     announced: bool = True
     stopping: bool = False
+    tasks: Any = None
+    user_process_restarts: int = 0
 
 
 def with_workers(*inflight: int, retiring: int = 0) -> FakeMaster:
