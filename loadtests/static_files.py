@@ -424,10 +424,10 @@ def report(points: list[Point], servers: list[str], sizes: list[str]) -> list[st
                     median(points, anchor, size, "rps"),
                 )
                 if ours and theirs:
-                    ratio = ours / theirs
-                    verdict = "holds" if ratio >= least else "MISSED"
+                    share = ours / theirs
+                    verdict = "holds" if share >= least else "MISSED"
                     lines.append(
-                        f"- bar {subject} ≥ {least}x {anchor} on {size}: {ratio:.2f}x ({verdict})"
+                        f"- bar {subject} ≥ {least}x {anchor} on {size}: {share:.2f}x ({verdict})"
                     )
     return lines
 

@@ -18,7 +18,7 @@ def root(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _opener(root: Path):  # type: ignore[no-untyped-def]
+def _opener(root: Path):
     mount = Mount(b"/s", str(root.resolve()))
     rules = Rules((mount,))
     calls = []
