@@ -28,6 +28,7 @@ atom              meaning
 ``%(L)s``         request time, decimal seconds
 ``%(p)s``         the worker's pid
 ``%(w)s``         the worker's id
+``%(S)s``         ``static`` for a ``--static`` file the reactor answered, else ``-``
 ================  ===================================================
 """
 
@@ -68,6 +69,8 @@ class AccessLog:
         worker_id: int,
         worker_pid: int,
         websocket: tuple[int, int, int] | None = None,
+        *,
+        static: bool = False,
     ) -> None:
         """One line; ``websocket`` (messages in, messages out, close code) for a session's
         line, written when it ends: status 101, its duration and bytes sent."""
@@ -104,6 +107,7 @@ class AccessLog:
                             if websocket is not None
                             else {}
                         ),
+                        "static": static,
                     }
                 ),
             )
@@ -128,6 +132,7 @@ class AccessLog:
             "L": f"{seconds:.6f}",
             "p": worker_pid,
             "w": worker_id,
+            "S": "static" if static else "-",
         }
         try:
             line = self.fmt % atoms

@@ -20,6 +20,7 @@ from typing import Any, Final
 
 from swserve import proxy
 from swserve.errors import ConfigError
+from swserve.static.resolve import parse_mount
 
 DEFAULT_APP: Final = "swserve.demo:app"
 # seconds a WebSocket client gets to answer the server's close frame before the TCP
@@ -670,6 +671,56 @@ class Config:
         help="Reload the workers gracefully when a watched file changes (development only; "
         "needs the watchfiles package).",
     )
+    static: tuple[str, ...] = setting(
+        (),
+        kind="list",
+        section="Static files",
+        metavar="PREFIX=DIR",
+        help="Serve the files of DIR under the URL path PREFIX from the reactor (the "
+        "worker's own loop in base mode), without calling the app: GET and HEAD, ETag, "
+        "ranges, precompressed .br/.gz siblings. Repeatable.",
+    )
+    static_max_age: int = setting(
+        60,
+        kind="int",
+        section="Static files",
+        help="Cache-Control max-age of static files, in seconds (0: no-cache).",
+    )
+    static_immutable: bool = setting(
+        False,
+        kind="bool",
+        section="Static files",
+        help="Files whose names carry a content hash (name.0123abcd89ef.css, as Django's "
+        "ManifestStaticFilesStorage writes them) get a 10-year max-age and 'immutable'.",
+    )
+    static_index: str = setting(
+        "",
+        kind="str",
+        section="Static files",
+        metavar="NAME",
+        help="The file a directory path (ending in /) serves, e.g. index.html (off: "
+        "directories are not found). Never a directory listing.",
+    )
+    static_fallthrough: bool = setting(
+        True,
+        kind="bool",
+        section="Static files",
+        help="A missing file under a static prefix goes to the app (its 404 page, or its "
+        "own route); with --no-static-fallthrough the reactor answers 404.",
+    )
+    static_follow_symlinks: bool = setting(
+        False,
+        kind="bool",
+        section="Static files",
+        help="Serve symlinks that point outside the static directory (inside ones are "
+        "always served).",
+    )
+    static_allow_dotfiles: bool = setting(
+        False,
+        kind="bool",
+        section="Static files",
+        help="Serve files and directories whose names begin with a dot (refused by default).",
+    )
     reload_dir: tuple[str, ...] = setting(
         (),
         kind="list",
@@ -805,6 +856,7 @@ _CHECKS: Final[tuple[tuple[str, Callable[[Any], bool], str], ...]] = (
     ("ws_max_size", lambda v: v >= 1, "must be at least 1"),
     ("ws_max_queue", lambda v: v >= 0, "must not be negative"),
     ("ws_drain_timeout", lambda v: v >= 0 or v == -1, "must not be negative"),
+    ("static_max_age", lambda v: v >= 0, "must not be negative"),
     ("control_socket", lambda v: bool(v.strip()), "must be a path, auto or none"),
 )
 
@@ -858,6 +910,11 @@ def problems(values: dict[str, Any]) -> list[str]:
         # terminal a daemon has just detached from
         out.append("--reload cannot be used with --daemon: run the reloader in the foreground")
     out += proxy.setting_problems(values)
+    for entry in values.get("static", ()):
+        try:
+            parse_mount(entry)
+        except ValueError as exc:
+            out.append(str(exc))
     for spec in values.get("process", ()):
         module, sep, attr = spec.partition(":")
         if not sep or not module or not attr:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, BinaryIO, Final, Protocol
 from urllib.parse import unquote_to_bytes
@@ -23,6 +24,7 @@ from swserve.apps.wsgi import split_target
 from swserve.ipc.codec import HEAD_FIELDS
 from swserve.protocol import serializer
 from swserve.proxy import Frontend
+from swserve.static.handoff import file_length
 
 log = logging.getLogger("swserve.error")
 
@@ -78,6 +80,8 @@ def build_scope(
         "headers": list(zip(it, it, strict=True)),
         "client": (chost.decode(), int(cport)) if chost else None,
         "server": (shost.decode(), int(sport)) if shost else None,
+        # the reactor streams the file; the worker only opens it (static/handoff.py)
+        "extensions": {"http.response.pathsend": {}},
     }
     if state is not None:
         scope["state"] = state.copy()
@@ -274,7 +278,47 @@ class RequestCycle:
                         self._unyielded = 0
                         await asyncio.sleep(0)
             return
+        if kind == "http.response.pathsend":
+            self._pathsend(message)
+            return
         raise RuntimeError(f"unexpected ASGI message type {kind!r} in an http scope")
+
+    def _pathsend(self, message: Message) -> None:
+        """``http.response.pathsend``: open the file here (the app's permissions), and let the
+        sink hand its descriptor to whoever writes to the client."""
+        if not self._start_pending:
+            raise RuntimeError("http.response.pathsend needs http.response.start, and no body")
+        path = message.get("path")
+        if not isinstance(path, str) or not os.path.isabs(path):
+            raise ValueError(f"http.response.pathsend 'path' must be an absolute path: {path!r}")
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            length = file_length(fd, 0, self.length)
+            if length < 0:
+                raise RuntimeError(f"http.response.pathsend: {path!r} does not fit the response")
+            flags = self.flags
+            headers = self.headers
+            if not flags & serializer.HAS_CONTENT_LENGTH:
+                headers += b"content-length: %d\r\n" % length
+                flags |= serializer.HAS_CONTENT_LENGTH
+            self._start_pending = False
+            self.ended = True
+            no_body = self.head or self.status in (204, 304)
+            send_file = getattr(self.sink, "send_file", None)
+            if no_body or send_file is None:
+                body = b"" if no_body else os.pread(fd, length, 0)  # a sink without hand-over
+                self.sink.send_start(self.status, flags, headers, body, True)
+                return
+            owned, fd = fd, -1  # the sink owns (and closes) it from here on
+            try:
+                send_file(self.status, flags, headers, owned, 0, length)
+            except BaseException:
+                self._start_pending = True  # nothing was sent: the app's error becomes a 500
+                self.ended = False
+                raise
+        finally:
+            if fd >= 0:
+                os.close(fd)
 
     def _start(self, message: Message) -> None:
         status = message["status"]

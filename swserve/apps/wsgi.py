@@ -26,6 +26,7 @@ from swserve.errors import ClientDisconnected
 from swserve.ipc.codec import HEAD_FIELDS
 from swserve.protocol import serializer
 from swserve.proxy import Frontend
+from swserve.static.handoff import file_length
 
 log = logging.getLogger("swserve.error")
 
@@ -471,12 +472,45 @@ class _Response:
             self.ended = True
             self._send_start(body, True)
             return None
+        if type(result) is FileWrapper and not self.headers_sent and self._hand_over(result):
+            return None
         if isinstance(result, str | bytes):
             raise TypeError(
                 f"the app returned {type(result).__name__}; it must return an iterable of bytes"
             )
         it: Iterator[bytes] = iter(result)
         return it
+
+    def _hand_over(self, wrapper: FileWrapper) -> bool:
+        """A ``wsgi.file_wrapper`` over a real file: its descriptor goes to the reactor,
+        which sends the body (static/handoff.py); False: iterate it as usual."""
+        send_file = getattr(self.sink, "send_file", None)
+        if send_file is None or not self.status:
+            return False
+        try:
+            fileno = wrapper.filelike.fileno()
+            offset = wrapper.filelike.tell()
+            length = file_length(fileno, offset, self.length)
+        except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+            return False
+        if length < 0:
+            return False
+        if not self.flags & serializer.HAS_CONTENT_LENGTH and self.status not in (204, 304):
+            self.headers += b"content-length: %d\r\n" % length
+            self.flags |= serializer.HAS_CONTENT_LENGTH
+        if self.no_body:
+            self.ended = True
+            self.headers_sent = True
+            self.sink.send_start(self.status, self.flags, self.headers, b"", True)
+            return True
+        try:
+            send_file(self.status, self.flags, self.headers, os.dup(fileno), offset, length)
+        except OSError as exc:  # nothing was sent: the file goes the ordinary way
+            log.warning("could not hand a file response to the reactor (%s): iterating it", exc)
+            return False
+        self.ended = True
+        self.headers_sent = True
+        return True
 
     def iterate(self, it: Iterator[bytes]) -> bool:
         """Stream parts until the iterator ends (→ True) or the sink pauses (→ False)."""

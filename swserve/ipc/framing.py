@@ -54,6 +54,8 @@ BUFFER_FULL: Final = 12  # R→W  this request's client reads slowly: stop sendi
 BUFFER_EMPTY: Final = 13  # R→W  its client caught up: send on (Swoole's onBufferEmpty)
 HEARTBEAT: Final = 14  # W→R  the worker's loop is alive (sent from that loop, about once a second)
 METRICS: Final = 15  # W→R  base mode, --metrics-bind: the worker's counters (JSON object of ints)
+# 24-27: file responses (static/handoff.py)
+FILE_RESPONSE: Final = 24  # W→R  status, headers; the body is a file passed on the inbox; END
 # Task frames (28-35) travel on the task socket only (swserve/tasks/); the session
 # field carries a task id: the caller's own on the caller's link, the broker's on a
 # task worker's link.  Payload layouts: swserve/tasks/codec.py.
@@ -86,6 +88,7 @@ FRAME_NAMES: Final = {
     BUFFER_EMPTY: "BUFFER_EMPTY",
     HEARTBEAT: "HEARTBEAT",
     METRICS: "METRICS",
+    FILE_RESPONSE: "FILE_RESPONSE",
     TASK_HELLO: "TASK_HELLO",
     TASK_SUBMIT: "TASK_SUBMIT",
     TASK_RUN: "TASK_RUN",

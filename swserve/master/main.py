@@ -52,6 +52,7 @@ from swserve.procname import set_title
 from swserve.reactor.host import make_host
 from swserve.reactor.loop import new_event_loop
 from swserve.reactor.process import ReactorChild, fork_reactors, reactor_count
+from swserve.static.handoff import bind_inboxes
 
 if TYPE_CHECKING:
     from swserve.metrics.endpoint import MetricsEndpoint
@@ -68,6 +69,15 @@ def _parser_name(config: Config) -> str:
     except ImportError:
         return "h11"
     return "httptools"
+
+
+def _static_roots(entries: tuple[str, ...]) -> tuple[str, ...]:
+    from swserve.static.serve import resolve_roots
+
+    try:
+        return resolve_roots(entries)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 # The master's signals.  Until its loop handles them, they are kept and replayed
@@ -107,6 +117,8 @@ def run(config: Config) -> int:
         hooks = load_hooks(config.hooks)  # before any fork: every process shares the module
         listeners = open_listeners(config)
         metrics = _bind_metrics(config.metrics_bind)
+        if config.static:  # after --chdir: relative directories are the app's
+            config = _replace(config, static=_static_roots(config.static))
         # --daemon, --pid-file, the control socket (as root, given to --user), then the drop
         control_sock = setup.after_bind(listeners, lambda who: bind_control(config, who))
     except ConfigError as exc:
@@ -125,6 +137,8 @@ def run(config: Config) -> int:
         ipc_sock.bind(path)
         ipc_sock.listen(1024)
         ipc_socks.append(ipc_sock)
+    if config.mode == "process":  # the app's file responses come back as descriptors
+        bind_inboxes(ipc_paths)
     task_sock = None  # --task-workers N: callers and task workers connect here (tasks/)
     if config.task_workers:
         task_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

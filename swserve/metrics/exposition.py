@@ -47,6 +47,9 @@ WORKERS_RETIRING: Final = "swserve_workers_retiring"
 RESTARTS: Final = "swserve_worker_restarts_total"
 RELOADS: Final = "swserve_reloads_total"
 READY: Final = "swserve_ready"
+STATIC: Final = "swserve_static_responses_total"
+FILE_RESPONSES: Final = "swserve_file_responses_total"
+IPC_BYTES_IN: Final = "swserve_ipc_bytes_received_total"
 # task workers and user processes (swserve/tasks/, swserve/manager/user_processes.py)
 TASKS: Final = "swserve_tasks_total"
 TASK_REJECTED: Final = "swserve_tasks_rejected_total"
@@ -102,6 +105,14 @@ METRICS: Final[tuple[Metric, ...]] = (
     ),
     Metric(RELOADS, "counter", "Reloads finished (every worker replaced)."),
     Metric(READY, "gauge", "1 when /readyz answers 200, else 0."),
+    Metric(STATIC, "counter", "Responses to --static paths, answered without a worker."),
+    Metric(
+        FILE_RESPONSES,
+        "counter",
+        "File responses of the app (wsgi.file_wrapper, http.response.pathsend) streamed "
+        "by the reactor from a descriptor the worker passed.",
+    ),
+    Metric(IPC_BYTES_IN, "counter", "Bytes reactors received from workers on their IPC links."),
     Metric(
         TASKS,
         "counter",

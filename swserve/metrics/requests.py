@@ -25,11 +25,14 @@ from swserve.metrics.exposition import (
     CONN_OPEN,
     DURATION,
     DURATION_BUCKETS,
+    FILE_RESPONSES,
     IN_FLIGHT,
+    IPC_BYTES_IN,
     METRICS,
     QUEUED,
     REQUESTS,
     SEP,
+    STATIC,
     WS_BYTES,
     WS_CLOSED,
     WS_MESSAGES,
@@ -71,7 +74,10 @@ class RequestMetrics:
         "bytes_out",
         "connections_accepted",
         "duration_us",
+        "file_responses",
+        "ipc_bytes_in",
         "requests",
+        "static_responses",
     )
 
     def __init__(self) -> None:
@@ -81,6 +87,9 @@ class RequestMetrics:
         self.bytes_in = 0
         self.bytes_out = 0
         self.connections_accepted = 0
+        self.static_responses = 0  # --static (static/serve.py)
+        self.file_responses = 0  # the app's file responses, by descriptor (static/handoff.py)
+        self.ipc_bytes_in = 0  # read from worker links (reactor/worker_link.py)
 
     def observe(
         self, method: bytes, status: int, duration: float, bytes_in: int, bytes_out: int
@@ -104,6 +113,9 @@ class RequestMetrics:
         out[BYTES_IN] = self.bytes_in
         out[BYTES_OUT] = self.bytes_out
         out[CONN_ACCEPTED] = self.connections_accepted
+        out[STATIC] = self.static_responses
+        out[FILE_RESPONSES] = self.file_responses
+        out[IPC_BYTES_IN] = self.ipc_bytes_in
         return out
 
 

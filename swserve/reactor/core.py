@@ -35,10 +35,12 @@ from swserve.reactor.affinity import Keys
 from swserve.reactor.dispatcher import Dispatcher, Waiting, WorkerSlot
 from swserve.reactor.http_conn import HttpConnection
 from swserve.reactor.ws_conn import WsSessions
+from swserve.static.handoff import INBOX_SOCKETS, Inbox
 
 if TYPE_CHECKING:
     from swserve.access_log import AccessLog
     from swserve.reactor.worker_link import WorkerLink
+    from swserve.static.serve import StaticFiles
 
 log = logging.getLogger("swserve.error")
 
@@ -111,6 +113,15 @@ class Reactor:
 
             self.access_log = AccessLog(config.access_log_format, config.access_log_exclude)
         self.make_parser = parser_factory(config.http, self.limits)
+        self.static: StaticFiles | None = None  # --static: answered without a worker
+        # the app's file responses arrive as descriptors here (static/handoff.py)
+        self.files = Inbox(INBOX_SOCKETS[index]) if index < len(INBOX_SOCKETS) else None
+        if config.static:
+            from swserve.static.serve import StaticFiles, rules_from
+
+            rules = rules_from(config)
+            assert rules is not None
+            self.static = StaticFiles(rules)
         self.metrics = RequestMetrics() if config.metrics_bind else None  # for /metrics
         self.remote = RemoteSources()  # what base-mode workers count and send (METRICS)
         self.dispatcher = Dispatcher(config.dispatch, busy.TABLE)
@@ -159,6 +170,8 @@ class Reactor:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        if self.files is not None:
+            self.files.start(loop)
         self._tick()
 
     def _tick(self) -> None:

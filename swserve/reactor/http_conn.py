@@ -40,6 +40,7 @@ from swserve.reactor.ws_conn import WsConnection, WsPeer
 if TYPE_CHECKING:
     from swserve.reactor.core import Reactor
     from swserve.reactor.dispatcher import WorkerSlot
+    from swserve.static.serve import FileSender
 
 log = logging.getLogger("swserve.error")
 
@@ -64,6 +65,7 @@ class HttpConnection(asyncio.Protocol):
         "plan",
         "prefix",
         "reactor",
+        "sender",
         "sent",
         "seq",
         "session",
@@ -98,6 +100,7 @@ class HttpConnection(asyncio.Protocol):
         self.status = 0  # of the response being written, for the access log
         self.sent = 0  # body bytes of that response
         self.plan: serializer.ResponsePlan | None = None
+        self.sender: FileSender | None = None  # streaming a file body (static/serve.py)
         self.error: ProtocolError | None = None
         self.closing = False
         self.last_active = reactor.now
@@ -136,13 +139,17 @@ class HttpConnection(asyncio.Protocol):
             return
         self.write_paused = True
         self.paused_since = self.reactor.now
-        self._tell_worker(framing.BUFFER_FULL)
+        if self.sender is None:  # a file being sent has no producer to hold
+            self._tell_worker(framing.BUFFER_FULL)
 
     def resume_writing(self) -> None:
         if self.ws is not None:
             self.ws.resume_writing()
             return
         self.write_paused = False
+        if self.sender is not None:
+            self.sender.resume()
+            return
         self._tell_worker(framing.BUFFER_EMPTY)
 
     def _tell_worker(self, kind: int) -> None:
@@ -247,6 +254,8 @@ class HttpConnection(asyncio.Protocol):
         self.reactor.sessions.pop(self.session, None)
         if self.ws is not None:
             self.ws.connection_lost()
+        if self.sender is not None:
+            self.sender.close()
         if self.current is not None:
             self.reactor.abandon(self)
             self.current = None
@@ -291,7 +300,9 @@ class HttpConnection(asyncio.Protocol):
                 # before the 101 is parsed: RFC 6455 §4.1 forbids that anyway)
                 self.transport.resume_reading()
                 return
-            self.reactor.submit(self)
+            static = self.reactor.static  # --static: answered here, no worker (static/)
+            if static is None or not static.serve(self):
+                self.reactor.submit(self)
             if len(self.pending) < MAX_PIPELINED // 2 and self.error is None and not self.closing:
                 self.transport.resume_reading()
             return
@@ -441,6 +452,7 @@ class HttpConnection(asyncio.Protocol):
                 time.monotonic() - self.dispatched_at,
                 slot.worker_id if slot else 0,
                 slot.pid if slot else 0,
+                static=slot is None,
             )
         if self.spooled is not None:
             self.spooled.discard()

@@ -23,6 +23,7 @@ from swserve.ipc.buffers import widen
 from swserve.ipc.channel_async import BatchWriter
 from swserve.reactor.dispatcher import WorkerSlot
 from swserve.reactor.spool import SpooledBody
+from swserve.static.handoff import on_file_frame
 
 if TYPE_CHECKING:
     from swserve.reactor.core import Reactor
@@ -69,6 +70,9 @@ class WorkerLink(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_seen = self.reactor.now
+        metrics = self.reactor.metrics
+        if metrics is not None:
+            metrics.ipc_bytes_in += len(data)
         try:
             frames = self.decoder.feed(data)
         except IPCError as exc:
@@ -105,6 +109,12 @@ class WorkerLink(asyncio.Protocol):
                     log.error("worker %d sent a bad WebSocket frame: %s", self.worker_id, exc)
                     self.transport.abort()
                     return
+            elif kind == framing.FILE_RESPONSE:
+                conn = sessions.get(session)
+                self._release(session, request)  # the worker is free: the reactor sends the file
+                if conn is not None and (conn.seq != request or conn.slot is not self.slot):
+                    conn = None
+                on_file_frame(self.reactor.files, conn, flags, payload, session, request)
             else:
                 try:
                     self._control(kind, flags, payload)

@@ -325,6 +325,13 @@ class _ThreadSink:
     def send_abort(self) -> None:
         self.loop.call_soon_threadsafe(self.sink.send_abort)
 
+    def send_file(
+        self, status: int, flags: int, headers: bytes, fd: int, offset: int, length: int
+    ) -> None:
+        self.loop.call_soon_threadsafe(
+            self.sink.send_file, status, flags, headers, fd, offset, length
+        )
+
 
 class ASGIExecutor:
     """A task per request on this loop."""

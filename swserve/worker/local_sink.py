@@ -8,11 +8,13 @@ on the worker's own loop.
 
 from __future__ import annotations
 
+import os
 import select
 from typing import TYPE_CHECKING, Final, Protocol
 
 from swserve.errors import ClientDisconnected
 from swserve.ipc import framing
+from swserve.static.serve import send_file
 
 if TYPE_CHECKING:
     from swserve.apps.asgi_ws import WebSocketCycle
@@ -57,6 +59,18 @@ class LocalSink:
     def send_abort(self) -> None:
         if self._live():
             self.conn.on_response_abort()
+
+    def send_file(
+        self, status: int, flags: int, headers: bytes, fd: int, offset: int, length: int
+    ) -> None:
+        """Base mode: this loop streams the file itself (static/serve.py)."""
+        if self._live():
+            metrics = self.conn.reactor.metrics
+            if metrics is not None:
+                metrics.file_responses += 1
+            send_file(self.conn, status, flags, headers, fd, offset, length)
+        else:
+            os.close(fd)
 
     def drain(self) -> None:
         return None

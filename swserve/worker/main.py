@@ -93,6 +93,10 @@ def run(
             framing.encode(framing.HELLO, 0, 0, 0, codec.encode_hello(worker_id, pid, cell))
         )
     sock = socks[0]  # boot errors go to the first reactor: one report is enough
+    if config.mode == "process":  # file responses go to the reactors as descriptors
+        from swserve.static import handoff
+
+        handoff.link(ipc_paths)
     try:
         app = load(config.app, factory=config.factory, app_dir=config.app_dir)
         interface = config.interface if config.interface != "auto" else detect_interface(app)

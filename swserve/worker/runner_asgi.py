@@ -25,6 +25,7 @@ from swserve.errors import EXIT_OK, AppLoadError
 from swserve.ipc import busy as busy_table, codec, framing
 from swserve.ipc.channel_set import AsyncChannelSet
 from swserve.proxy import Frontend
+from swserve.static import handoff
 from swserve.worker.slowlog import Running, SlowLog
 from swserve.worker.spooled import open_spooled
 
@@ -73,6 +74,15 @@ class AsyncFrameSink:
 
     def send_abort(self) -> None:
         self.channel.write(_encode(_BODY, _END | framing.MORE, self.session, self.request))
+
+    def send_file(
+        self, status: int, flags: int, headers: bytes, fd: int, offset: int, length: int
+    ) -> None:
+        """The body is ``fd``'s: the reactor gets the descriptor, the frame carries none."""
+        frame = handoff.hand_over(
+            self.session, self.request, status, flags, headers, fd, offset, length
+        )
+        self.channel.write(frame)
 
     def drain(self) -> asyncio.Future[None] | None:
         return self.channel.drain()

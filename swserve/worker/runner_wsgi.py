@@ -29,6 +29,7 @@ from swserve.errors import EXIT_OK, ClientDisconnected
 from swserve.ipc import busy as busy_table, codec, framing
 from swserve.ipc.channel_set import Channel
 from swserve.ipc.framing import Frame
+from swserve.static import handoff
 from swserve.worker.slowlog import Running, SlowLog
 from swserve.worker.spooled import open_spooled
 
@@ -161,6 +162,15 @@ class FrameSink:
 
     def send_abort(self) -> None:
         self.channel.send(_encode(_BODY, _END | framing.MORE, self.session, self.request))
+
+    def send_file(
+        self, status: int, flags: int, headers: bytes, fd: int, offset: int, length: int
+    ) -> None:
+        """The body is ``fd``'s: the reactor gets the descriptor, the frame carries none."""
+        frame = handoff.hand_over(
+            self.session, self.request, status, flags, headers, fd, offset, length
+        )
+        self.channel.send(frame)
 
 
 class WSGIWorker:

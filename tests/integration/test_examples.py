@@ -11,6 +11,10 @@ from the two workers and that nothing logged a traceback.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -90,6 +94,45 @@ def test_django_example(serve: Starter, app: str, interface: str) -> None:
         assert echoed.json() == {"received": {"hello": "world"}, "client": "127.0.0.1"}
         assert client.post("/echo", content=b"{not json").status_code == 400
         assert client.get("/echo").status_code == 405  # require_POST
+    _no_traceback(server)
+
+
+def test_django_static_files(serve: Starter, tmp_path: Path) -> None:
+    """The README's static section: collectstatic, then --static serves its output."""
+    directory = EXAMPLES / "django"
+    readme = (directory / "README.md").read_text()
+    assert "--static /static=staticfiles --static-immutable" in readme
+    env = {"DJANGO_STATIC_ROOT": str(tmp_path)}
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
+        cwd=directory,
+        env={**os.environ, **env},
+        check=True,
+        timeout=60,
+    )
+    manifest = json.loads((tmp_path / "staticfiles.json").read_text())
+    hashed = manifest["paths"]["css/site.css"]
+    server = serve(
+        "mysite.wsgi:application",
+        "--app-dir",
+        ".",
+        "--static",
+        f"/static={tmp_path}",
+        "--static-immutable",
+        workers=2,
+        cwd=directory,
+        env=env,
+    )
+    with httpx.Client(base_url=server.url, timeout=TIMEOUT) as client:
+        css = client.get("/static/" + hashed)
+        assert css.status_code == 200
+        assert css.content == (directory / "static" / "css" / "site.css").read_bytes()
+        assert css.headers["content-type"] == "text/css; charset=utf-8"
+        assert css.headers["cache-control"] == "public, max-age=315360000, immutable"
+        plain = client.get("/static/css/site.css")
+        assert plain.headers["cache-control"] == "public, max-age=60"
+        assert client.get("/static/nope.css").status_code == 404  # Django's own 404
+        assert client.get("/").json()["service"] == "django-example"
     _no_traceback(server)
 
 
