@@ -27,6 +27,7 @@ from swserve.metrics.exposition import (
     DURATION_BUCKETS,
     IN_FLIGHT,
     METRICS,
+    PUSH_REDIS_UP,
     QUEUED,
     REQUESTS,
     SEP,
@@ -135,7 +136,9 @@ class WebSocketMetrics:
         return out
 
 
-GAUGES: Final = frozenset({IN_FLIGHT, QUEUED, CONN_OPEN, WS_OPEN})  # levels, not totals
+GAUGES: Final = frozenset(
+    {IN_FLIGHT, QUEUED, CONN_OPEN, WS_OPEN, PUSH_REDIS_UP}
+)  # levels, not totals
 
 
 class RemoteSources:

@@ -34,10 +34,12 @@ from swserve.protocol.parser import HttptoolsParser, Parser
 from swserve.protocol.ws_handshake import GOING_AWAY, SERVICE_RESTART
 from swserve.reactor.dispatcher import Dispatcher, WorkerSlot
 from swserve.reactor.http_conn import HttpConnection
+from swserve.reactor.push_hub import PushHub
 from swserve.reactor.ws_conn import WsSessions
 
 if TYPE_CHECKING:
     from swserve.access_log import AccessLog
+    from swserve.reactor.push_route import PushRouter
     from swserve.reactor.worker_link import WorkerLink
 
 log = logging.getLogger("swserve.error")
@@ -119,6 +121,8 @@ class Reactor:
         self.ws = WsSessions(config, self.on_ws_ended)
         if self.metrics is not None:
             self.ws.metrics = WebSocketMetrics()
+        # server push: frames from any linked process (base-mode master: a PushRouter)
+        self.push: PushHub | PushRouter = PushHub(self.ws)
         self.interface = ""  # the app's, once a worker is ready: "asgi" gets WebSockets
         self.queue: collections.deque[HttpConnection] = collections.deque()
         self.links: dict[int, WorkerLink] = {}
@@ -446,6 +450,7 @@ class Reactor:
 
     def on_worker_lost(self, link: WorkerLink) -> None:
         self.links.pop(link.key, None)
+        self.push.link_lost(link.key)
         self.ws.peer_lost(link.key)
         self.remote.lost(link.key)
         if link.slot is not None:

@@ -66,6 +66,10 @@ class InlineHost:
     def __init__(self, config: Config, on_event: Callable[[str, object], None]) -> None:
         self.config = config
         self.reactor = Reactor(config, on_event=on_event)
+        if config.mode == "base":  # no session here: push frames go on to the workers
+            from swserve.reactor.push_route import PushRouter
+
+            self.reactor.push = PushRouter(self.reactor)
         self._acceptor: Acceptor | None = None
         self._ipc_server: asyncio.Server | None = None
 

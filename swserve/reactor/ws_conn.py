@@ -12,7 +12,7 @@ and by the worker each is pinned to), with one sweep for pings, close
 deadlines and the drains: a retiring worker's sessions get 1012 after
 ``--ws-drain-timeout``, all sessions 1001 when the server shuts down, and a
 dead worker's sessions 1011 at once.  Server push (issue #13) will look
-sessions up here by id.
+sessions up here by id (``reactor/push_hub.py``).
 """
 
 from __future__ import annotations
@@ -239,6 +239,7 @@ class WsSessions:
         self.drain_at = 0.0  # when the server began to shut down (0: it has not)
         self.drain_code = GOING_AWAY
         self.on_change = on_change  # a session ended: a retiring worker may STOP now
+        self.on_remove: Callable[[int], None] = lambda session: None  # its groups (push_hub)
         self.metrics: WebSocketMetrics | None = None
         self._timer: asyncio.TimerHandle | None = None
         self.clock = time.monotonic
@@ -263,6 +264,7 @@ class WsSessions:
         if self.by_id.pop(ws.session, None) is None:
             return
         self.last_ping.pop(ws.session, None)
+        self.on_remove(ws.session)
         members = self.by_peer.get(ws.key)
         if members is not None:
             members.discard(ws)
