@@ -1,0 +1,110 @@
+"""Server push's sans-IO pieces: the groups table, payloads, session ids, the Redis message."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, strategies as st
+
+from swserve.errors import IPCError
+from swserve.ipc import codec, framing, push
+from swserve.reactor import push_redis
+from swserve.reactor.push_hub import Groups, base_session
+
+
+def test_groups_join_leave_drop() -> None:
+    g = Groups()
+    g.join(1, "a")
+    g.join(2, "a")
+    g.join(1, "b")
+    assert g.get("a") == {1, 2} and g.get("b") == {1}
+    assert g.leave(2, "a") is True
+    assert g.leave(2, "a") is False
+    g.drop(1)
+    assert g.members == {} and g.of == {}
+
+
+@given(st.lists(st.tuples(st.sampled_from("jld"), st.integers(1, 5), st.sampled_from("xyz"))))
+def test_groups_stay_consistent(ops: list[tuple[str, int, str]]) -> None:
+    g = Groups()
+    model: dict[int, set[str]] = {}
+    for op, session, group in ops:
+        if op == "j":
+            g.join(session, group)
+            model.setdefault(session, set()).add(group)
+        elif op == "l":
+            assert g.leave(session, group) == (group in model.get(session, set()))
+            model.get(session, set()).discard(group)
+        else:
+            g.drop(session)
+            model.pop(session, None)
+    assert g.of == {s: gs for s, gs in model.items() if gs}
+    for group, members in g.members.items():
+        assert members and all(group in g.of[s] for s in members)
+
+
+@given(st.text(min_size=1, max_size=50), st.integers(0, 2**64 - 1), st.binary(max_size=100))
+def test_broadcast_payload_round_trip(group: str, exclude: int, data: bytes) -> None:
+    assert codec.decode_broadcast(codec.encode_broadcast(group, exclude, data)) == (
+        group,
+        exclude,
+        data,
+    )
+
+
+def test_bad_broadcast_payloads() -> None:
+    with pytest.raises(IPCError):
+        codec.decode_broadcast(b"\x00" * 5)
+    with pytest.raises(IPCError):
+        codec.decode_broadcast(b"\x00" * 8 + b"\xff\x00abc")
+    with pytest.raises(IPCError):
+        codec.decode_group(b"\xff")
+
+
+def test_push_frames_decode() -> None:
+    frame = framing.encode(framing.PUSH, framing.WS_TEXT, 7, 3, b"hi")
+    assert framing.FrameDecoder().feed(frame) == [(framing.PUSH, framing.WS_TEXT, 7, 3, b"hi")]
+    assert codec.decode_count(codec.encode_count(12345)) == 12345
+    assert codec.decode_count(b"") == 0
+
+
+def test_session_ids() -> None:
+    assert push.parse_session("42") == (42, False)
+    assert push.parse_session(str(1 << 48 | 5)) == (1 << 48 | 5, False)
+    assert push.parse_session("3.1234.9") == (1234 << 40 | 9, True)
+    for bad in ("", "x", "1.2", "1.2.x", "1.2.0", "a.b.c"):
+        assert push.parse_session(bad)[0] == 0
+    with pytest.raises(TypeError):
+        push.parse_session(42)  # type: ignore[arg-type]
+    local = base_session(1234)
+    assert local(1234 << 40 | 9) == 9
+    assert local(999 << 40 | 9) == 0
+
+
+def test_outside_swserve_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import swserve
+
+    push.reset()
+    monkeypatch.delenv(push.ENV, raising=False)
+    for call in (
+        lambda: swserve.push("1", "x"),
+        lambda: swserve.broadcast("g", b"x"),
+        lambda: swserve.join("1", "g"),
+        lambda: swserve.is_open("1"),
+    ):
+        with pytest.raises(RuntimeError, match="only inside a swserve worker"):
+            call()
+
+
+def test_bad_arguments() -> None:
+    import swserve
+
+    with pytest.raises(TypeError):
+        swserve.push("1", 42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        swserve.close("1", code=999)
+
+
+@given(st.binary(max_size=20), st.text(max_size=20), st.booleans(), st.binary(max_size=50))
+def test_redis_message_round_trip(instance: bytes, group: str, text: bool, data: bytes) -> None:
+    message = push_redis.encode(instance, group, text, data)
+    assert push_redis.decode(message) == (instance, group, text, data)
