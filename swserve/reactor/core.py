@@ -122,7 +122,7 @@ class Reactor:
         if self.metrics is not None:
             self.ws.metrics = WebSocketMetrics()
         # server push: frames from any linked process (base-mode master: a PushRouter)
-        self.push: PushHub | PushRouter = PushHub(self.ws)
+        self.push: PushHub | PushRouter = PushHub(self.ws, counts=index == 0)
         self.interface = ""  # the app's, once a worker is ready: "asgi" gets WebSockets
         self.queue: collections.deque[HttpConnection] = collections.deque()
         self.links: dict[int, WorkerLink] = {}

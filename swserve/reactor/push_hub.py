@@ -108,8 +108,12 @@ def base_session(pid: int) -> Callable[[int], int]:
 class PushHub:
     """One reactor's push frames: deliver, close, join/leave, broadcast, is-open."""
 
-    def __init__(self, ws: WsSessions, local: Callable[[int], int] = identity) -> None:
+    def __init__(
+        self, ws: WsSessions, local: Callable[[int], int] = identity, counts: bool = True
+    ) -> None:
         self.ws = ws
+        # broadcasts are counted once per instance: by reactor 0, or the base-mode master
+        self.counts = counts
         self.groups = Groups()
         self.metrics = PushMetrics()
         self.local = local
@@ -178,7 +182,8 @@ class PushHub:
 
     def broadcast(self, group: str, exclude: int, text: bool, data: bytes) -> int:
         """Fan one message out to this reactor's members of ``group``: → messages written."""
-        self.metrics.broadcasts += 1
+        if self.counts:
+            self.metrics.broadcasts += 1
         return self._fan_out(group, exclude, text, data)
 
     def _fan_out(self, group: str, exclude: int, text: bool, data: bytes) -> int:
@@ -200,5 +205,6 @@ class PushHub:
     def relayed(self, group: str, text: bool, data: bytes) -> None:
         """A broadcast from another instance (through Redis): fan out, publish nothing.
         Its ``exclude`` names a session of that instance, not of this one."""
-        self.metrics.relayed += 1
+        if self.counts:
+            self.metrics.relayed += 1
         self._fan_out(group, 0, text, data)

@@ -430,7 +430,7 @@ class LocalReactor(Reactor):
         self.report = report
         self.keep_idle = False  # retiring: idle keep-alive connections may finish their time
         self.slot = WorkerSlot(0, worker_id, os.getpid(), 1)
-        self.push = PushHub(self.ws, local=base_session(os.getpid()))
+        self.push = PushHub(self.ws, local=base_session(os.getpid()), counts=False)
 
     def use(self, executor: Executor) -> None:
         self.executor = executor

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.integration.conftest import Server
+from tests.integration.conftest import Server, Starter
 from tests.integration.ws_helpers import raw_session, run, ws_url
 
 pytestmark = pytest.mark.modes("process", "base")
@@ -71,9 +71,11 @@ def test_push_reaches_a_session_held_by_a_busy_worker(
         done = threading.Event()
 
         def hold() -> None:  # try until the long request lands on the session's worker
-            while get(shared_server, long, pid=str(me["pid"]), s="8", mark=str(mark)).get(
-                "pid"
-            ) != me["pid"] or not mark.exists():
+            while (
+                get(shared_server, long, pid=str(me["pid"]), s="8", mark=str(mark)).get("pid")
+                != me["pid"]
+                or not mark.exists()
+            ):
                 pass
             done.set()
 
@@ -133,8 +135,10 @@ def test_push_to_a_closed_session_is_gone(shared_server: Server) -> None:
         out.append((await aget(shared_server, "/push-sync", to=me["id"], msg="late"))["ok"])
         out.append((await aget(shared_server, "/join", sid=me["id"], group="g"))["ok"])
         out.append((await aget(shared_server, "/close", sid=me["id"]))["ok"])
-        for never in ("123456789", "abc", "1.2.3"):
-            out.append((await aget(shared_server, "/push", to=never, msg="x"))["ok"])
+        out += [
+            (await aget(shared_server, "/push", to=never, msg="x"))["ok"]
+            for never in ("123456789", "abc", "1.2.3")
+        ]
         return out
 
     assert run(go) == [False] * 7
@@ -154,7 +158,7 @@ def test_groups_join_leave_broadcast_exclude(shared_server: Server) -> None:
     async def go() -> None:
         s1, m1 = await session(shared_server, "room")
         s2, m2 = await session(shared_server, "room")
-        s3, m3 = await session(shared_server, "room")
+        s3, _ = await session(shared_server, "room")
         s4, m4 = await session(shared_server)  # joins from another request, below
         got = await aget(shared_server, "/broadcast", group="room", msg="one", exclude=m1["id"])
         assert got["count"] == 2
@@ -221,3 +225,38 @@ def test_slow_reader_loses_pushes_alone(shared_server: Server) -> None:
         sock.close()
     assert got == list(range(n))  # the fast reader: every message, in order
     assert n < count < 2 * n  # the slow one: some, then dropped
+
+
+def test_push_from_a_wsgi_worker(serve: Starter) -> None:
+    """The blocking form in a WSGI worker's request: answers, never an exception."""
+    server = serve("push_wsgi:app", "--threads", "2")
+    assert get(server, "/", to="12345") == {"push": False, "is_open": False, "broadcast": 0}
+    assert "Traceback" not in server.logs()
+
+
+def test_push_metrics(serve: Starter) -> None:
+    server = serve(SHARED_APP, "--metrics-bind", "127.0.0.1:0")
+    port = int(server.wait_for(r"Metrics on http://127\.0\.0\.1:(\d+)/metrics").group(1))
+
+    async def go() -> None:
+        ws, me = await session(server, "m")
+        assert (await aget(server, "/push", to=me["id"], msg="a"))["ok"]
+        assert (await aget(server, "/broadcast", group="m", msg="b"))["count"] == 1
+        assert [await ws.recv(), await ws.recv()] == ["a", "b"]
+        await ws.close()
+        await closed(server, me["id"])
+        assert not (await aget(server, "/push", to=me["id"], msg="c"))["ok"]
+
+    run(go)
+    want = {
+        'swserve_push_messages_total{outcome="delivered"} 2',
+        'swserve_push_messages_total{outcome="gone"} 1',
+        'swserve_push_broadcasts_total{source="local"} 1',
+    }
+    deadline = time.monotonic() + 10
+    while True:  # base mode: the workers send their counts a little later
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        if want <= set(text.splitlines()):
+            break
+        assert time.monotonic() < deadline, text
+        time.sleep(0.05)

@@ -16,11 +16,13 @@ def test_groups_join_leave_drop() -> None:
     g.join(1, "a")
     g.join(2, "a")
     g.join(1, "b")
-    assert g.get("a") == {1, 2} and g.get("b") == {1}
+    assert g.get("a") == {1, 2}
+    assert g.get("b") == {1}
     assert g.leave(2, "a") is True
     assert g.leave(2, "a") is False
     g.drop(1)
-    assert g.members == {} and g.of == {}
+    assert g.members == {}
+    assert g.of == {}
 
 
 @given(st.lists(st.tuples(st.sampled_from("jld"), st.integers(1, 5), st.sampled_from("xyz"))))
@@ -39,7 +41,8 @@ def test_groups_stay_consistent(ops: list[tuple[str, int, str]]) -> None:
             model.pop(session, None)
     assert g.of == {s: gs for s, gs in model.items() if gs}
     for group, members in g.members.items():
-        assert members and all(group in g.of[s] for s in members)
+        assert members
+        assert all(group in g.of[s] for s in members)
 
 
 @given(st.text(min_size=1, max_size=50), st.integers(0, 2**64 - 1), st.binary(max_size=100))
