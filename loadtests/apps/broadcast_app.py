@@ -18,6 +18,21 @@ from typing import Any
 
 BACKEND = os.environ.get("BROADCAST_BACKEND", "swserve")
 _hub: Any = None
+_keep: list[asyncio.Future[None]] = []
+
+
+async def hold(entered: asyncio.Event) -> None:
+    async with _hub.subscribe(channel="all") as subscriber:
+        # broadcaster 0.3.1's Redis listener may start before the subscription exists,
+        # find no channel and stop: wake it until a probe of ours comes back
+        while not entered.is_set():
+            _hub._backend._ready.set()
+            await _hub.publish(channel="all", message="probe")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(subscriber.get(), 0.2)
+                entered.set()
+        async for _ in subscriber:
+            pass
 
 
 async def answer(send: Any, body: bytes) -> None:
@@ -41,8 +56,15 @@ async def lifespan(receive: Any, send: Any) -> None:
 
                 _hub = Broadcast(os.environ["BROADCAST_URL"])
                 await _hub.connect()
+                # broadcaster's first subscribe on a channel races with concurrent ones
+                # (each sees no subscriber, the last one's set wins): hold one from the start
+                entered = asyncio.Event()
+                _keep.append(asyncio.ensure_future(hold(entered)))
+                await entered.wait()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            for task in _keep:
+                task.cancel()
             if _hub is not None:
                 await _hub.disconnect()
             await send({"type": "lifespan.shutdown.complete"})
@@ -68,7 +90,8 @@ async def session_broadcaster(scope: Any, receive: Any, send: Any) -> None:
 
         async def forward() -> None:
             async for event in subscriber:
-                await send({"type": "websocket.send", "text": event.message})
+                if event.message != "probe":  # another worker starting
+                    await send({"type": "websocket.send", "text": event.message})
 
         task = asyncio.ensure_future(forward())
         try:
