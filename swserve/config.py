@@ -187,12 +187,15 @@ class Config:
     )
     dispatch: str = setting(
         "idle",
-        kind="choice",
-        choices=("idle", "round-robin", "fd"),
+        kind="str",
+        metavar="MODE",
         section="Processes",
         help="Which worker gets a request. idle: the next idle worker in turn, else the "
         "least loaded one with room, else the request waits in the reactor; round-robin: "
-        "the next worker in turn; fd: a connection always meets the same worker.",
+        "the next worker in turn; fd: a connection always meets the same worker; ip: a "
+        "client address (after trusted proxy headers) always meets the same worker, waiting "
+        "for it when busy; key:HEADER, key:cookie:NAME: the same, keyed by that header or "
+        "cookie (requests without it: idle). ip and key are process-mode features.",
     )
     graceful_timeout: float = setting(
         30.0,
@@ -459,7 +462,9 @@ class Config:
         default_doc="--graceful-timeout",
         help="Seconds open sessions of a reloaded or retiring worker, or of a server that "
         "shuts down, may go on before the reactor closes them (1012, or 1001 on shutdown). "
-        "A retiring worker with sessions is not killed before this has passed.",
+        "No worker is killed before this has passed: a retiring one gets this plus 5 s if "
+        "that exceeds --max-wait-time, a shutdown this plus 1 s if that exceeds "
+        "--graceful-timeout.",
     )
     broadcast_url: str = setting(
         "",
@@ -606,6 +611,15 @@ class Config:
         metavar="PATH",
         help="Change to this directory before loading the app.",
     )
+    chroot: str = setting(
+        "",
+        kind="str",
+        section="Processes",
+        metavar="DIR",
+        help="Workers chroot to this directory once the app is loaded, before they serve and "
+        "drop to --user; needs root. The master and manager are not chrooted "
+        "(docs/processes.md says what must be inside).",
+    )
     cpu_affinity: bool = setting(
         False,
         kind="bool",
@@ -650,6 +664,14 @@ class Config:
     def ws_drain(self) -> float:
         """--ws-drain-timeout, with its default (--graceful-timeout) applied."""
         return self.graceful_timeout if self.ws_drain_timeout < 0 else self.ws_drain_timeout
+
+    @property
+    def stop_wait(self) -> float:
+        """How long a shutdown waits for what is open: --graceful-timeout, but never less
+        than the WebSocket drain plus a second for the 1001 close handshakes."""
+        if self.ws == "none":
+            return self.graceful_timeout
+        return max(self.graceful_timeout, self.ws_drain + 1.0)
 
     @property
     def retire_wait(self) -> float:
@@ -776,6 +798,7 @@ def problems(values: dict[str, Any]) -> list[str]:
             parse_umask(values["umask"])
         except ConfigError as exc:
             out.append(str(exc))
+    out += _dispatch_problems(values)
     if values.get("reactors", 0) > 1 and values.get("mode") == "base":
         out.append("--reactors applies to process mode: in base mode every worker serves itself")
     if values.get("reload") and values.get("daemon"):
@@ -791,6 +814,24 @@ def problems(values: dict[str, Any]) -> list[str]:
         except ConfigError as exc:
             out.append(f"--metrics-bind: {exc}")
     return out
+
+
+def _dispatch_problems(values: dict[str, Any]) -> list[str]:
+    from swserve.reactor.dispatcher import AFFINITY, parse
+
+    if "dispatch" not in values:
+        return []
+    try:
+        mode = parse(values["dispatch"]).mode
+    except ValueError as exc:
+        return [f"--dispatch: {exc}"]
+    if mode in AFFINITY and values.get("mode") == "base":
+        # a base-mode worker accepts its own connections: nothing chooses a worker per request
+        return [
+            f"--dispatch {values['dispatch']} is a process-mode feature: in base mode each "
+            "worker serves the connections it accepts (use --mode process)"
+        ]
+    return []
 
 
 def _tls_problems(values: dict[str, Any]) -> list[str]:

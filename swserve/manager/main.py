@@ -110,7 +110,9 @@ class Manager:
         self.lifetimes: dict[int, float] = {}
         self._control_buf = b""
         self._halted = False
-        self.grace = config.graceful_timeout  # how long stop_all waits before SIGKILL
+        # how long stop_all waits before SIGKILL (a base-mode worker drains its WebSocket
+        # sessions for --ws-drain-timeout before it says 1001)
+        self.grace = config.stop_wait
 
     # -- actions ---------------------------------------------------------------------------
 

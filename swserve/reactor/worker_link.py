@@ -282,7 +282,7 @@ class WorkerLink(asyncio.Protocol):
         if slot is None or slot.retiring:
             return
         slot.retiring = True
-        self.reactor.dispatcher.remove(slot)
+        self.reactor.leave_dispatch(slot)
         self.reactor.ws.retire(self.key)  # its sessions drain (--ws-drain-timeout), then 1012
         if slot.inflight == 0 and not self.reactor.ws.count(self.key):
             self.send_stop()

@@ -227,6 +227,10 @@ class WsConnection:
             self._flush()
 
 
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
 class WsSessions:
     """The reactor's open WebSocket sessions: lookup, pinning, the sweep and the drains."""
 
@@ -241,8 +245,9 @@ class WsSessions:
         self.on_change = on_change  # a session ended: a retiring worker may STOP now
         self.on_remove: Callable[[int], None] = lambda session: None  # its groups (push_hub)
         self.metrics: WebSocketMetrics | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self.clock = time.monotonic
+        self._timer: Cancellable | None = None
+        self.clock = time.monotonic  # the tests put a fake clock and timer here
+        self.call_later: Callable[[float, Callable[[], None]], Cancellable] | None = None
 
     def __len__(self) -> int:
         return len(self.by_id)
@@ -287,8 +292,8 @@ class WsSessions:
 
     def _schedule(self) -> None:
         if self._timer is None and self.by_id:
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(self._interval(), self._sweep)
+            call_later = self.call_later or asyncio.get_running_loop().call_later
+            self._timer = call_later(self._interval(), self._sweep)
 
     def _sweep(self) -> None:
         self._timer = None

@@ -20,6 +20,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Subprotocol
 
 from tests.integration.conftest import Server, Starter
 from tests.integration.ws_helpers import (
@@ -63,7 +64,8 @@ def test_many_messages_keep_their_order(shared_server: Server) -> None:
 def test_scope(shared_server: Server) -> None:
     async def go() -> dict[str, Any]:
         async with connect(
-            ws_url(shared_server, "/scope?a=1&b=%41"), subprotocols=["chat", "superchat"]
+            ws_url(shared_server, "/scope?a=1&b=%41"),
+            subprotocols=[Subprotocol("chat"), Subprotocol("superchat")],
         ) as ws:
             return dict(json.loads(await ws.recv()))
 
@@ -101,7 +103,8 @@ def test_session_ids_differ(shared_server: Server) -> None:
 def test_accept_with_subprotocol_and_headers(shared_server: Server) -> None:
     async def go() -> tuple[str | None, str | None, str]:
         async with connect(
-            ws_url(shared_server, "/subprotocol"), subprotocols=["v2.proto", "v1.proto"]
+            ws_url(shared_server, "/subprotocol"),
+            subprotocols=[Subprotocol("v2.proto"), Subprotocol("v1.proto")],
         ) as ws:
             assert ws.response is not None
             await ws.send("ping")
@@ -179,7 +182,9 @@ def test_plain_http_still_works_beside_sessions(shared_server: Server) -> None:
             async with httpx.AsyncClient(base_url=shared_server.url) as client:
                 r = await client.get("/")
             await ws.send("after")
-            return f"{r.text}/{await ws.recv()}"
+            reply = await ws.recv()
+            assert isinstance(reply, str)
+            return f"{r.text}/{reply}"
 
     assert run(go) == "ok/after"
 
@@ -259,7 +264,9 @@ def test_fastapi_and_starlette_endpoints(serve: Starter) -> None:
 
     async def go() -> list[Any]:
         out: list[Any] = []
-        async with connect(ws_url(server, "/fastapi/echo"), subprotocols=["graphql-ws"]) as ws:
+        async with connect(
+            ws_url(server, "/fastapi/echo"), subprotocols=[Subprotocol("graphql-ws")]
+        ) as ws:
             out.append(ws.subprotocol)
             await ws.send("hi")
             out.append(await ws.recv())
@@ -318,6 +325,7 @@ def test_metrics_and_the_access_log_line(serve: Starter, mode: str) -> None:
         }
 
     async def go() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        during = {}
         async with connect(ws_url(server, "/?x=1"), compression=None) as ws:
             for message in ("one", "two", b"three"):
                 await ws.send(message)
@@ -336,6 +344,7 @@ def test_metrics_and_the_access_log_line(serve: Starter, mode: str) -> None:
     assert during[("swserve_websocket_messages_total", (("direction", "out"),))] == 3
     assert during[("swserve_websocket_message_bytes_total", (("direction", "in"),))] == 11
     server.wait_for(r'"GET /\?x=1 HTTP/1\.1" 101 11 .* ws in=3 out=3 close=4003$')
+    after = {}
     for _ in range(100):
         after = scrape()
         if after[("swserve_websocket_sessions_open", ())] == 0:
@@ -349,6 +358,7 @@ def test_a_client_that_leaves_during_the_handshake_is_a_disconnect(serve: Starte
     server = serve(SHARED_APP, workers=1)
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(handshake_request("/hesitate"))
+    got = []
     with httpx.Client(base_url=server.url, timeout=10) as client:
         for _ in range(200):
             got = client.get("/last").json()
@@ -391,3 +401,18 @@ def test_wss_over_tls(serve: Starter, tmp_path: Path) -> None:
             return scheme, str(await ws.recv())
 
     assert run(go) == ("wss", "secret" * 10_000)
+
+
+def test_echo_with_the_h11_parser(serve: Starter) -> None:
+    server = serve(SHARED_APP, "--http", "h11", workers=1)
+
+    async def go() -> list[str | bytes]:
+        async with connect(ws_url(server)) as ws:
+            await ws.send("via h11")
+            await ws.send(b"\x00")
+            return [await ws.recv(), await ws.recv()]
+
+    assert run(go) == ["via h11", b"\x00"]
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(handshake_request("/", Sec_WebSocket_Version="7"))
+        assert read_head(sock)[0] == 426

@@ -85,7 +85,7 @@ def test_permessage_deflate_is_negotiated(serve: Starter) -> None:
 
     async def go() -> tuple[list[str], str]:
         async with connect(ws_url(server), compression="deflate") as ws:
-            names = [ext.name for ext in ws.protocol.extensions]
+            names = [str(ext.name) for ext in ws.protocol.extensions]
             await ws.send("compress me " * 10_000)
             return names, str(await ws.recv())
 
@@ -99,7 +99,7 @@ def test_permessage_deflate_can_be_turned_off(serve: Starter) -> None:
 
     async def go() -> list[str]:
         async with connect(ws_url(server), compression="deflate") as ws:
-            return [ext.name for ext in ws.protocol.extensions]
+            return [str(ext.name) for ext in ws.protocol.extensions]
 
     assert run(go) == []
 

@@ -81,7 +81,7 @@ def test_host_port_shorthand(captured: list[Config]) -> None:
     [
         (["--workers", "0"], "--workers must be at least 1"),
         (["--workers", "many"], "is not a valid integer"),
-        (["--dispatch", "random"], "'random' is not one of"),
+        (["--dispatch", "random"], "unknown dispatch mode 'random': expected idle"),
         (["--bind", "nonsense"], "is not HOST:PORT"),
         (["--bind", "127.0.0.1:0", "--port", "80"], "either --bind or --host/--port"),
         (["--max-body-size", "lots"], "is not a size"),
@@ -173,6 +173,10 @@ def test_websocket_drain_defaults_to_the_graceful_timeout_and_delays_the_kill() 
     assert config.retire_wait == 65.0
     config = build_config({"ws": "none", "ws_drain_timeout": 60.0, "max_wait_time": 10.0})
     assert config.retire_wait == 10.0
+    # a shutdown waits for the drain and the 1001 close handshakes
+    assert Config().stop_wait == 31.0
+    assert build_config({"ws_drain_timeout": 2.0}).stop_wait == 30.0
+    assert build_config({"ws": "none", "ws_drain_timeout": 60.0}).stop_wait == 30.0
 
 
 @pytest.mark.parametrize(
