@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import os
 import urllib.parse
 from typing import Any
@@ -52,9 +53,9 @@ async def lifespan(receive: Any, send: Any) -> None:
         message = await receive()
         if message["type"] == "lifespan.startup":
             if BACKEND == "broadcaster":
-                from broadcaster import Broadcast
+                broadcaster = importlib.import_module("broadcaster")  # only in the anchors venv
 
-                _hub = Broadcast(os.environ["BROADCAST_URL"])
+                _hub = broadcaster.Broadcast(os.environ["BROADCAST_URL"])
                 await _hub.connect()
                 # broadcaster's first subscribe on a channel races with concurrent ones
                 # (each sees no subscriber, the last one's set wins): hold one from the start

@@ -85,6 +85,7 @@ def test_push_reaches_a_session_held_by_a_busy_worker(
         while not mark.exists():
             assert time.monotonic() < deadline
             await asyncio.sleep(0.02)
+        reply: dict[str, Any] = {}
         for attempt in range(50):  # base mode: the kernel may hand the push to B itself
             reply = await aget(shared_server, "/push", to=me["id"], msg=f"hi {attempt}")
             assert reply["ok"] is True
@@ -211,7 +212,8 @@ def test_slow_reader_loses_pushes_alone(shared_server: Server) -> None:
         async def read() -> None:
             while len(got) < n:
                 data = await asyncio.wait_for(ws.recv(), 30)
-                got.append(int(bytes(data).rstrip(b".")))
+                raw = data if isinstance(data, bytes) else data.encode()
+                got.append(int(raw.rstrip(b".")))
 
         task = asyncio.ensure_future(read())
         sent = await aget(shared_server, "/broadcast-big", group="slow", n=str(n), size=str(size))

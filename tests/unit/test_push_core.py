@@ -102,7 +102,7 @@ def test_bad_arguments() -> None:
     import swserve
 
     with pytest.raises(TypeError):
-        swserve.push("1", 42)  # type: ignore[arg-type]
+        swserve.push("1", 42)
     with pytest.raises(ValueError):
         swserve.close("1", code=999)
 
