@@ -18,21 +18,6 @@ from __future__ import annotations
 from swserve.ipc import codec, framing
 from swserve.ipc.push import Delivery, client, parse_session
 
-__all__ = [
-    "Delivery",
-    "abroadcast",
-    "aclose",
-    "ajoin",
-    "aleave",
-    "apush",
-    "broadcast",
-    "close",
-    "is_open",
-    "join",
-    "leave",
-    "push",
-]
-
 
 def _message(data: str | bytes | bytearray | memoryview) -> tuple[int, bytes]:
     if isinstance(data, str):

@@ -25,6 +25,7 @@ from swserve.errors import IPCError
 from swserve.ipc import codec, framing
 from swserve.ipc.push import BASE_MASK, BASE_SHIFT
 from swserve.metrics.exposition import PUSH_BROADCASTS, PUSH_MESSAGES, key
+from swserve.protocol.websocket import server_frame
 
 if TYPE_CHECKING:
     from swserve.reactor.ws_conn import WsConnection, WsSessions
@@ -192,15 +193,32 @@ class PushHub:
             return 0
         skip = self.local(exclude) if exclude else 0
         get = self.ws.get
-        deliver = self.deliver
-        count = 0
+        metrics = self.metrics
+        frame = b""  # framed once for every member without an extension (no deflate)
+        size = len(data)
+        count = framed = dropped = 0
         for session in list(members):
             if session == skip:
                 continue
             ws = get(session)
-            if ws is not None and ws.core.open and deliver(ws, text, data) == framing.PUSH_DONE:
+            if ws is None:
+                continue
+            core = ws.core
+            if core.plain:
+                if ws.conn.transport.get_write_buffer_size() > HIGH_WATER:
+                    dropped += 1
+                    continue
+                if not frame:
+                    frame = server_frame(text, data)
+                ws.send_frame(frame, size)
+                framed += 1
+            elif core.open and self.deliver(ws, text, data) == framing.PUSH_DONE:
                 count += 1
-        return count
+        if dropped:
+            metrics.dropped += dropped
+            log.debug("broadcast to %r: dropped for %d slow clients", group, dropped)
+        metrics.delivered += framed  # deliver() counted the others
+        return count + framed
 
     def relayed(self, group: str, text: bool, data: bytes) -> None:
         """A broadcast from another instance (through Redis): fan out, publish nothing.

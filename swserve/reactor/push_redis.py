@@ -25,6 +25,7 @@ import logging
 import os
 import socket
 import struct
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Final
 
 from swserve.metrics.exposition import PUSH_REDIS_ERRORS, PUSH_REDIS_UP
@@ -111,29 +112,33 @@ class RedisBridge:
             self._warned = True
         self.up = False
 
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        client = self._client()
+        try:
+            yield client
+        finally:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
     async def _subscribe(self) -> None:
         delay = BACKOFF_MIN
         while True:
-            client = self._client()
             try:
-                pubsub = client.pubsub(ignore_subscribe_messages=True)
-                await pubsub.subscribe(CHANNEL)
-                if self._warned:
-                    log.info("--broadcast-url: Redis is back")
-                self._warned = False
-                self.up = True
-                delay = BACKOFF_MIN
-                while True:
-                    message = await pubsub.get_message(timeout=None)
-                    if message is not None and message["type"] == "message":
-                        self._deliver(message["data"])
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
+                async with self._connection() as client:
+                    pubsub = client.pubsub(ignore_subscribe_messages=True)
+                    await pubsub.subscribe(CHANNEL)
+                    if self._warned:
+                        log.info("--broadcast-url: Redis is back")
+                    self._warned = False
+                    self.up = True
+                    delay = BACKOFF_MIN
+                    while True:
+                        message = await pubsub.get_message(timeout=None)
+                        if message is not None and message["type"] == "message":
+                            self._deliver(message["data"])
+            except Exception as exc:  # any failure of the link: try again later
                 self._lost(exc)
-            finally:
-                with contextlib.suppress(Exception):
-                    await client.aclose()
             await asyncio.sleep(delay)
             delay = min(BACKOFF_MAX, delay * 2)
 
@@ -147,19 +152,13 @@ class RedisBridge:
             self.hub.relayed(group, text, data)
 
     async def _publish(self) -> None:
-        client = self._client()
-        try:
+        async with self._connection() as client:
             while True:
                 message = await self.queue.get()
                 try:
                     await client.publish(CHANNEL, message)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
+                except Exception as exc:  # dropped: at most once
                     self._lost(exc)
-        finally:
-            with contextlib.suppress(Exception):
-                await client.aclose()
 
     def stop(self) -> None:
         for task in self.tasks:

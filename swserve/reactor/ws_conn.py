@@ -184,6 +184,16 @@ class WsConnection:
                 metrics.bytes_out += len(data)
             self._flush()
 
+    def send_frame(self, frame: bytes, size: int) -> None:
+        """A message framed once for many sessions (``server_frame``; only if ``core.plain``)."""
+        self.messages_out += 1
+        self.bytes_out += size
+        metrics = self.table.metrics
+        if metrics is not None:
+            metrics.messages_out += 1
+            metrics.bytes_out += size
+        self.conn.transport.write(frame)
+
     def close(self, code: int, reason: str) -> None:
         """The app closes the session (or the reactor does: drain, worker death)."""
         if self.core.open:

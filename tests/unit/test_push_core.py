@@ -111,3 +111,18 @@ def test_bad_arguments() -> None:
 def test_redis_message_round_trip(instance: bytes, group: str, text: bool, data: bytes) -> None:
     message = push_redis.encode(instance, group, text, data)
     assert push_redis.decode(message) == (instance, group, text, data)
+
+
+@given(st.booleans(), st.binary(max_size=70_000))
+def test_server_frame_is_what_the_protocol_writes(text: bool, data: bytes) -> None:
+    """A broadcast frames a message once; it must match the websockets protocol's own bytes."""
+    from websockets.protocol import OPEN, Protocol, Side
+
+    from swserve.protocol.websocket import server_frame
+
+    proto = Protocol(Side.SERVER, state=OPEN)
+    if text:
+        proto.send_text(data)
+    else:
+        proto.send_binary(data)
+    assert b"".join(proto.data_to_send()) == server_frame(text, data)
