@@ -101,7 +101,8 @@ def test_push_reaches_a_session_held_by_a_busy_worker(
 
 
 def test_push_from_plain_handlers(shared_server: Server) -> None:
-    """ASGI (awaitable and bytes), blocking code in a thread, and a WSGI app."""
+    """ASGI (awaitable and bytes), blocking code in a thread, a WSGI app, and a process
+    the worker starts (it learns where the reactors are from SWSERVE_PUSH)."""
 
     async def go() -> list[Any]:
         ws, me = await session(shared_server)
@@ -109,11 +110,12 @@ def test_push_from_plain_handlers(shared_server: Server) -> None:
         for path, msg in (("/push", "a"), ("/push-bytes", "b"), ("/push-sync", "c")):
             oks.append((await aget(shared_server, path, to=me["id"], msg=msg))["ok"])
         oks.append((await aget(shared_server, "/wsgi/push", to=me["id"], msg="d"))["ok"])
-        got = [await asyncio.wait_for(ws.recv(), 10) for _ in range(4)]
+        oks.append((await aget(shared_server, "/push-child", to=me["id"], msg="e"))["ok"])
+        got = [await asyncio.wait_for(ws.recv(), 10) for _ in range(5)]
         await ws.close()
         return [oks, got]
 
-    assert run(go) == [[True] * 4, ["a", b"b", "c", "d"]]
+    assert run(go) == [[True] * 5, ["a", b"b", "c", "d", "e"]]
 
 
 def test_order_kept_from_one_sender(shared_server: Server) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 import time
 import urllib.parse
 import warnings
@@ -79,6 +80,13 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
     elif path == "/push-sync":
         ok = await asyncio.to_thread(lambda: swserve.push(q["to"], q["msg"]).result(10))
         await answer(send, {"ok": ok, "pid": pid})
+    elif path == "/push-child":  # a process the worker starts (a user process)
+        code = "import sys, swserve; print(swserve.push(sys.argv[1], sys.argv[2]).result(10))"
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", code, q["to"], q["msg"], stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await child.communicate()
+        await answer(send, {"ok": out.strip() == b"True", "pid": child.pid})
     elif path == "/push-many":
         for i in range(int(q["n"])):
             swserve.push(q["to"], f"{q['msg']}{i}")  # fire and forget
