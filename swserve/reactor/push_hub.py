@@ -153,8 +153,7 @@ class PushHub:
             outcome = self.deliver(ws, bool(flags & framing.WS_TEXT), payload)
         elif kind == framing.PUSH_CLOSE:
             code, reason = codec.decode_ws_close(payload)
-            ws._tell_peer(code, reason)  # the app's receive() returns websocket.disconnect
-            ws.close(code, reason)
+            ws.go_away(code, reason=reason)  # the app's receive() gets websocket.disconnect
         elif kind == framing.PUSH_JOIN:
             self.groups.join(local, codec.decode_group(payload))
         elif kind == framing.PUSH_LEAVE and not self.groups.leave(

@@ -209,12 +209,13 @@ class WsConnection:
         elif not transport.is_closing():
             transport.resume_reading()
 
-    def go_away(self, code: int, peer_alive: bool = True) -> None:
-        """The reactor ends the session: 1012 (drained), 1001 (shutdown), 1011 (worker died)."""
+    def go_away(self, code: int, peer_alive: bool = True, reason: str = "") -> None:
+        """The reactor ends the session: 1012 (drained), 1001 (shutdown), 1011 (worker died),
+        or any code a push asks for (``swserve.close``)."""
         if not peer_alive:
             self.peer = None
-        self._tell_peer(code, "")
-        self.close(code, "")
+        self._tell_peer(code, reason)
+        self.close(code, reason)
         if not self.close_by:  # already closing: keep the deadline it has
             self.close_by = self.table.clock() + WS_CLOSE_WAIT
 

@@ -126,3 +126,51 @@ def test_server_frame_is_what_the_protocol_writes(text: bool, data: bytes) -> No
     else:
         proto.send_binary(data)
     assert b"".join(proto.data_to_send()) == server_frame(text, data)
+
+
+class FakeLink:
+    def __init__(self, key: int, pid: int) -> None:
+        self.key = key
+        self.pid = pid
+        self.slot = object()
+        self.frames: list[bytes] = []
+        self.writer = self
+
+    def write(self, frame: bytes) -> None:
+        self.frames.append(frame)
+
+
+class FakeReactor:
+    def __init__(self, *links: FakeLink) -> None:
+        self.links = {link.key: link for link in links}
+
+
+def test_base_mode_router_routes_gathers_and_answers_for_the_dead() -> None:
+    from swserve.reactor.push_route import PushRouter
+
+    one, two = FakeLink(1, 100), FakeLink(2, 200)
+    router = PushRouter(FakeReactor(one, two))  # type: ignore[arg-type]
+    replies: list[tuple[int, int, int]] = []
+
+    def reply(request: int, outcome: int, count: int) -> None:
+        replies.append((request, outcome, count))
+
+    # a push goes to the worker its pid names, renumbered; its answer goes back renumbered
+    router.handle(framing.PUSH, 0, 200 << 40 | 7, 55, b"hi", reply)
+    assert one.frames == []
+    ((kind, _, session, mine, payload),) = framing.FrameDecoder().feed(two.frames[0])
+    assert (kind, session, payload) == (framing.PUSH, 200 << 40 | 7, b"hi")
+    router.answer(two, mine, framing.PUSH_DONE, 0)  # type: ignore[arg-type]
+    assert replies == [(55, framing.PUSH_DONE, 0)]
+    # no such worker: gone at once
+    router.handle(framing.PUSH, 0, 999 << 40 | 1, 56, b"x", reply)
+    assert replies[-1] == (56, framing.PUSH_GONE, 0)
+    # a broadcast goes to both; the counts add up; a worker that dies owes nothing more
+    payload = codec.encode_broadcast("g", 0, b"m")
+    router.handle(framing.PUSH_BROADCAST, 0, 0, 57, payload, reply)
+    mine = framing.FrameDecoder().feed(one.frames[-1])[0][3]
+    router.answer(one, mine, framing.PUSH_DONE, 3)  # type: ignore[arg-type]
+    assert len(replies) == 2
+    router.link_lost(two.key)
+    assert replies[-1] == (57, framing.PUSH_DONE, 3)
+    assert router.pending == {}
