@@ -237,10 +237,11 @@ async def _drive(
     for seq in range(2):  # warm-up, not measured
         await bench.send(seq)
     bench.delays.clear()
-    cpu0 = harness.tree_cpu(pid)[0]
+    cpu0, user0, _ = harness.tree_ticks(pid)
     redis0 = harness.tree_cpu(redis.pid)[0] if redis is not None else 0.0
     walls = [await bench.send(seq) for seq in range(2, 2 + messages)]
-    cpu = harness.tree_cpu(pid)[0] - cpu0
+    cpu1, user1, _ = harness.tree_ticks(pid)
+    cpu = cpu1 - cpu0
     redis_cpu = (harness.tree_cpu(redis.pid)[0] - redis0) if redis is not None else 0.0
     bench.close()
     delivered = len(bench.delays)
@@ -253,6 +254,7 @@ async def _drive(
         "delivery_p50_ms": round(percentile(bench.delays, 0.5) * 1e3, 2),
         "delivery_p99_ms": round(percentile(bench.delays, 0.99) * 1e3, 2),
         "server_cpu_s": round(cpu, 3),
+        "server_user_cpu_s": round(user1 - user0, 3),
         "redis_cpu_s": round(redis_cpu, 3),
         "cpu_us_per_message": round((cpu + redis_cpu) / delivered * 1e6, 2),
         "messages_per_cpu_s": round(delivered / max(cpu + redis_cpu, 1e-9)),
@@ -263,7 +265,7 @@ async def _drive(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", default="1000,10000", help="N values (1000,10000)")
-    parser.add_argument("--messages", type=int, default=10, help="broadcasts per point (10)")
+    parser.add_argument("--messages", type=int, default=50, help="broadcasts per point (50)")
     parser.add_argument("--stacks", default="swserve,uvicorn+broadcaster")
     parser.add_argument("--no-install", action="store_true", help="use the anchors venv as is")
     parser.add_argument("--output", type=Path, help="write the results as JSON here")
