@@ -161,7 +161,7 @@ def test_chat_example_two_instances_with_redis(serve: Starter) -> None:
     import asyncio
     import shutil
 
-    from tests.integration.test_push_cluster import Redis, free_port
+    from tests.integration.redis_helpers import Redis, free_port
 
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed")
