@@ -11,8 +11,8 @@ shell moves bytes and reads the clock; every protocol decision is the core's.
 and by the worker each is pinned to), with one sweep for pings, close
 deadlines and the drains: a retiring worker's sessions get 1012 after
 ``--ws-drain-timeout``, all sessions 1001 when the server shuts down, and a
-dead worker's sessions 1011 at once.  Server push (issue #13) will look
-sessions up here by id (``reactor/push_hub.py``).
+dead worker's sessions 1011 at once.  Server push looks sessions up here by
+id, and hears of each session that ends (``reactor/push_hub.py``).
 """
 
 from __future__ import annotations
