@@ -61,6 +61,28 @@ class Delivery(Future[Any]):
         return asyncio.wrap_future(self).__await__()
 
 
+class Gather:
+    """One request's replies, from each reactor (or worker) it went to, added up."""
+
+    __slots__ = ("count", "done", "left", "tag", "target")
+
+    def __init__(self, target: Any, tag: int, left: int) -> None:
+        self.target = target  # who learns the outcome (a Delivery, or a reply to pass on)
+        self.tag = tag  # the request's frame type, or the asker's request id
+        self.left = left
+        self.count = 0
+        self.done = False  # at least one said PUSH_DONE
+
+    def add(self, outcome: int, count: int) -> int | None:
+        """One reply; → the outcome once the last is in (DONE if any was), else None."""
+        self.left -= 1
+        self.count += count
+        self.done = self.done or outcome == framing.PUSH_DONE
+        if self.left > 0:
+            return None
+        return framing.PUSH_DONE if self.done else outcome
+
+
 def parse_session(session_id: str) -> tuple[int, bool]:
     """An app's session id → (the id on the wire, base mode?); (0, …) if it names none."""
     if not isinstance(session_id, str):
@@ -95,8 +117,7 @@ class PushClient:
         self.base = base
         self.lock = threading.Lock()
         self.links: list[_Link] = []
-        # request id → [delivery, replies still to come, the count so far, kind, any yes]
-        self.pending: dict[int, list[Any]] = {}
+        self.pending: dict[int, Gather] = {}
         self.ids = itertools.count(1)
         self.pid = 0
         self._wake_w = -1
@@ -129,7 +150,7 @@ class PushClient:
             with self.lock:
                 rid = next(self.ids) & 0xFFFFFFFF or next(self.ids)
                 fan = len(self.paths) if not session else 1
-                self.pending[rid] = [delivery, fan, 0, kind, False]
+                self.pending[rid] = Gather(delivery, kind, fan)
             frame = framing.encode(kind, flags, session, rid, payload)
             if threading.get_ident() == self._loop_thread:
                 write(frame)
@@ -151,7 +172,7 @@ class PushClient:
             else:
                 targets = links
             rid = next(self.ids) & 0xFFFFFFFF or next(self.ids)
-            self.pending[rid] = [delivery, len(targets), 0, kind, False]
+            self.pending[rid] = Gather(delivery, kind, len(targets))
             frame = framing.encode(kind, flags, session, rid, payload)
             wake = False
             for link in targets:
@@ -255,18 +276,13 @@ class PushClient:
         return True
 
     def _answer(self, request: int, outcome: int, count: int) -> None:
-        entry = self.pending.get(request)
-        if entry is None:
+        gather = self.pending.get(request)
+        if gather is None:
             return
-        entry[1] -= 1
-        entry[2] += count
-        if outcome == framing.PUSH_DONE:
-            entry[4] = True  # a broadcast: at least one reactor answered
-        if entry[1] > 0:
-            return
-        del self.pending[request]
-        delivery, _, total, kind, done = entry
-        delivery.set_result(_result(kind, framing.PUSH_DONE if done else outcome, total))
+        final = gather.add(outcome, count)
+        if final is not None:
+            del self.pending[request]
+            gather.target.set_result(_result(gather.tag, final, gather.count))
 
     def _lost(self) -> None:
         """A reactor is gone (the server stops): every waiting request fails, as gone."""
@@ -277,8 +293,8 @@ class PushClient:
                 link.sock.close()
             self.links = []
             os.close(self._wake_w)
-        for delivery, _, total, kind, _ in pending.values():
-            delivery.set_result(_result(kind, framing.PUSH_GONE, total))
+        for gather in pending.values():
+            gather.target.set_result(_result(gather.tag, framing.PUSH_GONE, gather.count))
 
 
 def _result(kind: int, outcome: int, count: int) -> bool | int:

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from swserve.ipc import codec, framing
-from swserve.ipc.push import BASE_SHIFT
+from swserve.ipc.push import BASE_SHIFT, Gather
 from swserve.reactor.push_hub import PushMetrics, Reply
 
 if TYPE_CHECKING:
@@ -32,8 +32,7 @@ class PushRouter:
         self.reactor = reactor
         self.metrics = PushMetrics()  # the workers count deliveries; the master, broadcasts
         self.ids = itertools.count(1)
-        # the master's request id → [reply, the asker's id, links still to answer, count, done]
-        self.pending: dict[int, list[Any]] = {}
+        self.pending: dict[int, Gather] = {}  # the master's request id → the asker's
         self.waiting: dict[int, set[int]] = {}  # link key → the master's ids it owes
         self.publish: Callable[[str, int, bool, bytes], None] | None = None
         self.extra: Callable[[], dict[str, int]] = dict
@@ -84,7 +83,7 @@ class PushRouter:
         mine = 0
         if request:
             mine = next(self.ids) & 0xFFFFFFFF or next(self.ids)
-            self.pending[mine] = [reply, request, len(targets), 0, False]
+            self.pending[mine] = Gather(reply, request, len(targets))
         frame = framing.encode(kind, flags, session, mine, payload)
         for link in targets:
             if mine:
@@ -99,17 +98,13 @@ class PushRouter:
         self._answer(request, outcome, count)
 
     def _answer(self, request: int, outcome: int, count: int) -> None:
-        entry = self.pending.get(request)
-        if entry is None:
+        gather = self.pending.get(request)
+        if gather is None:
             return
-        entry[2] -= 1
-        entry[3] += count
-        entry[4] = entry[4] or outcome == framing.PUSH_DONE
-        if entry[2] > 0:
-            return
-        del self.pending[request]
-        reply, asked, _, total, done = entry
-        reply(asked, framing.PUSH_DONE if done else outcome, total)
+        final = gather.add(outcome, count)
+        if final is not None:
+            del self.pending[request]
+            gather.target(gather.tag, final, gather.count)
 
     def link_lost(self, key: int) -> None:
         """A worker died: what it owed is answered "gone"."""
