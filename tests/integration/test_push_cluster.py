@@ -76,7 +76,8 @@ def redis_server() -> Iterator[Redis]:
 @pytest.mark.timeout(120)
 def test_two_instances_share_broadcasts_through_redis(serve: Starter, redis_server: Redis) -> None:
     url = f"redis://127.0.0.1:{redis_server.port}/0"
-    one = serve("push_app:app", "--broadcast-url", url)
+    one = serve("push_app:app", "--broadcast-url", url, "--metrics-bind", "127.0.0.1:0")
+    metrics = int(one.wait_for(r"Metrics on http://127\.0\.0\.1:(\d+)/metrics").group(1))
     two = serve("push_app:app", "--broadcast-url", url)
 
     async def broadcast_until_heard(
@@ -121,6 +122,7 @@ def test_two_instances_share_broadcasts_through_redis(serve: Starter, redis_serv
         assert await asyncio.wait_for(b1.recv(), 10) == "back"
 
         # Redis dies: local fan-out goes on
+        await asyncio.to_thread(gauge, metrics, "swserve_push_redis_connected 1")
         redis_server.kill()
         for i in range(3):
             got = await aget(one, "/broadcast", group="chat", msg=f"local-{i}")
@@ -128,6 +130,8 @@ def test_two_instances_share_broadcasts_through_redis(serve: Starter, redis_serv
             assert await asyncio.wait_for(a1.recv(), 10) == f"local-{i}"
         await asyncio.to_thread(one.wait_for, "Redis is unreachable")
         # Redis returns: the instances reconnect and share again
+        await asyncio.to_thread(gauge, metrics, "swserve_push_redis_connected 0")
+        await asyncio.to_thread(gauge, metrics, "swserve_push_redis_errors_total 1")
         redis_server.start()
         await drain(b1)
         await broadcast_until_heard(one, [b1], "chat", "again")
@@ -138,3 +142,14 @@ def test_two_instances_share_broadcasts_through_redis(serve: Starter, redis_serv
     run(go, timeout=100)
     warnings = [line for line in one.logs().splitlines() if "Redis is unreachable" in line]
     assert len(warnings) == 1, warnings
+
+
+def gauge(port: int, line: str) -> None:
+    """Wait until /metrics shows ``line`` (the metrics are sampled, not pushed)."""
+    deadline = time.monotonic() + 20
+    while True:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        if line in text.splitlines():
+            return
+        assert time.monotonic() < deadline, f"no {line!r} in:\n{text}"
+        time.sleep(0.05)

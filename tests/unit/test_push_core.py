@@ -174,3 +174,12 @@ def test_base_mode_router_routes_gathers_and_answers_for_the_dead() -> None:
     router.link_lost(two.key)
     assert replies[-1] == (57, framing.PUSH_DONE, 3)
     assert router.pending == {}
+
+
+def test_broadcast_url_must_be_redis() -> None:
+    from swserve.config import problems
+
+    assert problems({"broadcast_url": "redis://127.0.0.1:6379/0"}) == []
+    assert problems({"broadcast_url": "http://x"}) == [
+        "--broadcast-url must be a redis://, rediss:// or unix:// URL (got 'http://x')"
+    ]
