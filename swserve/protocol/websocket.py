@@ -94,20 +94,6 @@ def negotiate(offers: Sequence[bytes], deflate: bool) -> tuple[bytes, list[Exten
 _PING_PREFIX: Final = b"swserve"
 
 
-def server_frame(text: bool, data: bytes) -> bytes:
-    """One unfragmented, unmasked server data frame: what :meth:`WebSocketCore.send` writes
-    for a session without extensions, built once for many sessions (a broadcast)."""
-    size = len(data)
-    first = 0x81 if text else 0x82
-    if size < 126:
-        head = bytes((first, size))
-    elif size < 65536:
-        head = bytes((first, 126)) + size.to_bytes(2, "big")
-    else:
-        head = bytes((first, 127)) + size.to_bytes(8, "big")
-    return head + data
-
-
 _SENDABLE: Final = frozenset(
     {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
 )
@@ -222,7 +208,7 @@ class WebSocketCore:
 
     @property
     def plain(self) -> bool:
-        """Open, and no extension rewrites outgoing frames: ``server_frame`` bytes are what
+        """Open, and no extension rewrites outgoing frames: ``ws_frames.server_frame`` bytes are what
         ``send`` would write."""
         proto = self._proto
         return proto.state is OPEN and not proto.extensions

@@ -25,7 +25,7 @@ from swserve.errors import IPCError
 from swserve.ipc import codec, framing
 from swserve.ipc.push import BASE_MASK, BASE_SHIFT
 from swserve.metrics.exposition import PUSH_BROADCASTS, PUSH_MESSAGES, key
-from swserve.protocol.websocket import server_frame
+from swserve.protocol.ws_frames import server_frame
 
 if TYPE_CHECKING:
     from swserve.reactor.ws_conn import WsConnection, WsSessions

@@ -118,7 +118,7 @@ def test_server_frame_is_what_the_protocol_writes(text: bool, data: bytes) -> No
     """A broadcast frames a message once; it must match the websockets protocol's own bytes."""
     from websockets.protocol import OPEN, Protocol, Side
 
-    from swserve.protocol.websocket import server_frame
+    from swserve.protocol.ws_frames import server_frame
 
     proto = Protocol(Side.SERVER, state=OPEN)
     if text:
