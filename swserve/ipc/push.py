@@ -83,6 +83,18 @@ class Gather:
         return framing.PUSH_DONE if self.done else outcome
 
 
+def settle(pending: dict[int, Gather], request: int, outcome: int, count: int) -> int | None:
+    """One reply to ``request``; → its final outcome (and it leaves ``pending``) once all
+    are in, else None."""
+    gather = pending.get(request)
+    if gather is None:
+        return None
+    final = gather.add(outcome, count)
+    if final is not None:
+        del pending[request]
+    return final
+
+
 def parse_session(session_id: str) -> tuple[int, bool]:
     """An app's session id → (the id on the wire, base mode?); (0, …) if it names none."""
     if not isinstance(session_id, str):
@@ -277,11 +289,8 @@ class PushClient:
 
     def _answer(self, request: int, outcome: int, count: int) -> None:
         gather = self.pending.get(request)
-        if gather is None:
-            return
-        final = gather.add(outcome, count)
-        if final is not None:
-            del self.pending[request]
+        final = settle(self.pending, request, outcome, count)
+        if gather is not None and final is not None:
             gather.target.set_result(_result(gather.tag, final, gather.count))
 
     def _lost(self) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from swserve.ipc import codec, framing
-from swserve.ipc.push import BASE_SHIFT, Gather
+from swserve.ipc.push import BASE_SHIFT, Gather, settle
 from swserve.reactor.push_hub import PushMetrics, Reply
 
 if TYPE_CHECKING:
@@ -99,11 +99,8 @@ class PushRouter:
 
     def _answer(self, request: int, outcome: int, count: int) -> None:
         gather = self.pending.get(request)
-        if gather is None:
-            return
-        final = gather.add(outcome, count)
-        if final is not None:
-            del self.pending[request]
+        final = settle(self.pending, request, outcome, count)
+        if gather is not None and final is not None:
             gather.target(gather.tag, final, gather.count)
 
     def link_lost(self, key: int) -> None:
