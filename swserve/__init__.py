@@ -3,6 +3,9 @@
 It follows Swoole's process model: a master whose reactors own every client
 connection, a manager that supervises workers, and workers that run the app.
 Internal modules never import from this package's ``__init__``.
+
+Server push (``swserve.push``, ``swserve.broadcast``, …; docs/push.md) is
+imported on first use, so ``import swserve`` stays free.
 """
 
 from __future__ import annotations
@@ -11,9 +14,9 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-# The task API (swserve/tasks/), imported on first use: a server without task
-# workers, and every process that never calls it, does not import it.
-_TASK_API = {
+# Public APIs imported on first use: a server without task workers, and every
+# process that never pushes, imports neither (swserve/tasks/, server_push.py).
+_LAZY = {
     "task": "swserve.tasks.client",
     "task_sync": "swserve.tasks.client",
     "task_nowait": "swserve.tasks.client",
@@ -24,13 +27,30 @@ _TASK_API = {
     "TasksUnavailable": "swserve.tasks.errors",
     "TaskFailed": "swserve.tasks.errors",
     "RemoteTraceback": "swserve.tasks.errors",
+    **dict.fromkeys(
+        (
+            "Delivery",
+            "abroadcast",
+            "aclose",
+            "ajoin",
+            "aleave",
+            "apush",
+            "broadcast",
+            "close",
+            "is_open",
+            "join",
+            "leave",
+            "push",
+        ),
+        "swserve.server_push",
+    ),
 }
 
-__all__ = ["__version__", *_TASK_API]
+__all__ = ["__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
-    module = _TASK_API.get(name)
+    module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'swserve' has no attribute {name!r}")
     import importlib

@@ -12,6 +12,7 @@ This module does no I/O beyond ``os.cpu_count()`` for a default.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -503,6 +504,15 @@ class Config:
         "1 s before --graceful-timeout (shutdown). A value given moves those deadlines "
         "instead when it is longer: no worker is killed under its sessions.",
     )
+    broadcast_url: str = setting(
+        "",
+        kind="str",
+        section="WebSockets",
+        metavar="URL",
+        help="redis://HOST:PORT/DB: group broadcasts (swserve.broadcast) also reach the "
+        "group's members on every instance naming the same Redis (pip install "
+        "'swserve[redis]'). Without it, groups are per instance.",
+    )
     log_level: str = setting(
         "info",
         kind="choice",
@@ -857,6 +867,11 @@ _CHECKS: Final[tuple[tuple[str, Callable[[Any], bool], str], ...]] = (
     ("ws_max_queue", lambda v: v >= 0, "must not be negative"),
     ("ws_drain_timeout", lambda v: v >= 0 or v == -1, "must not be negative"),
     ("static_max_age", lambda v: v >= 0, "must not be negative"),
+    (
+        "broadcast_url",
+        lambda v: not v or v.startswith(("redis://", "rediss://", "unix://")),
+        "must be a redis://, rediss:// or unix:// URL",
+    ),
     ("control_socket", lambda v: bool(v.strip()), "must be a path, auto or none"),
 )
 
@@ -897,6 +912,8 @@ def problems(values: dict[str, Any]) -> list[str]:
         except ConfigError as exc:
             out.append(f"--uds-permissions {exc}")
     out += _tls_problems(values)
+    if values.get("broadcast_url") and importlib.util.find_spec("redis") is None:
+        out.append("--broadcast-url needs the redis package: pip install 'swserve[redis]'")
     if values.get("umask"):
         try:
             parse_umask(values["umask"])

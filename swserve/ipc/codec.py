@@ -218,3 +218,44 @@ def decode_ws_close(payload: Buffer) -> tuple[int, str]:
     if len(data) < 2:
         raise IPCError("WS_CLOSE payload too short")
     return _U16.unpack_from(data)[0], data[2:].decode(errors="replace")
+
+
+# -- server push (ipc/push.py) ---------------------------------------------------------
+
+_BROADCAST = struct.Struct("<QH")
+
+
+def encode_broadcast(group: str, exclude: int, data: bytes) -> bytes:
+    """PUSH_BROADCAST: u64 session to leave out (0: none) | u16 name length | name | message."""
+    name = group.encode()
+    return _BROADCAST.pack(exclude, len(name)) + name + data
+
+
+def decode_broadcast(payload: Buffer) -> tuple[str, int, bytes]:
+    data = bytes(payload)
+    if len(data) < _BROADCAST.size:
+        raise IPCError("PUSH_BROADCAST payload too short")
+    exclude, size = _BROADCAST.unpack_from(data)
+    start = _BROADCAST.size
+    if start + size > len(data):
+        raise IPCError("PUSH_BROADCAST group name overruns the payload")
+    try:
+        group = data[start : start + size].decode()
+    except UnicodeDecodeError as exc:
+        raise IPCError("PUSH_BROADCAST group name is not UTF-8") from exc
+    return group, exclude, data[start + size :]
+
+
+def decode_group(payload: Buffer) -> str:
+    try:
+        return bytes(payload).decode()
+    except UnicodeDecodeError as exc:
+        raise IPCError("group name is not UTF-8") from exc
+
+
+def encode_count(count: int) -> bytes:
+    return _U32.pack(count)
+
+
+def decode_count(payload: Buffer) -> int:
+    return _U32.unpack_from(payload)[0] if len(payload) >= 4 else 0

@@ -71,6 +71,16 @@ WS_CONNECT: Final = 16  # R→W  a valid upgrade request: run the app's websocke
 WS_ACCEPT: Final = 17  # W→R  the app accepted (payload: codec.ws_accept): send the 101
 WS_MESSAGE: Final = 18  # both  one whole message; flag WS_TEXT; MORE on all parts but the last
 WS_CLOSE: Final = 19  # both  code and reason: R→W the session ended, W→R the app closes it
+# Server push (36-43): any process with a link to a reactor (ipc/push.py) → the reactor that
+# owns the session, which writes to the client itself.  The request id is the caller's own
+# (0: no reply wanted); the session id is the target (base mode: pid << 40 | local id).
+PUSH: Final = 36  # C→R  one message to a session; flag WS_TEXT; payload: the message
+PUSH_CLOSE: Final = 37  # C→R  close a session (payload: codec.ws_close)
+PUSH_JOIN: Final = 38  # C→R  the session joins a group (payload: the group's name, UTF-8)
+PUSH_LEAVE: Final = 39  # C→R  the session leaves a group (payload: the group's name)
+PUSH_BROADCAST: Final = 40  # C→R  one message to a group's members (payload: codec.broadcast)
+PUSH_IS_OPEN: Final = 41  # C→R  is the session open?
+PUSH_REPLY: Final = 42  # R→C  the outcome of a request id: flags PUSH_*; payload u32 count
 
 FRAME_NAMES: Final = {
     HELLO: "HELLO",
@@ -99,7 +109,15 @@ FRAME_NAMES: Final = {
     WS_ACCEPT: "WS_ACCEPT",
     WS_MESSAGE: "WS_MESSAGE",
     WS_CLOSE: "WS_CLOSE",
+    PUSH: "PUSH",
+    PUSH_CLOSE: "PUSH_CLOSE",
+    PUSH_JOIN: "PUSH_JOIN",
+    PUSH_LEAVE: "PUSH_LEAVE",
+    PUSH_BROADCAST: "PUSH_BROADCAST",
+    PUSH_IS_OPEN: "PUSH_IS_OPEN",
+    PUSH_REPLY: "PUSH_REPLY",
 }
+PUSH_FRAMES: Final = frozenset(range(PUSH, PUSH_IS_OPEN + 1))
 
 # Flags.  MORE/END belong to request/response streams; the low nibble of a
 # RESPONSE_START carries serializer.HAS_CONTENT_LENGTH … HAS_SERVER.
@@ -110,6 +128,10 @@ SERVED_RECYCLE: Final = 0x01  # on a SERVED: my --max-requests is reached, repla
 SERVED_RECYCLE_TIMEOUT: Final = 0x02  # on a SERVED: a request ran past --timeout, replace me
 END: Final = 0x80  # this frame ends the response
 TASK_NOWAIT: Final = 0x01  # on a TASK_SUBMIT: fire and forget, send no TASK_RESULT
+# on a PUSH_REPLY: what became of the request
+PUSH_DONE: Final = 0  # delivered (written to the client's buffer), joined, left, open
+PUSH_GONE: Final = 1  # no such session (it has closed, or never was)
+PUSH_DROPPED: Final = 2  # the client reads too slowly: this message was dropped for it
 
 K = TypeVar("K", bound=Hashable)
 

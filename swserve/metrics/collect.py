@@ -63,6 +63,7 @@ def reactor_snapshot(reactor: Reactor) -> dict[str, int]:
     out = reactor.metrics.snapshot() if reactor.metrics is not None else {}
     if reactor.ws.metrics is not None:
         out.update(reactor.ws.metrics.snapshot(len(reactor.ws)))
+        out.update(reactor.push.snapshot())
     out = merge((out, reactor.remote.snapshot()))  # base-mode workers' own counts
     out[CONN_OPEN] = out.get(CONN_OPEN, 0) + len(reactor.sessions)
     out[QUEUED] = out.get(QUEUED, 0) + sum(1 for c in reactor.queue if c.current is not None)

@@ -65,6 +65,11 @@ WS_OPENED: Final = "swserve_websocket_sessions_opened_total"
 WS_CLOSED: Final = "swserve_websocket_sessions_closed_total"
 WS_MESSAGES: Final = "swserve_websocket_messages_total"
 WS_BYTES: Final = "swserve_websocket_message_bytes_total"
+PUSH_MESSAGES: Final = "swserve_push_messages_total"
+PUSH_BROADCASTS: Final = "swserve_push_broadcasts_total"
+PUSH_REDIS_UP: Final = "swserve_push_redis_connected"
+PUSH_REDIS_ERRORS: Final = "swserve_push_redis_errors_total"
+PUSH_OUTCOMES: Final = (("delivered",), ("dropped",), ("gone",))
 # close codes with a label of their own; the rest are grouped, so that a client cannot
 # grow the number of series with codes of its choosing (3000-4999 are free for apps)
 WS_CLOSE_CODES: Final = (1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1012)
@@ -155,6 +160,22 @@ METRICS: Final[tuple[Metric, ...]] = (
         ("direction",),
         DIRECTIONS,
     ),
+    Metric(
+        PUSH_MESSAGES,
+        "counter",
+        "Server-push messages to one session (pushes and broadcast fan-out), by outcome.",
+        ("outcome",),
+        PUSH_OUTCOMES,
+    ),
+    Metric(
+        PUSH_BROADCASTS,
+        "counter",
+        "Group broadcasts fanned out, from this instance (local) or another (remote, by Redis).",
+        ("source",),
+        (("local",), ("remote",)),
+    ),
+    Metric(PUSH_REDIS_UP, "gauge", "Subscriptions to --broadcast-url that are up."),
+    Metric(PUSH_REDIS_ERRORS, "counter", "--broadcast-url connections lost or failed."),
 )
 
 

@@ -29,6 +29,7 @@ from swserve.metrics.exposition import (
     IN_FLIGHT,
     IPC_BYTES_IN,
     METRICS,
+    PUSH_REDIS_UP,
     QUEUED,
     REQUESTS,
     SEP,
@@ -147,7 +148,9 @@ class WebSocketMetrics:
         return out
 
 
-GAUGES: Final = frozenset({IN_FLIGHT, QUEUED, CONN_OPEN, WS_OPEN})  # levels, not totals
+GAUGES: Final = frozenset(
+    {IN_FLIGHT, QUEUED, CONN_OPEN, WS_OPEN, PUSH_REDIS_UP}
+)  # levels, not totals
 
 
 class RemoteSources:

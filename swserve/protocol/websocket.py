@@ -92,6 +92,8 @@ def negotiate(offers: Sequence[bytes], deflate: bool) -> tuple[bytes, list[Exten
 
 
 _PING_PREFIX: Final = b"swserve"
+
+
 _SENDABLE: Final = frozenset(
     {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
 )
@@ -203,6 +205,13 @@ class WebSocketCore:
     @property
     def open(self) -> bool:
         return self._proto.state is OPEN
+
+    @property
+    def plain(self) -> bool:
+        """Open, and no extension rewrites outgoing frames: ``ws_frames.server_frame`` bytes are what
+        ``send`` would write."""
+        proto = self._proto
+        return proto.state is OPEN and not proto.extensions
 
     @property
     def done(self) -> bool:

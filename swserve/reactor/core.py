@@ -34,11 +34,13 @@ from swserve.protocol.ws_handshake import GOING_AWAY, SERVICE_RESTART
 from swserve.reactor.affinity import Keys
 from swserve.reactor.dispatcher import Dispatcher, Waiting, WorkerSlot
 from swserve.reactor.http_conn import HttpConnection
+from swserve.reactor.push_hub import PushHub
 from swserve.reactor.ws_conn import WsSessions
 from swserve.static.handoff import INBOX_SOCKETS, Inbox
 
 if TYPE_CHECKING:
     from swserve.access_log import AccessLog
+    from swserve.reactor.push_route import PushRouter
     from swserve.reactor.worker_link import WorkerLink
     from swserve.static.serve import StaticFiles
 
@@ -131,6 +133,8 @@ class Reactor:
         self.ws = WsSessions(config, self.on_ws_ended)
         if self.metrics is not None:
             self.ws.metrics = WebSocketMetrics()
+        # server push: frames from any linked process (base-mode master: a PushRouter)
+        self.push: PushHub | PushRouter = PushHub(self.ws, counts=index == 0)
         self.interface = ""  # the app's, once a worker is ready: "asgi" gets WebSockets
         # requests waiting for a worker: for any (shared), or for their key's (pinned)
         self.queue: Waiting[HttpConnection] = Waiting(self.dispatcher)
@@ -484,6 +488,7 @@ class Reactor:
 
     def on_worker_lost(self, link: WorkerLink) -> None:
         self.links.pop(link.key, None)
+        self.push.link_lost(link.key)
         self.ws.peer_lost(link.key)
         self.remote.lost(link.key)
         if link.slot is not None:

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from swserve.config import Config
 from swserve.master.listeners import Listener
 from swserve.protocol.ws_handshake import GOING_AWAY
+from swserve.reactor import push_redis
 from swserve.reactor.acceptor import Acceptor
 from swserve.reactor.core import Reactor
 from swserve.reactor.http_conn import HttpConnection
@@ -66,8 +67,13 @@ class InlineHost:
     def __init__(self, config: Config, on_event: Callable[[str, object], None]) -> None:
         self.config = config
         self.reactor = Reactor(config, on_event=on_event)
+        if config.mode == "base":  # no session here: push frames go on to the workers
+            from swserve.reactor.push_route import PushRouter
+
+            self.reactor.push = PushRouter(self.reactor)
         self._acceptor: Acceptor | None = None
         self._ipc_server: asyncio.Server | None = None
+        self._bridge: push_redis.RedisBridge | None = None
 
     def _acceptor_options(self) -> dict[str, Any]:
         return {}
@@ -104,6 +110,8 @@ class InlineHost:
         acceptor.on_settled = reactor.check_idle
         acceptor.start()
         self._ipc_server = await loop.create_unix_server(lambda: WorkerLink(reactor), sock=ipc_sock)
+        # --broadcast-url: this reactor (or the base-mode master) publishes and subscribes
+        self._bridge = push_redis.start(self.config, reactor.push, ipc_sock, publisher=True)
 
     def stop_accepting(self) -> None:
         if self._acceptor is not None:
@@ -114,6 +122,8 @@ class InlineHost:
         for conn in list(self.reactor.sessions.values()):
             conn.transport.abort()
         self.reactor.stop()
+        if self._bridge is not None:
+            self._bridge.stop()
         if self._ipc_server is not None:
             self._ipc_server.close()
 

@@ -53,6 +53,7 @@ from swserve.metrics.collect import reactor_snapshot
 from swserve.metrics.requests import GAUGES
 from swserve.procname import set_title
 from swserve.protocol.ws_handshake import GOING_AWAY
+from swserve.reactor import push_redis
 from swserve.reactor.acceptor import Acceptor
 from swserve.reactor.core import Reactor
 from swserve.reactor.http_conn import HttpConnection
@@ -175,6 +176,8 @@ class ReactorProcess:
         reactor = self.reactor
         reactor.start(loop)
         server = await loop.create_unix_server(lambda: WorkerLink(reactor), sock=ipc_sock)
+        # --broadcast-url: fan out what other instances publish (reactor 0 publishes ours)
+        bridge = push_redis.start(self.config, reactor.push, ipc_sock, publisher=False)
         scheme = "http" if self.tls is None else "https"
         self.acceptor = Acceptor(
             loop,
@@ -199,6 +202,8 @@ class ReactorProcess:
         for conn in list(reactor.sessions.values()):
             conn.transport.abort()
         reactor.stop()
+        if bridge is not None:
+            bridge.stop()
         server.close()
         if reactor.metrics is not None:
             self._send_metrics(last=True)

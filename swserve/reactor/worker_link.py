@@ -47,6 +47,9 @@ _WS_FRAMES = frozenset(
 )
 
 
+_PUSH_FRAMES = framing.PUSH_FRAMES | {framing.PUSH_REPLY}
+
+
 class WorkerLink(asyncio.Protocol):
     def __init__(self, reactor: Reactor) -> None:
         self.reactor = reactor
@@ -102,6 +105,17 @@ class WorkerLink(asyncio.Protocol):
                     conn.on_response_abort()
                 else:
                     conn.on_response_body(payload, end)
+            elif kind in _PUSH_FRAMES:
+                try:
+                    push = self.reactor.push
+                    if kind == framing.PUSH_REPLY:  # base mode: a worker answers the master
+                        push.answer(self, request, flags, codec.decode_count(payload))
+                    else:
+                        push.handle(kind, flags, session, request, bytes(payload), self.reply)
+                except IPCError as exc:
+                    log.error("a pushing process sent a bad frame: %s", exc)
+                    self.transport.abort()
+                    return
             elif kind in _WS_FRAMES:
                 try:
                     self._websocket(kind, flags, session, request, payload)
@@ -293,6 +307,12 @@ class WorkerLink(asyncio.Protocol):
         if slot.inflight == 0 and not self.reactor.ws.count(self.key):
             self.send_stop()
 
+    def reply(self, request: int, outcome: int, count: int) -> None:
+        """A push request's outcome, to the process that asked (``ipc/push.py``)."""
+        if not self.transport.is_closing():
+            payload = codec.encode_count(count) if count else b""
+            self.writer.write(framing.encode(framing.PUSH_REPLY, outcome, 0, request, payload))
+
     def send_stop(self) -> None:
         self.writer.write(framing.encode(framing.STOP, 0, 0, 0))
 
@@ -308,6 +328,8 @@ class WorkerLink(asyncio.Protocol):
             self.writer.write(framing.encode(framing.DISCONNECT, 0, conn.session, conn.seq))
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if not self.pid:  # a push link (ipc/push.py), never a worker: nothing to clean
+            return
         self.reactor.on_worker_lost(self)
         for conn in list(self.inflight.values()):
             if conn.current is not None and conn.slot is self.slot:

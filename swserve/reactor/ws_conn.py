@@ -11,8 +11,8 @@ shell moves bytes and reads the clock; every protocol decision is the core's.
 and by the worker each is pinned to), with one sweep for pings, close
 deadlines and the drains: a retiring worker's sessions get 1012 after
 ``--ws-drain-timeout``, all sessions 1001 when the server shuts down, and a
-dead worker's sessions 1011 at once.  Server push (issue #13) will look
-sessions up here by id.
+dead worker's sessions 1011 at once.  Server push looks sessions up here by
+id, and hears of each session that ends (``reactor/push_hub.py``).
 """
 
 from __future__ import annotations
@@ -184,6 +184,16 @@ class WsConnection:
                 metrics.bytes_out += len(data)
             self._flush()
 
+    def send_frame(self, frame: bytes, size: int) -> None:
+        """A message framed once for many sessions (``server_frame``; only if ``core.plain``)."""
+        self.messages_out += 1
+        self.bytes_out += size
+        metrics = self.table.metrics
+        if metrics is not None:
+            metrics.messages_out += 1
+            metrics.bytes_out += size
+        self.conn.transport.write(frame)
+
     def close(self, code: int, reason: str) -> None:
         """The app closes the session (or the reactor does: drain, worker death)."""
         if self.core.open:
@@ -199,12 +209,13 @@ class WsConnection:
         elif not transport.is_closing():
             transport.resume_reading()
 
-    def go_away(self, code: int, peer_alive: bool = True) -> None:
-        """The reactor ends the session: 1012 (drained), 1001 (shutdown), 1011 (worker died)."""
+    def go_away(self, code: int, peer_alive: bool = True, reason: str = "") -> None:
+        """The reactor ends the session: 1012 (drained), 1001 (shutdown), 1011 (worker died),
+        or any code a push asks for (``swserve.close``)."""
         if not peer_alive:
             self.peer = None
-        self._tell_peer(code, "")
-        self.close(code, "")
+        self._tell_peer(code, reason)
+        self.close(code, reason)
         if not self.close_by:  # already closing: keep the deadline it has
             self.close_by = self.table.clock() + WS_CLOSE_WAIT
 
@@ -243,6 +254,7 @@ class WsSessions:
         self.drain_at = 0.0  # when the server began to shut down (0: it has not)
         self.drain_code = GOING_AWAY
         self.on_change = on_change  # a session ended: a retiring worker may STOP now
+        self.on_remove: Callable[[int], None] = lambda session: None  # its groups (push_hub)
         self.metrics: WebSocketMetrics | None = None
         self._timer: Cancellable | None = None
         self.clock = time.monotonic  # the tests put a fake clock and timer here
@@ -268,6 +280,7 @@ class WsSessions:
         if self.by_id.pop(ws.session, None) is None:
             return
         self.last_ping.pop(ws.session, None)
+        self.on_remove(ws.session)
         members = self.by_peer.get(ws.key)
         if members is not None:
             members.discard(ws)

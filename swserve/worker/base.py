@@ -59,6 +59,7 @@ from swserve.reactor.acceptor import Acceptor
 from swserve.reactor.core import Reactor
 from swserve.reactor.dispatcher import WorkerSlot
 from swserve.reactor.http_conn import HttpConnection
+from swserve.reactor.push_hub import PushHub, base_session
 from swserve.reactor.spool import SpooledBody
 from swserve.worker.local_sink import InlineSink, LocalSink, LocalWsSink
 from swserve.worker.slowlog import Running, SlowLog
@@ -436,6 +437,7 @@ class LocalReactor(Reactor):
         self.report = report
         self.keep_idle = False  # retiring: idle keep-alive connections may finish their time
         self.slot = WorkerSlot(0, worker_id, os.getpid(), 1)
+        self.push = PushHub(self.ws, local=base_session(os.getpid()), counts=False)
 
     def use(self, executor: Executor) -> None:
         self.executor = executor
@@ -695,11 +697,21 @@ class BaseWorker:
         self._send_metrics()  # --metrics-bind: the master sums every worker's
 
     def _on_frames(self, frames: list[framing.Frame]) -> None:
-        for kind, *_ in frames:
+        for kind, flags, session, request, payload in frames:
             if kind == framing.STOP:
                 self.stop(False)  # retired: a replacement is already serving
+            elif kind in framing.PUSH_FRAMES:  # routed here by the master (push_route.py)
+                self.reactor.push.handle(
+                    kind, flags, session, request, bytes(payload), self._push_reply
+                )
             else:
                 log.error("unexpected %s frame from the master", framing.FRAME_NAMES[kind])
+
+    def _push_reply(self, request: int, outcome: int, count: int) -> None:
+        payload = codec.encode_count(count) if count else b""
+        channel = self.report.channel
+        if channel is not None:
+            channel.write(framing.encode(framing.PUSH_REPLY, outcome, 0, request, payload))
 
     def _on_sigterm(self, signum: int, frame: types.FrameType | None) -> None:
         self.reactor.draining = True

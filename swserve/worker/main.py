@@ -20,7 +20,7 @@ from swserve.apps.loader import detect_interface, load
 from swserve.config import Config
 from swserve.errors import EXIT_APP_LOAD, EXIT_OK, AppLoadError
 from swserve.hooks import Hooks, Server as HookServer
-from swserve.ipc import codec, framing
+from swserve.ipc import codec, framing, push
 from swserve.ipc.buffers import widen
 from swserve.master.listeners import Listener
 from swserve.process_setup import in_worker
@@ -92,6 +92,8 @@ def run(
         sock.sendall(
             framing.encode(framing.HELLO, 0, 0, 0, codec.encode_hello(worker_id, pid, cell))
         )
+    # server push (swserve.push): this process's own links to the same sockets
+    push.configure(ipc_paths, base=config.mode == "base")
     sock = socks[0]  # boot errors go to the first reactor: one report is enough
     if config.mode == "process":  # file responses go to the reactors as descriptors
         from swserve.static import handoff

@@ -22,7 +22,7 @@ from swserve.apps.asgi_ws import SessionRunner, WebSocketCycle, build_ws_scope
 from swserve.apps.lifespan import Lifespan
 from swserve.config import Config
 from swserve.errors import EXIT_OK, AppLoadError
-from swserve.ipc import busy as busy_table, codec, framing
+from swserve.ipc import busy as busy_table, codec, framing, push
 from swserve.ipc.channel_set import AsyncChannelSet
 from swserve.proxy import Frontend
 from swserve.static import handoff
@@ -150,6 +150,7 @@ class ASGIWorker:
             raise
         self.channel = AsyncChannelSet(self._on_frames, self.stopped.set)
         await self.channel.connect(self.socks)
+        push.attach(self.channel.write, loop)  # swserve.push from here: on these links
         loop.add_signal_handler(signal.SIGTERM, self.stopped.set)
         self.slowlog.install()
         ready = codec.encode_ready(
@@ -213,6 +214,8 @@ class ASGIWorker:
             elif kind == framing.WS_CONNECT:
                 fields, _ = codec.decode_request(payload)
                 self.ws.connect(key, fields, AsyncWsSink(self.channel, session, request))
+            elif kind == framing.PUSH_REPLY:
+                push.answer(request, flags, codec.decode_count(payload))
             else:  # WS_MESSAGE, WS_CLOSE
                 self.ws.frame(kind, flags, key, payload)
 

@@ -196,3 +196,78 @@ def test_tasks_example(serve: Starter) -> None:
         consumers = [p for p, t in server.children().items() if "process 1 jobs:consume" in t]
         assert done["consumer"] in consumers
     _no_traceback(server)
+
+
+def test_chat_example_across_workers(serve: Starter) -> None:
+    import asyncio
+    import json as jsonlib
+
+    from websockets.asyncio.client import connect
+
+    directory = EXAMPLES / "chat"
+    assert "swserve app:app --workers 4" in (directory / "README.md").read_text()
+    server = serve("app:app", "--app-dir", ".", workers=4, cwd=directory)
+    url = f"ws://127.0.0.1:{server.port}/chat/lobby"
+
+    async def go() -> None:
+        clients = []
+        workers: set[int] = set()
+        for _ in range(8):  # the idle dispatcher spreads sessions over the workers
+            ws = await connect(url)
+            hello = jsonlib.loads(await ws.recv())
+            clients.append((ws, hello))
+            workers.add(hello["worker"])
+        assert len(workers) >= 2
+        sender, me = clients[0]
+        await sender.send("hi all")
+        for ws, _ in clients[1:]:  # every other client, on every worker
+            assert await asyncio.wait_for(ws.recv(), 10) == f"{me['you']}: hi all"
+        async with httpx.AsyncClient(base_url=server.url, timeout=TIMEOUT) as http:
+            reply = await http.post("/rooms/lobby/announce", params={"text": "x"})
+        assert reply.json() == {"delivered": 8}
+        for ws, _ in clients:
+            assert await asyncio.wait_for(ws.recv(), 10) == "announcement: x"
+            await ws.close()
+
+    asyncio.run(asyncio.wait_for(go(), 40))
+    _no_traceback(server)
+
+
+@pytest.mark.timeout(90)
+def test_chat_example_two_instances_with_redis(serve: Starter) -> None:
+    import asyncio
+    import shutil
+
+    from tests.integration.redis_helpers import Redis, free_port
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    from websockets.asyncio.client import connect
+
+    redis = Redis(free_port())
+    redis.start()
+    try:
+        directory = EXAMPLES / "chat"
+        url = f"redis://127.0.0.1:{redis.port}/0"
+        one = serve("app:app", "--app-dir", ".", "--broadcast-url", url, workers=2, cwd=directory)
+        two = serve("app:app", "--app-dir", ".", "--broadcast-url", url, workers=2, cwd=directory)
+
+        async def go() -> None:
+            a = await connect(f"ws://127.0.0.1:{one.port}/chat/lobby")
+            b = await connect(f"ws://127.0.0.1:{two.port}/chat/lobby")
+            await a.recv()
+            await b.recv()
+            for i in range(300):  # until the second instance's subscription is up
+                await a.send(f"m{i}")
+                try:
+                    got = await asyncio.wait_for(b.recv(), 0.2)
+                    break
+                except TimeoutError:
+                    continue
+            assert str(got).endswith(f": m{i}")
+            await a.close()
+            await b.close()
+
+        asyncio.run(asyncio.wait_for(go(), 60))
+    finally:
+        redis.kill()

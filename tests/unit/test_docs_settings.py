@@ -83,8 +83,12 @@ def known_flags() -> set[str]:
     return {f for f in flags if f.startswith("--")}
 
 
+# variables swserve sets for its own processes, not settings (docs name them to explain)
+INTERNAL_ENVS = {"SWSERVE_PUSH"}  # the reactors' sockets, for processes a worker starts
+
+
 def known_envs() -> set[str]:
-    return {s.env for s in SETTINGS if s.env}
+    return {s.env for s in SETTINGS if s.env} | INTERNAL_ENVS
 
 
 def _cells(line: str) -> list[str]:

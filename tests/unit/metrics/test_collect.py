@@ -11,6 +11,7 @@ from swserve.metrics.collect import collect, readiness
 from swserve.metrics.exposition import CONN_OPEN, IN_FLIGHT, REQUESTS, RESTARTS, key
 from swserve.metrics.requests import RemoteSources, RequestMetrics, WebSocketMetrics
 from swserve.reactor.dispatcher import WorkerSlot
+from swserve.reactor.push_hub import PushMetrics
 
 
 @dataclass
@@ -35,6 +36,14 @@ class FakeWs:
 
 
 @dataclass
+class FakePush:
+    metrics: PushMetrics = field(default_factory=PushMetrics)
+
+    def snapshot(self) -> dict[str, int]:
+        return self.metrics.snapshot()
+
+
+@dataclass
 class FakeReactor:
     links: dict[int, FakeLink] = field(default_factory=dict)
     ws: FakeWs = field(default_factory=FakeWs)
@@ -42,6 +51,7 @@ class FakeReactor:
     queue: collections.deque[FakeConn] = field(default_factory=collections.deque)
     metrics: RequestMetrics | None = field(default_factory=RequestMetrics)
     remote: RemoteSources = field(default_factory=RemoteSources)
+    push: FakePush = field(default_factory=FakePush)
 
     def in_flight(self) -> int:
         return sum(link.slot.inflight for link in self.links.values() if link.slot)
