@@ -465,6 +465,38 @@ class Config:
         "that exceeds --max-wait-time, a shutdown this plus 1 s if that exceeds "
         "--graceful-timeout.",
     )
+    http2: str = setting(
+        "off",
+        kind="choice",
+        choices=("on", "off"),
+        section="HTTP/2",
+        help="on: speak HTTP/2 (ALPN h2 on TLS listeners; h2c prior knowledge and Upgrade: "
+        "h2c on cleartext ones, see --http2-cleartext), each stream dispatched to an idle "
+        "worker. Needs swserve[http2]. Off by default until it has run in production.",
+    )
+    http2_cleartext: str = setting(
+        "trusted",
+        kind="choice",
+        choices=("trusted", "any"),
+        section="HTTP/2",
+        help="trusted: h2c (cleartext HTTP/2) only from peers in --forwarded-allow-ips (a "
+        "proxy); any: from every client (a smuggling risk behind a proxy that does not "
+        "speak h2c).",
+    )
+    http2_max_concurrent_streams: int = setting(
+        100,
+        kind="int",
+        section="HTTP/2",
+        help="Streams a client may have open at once on one connection (SETTINGS); more: "
+        "RST_STREAM REFUSED_STREAM.",
+    )
+    http2_max_resets: int = setting(
+        200,
+        kind="int",
+        section="HTTP/2",
+        help="Streams a client may reset, and PINGs/SETTINGS it may send, per second on one "
+        "connection; more: GOAWAY ENHANCE_YOUR_CALM (rapid reset, CVE-2023-44487).",
+    )
     log_level: str = setting(
         "info",
         kind="choice",
@@ -737,6 +769,8 @@ _CHECKS: Final[tuple[tuple[str, Callable[[Any], bool], str], ...]] = (
     ("ws_max_size", lambda v: v >= 1, "must be at least 1"),
     ("ws_max_queue", lambda v: v >= 0, "must not be negative"),
     ("ws_drain_timeout", lambda v: v >= 0 or v == -1, "must not be negative"),
+    ("http2_max_concurrent_streams", lambda v: v >= 1, "must be at least 1"),
+    ("http2_max_resets", lambda v: v >= 1, "must be at least 1"),
 )
 
 
@@ -782,6 +816,8 @@ def problems(values: dict[str, Any]) -> list[str]:
         except ConfigError as exc:
             out.append(str(exc))
     out += _dispatch_problems(values)
+    if values.get("http2") == "on" and values.get("mode") == "base":
+        out.append("--http2 on needs --mode process: base-mode workers speak HTTP/1.1 only")
     if values.get("reactors", 0) > 1 and values.get("mode") == "base":
         out.append("--reactors applies to process mode: in base mode every worker serves itself")
     if values.get("reload") and values.get("daemon"):
