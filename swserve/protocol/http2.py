@@ -126,7 +126,7 @@ Event = RequestReady | RequestRejected | StreamReset | WindowOpened | Connection
 class _Out:
     """A stream's response data that its window has not let out yet."""
 
-    __slots__ = ("blocked", "end", "parts", "size", "since")
+    __slots__ = ("blocked", "end", "parts", "since", "size")
 
     def __init__(self) -> None:
         self.parts: collections.deque[memoryview] = collections.deque()
@@ -294,9 +294,9 @@ class Http2Core:
             del self._requests[sid]
             out.append(RequestRejected(sid, 413))
             return
-        if self._spool is not None and self._spool_size and size > self._spool_size:
-            if type(req.body) is bytearray:
-                req.body = self._spool(req.body)
+        spool = self._spool
+        if spool and self._spool_size and size > self._spool_size and type(req.body) is bytearray:
+            req.body = spool(req.body)
 
     def _count(self, which: int, now: float) -> bool:
         """Count one reset / PING / SETTINGS; True when this second has too many."""
@@ -437,7 +437,7 @@ class Http2Core:
         self._forget(stream_id)
         if self.ended:
             return
-        with _closed_ok():
+        with _ClosedOk():
             self._h2.reset_stream(stream_id, code)
         self._pull()
 
@@ -463,6 +463,10 @@ class Http2Core:
                 out.append(StreamReset(sid))
         return out
 
+    def arriving(self) -> list[Request]:
+        """Requests whose stream has not ended yet (the shell discards their spooled bodies)."""
+        return list(self._requests.values())
+
     @property
     def open_streams(self) -> int:
         """Streams not closed yet (requests arriving, answers in progress)."""
@@ -473,7 +477,7 @@ class Http2Core:
         return not self._requests and not self._sending
 
 
-class _closed_ok:
+class _ClosedOk:
     """Ignore h2 telling us a stream is closed already (the client reset it meanwhile)."""
 
     def __enter__(self) -> None:

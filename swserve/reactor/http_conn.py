@@ -39,6 +39,7 @@ from swserve.reactor.ws_conn import WsConnection, WsPeer
 if TYPE_CHECKING:
     from swserve.reactor.core import Reactor
     from swserve.reactor.dispatcher import WorkerSlot
+    from swserve.reactor.h2_conn import H2Session
 
 log = logging.getLogger("swserve.error")
 
@@ -55,6 +56,8 @@ class HttpConnection(asyncio.Protocol):
         "current",
         "dispatched_at",
         "error",
+        "h2",
+        "h2_sniff",
         "head_since",
         "last_active",
         "parser",
@@ -105,6 +108,10 @@ class HttpConnection(asyncio.Protocol):
         self._scheme = scheme
         self.upgrade: Upgrade | None = None  # a valid WebSocket handshake, with the app
         self.ws: WsConnection | None = None  # after the switch: who gets the bytes
+        self.h2: H2Session | None = None  # after the switch to HTTP/2 (reactor/h2_conn.py)
+        # h2c prior knowledge: the first bytes, while they may still be the preface
+        # (None: this connection cannot switch)
+        self.h2_sniff: bytes | None = None
 
     # -- asyncio callbacks ----------------------------------------------------------
 
@@ -120,6 +127,13 @@ class HttpConnection(asyncio.Protocol):
         )
         self.transport.set_write_buffer_limits(high=self.HIGH_WATER, low=self.LOW_WATER)
         self.reactor.sessions[self.session] = self
+        if self.reactor.http2 is not None:
+            ssl_object = transport.get_extra_info("ssl_object")
+            if ssl_object is not None:
+                if ssl_object.selected_alpn_protocol() == "h2":
+                    self.switch_to_http2(b"")
+            elif self.reactor.http2.cleartext(client):
+                self.h2_sniff = b""
         if self.reactor.metrics is not None:
             self.reactor.metrics.connections_accepted += 1
 
@@ -135,6 +149,9 @@ class HttpConnection(asyncio.Protocol):
             return
         self.write_paused = True
         self.paused_since = self.reactor.now
+        if self.h2 is not None:
+            self.h2.pause_writing()
+            return
         self._tell_worker(framing.BUFFER_FULL)
 
     def resume_writing(self) -> None:
@@ -142,6 +159,9 @@ class HttpConnection(asyncio.Protocol):
             self.ws.resume_writing()
             return
         self.write_paused = False
+        if self.h2 is not None:
+            self.h2.resume_writing()
+            return
         self._tell_worker(framing.BUFFER_EMPTY)
 
     def _tell_worker(self, kind: int) -> None:
@@ -152,6 +172,13 @@ class HttpConnection(asyncio.Protocol):
         if ws is not None:  # switched: the bytes are the WebSocket's
             ws.data_received(data)
             return
+        if self.h2 is not None:  # switched: the bytes are HTTP/2's
+            self.h2.data_received(data)
+            return
+        if self.h2_sniff is not None:
+            data = self._sniff_preface(data)
+            if not data:
+                return
         if self.closing or self.error is not None:
             return
         self.last_active = self.reactor.now
@@ -190,6 +217,32 @@ class HttpConnection(asyncio.Protocol):
         else:
             self._maybe_continue()
 
+    def _sniff_preface(self, data: bytes) -> bytes:
+        """h2c prior knowledge: does the connection open with HTTP/2's preface?  → the
+        bytes for the HTTP/1.1 parser (none once it switched, or while undecided)."""
+        from swserve.protocol.http2 import PREFACE
+
+        seen = (self.h2_sniff or b"") + data
+        if PREFACE.startswith(seen[: len(PREFACE)]):
+            if len(seen) < len(PREFACE):
+                self.h2_sniff = seen
+                return b""
+            self.h2_sniff = None
+            self.switch_to_http2(seen)
+            return b""
+        self.h2_sniff = None  # HTTP/1.1: never asked again on this connection
+        return seen
+
+    def switch_to_http2(self, data: bytes) -> None:
+        """From here on every byte is HTTP/2's (reactor/h2_conn.py)."""
+        from swserve.protocol.http2 import Http2Core
+        from swserve.reactor.h2_conn import H2Session, limits_of, spool
+
+        config = self.reactor.config
+        core = Http2Core(limits_of(config), spool_size=config.body_spool_size, spool=spool)
+        self.h2 = H2Session(self, core)
+        self.h2.start(data)
+
     def eof_received(self) -> bool | None:
         # A client that closes its side has gone away, as nginx and uvicorn also
         # assume: its request is abandoned (the app sees http.disconnect).
@@ -202,6 +255,8 @@ class HttpConnection(asyncio.Protocol):
         self.reactor.sessions.pop(self.session, None)
         if self.ws is not None:
             self.ws.connection_lost()
+        if self.h2 is not None:
+            self.h2.connection_lost()
         if self.current is not None:
             self.reactor.abandon(self)
             self.current = None
@@ -383,6 +438,21 @@ class HttpConnection(asyncio.Protocol):
             metrics.observe(req.method, status, duration, len(req.body), sent)
 
     def _finish(self) -> None:
+        self._record()
+        plan = self.plan
+        self.current = None
+        self.plan = None
+        self.slot = None
+        self.last_active = self.reactor.now
+        if plan is not None and not plan.keep_alive:
+            self.closing = True
+            self.pending.clear()
+            self.transport.close()
+            return
+        self._next()
+
+    def _record(self) -> None:
+        """The exchange that ends now: metrics, access log, its spooled body removed."""
         if self.reactor.metrics is not None:
             self._observe(self.status, self.sent)
         access = self.reactor.access_log
@@ -400,14 +470,3 @@ class HttpConnection(asyncio.Protocol):
         if self.spooled is not None:
             self.spooled.discard()
             self.spooled = None
-        plan = self.plan
-        self.current = None
-        self.plan = None
-        self.slot = None
-        self.last_active = self.reactor.now
-        if plan is not None and not plan.keep_alive:
-            self.closing = True
-            self.pending.clear()
-            self.transport.close()
-            return
-        self._next()

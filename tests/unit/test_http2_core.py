@@ -76,7 +76,8 @@ def test_responses_go_out_per_stream_and_end_the_stream() -> None:
     server.respond(1, 204, [], end=True)
     got = client_events(client, server)
     heads = {e.stream_id: dict(e.headers) for e in got if isinstance(e, h2.events.ResponseReceived)}
-    assert heads[3][b":status"] == b"200" and heads[1][b":status"] == b"204"
+    assert heads[3][b":status"] == b"200"
+    assert heads[1][b":status"] == b"204"
     data = [e for e in got if isinstance(e, h2.events.DataReceived)]
     assert [(d.stream_id, d.data) for d in data] == [(3, b"three")]
     assert {e.stream_id for e in got if isinstance(e, h2.events.StreamEnded)} == {1, 3}
@@ -140,7 +141,9 @@ def test_a_client_reset_ends_the_exchange() -> None:
 
 
 def goaway(client: h2.connection.H2Connection, server: Http2Core) -> h2.events.ConnectionTerminated:
-    got = [e for e in client_events(client, server) if isinstance(e, h2.events.ConnectionTerminated)]
+    got = [
+        e for e in client_events(client, server) if isinstance(e, h2.events.ConnectionTerminated)
+    ]
     assert got, "no GOAWAY"
     return got[0]
 
@@ -251,5 +254,6 @@ def test_the_preface_is_checked() -> None:
     server = Http2Core(Limits())
     server.start()
     events = server.receive(b"GET / HTTP/1.1\r\n\r\n" + b"x" * 10, 0.0)
-    assert events and isinstance(events[0], ConnectionEnded)
+    assert events
+    assert isinstance(events[0], ConnectionEnded)
     assert PREFACE.startswith(b"PRI * HTTP/2.0")
