@@ -110,6 +110,41 @@ def test_a_worker_that_dies_fails_only_its_own_stream(serve: Starter) -> None:
     assert fine.status_code == 200
 
 
+def test_a_worker_that_dies_mid_response_resets_only_its_stream(serve: Starter) -> None:
+    server = serve(APP, *H2C, workers=2)
+
+    async def run() -> tuple[BaseException | httpx.Response, ...]:
+        async with client(server) as c:
+            return tuple(
+                await asyncio.gather(c.get("/crash-mid"), c.get("/pid"), return_exceptions=True)
+            )
+
+    cut, fine = asyncio.run(run())
+    assert isinstance(cut, httpx.RemoteProtocolError), cut  # RST_STREAM INTERNAL_ERROR
+    assert "error_code:2," in str(cut)  # INTERNAL_ERROR
+    assert isinstance(fine, httpx.Response)
+    assert fine.status_code == 200
+
+
+def test_a_zero_window_stall_is_reset_past_the_write_timeout(
+    serve: Starter, raws: Callable[[int], Raw]
+) -> None:
+    server = serve(APP, *H2C, "--write-timeout", "1")
+    raw = raws(server.port)
+    raw.h2.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+    raw.h2.send_headers(1, [*REQ[:1], (":path", "/big?n=1000000"), *REQ[2:]], end_stream=True)
+    raw.flush()
+    events = raw.events_until(h2.events.StreamReset)
+    resets = [e for e in events if isinstance(e, h2.events.StreamReset)]
+    assert [(e.stream_id, e.error_code) for e in resets] == [(1, ErrorCodes.CANCEL)]
+    # the connection itself goes on
+    raw.h2.send_headers(3, REQ, end_stream=True)
+    raw.h2.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 65535})
+    raw.flush()
+    ended = raw.events_until(h2.events.StreamEnded)
+    assert any(isinstance(e, h2.events.StreamEnded) and e.stream_id == 3 for e in ended)
+
+
 def test_h2c_from_an_untrusted_peer_is_http11(serve: Starter) -> None:
     server = serve(APP, *H2C, "--forwarded-allow-ips", "10.9.9.9")
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
@@ -217,7 +252,7 @@ def test_rapid_reset_gets_goaway_enhance_your_calm(
 ) -> None:
     server = serve(APP, *H2C, "--http2-max-resets", "50")
     raw = raws(server.port)
-    for i in range(80):
+    for _ in range(80):
         sid = raw.h2.get_next_available_stream_id()
         raw.h2.send_headers(sid, REQ, end_stream=True)
         raw.h2.reset_stream(sid)
@@ -284,9 +319,9 @@ def test_shutdown_sends_goaway_and_finishes_the_streams_in_flight(
     server = serve(APP, *H2C)
     raw = raws(server.port)
     raw.h2.send_headers(1, [*REQ[:1], (":path", "/pid?s=1.5"), *REQ[2:]], end_stream=True)
+    raw.h2.ping(b"received")  # its ACK proves the HEADERS before it were read
     raw.flush()
-    raw.events_until(h2.events.SettingsAcknowledged)
-    time.sleep(0.3)  # noqa: TID251  # the request is with its worker (no line to wait for)
+    raw.events_until(h2.events.PingAckReceived)
     server.send(signal.SIGTERM)
     data = b""
     while chunk := raw.sock.recv(65536):
@@ -322,13 +357,14 @@ def test_nghttp_and_h2load(serve: Starter) -> None:
 
 @needs_nghttp
 def test_reload_under_h2_load_fails_no_stream(serve: Starter) -> None:
-    server = serve(APP, *H2C, workers=2)
+    server = serve(APP, *H2C, "--access-log", workers=2)
     load = subprocess.Popen(
         ["h2load", "-n", "3000", "-c", "2", "-m", "10", f"{server.url}/pid"],
         stdout=subprocess.PIPE,
         text=True,
     )
-    time.sleep(0.3)  # noqa: TID251  # let the load start before the reload
+    server.wait_for(r'"GET /pid HTTP/2\.0" 200')  # the load is on (and logged per stream)
     server.send(signal.SIGHUP)
     stdout, _ = load.communicate(timeout=60)
     assert "3000 succeeded, 0 failed" in stdout, stdout
+    server.wait_for("reload finished", timeout=30)

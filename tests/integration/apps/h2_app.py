@@ -2,7 +2,8 @@
 
 Routes: /pid (this worker's pid, after ?s= seconds), /echo (the request body
 back, with its length), /big?n= (n bytes), /proto (SERVER_PROTOCOL), /crash
-(the worker exits at once, mid-request).
+(the worker exits at once, mid-request),
+/crash-mid (it exits after its response started).
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ def app(environ, start_response):
         body = environ["SERVER_PROTOCOL"].encode()
     elif path == "/crash":
         os._exit(3)
+    elif path == "/crash-mid":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return crash_after_first_part()
     else:
         start_response("404 Not Found", [("Content-Length", "0")])
         return [b""]
@@ -36,3 +40,9 @@ def app(environ, start_response):
         [("Content-Type", "text/plain"), ("Content-Length", str(len(body))), ("Connection", "x")],
     )
     return [body]
+
+
+def crash_after_first_part():
+    yield b"first part"
+    time.sleep(0.2)
+    os._exit(3)
