@@ -185,7 +185,7 @@ class Http2Core:
         """Send our SETTINGS (and, after ``Upgrade: h2c``, answer stream 1's request)."""
         if upgrade_settings is not None:
             self._h2.initiate_upgrade_connection(upgrade_settings)
-            self._skip = len(PREFACE)
+            self.last_stream_id = 1  # the request that asked is stream 1, half-closed
         else:
             self._h2.initiate_connection()
         # a wider connection window than the 64 KiB default: uploads need not wait for it

@@ -233,7 +233,7 @@ class HttpConnection(asyncio.Protocol):
         self.h2_sniff = None  # HTTP/1.1: never asked again on this connection
         return seen
 
-    def switch_to_http2(self, data: bytes) -> None:
+    def switch_to_http2(self, data: bytes, upgrade: tuple[bytes, Request] | None = None) -> None:
         """From here on every byte is HTTP/2's (reactor/h2_conn.py)."""
         from swserve.protocol.http2 import Http2Core
         from swserve.reactor.h2_conn import H2Session, limits_of, spool
@@ -241,7 +241,32 @@ class HttpConnection(asyncio.Protocol):
         config = self.reactor.config
         core = Http2Core(limits_of(config), spool_size=config.body_spool_size, spool=spool)
         self.h2 = H2Session(self, core)
-        self.h2.start(data)
+        self.h2.start(data, upgrade)
+
+    def _h2c_upgrade(self, req: Request) -> bool:
+        """``Upgrade: h2c`` with one HTTP2-Settings (RFC 7540 §3.2), on cleartext, from a
+        peer --http2-cleartext allows: 101, and the request becomes stream 1."""
+        gate = self.reactor.http2
+        upgrade = [v for n, v in req.headers if n == b"upgrade"]
+        if not upgrade or upgrade[0].strip().lower() != b"h2c" or gate is None:
+            return False
+        settings = [v for n, v in req.headers if n == b"http2-settings"]
+        if len(settings) != 1 or self.transport.get_extra_info("ssl_object") is not None:
+            return False
+        if not gate.cleartext(self.transport.get_extra_info("peername")):
+            return False
+        self.transport.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: h2c\r\n\r\n"
+        )
+        hop = (b"upgrade", b"http2-settings", b"connection")
+        req.headers = [(n, v) for n, v in req.headers if n not in hop]
+        req.version = b"2"
+        self.current = None
+        self.pending.clear()
+        self.seq += 1
+        self.switch_to_http2(b"", (settings[0], req))
+        self.transport.resume_reading()
+        return True
 
     def eof_received(self) -> bool | None:
         # A client that closes its side has gone away, as nginx and uvicorn also
@@ -288,6 +313,8 @@ class HttpConnection(asyncio.Protocol):
             self.slot = None
             if self.reactor.metrics is not None:
                 self.submitted_at = time.monotonic()
+            if self.reactor.http2 is not None and self._h2c_upgrade(req):
+                return
             if self.reactor.websockets and wants_websocket(req):
                 checked = check_upgrade(req)
                 if isinstance(checked, int):  # 400, or 426 naming the version we speak

@@ -368,3 +368,43 @@ def test_reload_under_h2_load_fails_no_stream(serve: Starter) -> None:
     stdout, _ = load.communicate(timeout=60)
     assert "3000 succeeded, 0 failed" in stdout, stdout
     server.wait_for("reload finished", timeout=30)
+
+
+def upgrade_h2c(port: int) -> tuple[bytes, list[h2.events.Event]]:
+    """``Upgrade: h2c`` on a raw socket: the HTTP/1.1 reply head, then HTTP/2 events if 101."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        settings = conn.initiate_upgrade_connection()
+        s.sendall(
+            b"GET /proto HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+            b"Upgrade: h2c\r\nHTTP2-Settings: " + settings + b"\r\n\r\n"
+        )
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += s.recv(65536)
+        head, _, rest = data.partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 101"):
+            return head + b"\r\n\r\n" + rest, []
+        s.sendall(conn.data_to_send())
+        events = conn.receive_data(rest) if rest else []
+        while not any(isinstance(e, h2.events.StreamEnded) for e in events):
+            chunk = s.recv(65536)
+            assert chunk, events
+            events += conn.receive_data(chunk)
+            s.sendall(conn.data_to_send())
+        return head, events
+
+
+def test_upgrade_h2c_makes_the_request_stream_1(serve: Starter) -> None:
+    server = serve(APP, *H2C)
+    head, events = upgrade_h2c(server.port)
+    assert head.startswith(b"HTTP/1.1 101")
+    assert b"upgrade: h2c" in head.lower()
+    data = b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived))
+    assert data == b"HTTP/2"  # answered on stream 1, over HTTP/2
+    # from a peer outside --forwarded-allow-ips, the upgrade is ignored: plain HTTP/1.1
+    other = serve(APP, *H2C, "--forwarded-allow-ips", "10.9.9.9")
+    reply, none = upgrade_h2c(other.port)
+    assert reply.startswith(b"HTTP/1.1 200")
+    assert reply.endswith(b"HTTP/1.1")
+    assert none == []
