@@ -26,11 +26,22 @@ from typing import Final
 from websockets.exceptions import InvalidHeader, NegotiationError
 from websockets.extensions.base import Extension
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
-from websockets.frames import BINARY, CONT, PONG, TEXT, Frame
+from websockets.frames import BINARY, CLOSE, CONT, PONG, TEXT, Frame
 from websockets.headers import build_extension, parse_extension
 from websockets.protocol import CLOSED, OPEN, SEND_EOF, Protocol, Side
 
 from swserve.protocol.ws_handshake import ABNORMAL, NORMAL, Closed, Event, Message
+
+
+class _Protocol(Protocol):
+    """``websockets``' protocol, with one change: a close frame amid a fragmented message
+    ends the session cleanly (RFC 6455 §5.4 lets control frames come between fragments;
+    the unfinished message is dropped) where ``websockets`` fails it with 1002."""
+
+    def recv_frame(self, frame: Frame) -> None:
+        if frame.opcode is CLOSE:
+            self.current_size = None
+        super().recv_frame(frame)
 
 
 def deflate_factory() -> ServerPerMessageDeflateFactory:
@@ -108,7 +119,7 @@ class WebSocketCore:
     )
 
     def __init__(self, max_size: int, extensions: list[Extension] | None = None) -> None:
-        proto = Protocol(Side.SERVER, state=OPEN, max_size=max_size or None)
+        proto = _Protocol(Side.SERVER, state=OPEN, max_size=max_size or None)
         if extensions:
             proto.extensions = list(extensions)
         self._proto = proto

@@ -344,3 +344,19 @@ def test_a_message_over_max_payload_travels_in_parts() -> None:
     assert b"".join(bytes(f[4]) for f in frames) == data
     small = framing.message_frames(1, 2, False, b"hi")
     assert decoder.feed(b"".join(small)) == [(framing.WS_MESSAGE, 0, 1, 2, b"hi")]
+
+
+def test_a_close_amid_a_fragmented_message_is_a_clean_close() -> None:
+    # Autobahn 7.1.5: control frames may come between fragments (RFC 6455 §5.4)
+    peer = client()
+    peer.send_text(b"frag", fin=False)
+    data = wire(peer)
+    data += Frame(Opcode.CLOSE, struct.pack("!H", 1000)).serialize(mask=True, extensions=[])
+    data += Frame(Opcode.CONT, b"ment").serialize(mask=True, extensions=[])
+    core = WebSocketCore(1 << 20)
+    assert core.feed(data) == [Closed(1000, "")]
+    out = core.output()
+    frame = out[0]
+    assert frame is not None
+    assert struct.unpack("!H", frame[2:4])[0] == 1000
+    assert out[-1] is None
