@@ -26,6 +26,8 @@ from h2.errors import ErrorCodes
 
 from tests.integration.conftest import Server, Starter
 
+pytestmark = pytest.mark.modes("process", "reactors")
+
 APP = "h2_app:app"
 H2C = ("--http2", "on")  # 127.0.0.1 is in the default --forwarded-allow-ips
 needs_nghttp = pytest.mark.skipif(
