@@ -113,6 +113,7 @@ def point(
     argv = [*pinning.server_prefix(), *server_argv(name, app, interface, port)]
     log_path = tmp / f"{name}-{app.replace(':', '_')}.log"
     mixed = app.startswith("h2_mixed")
+    req_log = tmp / f"{name}-mixed.tsv"
     probe = "/fast" if mixed else "/"
     env = {**os.environ, "PYTHONPATH": str(APPS)}
     with (
@@ -129,7 +130,6 @@ def point(
             uris = tmp / "uris"
             base = f"http://{HOST}:{port}"
             uris.write_text("".join(f"{base}/{'slow' if i == 0 else 'fast'}\n" for i in range(10)))
-            req_log = tmp / f"{name}-mixed.tsv"
             out = h2load(pinning, port, "", args, ["-i", str(uris), "--log-file", str(req_log)])
         else:
             out = h2load(pinning, port, probe, args)

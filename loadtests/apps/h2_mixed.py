@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from mixed import DELAYS
+from mixed import DELAYS  # type: ignore[import-not-found]  # run from loadtests/apps
 
 
 def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:

@@ -377,6 +377,7 @@ def upgrade_h2c(port: int) -> tuple[bytes, list[h2.events.Event]]:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
         settings = conn.initiate_upgrade_connection()
+        assert settings is not None
         s.sendall(
             b"GET /proto HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
             b"Upgrade: h2c\r\nHTTP2-Settings: " + settings + b"\r\n\r\n"
