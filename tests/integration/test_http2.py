@@ -411,3 +411,16 @@ def test_upgrade_h2c_makes_the_request_stream_1(serve: Starter) -> None:
     assert reply.startswith(b"HTTP/1.1 200")
     assert reply.endswith(b"HTTP/1.1")
     assert none == []
+
+
+def test_metrics_count_each_stream(serve: Starter) -> None:
+    from tests.integration.test_metrics import METRICS_ARGS, metrics_port, poll, requests_by_label
+
+    server = serve(APP, *H2C, *METRICS_ARGS)
+    port = metrics_port(server)
+    responses = asyncio.run(gather_get(server, ["/pid"] * 5 + ["/nothing"]))
+    assert sorted(r.status_code for r in responses) == [200] * 5 + [404]
+    samples = poll(port, lambda s: requests_by_label(s).get(("GET", "4xx")) == 1, "the 404")
+    counts = requests_by_label(samples)
+    assert counts[("GET", "2xx")] == 5
+    assert counts[("GET", "4xx")] == 1
