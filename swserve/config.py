@@ -488,8 +488,8 @@ class Config:
         100,
         kind="int",
         section="HTTP/2",
-        help="Streams a client may have open at once on one connection (SETTINGS); more: "
-        "RST_STREAM REFUSED_STREAM.",
+        help="Streams a client may have open at once on one connection (SETTINGS); a client "
+        "that opens more gets GOAWAY PROTOCOL_ERROR.",
     )
     http2_max_resets: int = setting(
         200,

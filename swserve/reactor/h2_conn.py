@@ -81,6 +81,17 @@ def header_lines(block: bytes, skip: frozenset[bytes] = CONNECTION_HEADERS) -> H
     return out
 
 
+_date_server: tuple[bytes, Headers] = (b"", [])
+
+
+def date_server_fields(block: bytes) -> Headers:
+    """The reactor's cached Date/Server lines as fields (parsed once per second)."""
+    global _date_server
+    if _date_server[0] is not block:
+        _date_server = (block, header_lines(block))
+    return _date_server[1]
+
+
 class H2Session:
     """The HTTP/2 side of one client connection."""
 
@@ -158,7 +169,7 @@ class H2Session:
         ]
         if retry_after:
             headers.append((b"retry-after", b"%d" % retry_after))
-        headers += header_lines(self.conn.reactor.date_server)
+        headers += date_server_fields(self.conn.reactor.date_server)
         self.core.respond(stream_id, status, headers, end=False)
         self.core.send_body(stream_id, body, True, self.conn.reactor.now)
         self.flush()
@@ -278,7 +289,7 @@ class H2Stream(HttpConnection):
         assert req is not None
         h2session = self.h2session
         fields = header_lines(headers)
-        date_server = header_lines(self.reactor.date_server)
+        date_server = date_server_fields(self.reactor.date_server)
         if flags & serializer.HAS_DATE:
             date_server = [f for f in date_server if f[0] != b"date"]
         if flags & serializer.HAS_SERVER:

@@ -296,7 +296,7 @@ def test_a_continuation_flood_gets_goaway(serve: Starter, raws: Callable[[int], 
     assert got.error_code == ErrorCodes.ENHANCE_YOUR_CALM
 
 
-def test_too_many_streams_are_refused(serve: Starter, raws: Callable[[int], Raw]) -> None:
+def test_max_concurrent_streams_is_advertised(serve: Starter, raws: Callable[[int], Raw]) -> None:
     server = serve(APP, *H2C, "--http2-max-concurrent-streams", "2")
     raw = raws(server.port)
     raw.events_until(h2.events.RemoteSettingsChanged)
