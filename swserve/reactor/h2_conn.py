@@ -159,6 +159,8 @@ class H2Session:
         reactor = self.conn.reactor
         reactor.sessions[stream.session] = stream
         reactor.submit(stream)
+        if self.conn.write_paused and stream.slot is not None:
+            reactor.flow(stream, framing.BUFFER_FULL)  # the client is behind already
 
     def answer(self, stream_id: int, status: int, retry_after: int = 0) -> None:
         """A small error response of the reactor's own on one stream."""
@@ -264,7 +266,9 @@ class H2Stream(HttpConnection):
         self.paused_since = 0.0
         self.spooled = None
         self.slow_logged = False
-        self.write_paused = owner.write_paused
+        # the connection's socket buffer is the session's business (H2Session.sweep);
+        # the reactor's sweep must not see a stream as a paused connection
+        self.write_paused = False
         self.status = 0
         self.sent = 0
         self.plan = None
