@@ -382,8 +382,8 @@ class Http2Core:
     ) -> bool:
         """Queue ``data`` on the stream and send what the windows allow.  → is it blocked?"""
         pending = self._sending.get(stream_id)
-        if pending is None:
-            return False  # reset meanwhile, or a response with no body
+        if pending is None or self.ended:
+            return False  # reset meanwhile, a response with no body, or the connection ended
         if data:
             pending.parts.append(memoryview(data).cast("B"))
             pending.size += len(data)

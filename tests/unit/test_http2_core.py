@@ -257,3 +257,18 @@ def test_the_preface_is_checked() -> None:
     assert events
     assert isinstance(events[0], ConnectionEnded)
     assert PREFACE.startswith(b"PRI * HTTP/2.0")
+
+
+def test_nothing_goes_out_after_a_goaway_that_ends_the_connection() -> None:
+    server, client = pair(Limits(per_second=1))
+    client.send_headers(1, REQ, end_stream=True)
+    feed(server, client.data_to_send(), 0.0)
+    server.respond(1, 200, [], end=False)
+    client.ping(b"12345678")
+    client.ping(b"87654321")
+    assert ConnectionEnded(ErrorCodes.ENHANCE_YOUR_CALM) in feed(server, client.data_to_send())
+    server.data_to_send()
+    assert server.send_body(1, b"late", True, 0.0) is False
+    server.reset(1)
+    server.goaway()
+    assert server.data_to_send() == b""
