@@ -459,12 +459,12 @@ class Config:
         -1.0,
         kind="float",
         section="WebSockets",
-        default_doc="--graceful-timeout",
+        default_doc="in time for the kill deadlines",
         help="Seconds open sessions of a reloaded or retiring worker, or of a server that "
         "shuts down, may go on before the reactor closes them (1012, or 1001 on shutdown). "
-        "No worker is killed before this has passed: a retiring one gets this plus 5 s if "
-        "that exceeds --max-wait-time, a shutdown this plus 1 s if that exceeds "
-        "--graceful-timeout.",
+        "Default: until 5 s before --max-wait-time (reload; at most --graceful-timeout), "
+        "1 s before --graceful-timeout (shutdown). A value given moves those deadlines "
+        "instead when it is longer: no worker is killed under its sessions.",
     )
     http2: str = setting(
         "off",
@@ -683,26 +683,44 @@ class Config:
     def jitter(self) -> int:
         return self.max_requests // 2 if self.max_requests_jitter < 0 else self.max_requests_jitter
 
+    # WebSocket drains and the kill deadlines around them.  An explicit --ws-drain-timeout
+    # moves the deadlines (no worker is killed under its sessions); the default moves
+    # nothing: the sessions are closed in time for the deadlines HTTP already has.
+
     @property
     def ws_drain(self) -> float:
         """--ws-drain-timeout, with its default (--graceful-timeout) applied."""
         return self.graceful_timeout if self.ws_drain_timeout < 0 else self.ws_drain_timeout
 
     @property
+    def ws_stop_drain(self) -> float:
+        """How long sessions go on once a shutdown began, before their 1001."""
+        if self.ws_drain_timeout >= 0:
+            return self.ws_drain_timeout
+        return max(0.0, self.graceful_timeout - 1.0)  # a second for the close handshakes
+
+    @property
+    def ws_retire_drain(self) -> float:
+        """How long a retiring worker's sessions go on, before their 1012."""
+        if self.ws_drain_timeout >= 0:
+            return self.ws_drain_timeout
+        return min(self.graceful_timeout, max(0.0, self.max_wait_time - WS_CLOSE_WAIT))
+
+    @property
     def stop_wait(self) -> float:
-        """How long a shutdown waits for what is open: --graceful-timeout, but never less
-        than the WebSocket drain plus a second for the 1001 close handshakes."""
-        if self.ws == "none":
+        """How long a shutdown waits for what is open: --graceful-timeout, or an explicit
+        --ws-drain-timeout plus a second for the 1001 close handshakes if that is longer."""
+        if self.ws == "none" or self.ws_drain_timeout < 0:
             return self.graceful_timeout
-        return max(self.graceful_timeout, self.ws_drain + 1.0)
+        return max(self.graceful_timeout, self.ws_drain_timeout + 1.0)
 
     @property
     def retire_wait(self) -> float:
-        """How long a retiring worker lives before SIGKILL: --max-wait-time, but never less
-        than the WebSocket drain plus the time its 1012 close handshakes take."""
-        if self.ws == "none":
+        """How long a retiring worker lives before SIGKILL: --max-wait-time, or the
+        WebSocket drain plus the time its 1012 close handshakes take if that is longer."""
+        if self.ws == "none" or self.ws_drain_timeout < 0:
             return self.max_wait_time
-        return max(self.max_wait_time, self.ws_drain + WS_CLOSE_WAIT)
+        return max(self.max_wait_time, self.ws_drain_timeout + WS_CLOSE_WAIT)
 
     @property
     def binds(self) -> tuple[str, ...]:

@@ -285,7 +285,7 @@ class WsSessions:
         if config.ws_ping_interval:
             parts += (config.ws_ping_interval / 2, config.ws_ping_timeout / 2)
         if self.retiring or self.drain_at:
-            parts.append(max(0.05, config.ws_drain / 4))
+            parts.append(max(0.05, min(config.ws_retire_drain, config.ws_stop_drain) / 4))
         return max(0.05, min(parts))
 
     def _schedule(self) -> None:
@@ -296,13 +296,12 @@ class WsSessions:
     def _sweep(self) -> None:
         self._timer = None
         now = self.clock()
-        drain = self.config.ws_drain
         config = self.config
         for key, since in list(self.retiring.items()):
-            if now - since >= drain:
+            if now - since >= config.ws_retire_drain:
                 for ws in list(self.by_peer.get(key, ())):
                     ws.go_away(SERVICE_RESTART)
-        if self.drain_at and now - self.drain_at >= drain:
+        if self.drain_at and now - self.drain_at >= self._drain_for():
             for ws in list(self.by_id.values()):
                 ws.go_away(self.drain_code)
         for ws in list(self.by_id.values()):
@@ -316,7 +315,7 @@ class WsSessions:
         self.retiring[key] = self.clock()  # also covers a handshake the app accepts later
         if self.by_peer.get(key):
             self._restart_timer()
-            if self.config.ws_drain == 0:
+            if self.config.ws_retire_drain == 0:
                 self._sweep()
 
     def drain(self, code: int = GOING_AWAY) -> None:
@@ -326,8 +325,14 @@ class WsSessions:
             self.drain_at = self.clock()
             self.drain_code = code
             self._restart_timer()
-            if self.config.ws_drain == 0 and self.by_id:
+            if self._drain_for() == 0 and self.by_id:
                 self._sweep()
+
+    def _drain_for(self) -> float:
+        config = self.config
+        return (
+            config.ws_retire_drain if self.drain_code == SERVICE_RESTART else config.ws_stop_drain
+        )
 
     def _restart_timer(self) -> None:
         if self._timer is not None:

@@ -180,8 +180,12 @@ def test_reload_with_1000_sessions_and_http_traffic(serve: Starter) -> None:
         (("--max-wait-time", "1", "--ws-drain-timeout", "2.5"), signal.SIGHUP, 1012),
         # --graceful-timeout alone would end the shutdown (and kill base-mode workers) at 1 s
         (("--graceful-timeout", "1", "--ws-drain-timeout", "2.5"), signal.SIGTERM, 1001),
+        # the default drain: 5 s before --max-wait-time, so the deadline stays where it is
+        (("--max-wait-time", "7.5"), signal.SIGHUP, 1012),
+        # ... and 1 s before --graceful-timeout
+        (("--graceful-timeout", "3.5"), signal.SIGTERM, 1001),
     ],
-    ids=["reload", "shutdown"],
+    ids=["reload", "shutdown", "reload-default", "shutdown-default"],
 )
 def test_no_worker_is_killed_before_its_sessions_drained(
     serve: Starter, args: tuple[str, ...], sig: int, code: int

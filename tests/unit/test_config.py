@@ -162,21 +162,20 @@ def test_reactor_count_is_derived_from_workers_and_cores() -> None:
     assert reactor_count(dataclasses.replace(Config(), workers=1, reactors=0)) == 1
 
 
-def test_websocket_drain_defaults_to_the_graceful_timeout_and_delays_the_kill() -> None:
+def test_websocket_drains_and_the_kill_deadlines() -> None:
+    # the default moves no deadline: sessions close in time for the ones HTTP has
     config = Config()
-    assert config.ws_drain == config.graceful_timeout == 30
-    # a retiring worker with sessions is not killed before its sessions got 1012
-    assert config.retire_wait == 35
+    assert (config.ws_retire_drain, config.retire_wait) == (25.0, 30.0)
+    assert (config.ws_stop_drain, config.stop_wait) == (29.0, 30.0)
+    config = build_config({"max_wait_time": 1.0})
+    assert (config.ws_retire_drain, config.retire_wait) == (0.0, 1.0)
+    # an explicit drain moves the deadlines instead: no worker is killed under its sessions
     config = build_config({"ws_drain_timeout": 2.0, "max_wait_time": 10.0})
-    assert (config.ws_drain, config.retire_wait) == (2.0, 10.0)
+    assert (config.ws_retire_drain, config.retire_wait, config.stop_wait) == (2.0, 10.0, 30.0)
     config = build_config({"ws_drain_timeout": 60.0, "max_wait_time": 10.0})
-    assert config.retire_wait == 65.0
+    assert (config.retire_wait, config.stop_wait) == (65.0, 61.0)
     config = build_config({"ws": "none", "ws_drain_timeout": 60.0, "max_wait_time": 10.0})
-    assert config.retire_wait == 10.0
-    # a shutdown waits for the drain and the 1001 close handshakes
-    assert Config().stop_wait == 31.0
-    assert build_config({"ws_drain_timeout": 2.0}).stop_wait == 30.0
-    assert build_config({"ws": "none", "ws_drain_timeout": 60.0}).stop_wait == 30.0
+    assert (config.retire_wait, config.stop_wait) == (10.0, 30.0)
 
 
 @pytest.mark.parametrize(
