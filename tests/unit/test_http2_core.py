@@ -9,6 +9,7 @@ import h2.settings
 import pytest
 from h2.errors import ErrorCodes
 from hyperframe.frame import ContinuationFrame, HeadersFrame, PingFrame, SettingsFrame
+from hypothesis import given, strategies as st
 
 from swserve.protocol.http2 import (
     HIGH,
@@ -272,3 +273,23 @@ def test_nothing_goes_out_after_a_goaway_that_ends_the_connection() -> None:
     server.reset(1)
     server.goaway()
     assert server.data_to_send() == b""
+
+
+@given(st.lists(st.integers(min_value=1, max_value=200), min_size=1, max_size=30))
+def test_requests_are_the_same_at_any_split_points(cuts: list[int]) -> None:
+    server, client = pair()
+    for sid in (1, 3, 5):
+        client.send_headers(sid, [*REQ, (b"x-n", b"%d" % sid)])
+        client.send_data(sid, b"b" * (sid * 100), end_stream=True)
+    data = client.data_to_send()
+    events: list[object] = []
+    start = 0
+    for cut in cuts:
+        events += server.receive(data[start : start + cut], 0.0)
+        start += cut
+    events += server.receive(data[start:], 0.0)
+    ready = {e.stream_id: e.request for e in events if isinstance(e, RequestReady)}
+    assert sorted(ready) == [1, 3, 5]
+    for sid, req in ready.items():
+        assert (b"x-n", b"%d" % sid) in req.headers
+        assert bytes(req.body) == b"b" * (sid * 100)
