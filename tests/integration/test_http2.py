@@ -424,3 +424,18 @@ def test_metrics_count_each_stream(serve: Starter) -> None:
     counts = requests_by_label(samples)
     assert counts[("GET", "2xx")] == 5
     assert counts[("GET", "4xx")] == 1
+
+
+@needs_nghttp
+def test_recycling_under_h2_load_fails_no_stream(serve: Starter) -> None:
+    server = serve(APP, *H2C, "--max-requests", "100", "--max-requests-jitter", "0", workers=2)
+    before = {pid for pid, title in server.children().items() if "worker" in title}
+    load = subprocess.run(
+        ["h2load", "-n", "1500", "-c", "2", "-m", "10", f"{server.url}/pid"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "1500 succeeded, 0 failed" in load.stdout, load.stdout
+    after = {pid for pid, title in server.children().items() if "worker" in title}
+    assert before - after  # workers were replaced while the connections went on
