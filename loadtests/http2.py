@@ -11,8 +11,7 @@ Two parts, each point a fresh server (2 workers) measured with h2load from nghtt
   h2load's per-request log. In swserve the streams of one connection go to different workers;
   in the others all streams of a connection share the worker that accepted it.
 
-swserve-base is listed for completeness: ``--http2 on`` with ``--mode base`` is a start-up
-error (docs/http2.md), so it has no figures.
+swserve-base is swserve ``--mode base``: each worker serves the streams of its own connections.
 
 Usage (from the repository root; granian and hypercorn installed in the same venv):
 
@@ -59,10 +58,12 @@ def free_port() -> int:
 
 def server_argv(name: str, app: str, interface: str, port: int) -> list[str]:
     bin_dir = Path(sys.executable).parent
-    if name == "swserve":
+    if name in ("swserve", "swserve-base"):
+        mode = "base" if name == "swserve-base" else "process"
         return [
             sys.executable, "-m", "swserve", app, "--app-dir", str(APPS), "--http2", "on",
             "--bind", f"{HOST}:{port}", "--workers", str(WORKERS), "--threads", "1",
+            "--mode", mode,
         ]  # fmt: skip
     if name == "granian":
         return [
@@ -190,9 +191,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             plan.append(("h2_mixed:app", "wsgi", "mixed"))
         for app, iface, label in plan:
             for name in servers:
-                if name == "swserve-base":
-                    rows.append({"server": name, "app": label, "note": "start-up error"})
-                    continue
                 try:
                     row = point(name, app, iface, args, pinning, Path(tmp))
                 except (PointError, subprocess.TimeoutExpired) as exc:

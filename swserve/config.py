@@ -835,11 +835,8 @@ def problems(values: dict[str, Any]) -> list[str]:
         except ConfigError as exc:
             out.append(str(exc))
     out += _dispatch_problems(values)
-    if values.get("http2") == "on":
-        if values.get("mode") == "base":
-            out.append("--http2 on needs --mode process: base-mode workers speak HTTP/1.1 only")
-        if importlib.util.find_spec("h2") is None:
-            out.append("--http2 on needs the h2 package: pip install 'swserve[http2]'")
+    if values.get("http2") == "on" and importlib.util.find_spec("h2") is None:
+        out.append("--http2 on needs the h2 package: pip install 'swserve[http2]'")
     if values.get("reactors", 0) > 1 and values.get("mode") == "base":
         out.append("--reactors applies to process mode: in base mode every worker serves itself")
     if values.get("reload") and values.get("daemon"):

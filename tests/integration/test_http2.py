@@ -26,10 +26,14 @@ from h2.errors import ErrorCodes
 
 from tests.integration.conftest import Server, Starter
 
-pytestmark = pytest.mark.modes("process", "reactors")
+pytestmark = pytest.mark.modes("process", "base", "reactors")
 
 APP = "h2_app:app"
-H2C = ("--http2", "on")  # 127.0.0.1 is in the default --forwarded-allow-ips
+H2C = ("--http2", "on")
+BASE_ONE_WORKER = (
+    "base mode: the worker that accepted a connection runs all its streams (and takes the "
+    "connection with it when it dies)"
+)  # 127.0.0.1 is in the default --forwarded-allow-ips
 needs_nghttp = pytest.mark.skipif(
     shutil.which("h2load") is None or shutil.which("nghttp") is None,
     reason="nghttp2-client (Debian) is not installed",
@@ -53,13 +57,16 @@ async def gather_get(server: Server, paths: list[str]) -> list[httpx.Response]:
         return list(await asyncio.gather(*(c.get(p) for p in paths)))
 
 
-def test_streams_of_one_connection_run_on_different_workers(serve: Starter) -> None:
+def test_streams_of_one_connection_run_on_different_workers(serve: Starter, mode: str) -> None:
     server = serve(APP, *H2C, workers=4)
     responses = asyncio.run(gather_get(server, ["/pid?s=0.5"] * 8))
     assert {r.status_code for r in responses} == {200}
     assert {r.http_version for r in responses} == {"HTTP/2"}
     pids = {r.text for r in responses}
-    assert len(pids) >= 3, pids  # one connection, several workers at once
+    if mode == "base":  # the worker that accepted the connection runs all its streams
+        assert len(pids) == 1, pids
+    else:
+        assert len(pids) >= 3, pids  # one connection, several workers at once
 
 
 def test_the_app_sees_http2_and_connection_headers_are_dropped(serve: Starter) -> None:
@@ -85,7 +92,9 @@ def test_large_bodies_both_ways_with_flow_control(serve: Starter) -> None:
     assert len(big.content) == 20_000_000
 
 
-def test_a_slow_stream_does_not_hold_up_a_fast_one(serve: Starter) -> None:
+def test_a_slow_stream_does_not_hold_up_a_fast_one(serve: Starter, mode: str) -> None:
+    if mode == "base":
+        pytest.skip(BASE_ONE_WORKER)
     server = serve(APP, *H2C, workers=2)
 
     async def run() -> list[str]:
@@ -105,14 +114,18 @@ def test_a_slow_stream_does_not_hold_up_a_fast_one(serve: Starter) -> None:
     assert asyncio.run(run()) == ["fast", "slow"]
 
 
-def test_a_worker_that_dies_fails_only_its_own_stream(serve: Starter) -> None:
+def test_a_worker_that_dies_fails_only_its_own_stream(serve: Starter, mode: str) -> None:
+    if mode == "base":
+        pytest.skip(BASE_ONE_WORKER)
     server = serve(APP, *H2C, workers=2)
     crashed, fine = asyncio.run(gather_get(server, ["/crash", "/pid?s=0.2"]))
     assert crashed.status_code == 502
     assert fine.status_code == 200
 
 
-def test_a_worker_that_dies_mid_response_resets_only_its_stream(serve: Starter) -> None:
+def test_a_worker_that_dies_mid_response_resets_only_its_stream(serve: Starter, mode: str) -> None:
+    if mode == "base":
+        pytest.skip(BASE_ONE_WORKER)
     server = serve(APP, *H2C, workers=2)
 
     async def run() -> tuple[BaseException | httpx.Response, ...]:
@@ -165,7 +178,9 @@ def test_http11_still_works_beside_h2c(serve: Starter) -> None:
     assert (r.http_version, r.text) == ("HTTP/1.1", "HTTP/1.1")
 
 
-def test_h2_over_tls_by_alpn_with_http11_fallback(serve: Starter, tmp_path: Path) -> None:
+def test_h2_over_tls_by_alpn_with_http11_fallback(
+    serve: Starter, tmp_path: Path, mode: str
+) -> None:
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1")
     chain, key = tmp_path / "chain.pem", tmp_path / "key.pem"
@@ -181,18 +196,13 @@ def test_h2_over_tls_by_alpn_with_http11_fallback(serve: Starter, tmp_path: Path
 
     responses = asyncio.run(run())
     assert {r.http_version for r in responses} == {"HTTP/2"}
-    assert len({r.text for r in responses}) >= 2
+    seen = len({r.text for r in responses})
+    if mode == "base":
+        assert seen == 1
+    else:
+        assert seen >= 2
     old = httpx.get(server.url + "/proto", verify=ctx, timeout=10)  # ALPN http/1.1
     assert (old.http_version, old.text) == ("HTTP/1.1", "HTTP/1.1")
-
-
-def test_http2_with_base_mode_is_a_clear_start_up_error(serve: Starter) -> None:
-    server = serve(APP, *H2C, "--mode", "base", wait=False)
-    server.expected_exit = 2
-    code = server.wait_exit(30)
-    assert code != 0
-    assert "--http2 on needs --mode process" in server.logs()
-    assert "Traceback" not in server.logs()
 
 
 # -- a raw h2 client over a socket: floods and GOAWAY ------------------------------------
@@ -316,14 +326,14 @@ def frames(data: bytes) -> list[tuple[int, int, int, bytes]]:
 
 
 def test_shutdown_sends_goaway_and_finishes_the_streams_in_flight(
-    serve: Starter, raws: Callable[[int], Raw]
+    serve: Starter, raws: Callable[[int], Raw], mode: str
 ) -> None:
     server = serve(APP, *H2C)
     raw = raws(server.port)
     raw.h2.send_headers(1, [*REQ[:1], (":path", "/pid?s=1.5"), *REQ[2:]], end_stream=True)
     raw.h2.ping(b"received")  # its ACK proves the HEADERS before it were read
     raw.flush()
-    raw.events_until(h2.events.PingAckReceived)
+    early = raw.events_until(h2.events.PingAckReceived)
     server.send(signal.SIGTERM)
     data = b""
     while chunk := raw.sock.recv(65536):
@@ -334,6 +344,10 @@ def test_shutdown_sends_goaway_and_finishes_the_streams_in_flight(
     payload = goaway[0][3]
     assert int.from_bytes(payload[:4], "big") == 1  # the last stream id
     assert int.from_bytes(payload[4:8], "big") == ErrorCodes.NO_ERROR
+    if mode == "base":  # the app ran inline, before the PING was even read: answered
+        assert any(isinstance(e, h2.events.StreamEnded) and e.stream_id == 1 for e in early)
+        assert server.wait_exit(30) == 0
+        return
     # after it, stream 1's response, to its end
     after = got[got.index(goaway[0]) :]
     assert any(kind == 0x1 and sid == 1 for kind, _, sid, _ in after)
