@@ -18,9 +18,14 @@ MASTER_SIGNALS: Final = (
     signal.SIGTTOU,
 )
 
+# ``swserve ctl slowlog``: a worker writes its stacks now (worker/slowlog.py).  Its
+# default action would end the process, so it is ignored until a worker's handler
+# is installed (the manager ignores it too, and its forks inherit that).
+DUMP_SIGNAL: Final = signal.SIGRTMIN + 1
+
 
 def ignore_master_signals() -> None:
-    for sig in MASTER_SIGNALS:
+    for sig in (*MASTER_SIGNALS, DUMP_SIGNAL):
         signal.signal(sig, signal.SIG_IGN)
 
 

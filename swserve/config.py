@@ -580,6 +580,15 @@ class Config:
         help="Serve Prometheus metrics (/metrics), /healthz and /readyz from the master "
         "on this address, aggregated over every worker (off when empty).",
     )
+    control_socket: str = setting(
+        "auto",
+        kind="str",
+        section="Observability",
+        metavar="PATH",
+        help="The master's control socket for `swserve ctl` and `swserve top` (mode 0600, "
+        "only the server's user and root may connect); auto: next to --pid-file, else "
+        "$XDG_RUNTIME_DIR/swserve/PID.sock or /tmp/swserve-UID/PID.sock; none: off.",
+    )
     mode: str = setting(
         "process",
         kind="choice",
@@ -790,6 +799,7 @@ _CHECKS: Final[tuple[tuple[str, Callable[[Any], bool], str], ...]] = (
     ("ws_drain_timeout", lambda v: v >= 0 or v == -1, "must not be negative"),
     ("http2_max_concurrent_streams", lambda v: v >= 1, "must be at least 1"),
     ("http2_max_resets", lambda v: v >= 1, "must be at least 1"),
+    ("control_socket", lambda v: bool(v.strip()), "must be a path, auto or none"),
 )
 
 

@@ -18,6 +18,7 @@ master → manager             meaning
 ``timeout PID``              a request on it ran past --timeout: stop and replace it
 ``reload``                   replace every worker (SIGHUP/SIGUSR1 to the master)
 ``scale 1`` / ``scale -1``   SIGTTIN / SIGTTOU to the master
+``scale-to N``               ``swserve ctl scale N``: as many of those as it takes
 ===========================  ==========================================================
 
 ===========================  ==========================================================
@@ -305,6 +306,9 @@ class Manager:
                 self.apply(sup.reload(now))
             elif command == "scale":
                 self.apply(sup.scale(int(parts[1]), now))
+            elif command == "scale-to":  # `swserve ctl scale N`: one step at a time
+                for step in policy.steps_to(sup.target, int(parts[1])):
+                    self.apply(sup.scale(step, now))
 
     def stop_all(self) -> int:
         """SIGTERM every worker, wait up to the graceful timeout, then SIGKILL the rest."""

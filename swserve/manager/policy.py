@@ -411,6 +411,12 @@ class Supervisor:
         return actions
 
 
+def steps_to(current: int, target: int) -> list[int]:
+    """The ``scale(±1)`` steps that take ``current`` workers to ``target`` (at least 1)."""
+    target = max(1, target)
+    return [1 if target > current else -1] * abs(target - current)
+
+
 def request_limit(max_requests: int, jitter: int, rng: random.Random | None = None) -> int:
     """One worker's own --max-requests: N + random(0, J), as Swoole does (0: never).
 

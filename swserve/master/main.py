@@ -43,6 +43,7 @@ from swserve.errors import EXIT_APP_LOAD, EXIT_ERROR, EXIT_OK, ConfigError
 from swserve.hooks import Hooks, Server as HookServer, load as load_hooks
 from swserve.ipc import busy
 from swserve.logs import forward_reopen, setup as setup_logging
+from swserve.master.control import ControlServer, ControlSocket, bind as bind_control
 from swserve.master.listeners import Listener, open_listeners
 from swserve.master.stats import Stats
 from swserve.process_setup import ProcessSetup
@@ -82,7 +83,8 @@ def run(config: Config) -> int:
         hooks = load_hooks(config.hooks)  # before any fork: every process shares the module
         listeners = open_listeners(config)
         metrics = _bind_metrics(config.metrics_bind)
-        setup.after_bind(listeners)  # --daemon, --pid-file, then drop to --user/--group
+        # --daemon, --pid-file, the control socket (as root, given to --user), then the drop
+        control_sock = setup.after_bind(listeners, lambda who: bind_control(config, who))
     except ConfigError as exc:
         log.error("%s", exc)
         return EXIT_ERROR
@@ -116,6 +118,8 @@ def run(config: Config) -> int:
                         listener.sock.close()
                 if metrics is not None:
                     metrics.close()
+                if control_sock is not None:
+                    control_sock.sock.close()
                 from swserve.manager.main import run as run_manager
 
                 code = run_manager(config, ipc_paths, theirs, hooks, inherited)
@@ -134,6 +138,8 @@ def run(config: Config) -> int:
         close = [ours, *(listener.sock for listener in listeners)]
         if metrics is not None:
             close.append(metrics.listener.sock)
+        if control_sock is not None:
+            close.append(control_sock.sock)
         children = fork_reactors(config, ipc_socks[1:], tls, close)
         # SIGRTMIN: the manager passes it on to the workers
         forward_reopen(lambda: (pid, *(child.pid for child in children)))
@@ -151,12 +157,15 @@ def run(config: Config) -> int:
                 hooks,
                 metrics=metrics,
                 children=children,
+                control_sock=control_sock,
             )
             return loop.run_until_complete(master.main())
         finally:
             loop.close()
     finally:
         setup.close()
+        if control_sock is not None:
+            control_sock.close()
         shutil.rmtree(ipc_dir, ignore_errors=True)
         for listener in listeners:
             if listener.address.family == "unix":
@@ -202,6 +211,7 @@ class Master:
         hooks: Hooks,
         metrics: MetricsEndpoint | None = None,
         children: list[ReactorChild] | None = None,
+        control_sock: ControlSocket | None = None,
     ) -> None:
         self.config = config
         self.children = children or []  # reactors 1 … N-1 (reactor/process.py)
@@ -224,6 +234,8 @@ class Master:
         self.halt: tuple[int, str] | None = None
         self.stats = Stats()
         self.metrics = metrics
+        self.control_sock = control_sock  # `swserve ctl` (master/control.py)
+        self.control_server: ControlServer | None = None
         self._control_buf = b""
         self._child_pidfds: dict[int, int] = {}
         self._children_gone = asyncio.Event()
@@ -278,6 +290,14 @@ class Master:
             from swserve.metrics.exposition import render
 
             await self.metrics.start(lambda: render(collect(self)), lambda: readiness(self))
+        if self.control_sock is not None:
+            self.control_server = ControlServer(
+                self,
+                self._tell_manager,
+                self._handle_signal,
+                os.path.dirname(self.ipc_sock.getsockname()),
+            )
+            await self.control_server.start(self.control_sock)
         self.control.setblocking(False)
         loop.add_reader(self.control, self._on_control_readable)
         for sig in (
@@ -435,6 +455,8 @@ class Master:
             config.dispatch,
             config.http,
         )
+        if self.control_server is not None:
+            self.control_server.announce()
         if not self.hooks.call("on_master_start", self.server_info):
             self._shutdown(EXIT_APP_LOAD)
             return
@@ -516,6 +538,8 @@ class Master:
             await self._children_gone.wait()
         if self.metrics is not None:
             self.metrics.close()
+        if self.control_server is not None:
+            self.control_server.close()
         if code == EXIT_OK:
             log.info("stopped; %s", self.stats.summary(self.reactor))
         self.hooks.call("on_shutdown", self.server_info)

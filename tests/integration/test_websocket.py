@@ -416,3 +416,33 @@ def test_echo_with_the_h11_parser(serve: Starter) -> None:
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(handshake_request("/", Sec_WebSocket_Version="7"))
         assert read_head(sock)[0] == 426
+
+
+def test_ctl_lists_sessions_per_worker(serve: Starter, mode: str, tmp_path: Path) -> None:
+    from tests.integration.test_control import ctl_json
+
+    sock = tmp_path / "ctl.sock"
+    server = serve(SHARED_APP, "--control-socket", str(sock), workers=2)
+
+    async def go() -> tuple[dict[str, Any], dict[str, Any]]:
+        async with connect(ws_url(server, "/a")) as one, connect(ws_url(server, "/b")) as two:
+            for ws in (one, two):
+                await ws.send("x")
+                await ws.recv()
+            listed = await asyncio.to_thread(ctl_json, sock, "sessions")
+            stats = await asyncio.to_thread(ctl_json, sock, "stats")
+        return listed, stats
+
+    listed, stats = run(go)
+    if mode == "base":
+        assert listed["sessions"] == []  # each worker holds its own
+        assert stats["websocket_sessions"] is None
+        return
+    if mode == "reactors":  # reactor 1's sessions are not in reactor 0's table
+        assert listed["total"] == stats["websocket_sessions"] <= 2
+        return
+    shown = listed["sessions"]
+    assert listed["total"] == stats["websocket_sessions"] == 2
+    assert sorted(s["path"] for s in shown) == ["/a", "/b"]
+    assert all(s["messages_in"] == s["messages_out"] == 1 for s in shown)
+    assert sum(w["sessions"] for w in listed["per_worker"]) == 2

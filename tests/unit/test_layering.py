@@ -17,6 +17,8 @@ CORES = [
     ROOT / "manager" / "policy.py",
     ROOT / "metrics" / "requests.py",
     ROOT / "metrics" / "exposition.py",
+    ROOT / "control" / "protocol.py",
+    ROOT / "control" / "render.py",
 ]
 FORBIDDEN = {"asyncio", "socket", "os", "signal", "threading", "time", "selectors", "subprocess"}
 

@@ -6,6 +6,7 @@ import itertools
 import signal
 from collections.abc import Sequence
 
+import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -21,6 +22,7 @@ from swserve.manager.policy import (
     Spawn,
     Supervisor,
     describe,
+    steps_to,
 )
 
 
@@ -277,3 +279,12 @@ def test_reload_catches_a_replacement_that_was_booting_with_old_code() -> None:
     assert any(p == booting for p, _ in h.sup.queue) or any(
         w.replaces == booting for w in h.sup.workers.values()
     ), "the replacement that booted before the reload is not replaced by it"
+
+
+@pytest.mark.parametrize(
+    ("current", "target", "steps"),
+    [(2, 4, [1, 1]), (4, 2, [-1, -1]), (3, 3, []), (2, 0, [-1])],
+)
+def test_steps_to_a_worker_count(current: int, target: int, steps: list[int]) -> None:
+    """`swserve ctl scale N` is carried out as SIGTTIN/SIGTTOU steps, never below one worker."""
+    assert steps_to(current, target) == steps
