@@ -140,6 +140,8 @@ class Reactor:
         self.dispatcher = Dispatcher(config.dispatch, busy.TABLE)
         self.keys = Keys.from_config(config)  # --dispatch ip / key:...: the request's key
         self.sessions: dict[int, HttpConnection] = {}
+        # HTTP/2 streams in ``sessions`` (each its own exchange, not a connection)
+        self.h2_streams = 0
         # the open WebSocket sessions (also in ``sessions``, as connections)
         self.ws = WsSessions(config, self.on_ws_ended)
         if self.metrics is not None:
@@ -167,6 +169,10 @@ class Reactor:
     def new_session_id(self) -> int:
         self._session_ids += 1
         return self._session_ids
+
+    def connections(self) -> int:
+        """Client connections open (the session table less its HTTP/2 streams)."""
+        return len(self.sessions) - self.h2_streams
 
     def new_link_key(self) -> int:
         self._link_keys += 1

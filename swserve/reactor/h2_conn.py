@@ -158,6 +158,7 @@ class H2Session:
         self.streams[stream_id] = stream
         reactor = self.conn.reactor
         reactor.sessions[stream.session] = stream
+        reactor.h2_streams += 1
         reactor.submit(stream)
         if self.conn.write_paused and stream.slot is not None:
             reactor.flow(stream, framing.BUFFER_FULL)  # the client is behind already
@@ -188,7 +189,8 @@ class H2Session:
     def stream_done(self, stream: H2Stream) -> None:
         self.streams.pop(stream.stream_id, None)
         reactor = self.conn.reactor
-        reactor.sessions.pop(stream.session, None)
+        if reactor.sessions.pop(stream.session, None) is not None:
+            reactor.h2_streams -= 1
         self.last_active = reactor.now
         self.flush()
 

@@ -177,7 +177,7 @@ class ReactorProcess:
             loop,
             [],  # the master accepts; connections arrive over the channel
             lambda: HttpConnection(reactor, scheme),
-            lambda: len(reactor.sessions),
+            lambda: reactor.connections(),
             0,
             ssl=self.tls,
             handshake_timeout=self.config.header_timeout,
@@ -236,7 +236,7 @@ class ReactorProcess:
             self.channel.send(message)
 
     def _count(self) -> None:
-        count = len(self.reactor.sessions) + self.acceptor.handshaking
+        count = self.reactor.connections() + self.acceptor.handshaking
         if count != self._reported:
             self._reported = count
             self._send(b"n %d" % count)

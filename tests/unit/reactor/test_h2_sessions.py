@@ -125,6 +125,7 @@ def test_each_stream_is_a_session_of_its_own_on_its_own_worker() -> None:
     assert conn.h2 is not None  # the preface switched the connection
     active = streams(reactor)
     assert len({s.session for s in active} | {conn.session}) == 4
+    assert reactor.connections() == 1  # streams are not connections (--max-connections)
     assert [len(link.requests) for link in links] == [1, 1]  # one each; the third waits
     assert len(reactor.queue) == 1
     # the first answer frees its worker, which takes the waiting stream
@@ -152,6 +153,7 @@ def test_a_reset_stream_is_dropped_from_the_queue_or_its_worker_told() -> None:
     assert len(reactor.queue) == 0
     assert links[0].disconnects == links[0].requests
     assert streams(reactor) == []
+    assert reactor.h2_streams == 0
 
 
 def test_a_shut_window_holds_back_only_that_streams_worker() -> None:
