@@ -355,6 +355,12 @@ def test_shutdown_sends_goaway_and_finishes_the_streams_in_flight(
     assert server.wait_exit(30) == 0
 
 
+def h2load(server: Server, requests: int, streams: int) -> str:
+    """h2load over 2 connections with ``streams`` concurrent streams each: its report."""
+    argv = ["h2load", "-n", str(requests), "-c", "2", "-m", str(streams), f"{server.url}/pid"]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60).stdout
+
+
 @needs_nghttp
 def test_nghttp_and_h2load(serve: Starter) -> None:
     server = serve(APP, *H2C, workers=3)
@@ -362,13 +368,8 @@ def test_nghttp_and_h2load(serve: Starter) -> None:
         ["nghttp", "-n", "-s", f"{server.url}/pid"], capture_output=True, text=True, timeout=30
     )
     assert out.returncode == 0, out.stderr
-    load = subprocess.run(
-        ["h2load", "-n", "600", "-c", "2", "-m", "20", f"{server.url}/pid"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert "600 succeeded, 0 failed" in load.stdout, load.stdout
+    out_text = h2load(server, 600, 20)
+    assert "600 succeeded, 0 failed" in out_text, out_text
 
 
 @needs_nghttp
@@ -444,12 +445,7 @@ def test_metrics_count_each_stream(serve: Starter) -> None:
 def test_recycling_under_h2_load_fails_no_stream(serve: Starter) -> None:
     server = serve(APP, *H2C, "--max-requests", "100", "--max-requests-jitter", "0", workers=2)
     before = {pid for pid, title in server.children().items() if "worker" in title}
-    load = subprocess.run(
-        ["h2load", "-n", "1500", "-c", "2", "-m", "10", f"{server.url}/pid"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert "1500 succeeded, 0 failed" in load.stdout, load.stdout
+    out = h2load(server, 1500, 10)
+    assert "1500 succeeded, 0 failed" in out, out
     after = {pid for pid, title in server.children().items() if "worker" in title}
     assert before - after  # workers were replaced while the connections went on
