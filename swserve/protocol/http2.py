@@ -463,6 +463,12 @@ class Http2Core:
                 out.append(StreamReset(sid))
         return out
 
+    def expire_arriving(self) -> list[int]:
+        """Give up on every request still arriving (the shell answers them 408)."""
+        ids = list(self._requests)
+        self._requests.clear()
+        return ids
+
     def arriving(self) -> list[Request]:
         """Requests whose stream has not ended yet (the shell discards their spooled bodies)."""
         return list(self._requests.values())

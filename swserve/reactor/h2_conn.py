@@ -227,6 +227,10 @@ class H2Session:
             conn.transport.abort()  # the client stopped reading: its workers get DISCONNECT
             return
         self._apply(self.core.stalled(now, config.write_timeout))
+        if now - self.last_active >= config.body_timeout and self.core.arriving():
+            # requests whose bodies stopped coming (--body-timeout, as for HTTP/1.1)
+            for stream_id in self.core.expire_arriving():
+                self.answer(stream_id, 408)
         if not self.streams and self.core.quiet() and now - self.last_active >= config.keep_alive:
             self.drain()  # idle past --keep-alive: GOAWAY, then close
         self.flush()

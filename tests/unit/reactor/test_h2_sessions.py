@@ -219,3 +219,19 @@ def test_untrusted_peers_do_not_get_h2c() -> None:
     conn.data_received(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
     assert conn.h2 is None
     assert conn.transport.take().startswith(b"HTTP/1.1 ")  # type: ignore[attr-defined]
+
+
+def test_a_body_that_stops_coming_is_answered_408_after_the_body_timeout() -> None:
+    reactor, links, conn = setup(body_timeout=10)
+    client = Client(conn)
+    client.h2.send_headers(1, [(":method", "POST"), *REQ[1:]])
+    client.h2.send_data(1, b"part")
+    client.send()
+    assert conn.h2 is not None
+    conn.h2.sweep(reactor.now + 5)
+    assert client.receive() == []
+    conn.h2.sweep(reactor.now + 11)
+    events = client.receive()
+    got = [dict(e.headers)[b":status"] for e in events if isinstance(e, h2.events.ResponseReceived)]
+    assert got == [b"408"]
+    assert all(not link.requests for link in links)  # never reached a worker
