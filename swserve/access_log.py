@@ -79,7 +79,7 @@ class AccessLog:
         if path in self.exclude:
             return
         method = req.method.decode("latin-1")
-        protocol = "HTTP/" + req.version.decode("latin-1")
+        protocol = "HTTP/2.0" if req.version == b"2" else "HTTP/" + req.version.decode("latin-1")
         if self.json:
             log.info(
                 "%s",

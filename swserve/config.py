@@ -513,6 +513,38 @@ class Config:
         "group's members on every instance naming the same Redis (pip install "
         "'swserve[redis]'). Without it, groups are per instance.",
     )
+    http2: str = setting(
+        "off",
+        kind="choice",
+        choices=("on", "off"),
+        section="HTTP/2",
+        help="on: speak HTTP/2 (ALPN h2 on TLS listeners; h2c prior knowledge and Upgrade: "
+        "h2c on cleartext ones, see --http2-cleartext), each stream dispatched to an idle "
+        "worker. Needs swserve[http2]. Off by default until it has run in production.",
+    )
+    http2_cleartext: str = setting(
+        "trusted",
+        kind="choice",
+        choices=("trusted", "any"),
+        section="HTTP/2",
+        help="trusted: h2c (cleartext HTTP/2) only from peers in --forwarded-allow-ips (a "
+        "proxy); any: from every client (a smuggling risk behind a proxy that does not "
+        "speak h2c).",
+    )
+    http2_max_concurrent_streams: int = setting(
+        100,
+        kind="int",
+        section="HTTP/2",
+        help="Streams a client may have open at once on one connection (SETTINGS); a client "
+        "that opens more gets GOAWAY PROTOCOL_ERROR.",
+    )
+    http2_max_resets: int = setting(
+        200,
+        kind="int",
+        section="HTTP/2",
+        help="Streams a client may reset, and PINGs/SETTINGS it may send, per second on one "
+        "connection; more: GOAWAY ENHANCE_YOUR_CALM (rapid reset, CVE-2023-44487).",
+    )
     log_level: str = setting(
         "info",
         kind="choice",
@@ -872,6 +904,8 @@ _CHECKS: Final[tuple[tuple[str, Callable[[Any], bool], str], ...]] = (
         lambda v: not v or v.startswith(("redis://", "rediss://", "unix://")),
         "must be a redis://, rediss:// or unix:// URL",
     ),
+    ("http2_max_concurrent_streams", lambda v: v >= 1, "must be at least 1"),
+    ("http2_max_resets", lambda v: v >= 1, "must be at least 1"),
     ("control_socket", lambda v: bool(v.strip()), "must be a path, auto or none"),
 )
 
@@ -920,6 +954,8 @@ def problems(values: dict[str, Any]) -> list[str]:
         except ConfigError as exc:
             out.append(str(exc))
     out += _dispatch_problems(values)
+    if values.get("http2") == "on" and importlib.util.find_spec("h2") is None:
+        out.append("--http2 on needs the h2 package: pip install 'swserve[http2]'")
     if values.get("reactors", 0) > 1 and values.get("mode") == "base":
         out.append("--reactors applies to process mode: in base mode every worker serves itself")
     if values.get("reload") and values.get("daemon"):

@@ -10,8 +10,9 @@ Policy, whatever the settings say:
 
 - TLS 1.2 is the minimum version (RFC 8996 deprecates 1.0 and 1.1); 1.3 is
   negotiated when the client has it.
-- ALPN offers ``http/1.1`` only: swserve speaks no HTTP/2, so a client that
-  asks for ``h2`` falls back instead of failing after the handshake.
+- ALPN offers ``h2`` then ``http/1.1`` with ``--http2 on``, ``http/1.1`` alone
+  otherwise, so a client that asks for ``h2`` falls back instead of failing
+  after the handshake.
 - TLS compression is off (CRIME); the rest is Python's secure server defaults
   (``ssl.create_default_context``), unless ``--ssl-ciphers`` narrows the TLS 1.2
   cipher list.  TLS 1.3 suites are not configurable there (OpenSSL's rule).
@@ -46,7 +47,7 @@ def make_server_context(config: Config) -> ssl.SSLContext | None:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.options |= ssl.OP_NO_COMPRESSION
-    ctx.set_alpn_protocols(["http/1.1"])
+    ctx.set_alpn_protocols(["h2", "http/1.1"] if config.http2 == "on" else ["http/1.1"])
     _load_chain(ctx, config)
     if config.ssl_ca_certs:
         try:

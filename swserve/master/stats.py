@@ -105,7 +105,7 @@ class Stats:
             "requests": served,
             "in_flight": sum(w["in_flight"] for w in per_worker),  # type: ignore[misc]
             "queued": len(reactor.queue),
-            "connections": len(reactor.sessions),
+            "connections": reactor.connections(),
             "workers": per_worker,
             "recycled": dict(self.recycled),
             "worker_exits": self.exits,

@@ -65,7 +65,7 @@ def reactor_snapshot(reactor: Reactor) -> dict[str, int]:
         out.update(reactor.ws.metrics.snapshot(len(reactor.ws)))
         out.update(reactor.push.snapshot())
     out = merge((out, reactor.remote.snapshot()))  # base-mode workers' own counts
-    out[CONN_OPEN] = out.get(CONN_OPEN, 0) + len(reactor.sessions)
+    out[CONN_OPEN] = out.get(CONN_OPEN, 0) + reactor.connections()
     out[QUEUED] = out.get(QUEUED, 0) + sum(1 for c in reactor.queue if c.current is not None)
     out[IN_FLIGHT] = out.get(IN_FLIGHT, 0) + reactor.in_flight()
     return out

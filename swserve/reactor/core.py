@@ -86,6 +86,29 @@ def http_date(seconds: float) -> str:
     )
 
 
+class Http2Gate:
+    """``--http2 on``: who may open cleartext HTTP/2 (h2c).
+
+    Only the peers in ``--forwarded-allow-ips`` (a proxy) unless ``--http2-cleartext
+    any``: behind a proxy that does not speak h2c, a client's h2c would reach us as
+    bytes the proxy never checked (request smuggling).  TLS clients choose h2 by ALPN.
+    """
+
+    __slots__ = ("trusted",)
+
+    def __init__(self, config: Config) -> None:
+        from swserve.proxy import TrustedPeers
+
+        self.trusted = (
+            None if config.http2_cleartext == "any" else TrustedPeers(config.forwarded_allow_ips)
+        )
+
+    def cleartext(self, peer: object) -> bool:
+        if self.trusted is None:
+            return True
+        return (peer[0] if isinstance(peer, tuple) else "") in self.trusted
+
+
 def parser_factory(name: str, limits: Limits) -> Callable[[], Parser]:
     if name == "h11":
         from swserve.protocol.h11_parser import H11Parser
@@ -124,11 +147,14 @@ class Reactor:
             rules = rules_from(config)
             assert rules is not None
             self.static = StaticFiles(rules)
+        self.http2 = Http2Gate(config) if config.http2 == "on" else None
         self.metrics = RequestMetrics() if config.metrics_bind else None  # for /metrics
         self.remote = RemoteSources()  # what base-mode workers count and send (METRICS)
         self.dispatcher = Dispatcher(config.dispatch, busy.TABLE)
         self.keys = Keys.from_config(config)  # --dispatch ip / key:...: the request's key
         self.sessions: dict[int, HttpConnection] = {}
+        # HTTP/2 streams in ``sessions`` (each its own exchange, not a connection)
+        self.h2_streams = 0
         # the open WebSocket sessions (also in ``sessions``, as connections)
         self.ws = WsSessions(config, self.on_ws_ended)
         if self.metrics is not None:
@@ -159,6 +185,10 @@ class Reactor:
         self._session_ids += 1
         return self._session_ids
 
+    def connections(self) -> int:
+        """Client connections open (the session table less its HTTP/2 streams)."""
+        return len(self.sessions) - self.h2_streams
+
     def new_link_key(self) -> int:
         self._link_keys += 1
         return self._link_keys
@@ -188,6 +218,9 @@ class Reactor:
         for conn in list(self.sessions.values()):
             if conn.ws is not None:
                 continue  # a WebSocket session: its own sweep (reactor/ws_conn.py)
+            if conn.h2 is not None:
+                conn.h2.sweep(now)  # HTTP/2: stalled streams, idle, write timeout
+                continue
             if conn.write_paused and now - conn.paused_since >= config.write_timeout:
                 conn.closing = True
                 conn.transport.abort()  # the client stopped reading: its worker gets DISCONNECT
@@ -527,6 +560,9 @@ class Reactor:
         for conn in list(self.sessions.values()):
             if conn.ws is not None:
                 continue  # closed by the WebSocket drain (reactor/ws_conn.py)
+            if conn.h2 is not None:
+                conn.h2.drain()  # GOAWAY: its streams finish, then it closes
+                continue
             if conn.current is None and not conn.pending and not self._fresh(conn, now):
                 conn.closing = True
                 conn.transport.close()

@@ -79,7 +79,7 @@ class InlineHost:
         return {}
 
     def connections(self) -> int:
-        return len(self.reactor.sessions)
+        return self.reactor.connections()
 
     def retire(self, pid: int) -> None:
         self.reactor.retire(pid)
@@ -151,7 +151,7 @@ class MultiHost(InlineHost):
         return {"place": self._place}
 
     def connections(self) -> int:
-        return len(self.reactor.sessions) + sum(c.connections for c in self.children)
+        return self.reactor.connections() + sum(c.connections for c in self.children)
 
     async def start(self, listeners: list[Listener], ipc_sock: socket.socket) -> None:
         await super().start(listeners, ipc_sock)
@@ -163,7 +163,7 @@ class MultiHost(InlineHost):
     def _place(self, sock: socket.socket) -> bool:
         """Give ``sock`` to the reactor holding the fewest connections (False: keep it)."""
         best = min(self.children, key=lambda c: c.connections)
-        if best.connections >= len(self.reactor.sessions):
+        if best.connections >= self.reactor.connections():
             return False
         try:
             socket.send_fds(best.channel, [b"c"], [sock.fileno()])

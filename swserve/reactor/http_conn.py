@@ -40,6 +40,7 @@ from swserve.reactor.ws_conn import WsConnection, WsPeer
 if TYPE_CHECKING:
     from swserve.reactor.core import Reactor
     from swserve.reactor.dispatcher import WorkerSlot
+    from swserve.reactor.h2_conn import H2Session
     from swserve.static.serve import FileSender
 
 log = logging.getLogger("swserve.error")
@@ -57,6 +58,8 @@ class HttpConnection(asyncio.Protocol):
         "current",
         "dispatched_at",
         "error",
+        "h2",
+        "h2_sniff",
         "head_since",
         "last_active",
         "parser",
@@ -109,6 +112,10 @@ class HttpConnection(asyncio.Protocol):
         self._scheme = scheme
         self.upgrade: Upgrade | None = None  # a valid WebSocket handshake, with the app
         self.ws: WsConnection | None = None  # after the switch: who gets the bytes
+        self.h2: H2Session | None = None  # after the switch to HTTP/2 (reactor/h2_conn.py)
+        # h2c prior knowledge: the first bytes, while they may still be the preface
+        # (None: this connection cannot switch)
+        self.h2_sniff: bytes | None = None
 
     # -- asyncio callbacks ----------------------------------------------------------
 
@@ -124,6 +131,13 @@ class HttpConnection(asyncio.Protocol):
         )
         self.transport.set_write_buffer_limits(high=self.HIGH_WATER, low=self.LOW_WATER)
         self.reactor.sessions[self.session] = self
+        if self.reactor.http2 is not None:
+            ssl_object = transport.get_extra_info("ssl_object")
+            if ssl_object is not None:
+                if ssl_object.selected_alpn_protocol() == "h2":
+                    self.switch_to_http2(b"")
+            elif self.reactor.http2.cleartext(client):
+                self.h2_sniff = b""
         if self.reactor.metrics is not None:
             self.reactor.metrics.connections_accepted += 1
 
@@ -139,6 +153,9 @@ class HttpConnection(asyncio.Protocol):
             return
         self.write_paused = True
         self.paused_since = self.reactor.now
+        if self.h2 is not None:
+            self.h2.pause_writing()
+            return
         if self.sender is None:  # a file being sent has no producer to hold
             self._tell_worker(framing.BUFFER_FULL)
 
@@ -150,6 +167,9 @@ class HttpConnection(asyncio.Protocol):
         if self.sender is not None:
             self.sender.resume()
             return
+        if self.h2 is not None:
+            self.h2.resume_writing()
+            return
         self._tell_worker(framing.BUFFER_EMPTY)
 
     def _tell_worker(self, kind: int) -> None:
@@ -160,6 +180,13 @@ class HttpConnection(asyncio.Protocol):
         if ws is not None:  # switched: the bytes are the WebSocket's
             ws.data_received(data)
             return
+        if self.h2 is not None:  # switched: the bytes are HTTP/2's
+            self.h2.data_received(data)
+            return
+        if self.h2_sniff is not None:
+            data = self._sniff_preface(data)
+            if not data:
+                return
         if self.closing or self.error is not None:
             return
         self.last_active = self.reactor.now
@@ -242,6 +269,57 @@ class HttpConnection(asyncio.Protocol):
         self.error = ProtocolError(status, f"the request body could not be spooled: {exc}")
         self.transport.pause_reading()
 
+    def _sniff_preface(self, data: bytes) -> bytes:
+        """h2c prior knowledge: does the connection open with HTTP/2's preface?  → the
+        bytes for the HTTP/1.1 parser (none once it switched, or while undecided)."""
+        from swserve.protocol.http2 import PREFACE
+
+        seen = (self.h2_sniff or b"") + data
+        if PREFACE.startswith(seen[: len(PREFACE)]):
+            if len(seen) < len(PREFACE):
+                self.h2_sniff = seen
+                return b""
+            self.h2_sniff = None
+            self.switch_to_http2(seen)
+            return b""
+        self.h2_sniff = None  # HTTP/1.1: never asked again on this connection
+        return seen
+
+    def switch_to_http2(self, data: bytes, upgrade: tuple[bytes, Request] | None = None) -> None:
+        """From here on every byte is HTTP/2's (reactor/h2_conn.py)."""
+        from swserve.protocol.http2 import Http2Core
+        from swserve.reactor.h2_conn import H2Session, limits_of, spool
+
+        config = self.reactor.config
+        core = Http2Core(limits_of(config), spool_size=config.body_spool_size, spool=spool)
+        self.h2 = H2Session(self, core)
+        self.h2.start(data, upgrade)
+
+    def _h2c_upgrade(self, req: Request) -> bool:
+        """``Upgrade: h2c`` with one HTTP2-Settings (RFC 7540 §3.2), on cleartext, from a
+        peer --http2-cleartext allows: 101, and the request becomes stream 1."""
+        gate = self.reactor.http2
+        upgrade = [v for n, v in req.headers if n == b"upgrade"]
+        if not upgrade or upgrade[0].strip().lower() != b"h2c" or gate is None:
+            return False
+        settings = [v for n, v in req.headers if n == b"http2-settings"]
+        if len(settings) != 1 or self.transport.get_extra_info("ssl_object") is not None:
+            return False
+        if not gate.cleartext(self.transport.get_extra_info("peername")):
+            return False
+        self.transport.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: h2c\r\n\r\n"
+        )
+        hop = (b"upgrade", b"http2-settings", b"connection")
+        req.headers = [(n, v) for n, v in req.headers if n not in hop]
+        req.version = b"2"
+        self.current = None
+        self.pending.clear()
+        self.seq += 1
+        self.switch_to_http2(b"", (settings[0], req))
+        self.transport.resume_reading()
+        return True
+
     def eof_received(self) -> bool | None:
         # A client that closes its side has gone away, as nginx and uvicorn also
         # assume: its request is abandoned (the app sees http.disconnect).
@@ -256,6 +334,8 @@ class HttpConnection(asyncio.Protocol):
             self.ws.connection_lost()
         if self.sender is not None:
             self.sender.close()
+        if self.h2 is not None:
+            self.h2.connection_lost()
         if self.current is not None:
             self.reactor.abandon(self)
             self.current = None
@@ -287,6 +367,8 @@ class HttpConnection(asyncio.Protocol):
             self.slot = None
             if self.reactor.metrics is not None:
                 self.submitted_at = time.monotonic()
+            if self.reactor.http2 is not None and self._h2c_upgrade(req):
+                return
             if self.reactor.websockets and wants_websocket(req):
                 checked = check_upgrade(req)
                 if isinstance(checked, int):  # 400, or 426 naming the version we speak
@@ -439,6 +521,21 @@ class HttpConnection(asyncio.Protocol):
             metrics.observe(req.method, status, duration, len(req.body), sent)
 
     def _finish(self) -> None:
+        self._record()
+        plan = self.plan
+        self.current = None
+        self.plan = None
+        self.slot = None
+        self.last_active = self.reactor.now
+        if plan is not None and not plan.keep_alive:
+            self.closing = True
+            self.pending.clear()
+            self.transport.close()
+            return
+        self._next()
+
+    def _record(self) -> None:
+        """The exchange that ends now: metrics, access log, its spooled body removed."""
         if self.reactor.metrics is not None:
             self._observe(self.status, self.sent)
         access = self.reactor.access_log
@@ -457,14 +554,3 @@ class HttpConnection(asyncio.Protocol):
         if self.spooled is not None:
             self.spooled.discard()
             self.spooled = None
-        plan = self.plan
-        self.current = None
-        self.plan = None
-        self.slot = None
-        self.last_active = self.reactor.now
-        if plan is not None and not plan.keep_alive:
-            self.closing = True
-            self.pending.clear()
-            self.transport.close()
-            return
-        self._next()

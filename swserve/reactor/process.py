@@ -183,7 +183,7 @@ class ReactorProcess:
             loop,
             [],  # the master accepts; connections arrive over the channel
             lambda: HttpConnection(reactor, scheme),
-            lambda: len(reactor.sessions),
+            lambda: reactor.connections(),
             0,
             ssl=self.tls,
             handshake_timeout=self.config.header_timeout,
@@ -246,7 +246,7 @@ class ReactorProcess:
 
     def _count(self) -> None:
         acceptor = self.acceptor
-        count = len(self.reactor.sessions) + acceptor.handshaking + acceptor.handing_over
+        count = self.reactor.connections() + acceptor.handshaking + acceptor.handing_over
         if (count, self._received) != self._reported:
             self._reported = (count, self._received)
             self._send(b"n %d %d" % self._reported)

@@ -625,7 +625,7 @@ class BaseWorker:
             loop,
             [listener.sock for listener in self.listeners],
             lambda: HttpConnection(reactor, scheme),
-            lambda: len(reactor.sessions),
+            lambda: reactor.connections(),
             config.max_connections,
             batch=ACCEPT_BATCH,
             ssl=tls,

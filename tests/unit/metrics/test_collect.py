@@ -56,6 +56,9 @@ class FakeReactor:
     def in_flight(self) -> int:
         return sum(link.slot.inflight for link in self.links.values() if link.slot)
 
+    def connections(self) -> int:
+        return len(self.sessions)
+
 
 @dataclass
 class FakeMaster:
