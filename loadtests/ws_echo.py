@@ -95,6 +95,9 @@ class EchoPoint:
     server_cores: float | None = None
     client_cores: float | None = None
     errors: dict[str, int] = field(default_factory=dict)
+    # how busy each CPU was in the window, by anyone: the server's CPU near 1.0 with the server
+    # well below it means other processes took the rest
+    cpus_busy: dict[str, float] = field(default_factory=dict)
     server_run: dict[str, Any] = field(default_factory=dict)  # run.Point: argv, log, exit ...
     clients: list[dict[str, Any]] = field(default_factory=list)
 
@@ -122,6 +125,29 @@ def run_scenario(name: str, uvicorn_ws: str) -> run.Scenario:
         # granian's ASGI template turns WebSockets off (--no-ws): the last flag wins
         server_args={"uvicorn": uvicorn_ws, "granian": "--ws"},
     )
+
+
+def cpu_jiffies() -> dict[int, tuple[int, int]]:
+    """Per CPU, from /proc/stat: (busy, total) jiffies since boot (busy: all but idle, iowait)."""
+    times = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *values = line.split()
+        if name.startswith("cpu") and name[3:].isdigit():
+            numbers = [int(v) for v in values[:8]]
+            times[int(name[3:])] = (sum(numbers) - numbers[3] - numbers[4], sum(numbers))
+    return times
+
+
+def busy_share(
+    before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]]
+) -> dict[str, float]:
+    """How busy each CPU was between two ``cpu_jiffies()`` (0..1), whoever kept it busy."""
+    shares = {}
+    for cpu, (busy, total) in after.items():
+        busy0, total0 = before.get(cpu, (0, 0))
+        if total > total0:
+            shares[f"cpu{cpu}"] = round((busy - busy0) / (total - total0), 3)
+    return shares
 
 
 def read_line(proc: subprocess.Popen[bytes], deadline: float, what: str) -> str:
@@ -220,8 +246,10 @@ def measure(
             base.loadavg_1m = os.getloadavg()[0]
             time.sleep(max(0.0, start - time.monotonic()))
             cpu_before, user_before, _ = run.tree_ticks(proc.pid)
+            jiffies = cpu_jiffies()
             time.sleep(max(0.0, end - time.monotonic()))
             cpu_after, user_after, base.tree_processes = run.tree_ticks(proc.pid)
+            point.cpus_busy = busy_share(jiffies, cpu_jiffies())
             deadline = end + CLIENT_SLACK_S
             point.clients = [json.loads(read_line(c, deadline, "after the run")) for c in clients]
     except run.PointError as exc:
@@ -320,11 +348,17 @@ def report(points: list[EchoPoint], meta: dict[str, Any]) -> str:
         bars += _bars(name, rows, meta["servers"])
         starved = [s for s, row in rows.items() if (row["server_cores"] or 0) < STARVED_CORES]
         if starved:
+            seen: dict[str, list[float]] = {}
+            for p in points:
+                if p.scenario == name and p.server in starved:
+                    for cpu, share in p.cpus_busy.items():
+                        seen.setdefault(cpu, []).append(share)
+            busy = [f"{cpu} {min(v):.2f}-{max(v):.2f}" for cpu, v in sorted(seen.items())]
             lines += [
                 "",
                 f"Server cores below {STARVED_CORES} ({', '.join(starved)}): those servers were"
                 " not the limit (a busy machine, or the client); their msg/s say little, their"
-                " CPU µs/msg still do.",
+                f" CPU µs/msg still do. CPUs busy (by anyone) in those windows: {', '.join(busy)}.",
             ]
     lines += ["", "## Bars (issue #12)", "", *bars]
     return "\n".join(lines) + "\n"
