@@ -159,9 +159,10 @@ class StaleConnectionError(Exception):
 class Connection:
     """One keep-alive connection: connects on first use and again after the server closes it."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, source: str | None = None) -> None:
         self.host = host
         self.port = port
+        self.source = source  # the local address to connect from (--sources), None: any
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.connects = 0
@@ -177,7 +178,10 @@ class Connection:
         """
         reused = self.writer is not None
         if self.reader is None or self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            local = (self.source, 0) if self.source else None
+            self.reader, self.writer = await asyncio.open_connection(
+                self.host, self.port, local_addr=local
+            )
             self.connects += 1
         reader, writer = self.reader, self.writer
         try:
@@ -305,12 +309,19 @@ def _error_name(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+def source_address(index: int, sources: int) -> str | None:
+    """Connection ``index``'s local address with ``--sources N``: 127.0.0.2 … 127.0.0.N+1."""
+    return f"127.0.0.{2 + index % sources}" if sources else None
+
+
 async def run_schedule(
-    schedule: Sequence[Scheduled], target: Target, connections: int
+    schedule: Sequence[Scheduled], target: Target, connections: int, sources: int = 0
 ) -> tuple[list[Outcome], float, int]:
     """Release each request at its scheduled time; return the outcomes, wall time and connects."""
     loop = asyncio.get_running_loop()
-    pool = [Connection(target.host, target.port) for _ in range(connections)]
+    pool = [
+        Connection(target.host, target.port, source_address(i, sources)) for i in range(connections)
+    ]
     idle: asyncio.Queue[Connection] = asyncio.Queue()
     for connection in pool:
         idle.put_nowait(connection)
@@ -386,6 +397,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--rate", type=float, required=True, help="mean arrivals per second")
     add("--duration", type=float, default=20.0, help="seconds of arrivals")
     add("--connections", type=int, default=DEFAULT_CONNECTIONS, help="keep-alive pool size")
+    add(
+        "--sources",
+        type=int,
+        default=0,
+        help="connect from N loopback addresses, 127.0.0.2 … (0: the default one); "
+        "for --dispatch ip, where each address is one client",
+    )
     add("--slow-fraction", type=float, default=DEFAULT_SLOW_FRACTION)
     add("--seed", type=int, default=DEFAULT_SEED, help="same seed: same arrivals and kinds")
     add("--fast-path", default="/fast")
@@ -401,6 +419,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--port is required unless --ideal-only is given")
     if args.rate <= 0 or args.duration <= 0 or args.connections < 1:
         parser.error("--rate and --duration must be positive, --connections at least 1")
+    if not 0 <= args.sources <= 250:
+        parser.error("--sources must be between 0 and 250")
     return args
 
 
@@ -412,6 +432,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "rate": args.rate,
             "duration_s": args.duration,
             "connections": args.connections,
+            "sources": args.sources,
             "slow_fraction": args.slow_fraction,
             "seed": args.seed,
             "scheduled": len(schedule),
@@ -431,7 +452,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.ideal_only:
         target = Target(args.host, args.port, args.fast_path, args.slow_path, args.timeout)
         started = time.time()
-        outcomes, wall, connects = asyncio.run(run_schedule(schedule, target, args.connections))
+        outcomes, wall, connects = asyncio.run(
+            run_schedule(schedule, target, args.connections, args.sources)
+        )
         result["started_unix"] = round(started, 3)
         result["run"] = summarise(outcomes, len(schedule), wall, connects)
         if args.records:

@@ -182,12 +182,15 @@ class Config:
     )
     dispatch: str = setting(
         "idle",
-        kind="choice",
-        choices=("idle", "round-robin", "fd"),
+        kind="str",
+        metavar="MODE",
         section="Processes",
         help="Which worker gets a request. idle: the next idle worker in turn, else the "
         "least loaded one with room, else the request waits in the reactor; round-robin: "
-        "the next worker in turn; fd: a connection always meets the same worker.",
+        "the next worker in turn; fd: a connection always meets the same worker; ip: a "
+        "client address (after trusted proxy headers) always meets the same worker, waiting "
+        "for it when busy; key:HEADER, key:cookie:NAME: the same, keyed by that header or "
+        "cookie (requests without it: idle). ip and key are process-mode features.",
     )
     graceful_timeout: float = setting(
         30.0,
@@ -543,6 +546,15 @@ class Config:
         metavar="PATH",
         help="Change to this directory before loading the app.",
     )
+    chroot: str = setting(
+        "",
+        kind="str",
+        section="Processes",
+        metavar="DIR",
+        help="Workers chroot to this directory once the app is loaded, before they serve and "
+        "drop to --user; needs root. The master and manager are not chrooted "
+        "(docs/processes.md says what must be inside).",
+    )
     cpu_affinity: bool = setting(
         False,
         kind="bool",
@@ -688,6 +700,7 @@ def problems(values: dict[str, Any]) -> list[str]:
             parse_umask(values["umask"])
         except ConfigError as exc:
             out.append(str(exc))
+    out += _dispatch_problems(values)
     if values.get("reactors", 0) > 1 and values.get("mode") == "base":
         out.append("--reactors applies to process mode: in base mode every worker serves itself")
     if values.get("reload") and values.get("daemon"):
@@ -703,6 +716,24 @@ def problems(values: dict[str, Any]) -> list[str]:
         except ConfigError as exc:
             out.append(f"--metrics-bind: {exc}")
     return out
+
+
+def _dispatch_problems(values: dict[str, Any]) -> list[str]:
+    from swserve.reactor.dispatcher import AFFINITY, parse
+
+    if "dispatch" not in values:
+        return []
+    try:
+        mode = parse(values["dispatch"]).mode
+    except ValueError as exc:
+        return [f"--dispatch: {exc}"]
+    if mode in AFFINITY and values.get("mode") == "base":
+        # a base-mode worker accepts its own connections: nothing chooses a worker per request
+        return [
+            f"--dispatch {values['dispatch']} is a process-mode feature: in base mode each "
+            "worker serves the connections it accepts (use --mode process)"
+        ]
+    return []
 
 
 def _tls_problems(values: dict[str, Any]) -> list[str]:

@@ -99,8 +99,21 @@ def check_allowed(identity: Identity, euid: int, egid: int) -> None:
         raise ConfigError(f"--group needs root (swserve runs as gid {egid})")
 
 
-def drop(identity: Identity) -> None:
+def groups_of(identity: Identity) -> list[int] | None:
+    """The supplementary groups ``drop`` will set, read now (before a chroot hides /etc/group).
+
+    None: ``drop`` sets only the group itself, or nothing.
+    """
+    if identity.gid is None or identity.name is None or identity.uid is None:
+        return None
+    return os.getgrouplist(identity.name, identity.gid)
+
+
+def drop(identity: Identity, groups: list[int] | None = None) -> None:
     """Become ``identity`` for good: real, effective and saved ids, groups first.
+
+    ``groups``: the user's groups as ``groups_of`` read them (a chrooted
+    worker's /etc/group is not the system's); None reads them now.
 
     Raises:
         ConfigError: a system call failed, or root could be regained afterwards.
@@ -109,7 +122,9 @@ def drop(identity: Identity) -> None:
         return  # nothing to do, or (check_allowed passed) already that user
     try:
         if identity.gid is not None:
-            if identity.name is not None and identity.uid is not None:
+            if groups is not None:
+                os.setgroups(groups)
+            elif identity.name is not None and identity.uid is not None:
                 os.initgroups(identity.name, identity.gid)
             else:
                 os.setgroups([identity.gid])

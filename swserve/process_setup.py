@@ -4,18 +4,23 @@
 
 =====================  ==================================================================
 ``before_bind()``      ``--chdir``, ``--umask``; look ``--user``/``--group`` up; refuse a
-                       live ``--pid-file``; check that ``--reload`` can work.  Everything
-                       that can be wrong with the settings fails here, in the terminal.
+                       live ``--pid-file``; check that ``--reload`` and ``--chroot`` can
+                       work.  Everything that can be wrong with the settings fails here,
+                       in the terminal.
 ``after_bind(ls)``     ``--daemon`` (double fork), write ``--pid-file`` (as root, with the
                        daemon's pid), drop to ``--user``/``--group``.  The IPC socket is
-                       created after this, so the unprivileged workers can reach it.
-``in_master()``        after the manager is forked, before the event loop: fork the
+                       created after this, so the unprivileged workers can reach it.  With
+                       ``--chroot`` the drop waits for ``after_manager()`` (swserve/chroot.py)
+``after_manager()``   right after the manager is forked: the deferred drop (``--chroot``)
+``in_master()``        after the reactors are forked, before the event loop: fork the
                        ``--reload`` watcher, pin the reactor (``--cpu-affinity``)
 ``close()``            on every exit of the master: stop the watcher, remove the pid file
 =====================  ==================================================================
 
-Workers call :func:`in_worker` (``--cpu-affinity``).  The manager needs
-nothing: it inherits the working directory, umask and identity.
+Workers call :func:`in_worker` (``--cpu-affinity``), and with ``--chroot``
+``chroot.confine`` once the app is loaded.  The manager needs nothing: it
+inherits the working directory, umask and identity (root, with ``--chroot`` and
+``--user``: it forks workers that must chroot).
 
 The modules behind the settings (``daemon``, ``privileges``, ``reloader``,
 ``affinity``) are imported only when their setting is given: with none of
@@ -26,6 +31,7 @@ compiled).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import sys
@@ -47,6 +53,7 @@ class ProcessSetup:
         self.identity: privileges.Identity | None = None  # None: no --user/--group
         self.pid_file: daemon.PidFile | None = None
         self.reloader: reloader.Reloader | None = None
+        self.deferred: privileges.Identity | None = None  # --chroot: drop in in_master()
 
     def before_bind(self) -> None:
         """Raises: ConfigError, naming the setting that cannot work."""
@@ -71,6 +78,14 @@ class ProcessSetup:
 
             reloader.check_available()
             self.reloader = reloader.Reloader(config)
+        if config.chroot:  # relative to --chdir; workers get the absolute path
+            from swserve import chroot
+            from swserve.reactor import spool
+
+            where = chroot.check(config.chroot, spool=config.body_spool_size > 0)
+            self.config = dataclasses.replace(config, chroot=where)
+            if config.mode == "process":
+                spool.ROOT = where  # the reactor spools bodies into DIR/tmp
 
     @staticmethod
     def _chdir(path: str) -> None:
@@ -99,7 +114,9 @@ class ProcessSetup:
         try:
             if self.pid_file is not None:
                 self.pid_file.write()
-            if self.identity is not None:
+            if self.identity is not None and self.config.chroot:
+                self.deferred = self.identity  # the manager forks root workers, which chroot
+            elif self.identity is not None:
                 from swserve import privileges
 
                 privileges.drop(self.identity)
@@ -119,6 +136,33 @@ class ProcessSetup:
             if listener.address.family == "unix":
                 with contextlib.suppress(OSError):
                     os.unlink(listener.address.path)
+
+    def own(self, path: str) -> None:
+        """A directory the master makes while root but removes after its deferred drop."""
+        identity = self.deferred
+        if identity is not None:
+            os.chown(
+                path,
+                -1 if identity.uid is None else identity.uid,
+                -1 if identity.gid is None else identity.gid,
+            )
+
+    def after_manager(self) -> None:
+        """``--chroot`` with ``--user``: the master's deferred drop, once the (root)
+        manager is forked and before any reactor exists or reads from the network.
+
+        Raises:
+            ConfigError: the switch of user failed.
+        """
+        if self.deferred is not None:
+            from swserve import privileges
+
+            privileges.drop(self.deferred)
+            self.deferred = None
+        if self.config.chroot and self.config.body_spool_size:
+            from swserve import chroot
+
+            chroot.check_spool(self.config.chroot)  # as the user that will write there
 
     def in_master(self) -> None:
         """In the master, after the manager is forked and before any thread or loop."""

@@ -453,12 +453,7 @@ def _forward_scope(
 ) -> None:
     client = scope["client"]
     peer = client[0] if client else ""
-    given: dict[str, str] = {}
-    for name, value in headers:
-        if name in _SCOPE_NAMES:
-            key = name.decode("latin-1")
-            text = value.decode("latin-1")
-            given[key] = given[key] + "," + text if key in given else text
+    given = _forwarding(headers)
     found = resolve(trusted, peer, given)
     if found is None:
         return
@@ -479,6 +474,35 @@ def _forward_scope(
         headers[index] = (b"host", authority.encode("latin-1"))
     server_name, port = split_host(authority)
     scope["server"] = (server_name, port or found.port or _DEFAULT_PORT[secure])
+
+
+def client_host(trusted: TrustedPeers, peer: str, headers: list[tuple[bytes, bytes]]) -> str:
+    """The client's address as the worker will see it: ``peer``, or what trusted proxies said.
+
+    For the reactor's ``--dispatch ip`` (the worker applies the same rule to
+    REMOTE_ADDR / scope["client"], so the app and the dispatcher agree).
+    ``headers`` as the parsers give them: lower-case names, raw values.
+    """
+    if peer not in trusted:
+        return peer
+    given = _forwarding(headers)
+    if not given:
+        return peer
+    found = resolve(trusted, peer, given)
+    if found is None or found.client is None:
+        return peer
+    return found.client[0]
+
+
+def _forwarding(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The forwarding headers among raw ``headers``, as ``resolve`` takes them."""
+    given: dict[str, str] = {}
+    for name, value in headers:
+        if name in _SCOPE_NAMES:
+            key = name.decode("latin-1")
+            text = value.decode("latin-1")
+            given[key] = given[key] + "," + text if key in given else text
+    return given
 
 
 def _host_header(headers: list[tuple[bytes, bytes]]) -> tuple[int | None, str | None]:

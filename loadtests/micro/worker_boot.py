@@ -59,10 +59,11 @@ def boot() -> None:
 
 
 def main() -> None:
+    from swserve.config import Config
     from swserve.manager.main import _preload_worker_modules
 
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 100
-    _preload_worker_modules()
+    _preload_worker_modules(Config())
     measure("fork+exit", lambda: None, n)
     measure("fork+boot", boot, n)
     print(f"parent max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f} MiB")

@@ -77,7 +77,8 @@ def run(config: Config) -> int:
     malloc.tune()  # before any fork: every process inherits it (swserve/malloc.py)
     setup = ProcessSetup(config)
     try:
-        setup.before_bind()  # --chdir, --umask, user lookup, pid file check, --reload check
+        setup.before_bind()  # --chdir, --umask, user lookup, pid file check, --reload/--chroot check
+        config = setup.config  # (--chroot made absolute)
         hooks = load_hooks(config.hooks)  # before any fork: every process shares the module
         listeners = open_listeners(config)
         metrics = _bind_metrics(config.metrics_bind)
@@ -90,6 +91,7 @@ def run(config: Config) -> int:
         busy.create()  # before any fork: every reactor and worker shares it (ipc/busy.py)
     _import_before_fork()
     ipc_dir = tempfile.mkdtemp(prefix="swserve-")
+    setup.own(ipc_dir)  # --chroot with --user: we create it as root, and remove it as the user
     ipc_paths = [os.path.join(ipc_dir, f"reactor-{i}.sock") for i in range(reactors)]
     ipc_socks = []
     for path in ipc_paths:  # one per reactor: every worker links to each
@@ -122,6 +124,11 @@ def run(config: Config) -> int:
             finally:
                 os._exit(code)
         theirs.close()
+        try:
+            setup.after_manager()  # --chroot with --user: the manager stays root, we do not
+        except ConfigError as exc:
+            log.error("%s", exc)
+            return EXIT_ERROR  # the manager sees its control socket close and stops
         # --reactors N: reactors 1 … N-1 in processes of their own, forked before our loop
         tls = listeners[0].ssl if listeners else None
         close = [ours, *(listener.sock for listener in listeners)]

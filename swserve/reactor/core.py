@@ -14,7 +14,6 @@ It never runs application code and never blocks.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import os
@@ -31,7 +30,8 @@ from swserve.metrics.requests import RemoteSources, RequestMetrics
 from swserve.protocol import serializer
 from swserve.protocol.limits import Limits
 from swserve.protocol.parser import HttptoolsParser, Parser
-from swserve.reactor.dispatcher import Dispatcher, WorkerSlot
+from swserve.reactor.affinity import Keys
+from swserve.reactor.dispatcher import Dispatcher, Waiting, WorkerSlot
 from swserve.reactor.http_conn import HttpConnection
 
 if TYPE_CHECKING:
@@ -112,8 +112,10 @@ class Reactor:
         self.metrics = RequestMetrics() if config.metrics_bind else None  # for /metrics
         self.remote = RemoteSources()  # what base-mode workers count and send (METRICS)
         self.dispatcher = Dispatcher(config.dispatch, busy.TABLE)
+        self.keys = Keys.from_config(config)  # --dispatch ip / key:...: the request's key
         self.sessions: dict[int, HttpConnection] = {}
-        self.queue: collections.deque[HttpConnection] = collections.deque()
+        # requests waiting for a worker: for any (shared), or for their key's (pinned)
+        self.queue: Waiting[HttpConnection] = Waiting(self.dispatcher)
         self.links: dict[int, WorkerLink] = {}
         self.draining = False
         self.now = time.monotonic()
@@ -220,7 +222,7 @@ class Reactor:
                 slot.inflight,
             )
             slot.retiring = True
-            self.dispatcher.remove(slot)
+            self.leave_dispatch(slot)
             self._on_event("timeout", slot.pid)
 
     def _time_out(self, conn: HttpConnection) -> None:
@@ -241,7 +243,7 @@ class Reactor:
         elif not slot.retiring:
             # a WSGI thread cannot be interrupted: replace the whole worker
             slot.retiring = True
-            self.dispatcher.remove(slot)
+            self.leave_dispatch(slot)
             self._on_event("timeout", slot.pid)
         if conn.started:
             conn.cut()
@@ -258,17 +260,44 @@ class Reactor:
     # -- requests ---------------------------------------------------------------------
 
     def submit(self, conn: HttpConnection) -> None:
-        slot = self.dispatcher.pick(conn.session) if not self.queue else None
+        queue = self.queue
+        if self.keys is not None:
+            request = conn.current
+            assert request is not None
+            peer = conn.transport.get_extra_info("peername")
+            key = self.keys.key(peer[0] if isinstance(peer, tuple) else "", request.headers)
+            if key is not None:
+                self._submit_keyed(conn, key)
+                return
+        # in order: nothing overtakes a request that waits for any worker
+        slot = self.dispatcher.pick(conn.session) if not queue.shared else None
         if slot is None:
-            limit = self.config.max_queued_requests
-            if limit and len(self.queue) >= limit:
+            if self._full():
                 self._overloaded(conn)
                 return
-            self.queue.append(conn)
+            queue.append(conn)
             if self.dispatcher.busy is not None:
                 self._watch_queue()
             return
         self._send(conn, slot)
+
+    def _submit_keyed(self, conn: HttpConnection, key: bytes) -> None:
+        """Affinity: to the key's worker, or wait for it (not for any other)."""
+        dispatcher = self.dispatcher
+        owner = dispatcher.owner(key)
+        if owner is not None and dispatcher.room(owner) and not self.queue.waits_for(owner):
+            self._send(conn, owner)
+            return
+        if self._full():
+            self._overloaded(conn)
+            return
+        self.queue.pin(conn, key, owner)
+        if dispatcher.busy is not None:
+            self._watch_queue()
+
+    def _full(self) -> bool:
+        limit = self.config.max_queued_requests
+        return bool(limit) and len(self.queue) >= limit
 
     def _overloaded(self, conn: HttpConnection) -> None:
         """503 at once, rather than a queue that grows until clients time out."""
@@ -323,19 +352,18 @@ class Reactor:
 
     def _dispatch_queued(self) -> None:
         queue = self.queue
-        dispatcher = self.dispatcher
-        while queue:
-            conn = queue[0]
-            if conn.current is None:  # the client left while queued
-                queue.popleft()
-                continue
-            target = dispatcher.pick(conn.session)
-            if target is None:
-                break
-            queue.popleft()
+        if not queue:
+            return
+        # (a request whose client left while queued has no current request: dropped)
+        for conn, target in queue.ready(_waiting, _session):
             self._send(conn, target)
-        if queue and dispatcher.busy is not None:
+        if queue and self.dispatcher.busy is not None:
             self._watch_queue()
+
+    def leave_dispatch(self, slot: WorkerSlot) -> None:
+        """``slot`` takes no more requests: its waiting requests follow their keys."""
+        self.dispatcher.remove(slot)
+        self._dispatch_queued()
 
     def _watch_queue(self) -> None:
         """--reactors N: requests wait here while every worker is busy, maybe with
@@ -356,10 +384,7 @@ class Reactor:
         """The client of ``conn.current`` left: drop it if queued, tell its worker if not."""
         slot = conn.slot
         if slot is None:
-            try:
-                self.queue.remove(conn)
-            except ValueError:
-                pass
+            self.queue.remove(conn)
             return
         link = self.links.get(slot.key)
         if link is not None:
@@ -417,7 +442,7 @@ class Reactor:
         self.links.pop(link.key, None)
         self.remote.lost(link.key)
         if link.slot is not None:
-            self.dispatcher.remove(link.slot)
+            self.leave_dispatch(link.slot)
         served = link.slot.served if link.slot is not None else 0
         self._on_event("lost", (link.worker_id, link.pid, served))
 
@@ -460,3 +485,11 @@ class Reactor:
             and not conn.closing
             and now - conn.accepted_at < FRESH_GRACE
         )
+
+
+def _waiting(conn: HttpConnection) -> bool:
+    return conn.current is not None
+
+
+def _session(conn: HttpConnection) -> int:
+    return conn.session

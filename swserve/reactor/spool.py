@@ -19,12 +19,17 @@ import os
 import tempfile
 from typing import Self
 
+# --chroot DIR in process mode: the reactor spools into DIR/tmp and gives the
+# worker, whose root DIR is, the path below DIR (set in the master, before forks)
+ROOT = ""
+
 
 class SpooledBody:
     __slots__ = ("_file", "path", "size")
 
     def __init__(self, initial: bytes | bytearray) -> None:
-        fd, self.path = tempfile.mkstemp(prefix="swserve-body-")
+        where = os.path.join(ROOT, "tmp") if ROOT else None
+        fd, self.path = tempfile.mkstemp(prefix="swserve-body-", dir=where)
         self._file = os.fdopen(fd, "wb", buffering=1 << 16)
         self._file.write(initial)
         self.size = len(initial)
@@ -40,7 +45,7 @@ class SpooledBody:
     def finish(self) -> str:
         """Flush and close the file; return its path for the worker."""
         self._file.close()
-        return self.path
+        return self.path[len(ROOT) :] if ROOT else self.path
 
     def discard(self) -> None:
         with contextlib.suppress(OSError):

@@ -193,7 +193,7 @@ class WorkerLink(asyncio.Protocol):
         if slot is None or slot.retiring:
             return
         slot.retiring = True
-        self.reactor.dispatcher.remove(slot)
+        self.reactor.leave_dispatch(slot)
         if slot.inflight == 0:
             self.send_stop()
 

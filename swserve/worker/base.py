@@ -464,7 +464,7 @@ class LocalReactor(Reactor):
         slot.inflight -= 1
         slot.served += 1
         self.report.served(slot.served)
-        queue = self.queue
+        queue = self.queue.shared  # (no affinity here: nothing is ever pinned)
         while queue and slot.inflight < slot.capacity:
             conn = queue.popleft()
             if conn.current is not None:  # else: the client left while queued
@@ -473,10 +473,7 @@ class LocalReactor(Reactor):
 
     def abandon(self, conn: HttpConnection) -> None:
         if conn.slot is None:
-            try:
-                self.queue.remove(conn)
-            except ValueError:
-                pass
+            self.queue.remove(conn)
             return
         self.executor.disconnect(conn)
 
@@ -638,6 +635,14 @@ class BaseWorker:
         # while an inline WSGI app holds the loop, so the response in flight
         # already carries Connection: close.
         signal.signal(signal.SIGTERM, self._on_sigterm)
+        if config.chroot:  # the app is loaded, nothing is served yet
+            from swserve import chroot
+
+            try:
+                chroot.confine(config)
+            except AppLoadError as exc:
+                self.sock.sendall(framing.encode(framing.BOOT_ERROR, 0, 0, 0, str(exc).encode()))
+                raise
         ready = codec.encode_ready(
             self.worker_id, os.getpid(), reactor.slot.capacity, self.interface
         )

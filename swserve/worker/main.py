@@ -138,6 +138,14 @@ def run(
             SyncChannel(sock) if len(socks) == 1 else SyncChannelSet(socks, on_idle=None)
         )
         slowlog = SlowLog(config.slowlog_timeout, worker_id)
+        if config.chroot:  # the app is loaded, nothing is served yet
+            from swserve import chroot
+
+            try:
+                chroot.confine(config)
+            except AppLoadError as exc:
+                sock.sendall(framing.encode(framing.BOOT_ERROR, 0, 0, 0, str(exc).encode()))
+                return EXIT_APP_LOAD
         channel.send(
             framing.encode(
                 framing.READY, 0, 0, 0, codec.encode_ready(worker_id, pid, config.threads, "wsgi")

@@ -107,6 +107,10 @@ class ASGIWorker:
         self.stopped = asyncio.Event()
         try:
             await self.lifespan.startup()
+            if self.config.chroot:  # the app is loaded, nothing is served yet
+                from swserve import chroot
+
+                chroot.confine(self.config)
         except AppLoadError as exc:
             self.socks[0].sendall(_encode(framing.BOOT_ERROR, 0, 0, 0, str(exc).encode()))
             raise

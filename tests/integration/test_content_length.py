@@ -18,7 +18,7 @@ pytestmark = pytest.mark.modes("process", "base")
 GET = b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
-def read_raw(sock, limit: float = 10.0) -> bytes:  # type: ignore[no-untyped-def]
+def read_raw(sock, limit: float = 10.0) -> bytes:
     """Everything the server sends until it closes the connection."""
     sock.settimeout(limit)
     data = b""

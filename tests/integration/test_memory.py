@@ -32,7 +32,7 @@ def tree_faults(server: Server) -> int:
     return total
 
 
-def echo(reader: ResponseReader, sock, count: int) -> None:  # type: ignore[no-untyped-def]
+def echo(reader: ResponseReader, sock, count: int) -> None:
     for _ in range(count):
         sock.sendall(POST)
         response = reader.read()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -18,7 +19,7 @@ SHARED_APP = "wsgi_validated:app"
 
 
 @pytest.fixture(scope="module")
-def client(shared_server: Server) -> httpx.Client:
+def client(shared_server: Server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=shared_server.url, timeout=10) as c:
         yield c
 

@@ -81,7 +81,7 @@ def test_host_port_shorthand(captured: list[Config]) -> None:
     [
         (["--workers", "0"], "--workers must be at least 1"),
         (["--workers", "many"], "is not a valid integer"),
-        (["--dispatch", "random"], "'random' is not one of"),
+        (["--dispatch", "random"], "unknown dispatch mode 'random': expected idle"),
         (["--bind", "nonsense"], "is not HOST:PORT"),
         (["--bind", "127.0.0.1:0", "--port", "80"], "either --bind or --host/--port"),
         (["--max-body-size", "lots"], "is not a size"),

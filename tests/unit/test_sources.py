@@ -101,7 +101,7 @@ def test_check_config_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
     assert code == 1
     lines = [line for line in out.splitlines() if line.strip()]
     assert len(lines) == 3, out
-    assert any("--dispatch: 'random' is not one of" in line for line in lines)
+    assert any("--dispatch: unknown dispatch mode 'random'" in line for line in lines)
     assert any("SWSERVE_THREADS" in line and "whole number" in line for line in lines)
     assert any("--workers must be at least 1" in line for line in lines)
 

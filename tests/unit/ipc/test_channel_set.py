@@ -31,6 +31,12 @@ def frames_on(sock: socket.socket) -> list[framing.Frame]:
     return FrameDecoder().feed(sock.recv(65536))
 
 
+def _recv(channels: SyncChannelSet) -> framing.Frame:
+    frame = channels.recv()
+    assert frame is not None, "the channel set ended"
+    return frame
+
+
 def test_session_ids_name_their_reactor() -> None:
     frame = framing.encode(framing.RESPONSE_BODY, 0, (2 << SESSION_SHIFT) + 7, 1, b"x")
     assert session_of(frame) >> SESSION_SHIFT == 2
@@ -58,13 +64,13 @@ def test_frames_without_a_session_go_to_every_reactor(links: Links) -> None:
 def test_requests_from_any_reactor_and_one_stop_after_the_last(links: Links) -> None:
     channels, reactors = links
     reactors[2].sendall(framing.encode(framing.REQUEST, 0, (2 << SESSION_SHIFT) + 1, 1, b""))
-    assert channels.recv()[0] == framing.REQUEST
+    assert _recv(channels)[0] == framing.REQUEST
     reactors[0].sendall(framing.encode(framing.STOP, 0, 0, 0))
     reactors[1].sendall(framing.encode(framing.STOP, 0, 0, 0))
     reactors[1].sendall(framing.encode(framing.REQUEST, 0, (1 << SESSION_SHIFT) + 1, 1, b""))
-    assert channels.recv()[0] == framing.REQUEST  # retired by two, still served for the third
+    assert _recv(channels)[0] == framing.REQUEST  # retired by two, still served for the third
     reactors[2].sendall(framing.encode(framing.STOP, 0, 0, 0))
-    assert channels.recv()[0] == framing.STOP
+    assert _recv(channels)[0] == framing.STOP
 
 
 def test_a_reactor_that_goes_away_ends_the_set(links: Links) -> None:

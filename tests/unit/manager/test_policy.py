@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import signal
+from collections.abc import Sequence
 
 from hypothesis import given, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -32,7 +33,7 @@ class Harness:
         self.now = 0.0
         self.log: list[object] = []
 
-    def run(self, actions: list[object]) -> list[object]:
+    def run(self, actions: Sequence[object]) -> list[object]:
         out = []
         for action in actions:
             self.log.append(action)

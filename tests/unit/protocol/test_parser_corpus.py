@@ -43,7 +43,7 @@ invalid_cases = pytest.mark.parametrize("case", INVALID, ids=[c.name for c in IN
 # a failing case names its (at most 8) cut points as found, and a corpus with
 # open bugs still runs in seconds.
 split_settings = settings(
-    max_examples=max(10, settings.default.max_examples // 4),
+    max_examples=max(10, settings().max_examples // 4),
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
 )
 

@@ -78,7 +78,7 @@ METHODS = [b"GET"] * 4 + [b"POST"] * 4 + [b"HEAD", b"PUT", b"OPTIONS", b"CONNECT
 TARGETS = [b"/"] * 3 + [b"/a?b=c", b"*", b"example.com:443", b"http://example.com/x", b"/%7e"]
 VERSIONS = [b" HTTP/1.1"] * 6 + [b" HTTP/1.0"] * 2 + [b" HTTP/2.0", b" HTTP/0.9", b""]
 HOSTS = [[b"Host: example.com"]] * 8 + [[], [b"Host: a", b"Host: b"]]
-CONNECTIONS = [[]] * 4 + [
+CONNECTIONS: list[list[bytes]] = [[]] * 4 + [
     [b"Connection: close"],
     [b"Connection: keep-alive"],
     [b"Connection: upgrade", b"Upgrade: websocket"],
