@@ -228,6 +228,7 @@ def measure(
         workers=1,
     )
     extra = ["--sizes", ",".join(map(str, scenario.sizes)), *(["--binary"] * scenario.binary)]
+    cpu_before = user_before = cpu_after = user_after = 0.0
     try:
         with (
             run.served(server, run_scenario(name, args.uvicorn_ws), settings, base) as proc,
@@ -303,8 +304,10 @@ def report(points: list[EchoPoint], meta: dict[str, Any]) -> str:
     lines += [f"pinning: {meta['pinning']}; duration {meta['duration_s']} s per point, "]
     lines[-1] += f"{meta['repeat']} repeat(s); versions: {meta['versions']}"
     bars: list[str] = []
-    keys = ("messages_per_s", "p50_ms", "p99_ms", "cpu_us_per_message", "user_us_per_message")
-    keys += ("server_cores", "client_cores", "mib_per_s")
+    keys = (
+        *("messages_per_s", "p50_ms", "p99_ms", "cpu_us_per_message", "user_us_per_message"),
+        *("server_cores", "client_cores", "mib_per_s"),
+    )
     for name in meta["scenarios"]:
         lines += ["", f"## {name}: {SCENARIOS[name].summary}", ""]
         lines += [

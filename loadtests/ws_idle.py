@@ -113,6 +113,7 @@ def measure(server: run.Server, settings: run.Settings, args: argparse.Namespace
     }
     echo = run_scenario("small", args.uvicorn_ws)
     scenario = dataclasses.replace(echo, server_args={**echo.server_args, **limits})
+    results: list[dict[str, Any]] = []
     try:
         with run.served(server, scenario, settings, base) as proc:
             assert base.port is not None

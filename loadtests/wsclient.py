@@ -135,8 +135,10 @@ class Session(asyncio.Protocol):
     # --- asyncio.Protocol ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
-        transport.write(self.request)
+        # a stream transport (uvloop's is not a subclass of asyncio.Transport: no isinstance)
+        stream: asyncio.Transport = transport  # type: ignore[assignment]
+        self.transport = stream
+        stream.write(self.request)
 
     def data_received(self, data: bytes) -> None:
         if not self.open:
