@@ -14,9 +14,11 @@ WRONG CODE, UNCLEAN and FAILED BY CLIENT fail the test, which lists every such c
 description, expectation and what happened. The full report (HTML too) is in the test's tmp
 directory.
 
-CI time (2 cores): the groups are chosen to stay under ~1 minute per mode; 9's largest sizes
-(4 and 16 MiB messages) and the slower part of 12/13 are the first to go when it grows (see
-``loadtests/README.md`` for the timings).
+CI time (2 cores, under coverage): ~5 s for ``framing``, ~10-20 s for ``sizes`` and for
+``compression`` per mode, ~1.5 min for the module on a busy machine (the budget: 2 min). What
+is left out for time: 9.3.1/9.4.1 (4 MiB in 64-byte fragments), the 12.x/13.x cases with
+payloads above 8 KiB (12.1/13.1) or 64 B (the others). ``loadtests/README.md`` says how to run
+them by hand.
 """
 
 from __future__ import annotations
@@ -50,22 +52,32 @@ PASSING_CLOSE = frozenset({"OK", "INFORMATIONAL"})
 
 
 def _compression_cases() -> tuple[str, ...]:
-    """12.1 and 13.1 (every permessage-deflate offer) with payloads up to 8 KiB unfragmented,
-    and the 16-byte to 1 KiB cases of the other 12.x/13.x groups: ~1,000 messages each."""
+    """12.1 and 13.1 (each permessage-deflate offer) with payloads of 16 B to 8 KiB unfragmented,
+    and the 16 and 64 B cases of the other 12.x/13.x groups: 1,000 messages each."""
     cases = [f"{group}.{n}" for group in ("12.1", "13.1") for n in range(1, 7)]
     others = ("12.2", "12.3", "12.4", "12.5", *(f"13.{g}" for g in range(2, 8)))
-    cases += [f"{group}.{n}" for group in others for n in range(1, 5)]
+    cases += [f"{group}.{n}" for group in others for n in (1, 2)]
     return tuple(cases)
 
 
-# id → the case globs of one kosoku run (one server), and its parallelism
-GROUPS: dict[str, tuple[tuple[str, ...], int]] = {
+@dataclass(frozen=True)
+class Group:
+    """One kosoku run (one server): the case ids or globs, those left out, its parallelism."""
+
+    cases: tuple[str, ...]
+    exclude: tuple[str, ...] = ()
+    parallelism: int = 1
+
+
+GROUPS: dict[str, Group] = {
     # framing, pings, reserved bits and opcodes, fragmentation, UTF-8, close handling, limits
-    "framing": (("1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "10.*"), 4),
-    # 9.1/9.2: one 64 KiB ... 16 MiB text/binary message; 9.3/9.4: 4 MiB in 64 B ... 4 MiB
-    # fragments; 9.5/9.6: 1 MiB over 64 B ... 2 KiB socket writes; 9.7/9.8: 1,000 round trips
-    "sizes": (("9.*",), 1),
-    "compression": (_compression_cases(), 4),
+    "framing": Group(("1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "10.*"), parallelism=4),
+    # 9.1/9.2: one text/binary message of 64 KiB ... 16 MiB; 9.3/9.4: 4 MiB in fragments of
+    # 256 B ... 4 MiB; 9.5/9.6: 1 MiB over 64 B ... 2 KiB socket writes; 9.7/9.8: 1,000 round
+    # trips of 0 B ... 128 KiB. Left out: 4 MiB in 64 B fragments (65,536 frames; ~4 s each,
+    # a third of the group, and what 256 B fragments already show).
+    "sizes": Group(("9.*",), exclude=("9.3.1", "9.4.1")),
+    "compression": Group(_compression_cases(), parallelism=4),
 }
 
 
@@ -108,11 +120,13 @@ def kosoku_command() -> list[str]:
 
 
 def run_kosoku(
-    url: str, cases: tuple[str, ...], outdir: Path, parallelism: int = 1
+    url: str, group: Group, outdir: Path
 ) -> tuple[subprocess.CompletedProcess[str], float]:
     """Run kosoku's fuzzing client against ``url``; return the process and its wall time."""
-    selection = [arg for case in cases for arg in ("-i", case)]
-    command = [*kosoku_command(), url, *selection, "-o", str(outdir), "-p", str(parallelism)]
+    selection = [arg for case in group.cases for arg in ("-i", case)]
+    selection += [arg for case in group.exclude for arg in ("-x", case)]
+    command = [*kosoku_command(), url, *selection, "-o", str(outdir)]
+    command += ["-p", str(group.parallelism)]
     started = time.monotonic()
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=KOSOKU_TIMEOUT_S, check=False
@@ -161,11 +175,10 @@ def check_run(
 @pytest.mark.timeout(KOSOKU_TIMEOUT_S + 30)
 @pytest.mark.parametrize("group", list(GROUPS))
 def test_autobahn(serve: Starter, tmp_path: Path, group: str) -> None:
-    cases, parallelism = GROUPS[group]
     server = serve(ECHO_APP)
     url = f"ws://127.0.0.1:{server.port}"
-    done, seconds = run_kosoku(url, cases, tmp_path, parallelism)
-    verdicts = check_run(done, tmp_path, cases)
+    done, seconds = run_kosoku(url, GROUPS[group], tmp_path)
+    verdicts = check_run(done, tmp_path, GROUPS[group].cases)
     slowest = max(verdicts, key=lambda v: v.duration_ms)
     print(
         f"autobahn {group}: {len(verdicts)} cases in {seconds:.1f} s"
