@@ -42,7 +42,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -397,16 +397,27 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=5.0, help="measured s per point")
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument("--clients", type=int, default=2, help="client processes")
-    parser.add_argument("--no-pin", action="store_true")
-    parser.add_argument("--no-install", action="store_true", help="use the anchors venv as is")
-    parser.add_argument("--output-dir", type=Path, default=run.RESULTS_DIR)
-    args = parser.parse_args(argv)
+    add_common_options(parser, clients=2)
+    args = parse_common(parser, argv)
     args.scenarios = [s for s in args.scenario.split(",") if s]
-    args.server_names = [s for s in args.servers.split(",") if s]
     for name in args.scenarios:
         if name not in SCENARIOS:
             parser.error(f"unknown scenario {name!r} (known: {', '.join(SCENARIOS)})")
+    return args
+
+
+def add_common_options(parser: argparse.ArgumentParser, clients: int) -> None:
+    """The options of ``ws_echo`` and ``ws_idle`` alike (``--servers`` is each one's own)."""
+    parser.add_argument("--clients", type=int, default=clients, help="client processes")
+    parser.add_argument("--no-pin", action="store_true")
+    parser.add_argument("--no-install", action="store_true", help="use the anchors venv as is")
+    parser.add_argument("--output-dir", type=Path, default=run.RESULTS_DIR)
+
+
+def parse_common(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse; ``args.server_names`` from ``--servers``, each a known one (else a usage error)."""
+    args = parser.parse_args(argv)
+    args.server_names = [s for s in args.servers.split(",") if s]
     for name in args.server_names:
         if name not in SERVERS:
             parser.error(f"unknown server {name!r} (known: {', '.join(SERVERS)})")
@@ -431,36 +442,57 @@ def settings_for(args: argparse.Namespace, workdir: Path) -> run.Settings:
     )
 
 
-def write(points: list[EchoPoint], meta: dict[str, Any], label: str, output: Path) -> str:
+def base_meta(args: argparse.Namespace, settings: run.Settings) -> dict[str, Any]:
+    """What every WebSocket result records about its run (the scenario adds its own)."""
+    return {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "argv": sys.argv,
+        "pinning": settings.pinning.describe(),
+        "clients": args.clients,
+        "servers": args.server_names,
+        "uvicorn_ws": args.uvicorn_ws,
+        "loadavg": os.getloadavg(),
+        "versions": run.installed_versions(),
+    }
+
+
+def write(
+    points: Sequence[Any], meta: dict[str, Any], summary: str, label: str, output: Path
+) -> None:
+    """``results/<time>-<label>.json`` (meta and every point) and ``.md`` (the summary)."""
     output.mkdir(parents=True, exist_ok=True)
     stem = output / f"{time.strftime('%Y%m%d-%H%M%S')}-{label}"
-    summary = report(points, meta)
     Path(f"{stem}.json").write_text(
         json.dumps({"meta": meta, "points": [asdict(p) for p in points]}, indent=1)
     )
     Path(f"{stem}.md").write_text(summary)
     run.log(f"wrote {stem}.json and {stem}.md")
-    return summary
+
+
+def harness(
+    args: argparse.Namespace,
+    label: str,
+    extra_meta: dict[str, Any],
+    measure_all: Callable[[run.Settings], list[Any]],
+    summarise_all: Callable[[list[Any], dict[str, Any]], str],
+) -> int:
+    """Set up (anchors venv, pinning, a work directory), measure, write and print the summary."""
+    with tempfile.TemporaryDirectory(prefix=f"{label}-") as tmp:
+        settings = settings_for(args, Path(tmp))
+        args.uvicorn_ws = uvicorn_ws_flag()
+        meta = base_meta(args, settings) | extra_meta
+        points = measure_all(settings)
+        summary = summarise_all(points, meta)
+        write(points, meta, summary, label, args.output_dir)
+        print(summary)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="ws-echo-") as tmp:
-        settings = settings_for(args, Path(tmp))
-        args.uvicorn_ws = uvicorn_ws_flag()
-        meta = {
-            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-            "argv": sys.argv,
-            "pinning": settings.pinning.describe(),
-            "duration_s": args.duration,
-            "repeat": args.repeat,
-            "clients": args.clients,
-            "uvicorn_ws": args.uvicorn_ws,
-            "scenarios": args.scenarios,
-            "servers": args.server_names,
-            "versions": run.installed_versions(),
-        }
-        points: list[EchoPoint] = []
+
+    def measure_all(settings: run.Settings) -> list[EchoPoint]:
+        points = []
         for repeat in range(args.repeat):
             for name in args.scenarios:
                 for server_name in args.server_names:  # interleaved: A B C A B C
@@ -471,8 +503,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f" cpu µs/msg={point.cpu_us_per_message} client cores={point.client_cores}"
                     )
                     points.append(point)
-        print(write(points, meta, "ws-echo", args.output_dir))
-    return 0
+        return points
+
+    meta = {"duration_s": args.duration, "repeat": args.repeat, "scenarios": args.scenarios}
+    return harness(args, "ws-echo", meta, measure_all, report)
 
 
 if __name__ == "__main__":

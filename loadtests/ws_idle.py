@@ -28,25 +28,28 @@ import argparse
 import contextlib
 import dataclasses
 import json
-import os
 import subprocess
-import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Final
 
 from loadtests import run
-from loadtests.ws_echo import read_line, run_scenario, settings_for, start_clients, uvicorn_ws_flag
+from loadtests.ws_echo import (
+    SERVERS,
+    add_common_options,
+    harness,
+    parse_common,
+    read_line,
+    run_scenario,
+    start_clients,
+)
 
 SESSIONS: Final = 10_000
 BAR_KIB: Final = 16.0  # the issue: the reactor's cost per idle session
 REACTOR: Final = r"^swserve: (master|reactor)"
 WORKER: Final = r"^swserve: worker"
-SERVERS: Final = ("swserve", "swserve-base", "uvicorn", "granian")
 # the processes that hold the sessions' connections ("" = the whole tree)
 FRONT: Final = {"swserve": REACTOR, "swserve-base": r"^swserve: (master|reactor|worker)"}
 CLOSE_SLACK_S: Final = 30.0
@@ -188,16 +191,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--servers", default="swserve", help=f"of {','.join(SERVERS)}")
     parser.add_argument("--sessions", type=int, default=SESSIONS)
     parser.add_argument("--warmup-sessions", type=int, default=200)
-    parser.add_argument("--clients", type=int, default=4, help="client processes")
     parser.add_argument("--settle", type=float, default=1.0, help="s between ready and the RSS")
-    parser.add_argument("--no-pin", action="store_true")
-    parser.add_argument("--no-install", action="store_true", help="use the anchors venv as is")
-    parser.add_argument("--output-dir", type=Path, default=run.RESULTS_DIR)
-    args = parser.parse_args(argv)
-    args.server_names = [s for s in args.servers.split(",") if s]
-    for name in args.server_names:
-        if name not in SERVERS:
-            parser.error(f"unknown server {name!r} (known: {', '.join(SERVERS)})")
+    add_common_options(parser, clients=4)
+    args = parse_common(parser, argv)
     # ws_echo.settings_for reads these
     args.duration, args.warmup = 0.0, 0.0
     return args
@@ -205,36 +201,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    args.nofile = run.raise_nofile_limit(args.sessions + args.warmup_sessions)
-    with tempfile.TemporaryDirectory(prefix="ws-idle-") as tmp:
-        settings = settings_for(args, Path(tmp))
-        args.uvicorn_ws = uvicorn_ws_flag()
-        meta = {
-            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-            "argv": sys.argv,
-            "sessions": args.sessions,
-            "clients": args.clients,
-            "nofile": args.nofile,
-            "pinning": settings.pinning.describe(),
-            "versions": run.installed_versions(),
-            "loadavg": os.getloadavg(),
-        }
+    nofile = run.raise_nofile_limit(args.sessions + args.warmup_sessions)
+
+    def measure_all(settings: run.Settings) -> list[IdlePoint]:
         points = []
         for name in args.server_names:
             run.log(f"ws-idle {name}: {args.sessions:,} sessions ...")
             point = measure(run.SERVERS_BY_NAME[name], settings, args)
             run.log(f"  {point.status} {point.reason[:300]} KiB/session={point.kib_per_session}")
             points.append(point)
-        args.output_dir.mkdir(parents=True, exist_ok=True)
-        stem = args.output_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-ws-idle"
-        summary = report(points, meta)
-        Path(f"{stem}.json").write_text(
-            json.dumps({"meta": meta, "points": [asdict(p) for p in points]}, indent=1)
-        )
-        Path(f"{stem}.md").write_text(summary)
-        run.log(f"wrote {stem}.json and {stem}.md")
-        print(summary)
-    return 0
+        return points
+
+    meta = {"sessions": args.sessions, "nofile": nofile}
+    return harness(args, "ws-idle", meta, measure_all, report)
 
 
 if __name__ == "__main__":

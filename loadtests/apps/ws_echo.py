@@ -1,6 +1,6 @@
 """A WebSocket echo app (ASGI 3): accepts every session, echoes each text or bytes message back
-as it came, and returns when the client closes. HTTP requests get the hello answer, so the
-harness's readiness probe (a plain GET) works on every server.
+as it came, and returns when the client closes. HTTP requests get ``hello_asgi``'s answer, so
+the harness's readiness probe (a plain GET) works on every server.
 
 The same app for every server under test (swserve, uvicorn, granian): what is measured is the
 server's framing, dispatch and I/O, not the app.
@@ -8,31 +8,7 @@ server's framing, dispatch and I/O, not the app.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
-
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
-BODY = b"Hello, world!"
-START: Message = {
-    "type": "http.response.start",
-    "status": 200,
-    "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(BODY)).encode())],
-}
-RESPONSE_BODY: Message = {"type": "http.response.body", "body": BODY}
-
-
-async def lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+from loadtests.apps.hello_asgi import RESPONSE_BODY, START, Receive, Scope, Send, lifespan
 
 
 async def echo(receive: Receive, send: Send) -> None:
