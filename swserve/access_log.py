@@ -67,7 +67,10 @@ class AccessLog:
         seconds: float,
         worker_id: int,
         worker_pid: int,
+        websocket: tuple[int, int, int] | None = None,
     ) -> None:
+        """One line; ``websocket`` (messages in, messages out, close code) for a session's
+        line, written when it ends: status 101, its duration and bytes sent."""
         target = req.target.decode("latin-1")
         path, _, query = target.partition("?")
         if path in self.exclude:
@@ -92,6 +95,15 @@ class AccessLog:
                         "user_agent": _header(req, b"user-agent"),
                         "worker": worker_id,
                         "worker_pid": worker_pid,
+                        **(
+                            {
+                                "ws_messages_in": websocket[0],
+                                "ws_messages_out": websocket[1],
+                                "ws_close_code": websocket[2],
+                            }
+                            if websocket is not None
+                            else {}
+                        ),
                     }
                 ),
             )
@@ -121,4 +133,6 @@ class AccessLog:
             line = self.fmt % atoms
         except (KeyError, ValueError, TypeError) as exc:
             line = f"(bad --access-log-format: {exc}) " + DEFAULT_FORMAT % atoms
+        if websocket is not None:
+            line += " ws in={} out={} close={}".format(*websocket)
         log.info("%s", line)

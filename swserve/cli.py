@@ -122,11 +122,21 @@ def make_command() -> click.Command:
         "swserve",
         callback=_run,
         params=params,
-        help="Serve a WSGI or ASGI application.  APP is module:attribute.",
+        help="Serve a WSGI or ASGI application.  APP is module:attribute.  "
+        "A running server: swserve ctl --help, swserve top --help.",
         context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     )
     return click.version_option(__version__, "--version", prog_name="swserve")(command)
 
 
+# the subcommands for a running server (swserve/control/cli.py); an app named so
+# is still served when given as module:attribute
+SUBCOMMANDS = ("ctl", "top")
+
+
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:
+        from swserve.control.cli import main as control_main
+
+        control_main(sys.argv[1], sys.argv[2:])
     make_command()(prog_name="swserve")

@@ -22,6 +22,10 @@ from swserve import proxy
 from swserve.errors import ConfigError
 
 DEFAULT_APP: Final = "swserve.demo:app"
+# seconds a WebSocket client gets to answer the server's close frame before the TCP
+# connection is cut (websockets' and uvicorn's close_timeout is 10 s; ours is shorter
+# because it also delays a retiring worker's exit)
+WS_CLOSE_WAIT: Final = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +252,41 @@ class Config:
         help="async: a replacement is started and ready before the old worker retires; "
         "sync: one worker at a time, the next only after the previous one exited.",
     )
+    task_workers: int = setting(
+        0,
+        kind="int",
+        section="Task workers and user processes",
+        help="Task worker processes that run swserve.task() calls from workers, user "
+        "processes and other tasks (0: none, and the feature costs nothing).",
+    )
+    task_queue_size: int = setting(
+        1000,
+        kind="int",
+        section="Task workers and user processes",
+        help="Tasks that may wait for a free task worker; one more gets TaskQueueFull at once.",
+    )
+    task_timeout: float = setting(
+        0.0,
+        kind="float",
+        section="Task workers and user processes",
+        help="Seconds a task may run (0: no limit). Past it the caller gets TaskTimeout and "
+        "the task worker is killed and replaced.",
+    )
+    task_max_requests: int = setting(
+        0,
+        kind="int",
+        section="Task workers and user processes",
+        help="Recycle a task worker after this many tasks, plus a random 0..half of it "
+        "(0: never). Its replacement is ready before it stops taking tasks.",
+    )
+    process: tuple[str, ...] = setting(
+        (),
+        kind="list",
+        section="Task workers and user processes",
+        metavar="MODULE:CALLABLE",
+        help="Run this callable in a user process beside the workers, restarted with back-off "
+        "when it returns or crashes, replaced on SIGHUP. Repeatable.",
+    )
     timeout: float = setting(
         0.0,
         kind="float",
@@ -410,6 +449,57 @@ class Config:
         default_doc="16MiB",
         help="Largest request body accepted; a larger one gets 413 without being read.",
     )
+    ws: str = setting(
+        "auto",
+        kind="choice",
+        choices=("auto", "none"),
+        section="WebSockets",
+        help="auto: an ASGI app gets WebSocket sessions (framed in the reactor); none: an "
+        "upgrade request reaches the app as plain HTTP. A WSGI app always gets plain HTTP.",
+    )
+    ws_ping_interval: float = setting(
+        20.0,
+        kind="float",
+        section="WebSockets",
+        help="Seconds between the server's pings on an open session (0: no pings).",
+    )
+    ws_ping_timeout: float = setting(
+        20.0,
+        kind="float",
+        section="WebSockets",
+        help="Seconds a client gets to answer a ping; past it the session closes with 1011.",
+    )
+    ws_max_size: int = setting(
+        16 * 1024 * 1024,
+        kind="size",
+        section="WebSockets",
+        default_doc="16MiB",
+        help="Largest incoming message, after decompression; larger: close 1009.",
+    )
+    ws_max_queue: int = setting(
+        32,
+        kind="int",
+        section="WebSockets",
+        help="Messages the app may leave unread on a session before the reactor stops "
+        "reading from that client (0: no limit).",
+    )
+    ws_per_message_deflate: bool = setting(
+        True,
+        kind="bool",
+        section="WebSockets",
+        help="Negotiate permessage-deflate (RFC 7692) when the client offers it.",
+    )
+    ws_drain_timeout: float = setting(
+        -1.0,
+        kind="float",
+        section="WebSockets",
+        default_doc="in time for the kill deadlines",
+        help="Seconds open sessions of a reloaded or retiring worker, or of a server that "
+        "shuts down, may go on before the reactor closes them (1012, or 1001 on shutdown). "
+        "Default: until 5 s before --max-wait-time (reload; at most --graceful-timeout), "
+        "1 s before --graceful-timeout (shutdown). A value given moves those deadlines "
+        "instead when it is longer: no worker is killed under its sessions.",
+    )
     log_level: str = setting(
         "info",
         kind="choice",
@@ -491,6 +581,15 @@ class Config:
         metavar="HOST:PORT",
         help="Serve Prometheus metrics (/metrics), /healthz and /readyz from the master "
         "on this address, aggregated over every worker (off when empty).",
+    )
+    control_socket: str = setting(
+        "auto",
+        kind="str",
+        section="Observability",
+        metavar="PATH",
+        help="The master's control socket for `swserve ctl` and `swserve top` (mode 0600, "
+        "only the server's user and root may connect); auto: next to --pid-file, else "
+        "$XDG_RUNTIME_DIR/swserve/PID.sock or /tmp/swserve-UID/PID.sock; none: off.",
     )
     mode: str = setting(
         "process",
@@ -595,6 +694,45 @@ class Config:
     def jitter(self) -> int:
         return self.max_requests // 2 if self.max_requests_jitter < 0 else self.max_requests_jitter
 
+    # WebSocket drains and the kill deadlines around them.  An explicit --ws-drain-timeout
+    # moves the deadlines (no worker is killed under its sessions); the default moves
+    # nothing: the sessions are closed in time for the deadlines HTTP already has.
+
+    @property
+    def ws_drain(self) -> float:
+        """--ws-drain-timeout, with its default (--graceful-timeout) applied."""
+        return self.graceful_timeout if self.ws_drain_timeout < 0 else self.ws_drain_timeout
+
+    @property
+    def ws_stop_drain(self) -> float:
+        """How long sessions go on once a shutdown began, before their 1001."""
+        if self.ws_drain_timeout >= 0:
+            return self.ws_drain_timeout
+        return max(0.0, self.graceful_timeout - 1.0)  # a second for the close handshakes
+
+    @property
+    def ws_retire_drain(self) -> float:
+        """How long a retiring worker's sessions go on, before their 1012."""
+        if self.ws_drain_timeout >= 0:
+            return self.ws_drain_timeout
+        return min(self.graceful_timeout, max(0.0, self.max_wait_time - WS_CLOSE_WAIT))
+
+    @property
+    def stop_wait(self) -> float:
+        """How long a shutdown waits for what is open: --graceful-timeout, or an explicit
+        --ws-drain-timeout plus a second for the 1001 close handshakes if that is longer."""
+        if self.ws == "none" or self.ws_drain_timeout < 0:
+            return self.graceful_timeout
+        return max(self.graceful_timeout, self.ws_drain_timeout + 1.0)
+
+    @property
+    def retire_wait(self) -> float:
+        """How long a retiring worker lives before SIGKILL: --max-wait-time, or the
+        WebSocket drain plus the time its 1012 close handshakes take if that is longer."""
+        if self.ws == "none" or self.ws_drain_timeout < 0:
+            return self.max_wait_time
+        return max(self.max_wait_time, self.ws_drain_timeout + WS_CLOSE_WAIT)
+
     @property
     def binds(self) -> tuple[str, ...]:
         return self.bind or (format_hostport(self.host, self.port),)
@@ -647,6 +785,10 @@ _CHECKS: Final[tuple[tuple[str, Callable[[Any], bool], str], ...]] = (
     ("max_wait_time", lambda v: v >= 0, "must not be negative"),
     ("max_concurrent_recycles", lambda v: v >= 1, "must be at least 1"),
     ("timeout", lambda v: v >= 0, "must not be negative"),
+    ("task_workers", lambda v: v >= 0, "must not be negative"),
+    ("task_queue_size", lambda v: v >= 1, "must be at least 1"),
+    ("task_timeout", lambda v: v >= 0, "must not be negative"),
+    ("task_max_requests", lambda v: v >= 0, "must not be negative"),
     ("header_timeout", lambda v: v > 0, "must be positive"),
     ("body_timeout", lambda v: v > 0, "must be positive"),
     ("limit_request_line", lambda v: v >= 16, "must be at least 16"),
@@ -656,6 +798,12 @@ _CHECKS: Final[tuple[tuple[str, Callable[[Any], bool], str], ...]] = (
     ("max_connections", lambda v: v >= 0, "must not be negative"),
     ("write_timeout", lambda v: v > 0, "must be positive"),
     ("reactors", lambda v: 0 <= v <= 64, "must be between 0 and 64"),
+    ("ws_ping_interval", lambda v: v >= 0, "must not be negative"),
+    ("ws_ping_timeout", lambda v: v > 0, "must be positive"),
+    ("ws_max_size", lambda v: v >= 1, "must be at least 1"),
+    ("ws_max_queue", lambda v: v >= 0, "must not be negative"),
+    ("ws_drain_timeout", lambda v: v >= 0 or v == -1, "must not be negative"),
+    ("control_socket", lambda v: bool(v.strip()), "must be a path, auto or none"),
 )
 
 
@@ -708,6 +856,10 @@ def problems(values: dict[str, Any]) -> list[str]:
         # terminal a daemon has just detached from
         out.append("--reload cannot be used with --daemon: run the reloader in the foreground")
     out += proxy.setting_problems(values)
+    for spec in values.get("process", ()):
+        module, sep, attr = spec.partition(":")
+        if not sep or not module or not attr:
+            out.append(f"--process {spec!r}: expected module:callable")
     metrics = values.get("metrics_bind", "")
     if metrics:
         try:

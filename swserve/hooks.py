@@ -9,6 +9,8 @@ on_worker_start        worker      the app is loaded, before the first request
 on_worker_stop         worker      it has been told to stop (retired or shut down)
 on_worker_exit         worker      while a stopping worker waits for in-flight requests
 on_worker_error        manager     a worker exited abnormally (code, or signal)
+on_task_worker_start   task worker before it takes its first task (--task-workers N)
+on_task_worker_stop    task worker it is stopping (retired, reloaded or shut down)
 on_manager_stop        manager     every worker has stopped
 on_shutdown            master      the server has stopped, just before exit
 =====================  ==========  ===================================================
@@ -45,6 +47,8 @@ HOOKS: Final = (
     "on_worker_stop",
     "on_worker_exit",
     "on_worker_error",
+    "on_task_worker_start",
+    "on_task_worker_stop",
     "on_manager_stop",
     "on_shutdown",
 )
@@ -55,7 +59,7 @@ class Server:
     """What a hook receives: the settings and where it runs."""
 
     config: Config
-    role: str  # "master" | "manager" | "worker"
+    role: str  # "master" | "manager" | "worker" | "task worker"
     pid: int
     master_pid: int
 

@@ -35,7 +35,8 @@ import dataclasses
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from swserve.config import Config, parse_umask
 from swserve.errors import ConfigError
@@ -43,6 +44,8 @@ from swserve.master.listeners import Listener
 
 if TYPE_CHECKING:
     from swserve import daemon, privileges, reloader
+
+T = TypeVar("T")
 
 log = logging.getLogger("swserve.error")
 
@@ -99,8 +102,14 @@ class ProcessSetup:
         if here not in sys.path:
             sys.path.insert(0, here)
 
-    def after_bind(self, listeners: list[Listener]) -> None:
-        """Daemonize, write the pid file, drop privileges.
+    def after_bind(
+        self,
+        listeners: list[Listener],
+        before_drop: Callable[[privileges.Identity | None], T] | None = None,
+    ) -> T | None:
+        """Daemonize, write the pid file, call ``before_drop`` (still as root, in the
+        final process: the control socket is bound there), drop privileges; return
+        what ``before_drop`` returned.
 
         Raises:
             ConfigError: the pid file or the switch of user failed; the listeners
@@ -114,6 +123,7 @@ class ProcessSetup:
         try:
             if self.pid_file is not None:
                 self.pid_file.write()
+            made = before_drop(self.identity) if before_drop is not None else None
             if self.identity is not None and self.config.chroot:
                 self.deferred = self.identity  # the manager forks root workers, which chroot
             elif self.identity is not None:
@@ -128,6 +138,7 @@ class ProcessSetup:
             raise
         if notifier is not None:
             notifier.ready()
+        return made
 
     @staticmethod
     def _close_listeners(listeners: list[Listener]) -> None:

@@ -86,6 +86,16 @@ def build_scope(
     return scope
 
 
+def write_gate(gate: asyncio.Future[None] | None, writable: bool) -> asyncio.Future[None] | None:
+    """The future a ``send`` waits on while its client is behind (BUFFER_FULL), released
+    and dropped when it has caught up (BUFFER_EMPTY)."""
+    if writable:
+        if gate is not None and not gate.done():
+            gate.set_result(None)
+        return None
+    return gate if gate is not None else asyncio.get_running_loop().create_future()
+
+
 # Validated response header pairs, reused: an app sends the same few again and
 # again (bounded: the app chooses them).  RequestCycle.send of a hello response's
 # start and body (2 headers): 6.0 -> 2.8 µs (best of 11 runs of 100k, process time).
@@ -194,12 +204,7 @@ class RequestCycle:
 
     def set_writable(self, writable: bool) -> None:
         """BUFFER_FULL / BUFFER_EMPTY from the reactor: hold ``send`` while the client is behind."""
-        if writable:
-            if self._writable is not None and not self._writable.done():
-                self._writable.set_result(None)
-            self._writable = None
-        elif self._writable is None:
-            self._writable = asyncio.get_running_loop().create_future()
+        self._writable = write_gate(self._writable, writable)
 
     async def send(self, message: Message) -> None:
         kind = message["type"]

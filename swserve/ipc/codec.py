@@ -153,7 +153,11 @@ def encode_ready(worker_id: int, pid: int, capacity: int, interface: str) -> byt
 def decode_ready(payload: Buffer) -> tuple[int, int, int, str]:
     """→ (worker id, pid, capacity, interface)."""
     worker_id, pid, capacity = decode_hello(payload[: _HELLO.size])
-    return worker_id, pid, capacity, bytes(payload[_HELLO.size :]).decode()
+    try:
+        interface = bytes(payload[_HELLO.size :]).decode()
+    except UnicodeDecodeError:
+        raise IPCError("READY with an interface name that is not UTF-8") from None
+    return worker_id, pid, capacity, interface
 
 
 def encode_served(count: int) -> bytes:
@@ -182,3 +186,35 @@ def decode_metrics(payload: Buffer) -> dict[str, int]:
     ):
         raise IPCError("METRICS payload is not an object of integers")
     return data
+
+
+_U16: Final = struct.Struct("<H")
+
+
+def encode_ws_accept(subprotocol: str | None, headers: bytes) -> bytes:
+    """WS_ACCEPT: u16 subprotocol length | subprotocol | "name: value\\r\\n" lines."""
+    proto = (subprotocol or "").encode("latin-1")
+    return _U16.pack(len(proto)) + proto + headers
+
+
+def decode_ws_accept(payload: Buffer) -> tuple[str | None, bytes]:
+    """→ (subprotocol or None, extra header lines)."""
+    data = bytes(payload)
+    if len(data) < 2:
+        raise IPCError("WS_ACCEPT payload too short")
+    (size,) = _U16.unpack_from(data)
+    if 2 + size > len(data):
+        raise IPCError("WS_ACCEPT subprotocol overruns the payload")
+    proto = data[2 : 2 + size].decode("latin-1")
+    return proto or None, data[2 + size :]
+
+
+def encode_ws_close(code: int, reason: str) -> bytes:
+    return _U16.pack(code & 0xFFFF) + reason.encode()
+
+
+def decode_ws_close(payload: Buffer) -> tuple[int, str]:
+    data = bytes(payload)
+    if len(data) < 2:
+        raise IPCError("WS_CLOSE payload too short")
+    return _U16.unpack_from(data)[0], data[2:].decode(errors="replace")

@@ -24,7 +24,8 @@ dropped: Swoole's ``connection_verify``.
 from __future__ import annotations
 
 import struct
-from typing import Final
+from collections.abc import Hashable
+from typing import Final, TypeVar
 
 from swserve.errors import IPCError
 
@@ -53,6 +54,21 @@ BUFFER_FULL: Final = 12  # R→W  this request's client reads slowly: stop sendi
 BUFFER_EMPTY: Final = 13  # R→W  its client caught up: send on (Swoole's onBufferEmpty)
 HEARTBEAT: Final = 14  # W→R  the worker's loop is alive (sent from that loop, about once a second)
 METRICS: Final = 15  # W→R  base mode, --metrics-bind: the worker's counters (JSON object of ints)
+# Task frames (28-35) travel on the task socket only (swserve/tasks/); the session
+# field carries a task id: the caller's own on the caller's link, the broker's on a
+# task worker's link.  Payload layouts: swserve/tasks/codec.py.
+TASK_HELLO: Final = 28  # →B   who connects: a caller or a task worker (role, slot, pid)
+TASK_SUBMIT: Final = 29  # C→B  run this task (flag TASK_NOWAIT: no answer wanted)
+TASK_RUN: Final = 30  # B→T  run this task, answer with TASK_RESULT
+TASK_RESULT: Final = 31  # T→B, B→C  the outcome (flags: one of the TASK_* outcomes)
+TASK_CANCEL: Final = 32  # C→B  the caller stopped waiting (drop it if still queued)
+TASK_STOP: Final = 33  # B→T  retired and idle: exit
+# WebSocket sessions (16-23); the request id is the upgrade request's.  BUFFER_FULL and
+# BUFFER_EMPTY also flow W→R for a session: the app holds --ws-max-queue unread messages.
+WS_CONNECT: Final = 16  # R→W  a valid upgrade request: run the app's websocket session
+WS_ACCEPT: Final = 17  # W→R  the app accepted (payload: codec.ws_accept): send the 101
+WS_MESSAGE: Final = 18  # both  one whole message; flag WS_TEXT; MORE on all parts but the last
+WS_CLOSE: Final = 19  # both  code and reason: R→W the session ended, W→R the app closes it
 
 FRAME_NAMES: Final = {
     HELLO: "HELLO",
@@ -70,15 +86,29 @@ FRAME_NAMES: Final = {
     BUFFER_EMPTY: "BUFFER_EMPTY",
     HEARTBEAT: "HEARTBEAT",
     METRICS: "METRICS",
+    TASK_HELLO: "TASK_HELLO",
+    TASK_SUBMIT: "TASK_SUBMIT",
+    TASK_RUN: "TASK_RUN",
+    TASK_RESULT: "TASK_RESULT",
+    TASK_CANCEL: "TASK_CANCEL",
+    TASK_STOP: "TASK_STOP",
+    WS_CONNECT: "WS_CONNECT",
+    WS_ACCEPT: "WS_ACCEPT",
+    WS_MESSAGE: "WS_MESSAGE",
+    WS_CLOSE: "WS_CLOSE",
 }
 
 # Flags.  MORE/END belong to request/response streams; the low nibble of a
 # RESPONSE_START carries serializer.HAS_CONTENT_LENGTH … HAS_SERVER.
+WS_TEXT: Final = 0x01  # on a WS_MESSAGE: a text message (UTF-8), else binary
 SPOOLED: Final = 0x20  # on a REQUEST: the body part is the path of a file holding the body
 MORE: Final = 0x40  # more frames of this request body follow
 SERVED_RECYCLE: Final = 0x01  # on a SERVED: my --max-requests is reached, replace me
 SERVED_RECYCLE_TIMEOUT: Final = 0x02  # on a SERVED: a request ran past --timeout, replace me
 END: Final = 0x80  # this frame ends the response
+TASK_NOWAIT: Final = 0x01  # on a TASK_SUBMIT: fire and forget, send no TASK_RESULT
+
+K = TypeVar("K", bound=Hashable)
 
 _pack = HEADER.pack
 _unpack_from = HEADER.unpack_from
@@ -266,3 +296,28 @@ def body_frames(session: int, request: int, data: Buffer, end: bool) -> list[Buf
         flags = END if end and start + MAX_PAYLOAD >= size else 0
         out += (encode_header(RESPONSE_BODY, flags, session, request, len(part)), part)
     return out
+
+
+def message_frames(session: int, request: int, text: bool, data: Buffer) -> list[Buffer]:
+    """Buffers of one WS_MESSAGE, split at MAX_PAYLOAD (MORE on all parts but the last)."""
+    flags = WS_TEXT if text else 0
+    size = len(data)
+    if size < BIG:
+        return [_pack(MAGIC, VERSION, WS_MESSAGE, flags, size, session, request) + data]
+    view = memoryview(data)
+    out: list[Buffer] = []
+    for start in range(0, size, MAX_PAYLOAD):
+        part = view[start : start + MAX_PAYLOAD]
+        more = MORE if start + MAX_PAYLOAD < size else 0
+        out += (encode_header(WS_MESSAGE, flags | more, session, request, len(part)), part)
+    return out
+
+
+def assemble(parts: dict[K, list[bytes]], key: K, flags: int, payload: Buffer) -> bytes | None:
+    """One WS_MESSAGE frame → the whole message once its last part is in (else None);
+    ``parts`` holds the earlier parts of cut messages, by ``key``."""
+    if flags & MORE:
+        parts.setdefault(key, []).append(bytes(payload))
+        return None
+    held = parts.pop(key, None)
+    return b"".join((*held, payload)) if held else bytes(payload)

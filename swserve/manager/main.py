@@ -16,8 +16,13 @@ master → manager             meaning
 ``ready PID``                that worker's app is loaded: it serves
 ``recycle PID REASON``       replace that worker (max-requests, …)
 ``timeout PID``              a request on it ran past --timeout: stop and replace it
-``reload``                   replace every worker (SIGHUP/SIGUSR1 to the master)
+``reload``                   replace every worker, task worker and user process (SIGHUP)
 ``scale 1`` / ``scale -1``   SIGTTIN / SIGTTOU to the master
+``task-ready PID``           that task worker is linked to the broker: it takes tasks
+``task-recycle PID REASON``  replace that task worker (--task-max-requests)
+``task-timeout PID``         a task ran past --task-timeout there: kill and replace it
+``task-reload``              replace every task worker (SIGUSR2 to the master)
+``scale-to N``               ``swserve ctl scale N``: as many of those as it takes
 ===========================  ==========================================================
 
 ===========================  ==========================================================
@@ -27,8 +32,17 @@ manager → master             meaning
 ``exit SLOT PID CODE SIG``   a worker exited (CODE -1 when killed by signal SIG)
 ``halt CODE MESSAGE``        stop the server with this exit code (boot failures)
 ``reloaded``                 a reload has replaced every worker
+``backoff SLOT N DELAY``     SLOT failed to boot N times in a row: next try in DELAY s
+                             (N 0: it booted, or a reload reset it)
 ``term`` / ``quit``          the manager got SIGTERM / SIGQUIT: the master stops the server
+``task-retire PID REASON``   the broker gives that task worker no more tasks, then STOP
+``task-reloaded``            a task reload has replaced every task worker
+``process-restart INDEX``    a user process was restarted (for /metrics)
 ===========================  ==========================================================
+
+Task workers are supervised by a second :class:`~swserve.manager.policy.Supervisor`
+(the same rules: respawn, recycle with a replacement first, reload, crash
+loop); user processes by :class:`~swserve.manager.user_processes.UserProcesses`.
 
 EOF on the socket means the master died: every worker is stopped at once.
 Signals only enqueue (``signal.set_wakeup_fd``): the loop does the work.
@@ -50,6 +64,7 @@ import socket
 import time
 from typing import Final
 
+from swserve import _process
 from swserve._process import ignore_master_signals, reap_nowait
 from swserve.config import Config
 from swserve.errors import EXIT_ERROR, EXIT_OK
@@ -57,13 +72,14 @@ from swserve.hooks import Hooks, Server as HookServer
 from swserve.ipc import busy
 from swserve.logs import forward_reopen
 from swserve.manager import policy
+from swserve.manager.other_kinds import HANDLED, OtherKinds
+from swserve.manager.user_processes import UserProcesses
 from swserve.master.listeners import Listener
 from swserve.procname import set_title
 
 log = logging.getLogger("swserve.error")
 
-_HANDLED = (signal.SIGTERM, signal.SIGCHLD, signal.SIGQUIT)
-TICK = 0.5  # seconds between supervision ticks (escalation, memory and age checks)
+_HANDLED = HANDLED
 
 
 def exit_status(status: int) -> tuple[int | None, int | None]:
@@ -82,7 +98,7 @@ def rss_mib(pid: int) -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
 
 
-class Manager:
+class Manager(OtherKinds):
     def __init__(
         self,
         config: Config,
@@ -102,7 +118,7 @@ class Manager:
         self.supervisor = policy.Supervisor(
             config.workers,
             max_concurrent=config.max_concurrent_recycles,
-            max_wait=config.max_wait_time,
+            max_wait=config.retire_wait,  # WebSocket sessions drain first
             kill_grace=config.graceful_timeout,
             reload_mode=config.reload_mode,
         )
@@ -110,7 +126,25 @@ class Manager:
         self.lifetimes: dict[int, float] = {}
         self._control_buf = b""
         self._halted = False
-        self.grace = config.graceful_timeout  # how long stop_all waits before SIGKILL
+        # how long stop_all waits before SIGKILL (a base-mode worker drains its WebSocket
+        # sessions for --ws-drain-timeout before it says 1001)
+        self.grace = config.stop_wait
+        # task workers and user processes: nothing at all unless asked for
+        self.task_path = ""
+        self.tasks: policy.Supervisor | None = None
+        if config.task_workers:
+            self.task_path = os.path.join(os.path.dirname(ipc_paths[0]), _process.TASK_SOCKET_NAME)
+            self.tasks = policy.Supervisor(
+                config.task_workers,
+                max_concurrent=config.max_concurrent_recycles,
+                max_wait=config.max_wait_time,
+                kill_grace=config.graceful_timeout,
+            )
+        self.user = (
+            UserProcesses(config.process, kill_grace=config.graceful_timeout)
+            if config.process
+            else None
+        )
 
     # -- actions ---------------------------------------------------------------------------
 
@@ -120,38 +154,24 @@ class Manager:
                 self.spawn(action.slot)
             elif isinstance(action, policy.Retire):
                 self._tell(f"retire {action.pid} {action.reason}")
-            elif isinstance(action, policy.Kill):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(action.pid, action.sig)
             elif isinstance(action, policy.Reloaded):
                 self._tell("reloaded")
-            elif isinstance(action, policy.Halt):
-                if not self._halted:
-                    self._halted = True
-                    self._tell(f"halt {action.code} {action.message}")
-            else:
-                getattr(log, action.level)("%s", action.message)
+            elif isinstance(action, policy.BackingOff):
+                self._tell(f"backoff {action.slot} {action.failures} {action.delay:g}")
+            else:  # Kill, Halt, Log: as for every kind of child
+                self._common(action)
 
     def spawn(self, slot: int) -> None:
-        # Signals are blocked across fork(): a SIGTERM that reaches the child before
-        # it has reset our handlers would otherwise run the manager's no-op handler
-        # and be lost, leaving a worker that ignores the stop.
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
-        pid = -1
+        cell = self._last_cell = busy.next_cell(set(self.cells.values()), self._last_cell)
+        if busy.TABLE is not None:
+            busy.TABLE.reset(cell)
         try:
-            while pid == -1:
-                try:
-                    pid = os.fork()
-                except OSError as exc:  # EAGAIN/ENOMEM: as Swoole does, retry every 100 ms
-                    log.error("cannot fork worker %d: %s; retrying", slot, exc)
-                    time.sleep(0.1)
-            cell = self._last_cell = busy.next_cell(set(self.cells.values()), self._last_cell)
-            if busy.TABLE is not None:
-                busy.TABLE.reset(cell)
-            if pid == 0:
-                self._become_worker(slot, blocked, cell)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+            pid = self._fork(f"worker {slot}", lambda mask: self._become_worker(slot, mask, cell))
+        except OSError as exc:  # EAGAIN/ENOMEM: the supervisor retries after a back-off
+            self.apply(
+                self.supervisor.fork_failed(slot, exc.strerror or str(exc), time.monotonic())
+            )
+            return
         self.cells[pid] = cell
         now = time.monotonic()
         self.supervisor.spawned(slot, pid, now)
@@ -159,17 +179,22 @@ class Manager:
             limit = self.config.max_worker_lifetime
             self.lifetimes[pid] = now + limit + random.uniform(0, limit / 10)  # noqa: S311
 
+    def _reset_in_child(self, mask: set[int | signal.Signals]) -> None:
+        """A forked child: the manager's signal handling and descriptors are not its own."""
+        for sig in _HANDLED:
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a pending SIGTERM now ends us
+        signal.set_wakeup_fd(-1)
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+        self.control.close()
+        _process.TASK_SOCKET = self.task_path  # where swserve.task() goes ("" : nowhere)
+
     def _become_worker(self, slot: int, mask: set[int | signal.Signals], cell: int) -> None:
         code = EXIT_ERROR
         try:
-            for sig in _HANDLED:
-                signal.signal(sig, signal.SIG_DFL)
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a pending SIGTERM now ends us
-            signal.set_wakeup_fd(-1)
-            self._selector.close()
-            self._wake_r.close()
-            self._wake_w.close()
-            self.control.close()
+            self._reset_in_child(mask)
             from swserve.worker.main import run
 
             code = run(
@@ -194,6 +219,7 @@ class Manager:
         for pid, status in reap_nowait():
             worker = self.supervisor.workers.get(pid)
             if worker is None:
+                self._reap_other(pid, *exit_status(status))
                 continue
             code, sig = exit_status(status)
             self.lifetimes.pop(pid, None)
@@ -215,7 +241,7 @@ class Manager:
     def run(self) -> int:
         set_title("swserve: manager")
         ignore_master_signals()
-        forward_reopen(lambda: list(self.supervisor.workers))  # SIGRTMIN from the master
+        forward_reopen(self._children)  # SIGRTMIN from the master
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -231,8 +257,14 @@ class Manager:
             return self.stop_all()
         _preload_worker_modules(self.config)
         self.apply(self.supervisor.start())
+        if self.tasks is not None:
+            self.apply_task(self.tasks.start())
         while not self.supervisor.stopping:
-            for key, _ in self._selector.select(timeout=TICK):
+            timeout = self._until_next_tick()
+            wake_at = self.supervisor.wake_at()
+            if wake_at is not None:  # a back-off ends before the next tick: be on time
+                timeout = max(0.0, min(timeout, wake_at - time.monotonic()))
+            for key, _ in self._selector.select(timeout=timeout):
                 if key.data == "signal":
                     self._on_signals()
                 else:
@@ -243,6 +275,10 @@ class Manager:
     def _tick(self) -> None:
         now = time.monotonic()
         sup = self.supervisor
+        if self.tasks is not None:
+            self.apply_task(self.tasks.tick(now))
+        if self.user is not None:
+            self.apply_user(self.user.tick(now))
         actions = sup.tick(now)
         for worker in sup.serving():
             pid = worker.pid
@@ -301,18 +337,36 @@ class Manager:
                 self.apply(sup.timed_out(int(parts[1]), now))
             elif command == "reload":
                 self.apply(sup.reload(now))
+                if self.tasks is not None:
+                    self.apply_task(self.tasks.reload(now))
+                if self.user is not None:
+                    self.apply_user(self.user.reload(now))
             elif command == "scale":
                 self.apply(sup.scale(int(parts[1]), now))
+            elif command == "scale-to":  # `swserve ctl scale N`: one step at a time
+                for step in policy.steps_to(sup.target, int(parts[1])):
+                    self.apply(sup.scale(step, now))
+            elif command.startswith("task-"):
+                self._on_task_command(command, parts[1:], now)
+        self._start_user_processes()
 
     def stop_all(self) -> int:
-        """SIGTERM every worker, wait up to the graceful timeout, then SIGKILL the rest."""
+        """SIGTERM every child, wait up to the graceful timeout, then SIGKILL the rest.
+
+        Task workers finish the task under way (their SIGTERM handler waits for
+        it), within the same graceful timeout.
+        """
         sup = self.supervisor
         sup.stop()
-        for pid in list(sup.workers):
+        if self.tasks is not None:
+            self.tasks.stop()
+        if self.user is not None:
+            self.user.stop()
+        for pid in self._children():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + self.grace
-        while sup.workers and time.monotonic() < deadline:
+        while self._children() and time.monotonic() < deadline:
             self._selector.select(timeout=min(0.5, max(0.0, deadline - time.monotonic())))
             with contextlib.suppress(BlockingIOError):
                 self._wake_r.recv(512)
@@ -321,12 +375,17 @@ class Manager:
             log.warning("worker %d (pid %d) did not stop in time: killing it", worker.slot, pid)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        while sup.workers:
+        for pid in self._children():
+            if pid not in sup.workers:
+                log.warning("%s did not stop in time: killing it", self._name(pid))
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        while self._children():
             try:
                 pid, _ = os.waitpid(-1, 0)
             except ChildProcessError:
                 break
-            sup.workers.pop(pid, None)
+            self._forget(pid)
         self.hooks.call("on_manager_stop", self.server_info)
         return EXIT_OK
 

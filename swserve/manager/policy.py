@@ -24,9 +24,12 @@ time, capacity drops by one).
 
 A replacement that exits without ever being ready is a *boot failure*: the
 replacement is abandoned and the old worker keeps serving (a reload with
-broken code changes nothing).  During start-up, or for a worker that crashed
-and whose respawn fails to boot ``CRASH_LOOP`` times in a row, a boot failure
-halts the server with exit code 3.
+broken code changes nothing).  During start-up a boot failure halts the
+server with exit code 3 (what container users expect of gunicorn and
+uvicorn).  Once the server has served, a worker that crashed and whose
+respawns fail to boot is respawned with exponential back-off
+(:mod:`swserve.manager.backoff`), logged once per step, while the other
+workers serve on; a reload resets the back-off and tries the new code at once.
 """
 
 from __future__ import annotations
@@ -35,12 +38,9 @@ import collections
 import random
 import signal
 from dataclasses import dataclass, field
-from typing import Final
 
 from swserve.errors import EXIT_APP_LOAD
-
-CRASH_LOOP: Final = 5  # consecutive boot failures of one slot that stop the server
-
+from swserve.manager.backoff import Backoff
 
 # -- actions ---------------------------------------------------------------------------
 
@@ -83,7 +83,20 @@ class Reloaded:
     """Every worker of the reload's generation has been replaced."""
 
 
-Action = Spawn | Retire | Kill | Halt | Log | Reloaded
+@dataclass(frozen=True, slots=True)
+class BackingOff:
+    """Slot ``slot`` has failed to boot ``failures`` times in a row; next try in ``delay`` s.
+
+    ``failures == 0``: the slot booted (or was reset), and waits no more.  The
+    shell tells the master, for /metrics and /readyz.
+    """
+
+    slot: int
+    failures: int
+    delay: float
+
+
+Action = Spawn | Retire | Kill | Halt | Log | Reloaded | BackingOff
 
 
 # -- state -----------------------------------------------------------------------------
@@ -147,6 +160,7 @@ class Supervisor:
         max_wait: float = 30.0,
         kill_grace: float = 30.0,
         reload_mode: str = "async",
+        backoff: Backoff | None = None,
     ) -> None:
         self.target = workers
         self.max_concurrent = max(1, max_concurrent)
@@ -161,13 +175,21 @@ class Supervisor:
         self.started = False  # every first-generation worker has been ready once
         self.stopping = False
         self.reloading = False
-        self.boot_failures: collections.Counter[int] = collections.Counter()  # slot → in a row
+        self.backoff = backoff or Backoff()  # slot → boot failures in a row, respawn due
+        # slots whose fork failed, waiting out the back-off: slot → (replaces, reason)
+        self.fork_retry: dict[int, tuple[int | None, str]] = {}
         self.stats = Stats()
 
     # -- queries ---------------------------------------------------------------------------
 
     def by_slot(self, slot: int) -> list[Worker]:
         return [w for w in self.workers.values() if w.slot == slot]
+
+    def vacant(self, slot: int) -> bool:
+        """No worker serves or boots for ``slot`` (one still draining does not count)."""
+        if any(p[0] == slot for p in self.pending_spawns):
+            return False
+        return slot <= self.target and all(w.retiring for w in self.by_slot(slot))
 
     def serving(self) -> list[Worker]:
         return [w for w in self.workers.values() if w.ready and not w.retiring]
@@ -203,12 +225,22 @@ class Supervisor:
         if worker is None or worker.ready:
             return []
         worker.ready = True
-        self.boot_failures[worker.slot] = 0
         actions: list[Action] = []
+        failed = self.backoff.succeeded(worker.slot)
+        if failed:
+            actions.append(
+                Log(
+                    "info",
+                    f"worker {worker.slot} (pid {pid}) booted after {failed} failure(s) in a row: "
+                    "its back-off is reset",
+                )
+            )
+            actions.append(BackingOff(worker.slot, 0, 0.0))
         if (
             not self.started
             and all(w.ready for w in self.workers.values())
             and not self.pending_spawns
+            and not self.fork_retry
         ):
             self.started = True
         old_pid, worker.replaces = worker.replaces, None
@@ -241,7 +273,7 @@ class Supervisor:
             actions += self._next(now)
             return actions
         if not worker.ready:
-            return actions + self._boot_failure(worker, ex)
+            return actions + self._boot_failure(worker, ex, now)
         # a serving worker died on its own
         self.stats.crashes += 1
         actions.append(Log("warning", describe(ex)))
@@ -250,12 +282,12 @@ class Supervisor:
             if other.replaces == pid:
                 other.replaces = None
         self.queue = collections.deque((p, r) for p, r in self.queue if p != pid)
-        if len(self.by_slot(worker.slot)) == 0 and worker.slot <= self.target:
+        if self.vacant(worker.slot):
             actions += self._spawn(worker.slot, None, "crash")
         actions += self._next(now)
         return actions
 
-    def _boot_failure(self, worker: Worker, ex: Exit) -> list[Action]:
+    def _boot_failure(self, worker: Worker, ex: Exit, now: float) -> list[Action]:
         actions: list[Action] = []
         reason = "the app failed to load" if ex.code == EXIT_APP_LOAD else describe(ex)
         if not self.started:
@@ -273,21 +305,51 @@ class Supervisor:
                 )
             )
             return actions
-        self.boot_failures[worker.slot] += 1
-        if self.boot_failures[worker.slot] >= CRASH_LOOP:
-            return [
-                Halt(
-                    EXIT_APP_LOAD,
-                    f"worker {worker.slot} failed to boot {CRASH_LOOP} times in a row ({reason}): "
-                    "stopping instead of respawning forever",
-                )
-            ]
+        if not self.vacant(worker.slot):
+            return actions  # scaled down meanwhile, or someone else holds the slot
+        step = self.backoff.failed(worker.slot, now)
+        if step.delay <= 0:
+            actions.append(
+                Log("warning", f"worker {worker.slot} failed to boot ({reason}); respawning")
+            )
+            return actions + self._spawn(worker.slot, None, "crash")
+        serving = len(self.serving())
         actions.append(
-            Log("warning", f"worker {worker.slot} failed to boot ({reason}); respawning")
+            Log(
+                "error",
+                f"worker {worker.slot} failed to boot {step.failures} times in a row ({reason}); "
+                f"next try in {step.delay:g}s, {serving} worker(s) serve meanwhile "
+                "(SIGHUP tries new code now)",
+            )
         )
-        if len(self.by_slot(worker.slot)) == 0 and worker.slot <= self.target:
-            actions += self._spawn(worker.slot, None, "crash")
-        return actions
+        actions.append(BackingOff(worker.slot, step.failures, step.delay))
+        return actions + self._reload_check()
+
+    def fork_failed(self, slot: int, error: str, now: float) -> list[Action]:
+        """The Spawn for ``slot`` could not fork (EAGAIN, ENOMEM): try again after a back-off.
+
+        Never a halt, even at start-up: the shortage may be someone else's and
+        pass; the server keeps serving with the workers it has meanwhile.
+        """
+        index = next((i for i, p in enumerate(self.pending_spawns) if p[0] == slot), None)
+        if index is None:
+            return []
+        _, replaces, reason = self.pending_spawns.pop(index)
+        if self.stopping:
+            return []
+        self.fork_retry[slot] = (replaces, reason)
+        step = self.backoff.failed(slot, now)
+        delay = max(step.delay, self.backoff.first)  # never at once: the shell is in fork()
+        self.backoff.waiting[slot] = now + delay
+        message = (
+            f"cannot fork worker {slot} ({error}), {step.failures} time(s) in a row; "
+            f"next try in {delay:g}s, {len(self.serving())} worker(s) serve meanwhile"
+        )
+        return [
+            Log("error", message),
+            BackingOff(slot, step.failures, delay),
+            *self._reload_check(),
+        ]
 
     def recycle(self, pid: int, reason: str, now: float) -> list[Action]:
         worker = self.workers.get(pid)
@@ -317,6 +379,10 @@ class Supervisor:
         actions: list[Action] = [
             Log("info", f"reloading {len(self.serving())} worker(s) ({self.reload_mode})")
         ]
+        for slot in sorted(s for s in self.backoff.reset() if isinstance(s, int)):
+            actions.append(Log("info", f"worker {slot}: back-off reset, trying the new code now"))
+            actions.append(BackingOff(slot, 0, 0.0))
+            actions += self._retry(slot)
         return actions + self._next(now)
 
     def timed_out(self, pid: int, now: float) -> list[Action]:
@@ -345,6 +411,10 @@ class Supervisor:
         self.target -= 1
         self.pending_spawns = [p for p in self.pending_spawns if p[0] != slot]
         actions: list[Action] = []
+        if slot in self.backoff.waiting:
+            actions.append(BackingOff(slot, 0, 0.0))
+        self.backoff.forget(slot)
+        self.fork_retry.pop(slot, None)
         for worker in self.by_slot(slot):
             self.queue = collections.deque((p, r) for p, r in self.queue if p != worker.pid)
             worker.replaces = None
@@ -356,8 +426,14 @@ class Supervisor:
         self.queue.clear()
 
     def tick(self, now: float) -> list[Action]:
-        """Escalate: a retiring worker past max_wait is killed; a TERMed one past the grace, too."""
+        """Escalate: a retiring worker past max_wait is killed; a TERMed one past the grace, too.
+
+        And respawn the slots whose back-off is over.
+        """
         actions: list[Action] = []
+        for slot in self.backoff.due(now):
+            assert isinstance(slot, int)
+            actions += self._retry(slot)
         for worker in list(self.workers.values()):
             if not worker.retiring:
                 continue
@@ -376,6 +452,22 @@ class Supervisor:
                 )
                 actions.append(Kill(worker.pid, signal.SIGKILL, worker.retiring))
         return actions
+
+    def _retry(self, slot: int) -> list[Action]:
+        """A back-off is over (or reset): spawn what ``slot`` was waiting for."""
+        replaces, reason = self.fork_retry.pop(slot, (None, "crash"))
+        if self.stopping:
+            return []
+        old = self.workers.get(replaces) if replaces is not None else None
+        if old is not None and old.ready and not old.retiring:
+            return self._spawn(slot, old.pid, reason)  # the replacement it was to be
+        if self.vacant(slot):
+            return self._spawn(slot, None, "crash" if replaces is not None else reason)
+        return []
+
+    def wake_at(self) -> float | None:
+        """When :meth:`tick` must run next for a back-off (None: no hurry)."""
+        return self.backoff.wake_at()
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -405,10 +497,26 @@ class Supervisor:
             else:
                 # async: the old worker serves on until its replacement is ready
                 actions += self._spawn(worker.slot, pid, reason)
-        if not self.queue and self.in_progress() == 0 and self.reloading:
-            self.reloading = False
-            actions.append(Reloaded())
-        return actions
+        return actions + self._reload_check()
+
+    def _reload_check(self) -> list[Action]:
+        """A reload is finished once no queued, replacing or older worker is left.
+
+        A worker that was still booting when the reload began (during start-up,
+        say) holds code from before it: the reload waits for its replacement.
+        """
+        if not self.reloading or self.queue or self.in_progress():
+            return []
+        if any(w.generation < self.generation and not w.retiring for w in self.workers.values()):
+            return []
+        self.reloading = False
+        return [Reloaded()]
+
+
+def steps_to(current: int, target: int) -> list[int]:
+    """The ``scale(±1)`` steps that take ``current`` workers to ``target`` (at least 1)."""
+    target = max(1, target)
+    return [1 if target > current else -1] * abs(target - current)
 
 
 def request_limit(max_requests: int, jitter: int, rng: random.Random | None = None) -> int:

@@ -13,9 +13,10 @@ SIGTERM, SIGINT    graceful stop: stop accepting, finish in-flight requests (up
                    to --graceful-timeout), close keep-alive connections, stop
                    workers; a second SIGINT forces an immediate exit
 SIGQUIT            quick stop: no drain
-SIGHUP, SIGUSR1    reload every worker (the manager replaces them gracefully)
+SIGHUP, SIGUSR1    reload every worker, task worker and user process (the manager
+                   replaces them gracefully)
 SIGTTIN, SIGTTOU   one worker more / one fewer
-SIGUSR2            logged: there are no task workers to reload
+SIGUSR2            reload the task workers only (logged and ignored without any)
 =================  ===========================================================
 
 uvloop keeps SIGCHLD for itself: the manager's exit is watched through a
@@ -37,12 +38,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from swserve import __version__, malloc
-from swserve._process import reap_nowait
+from swserve._process import TASK_SOCKET_NAME, reap_nowait
 from swserve.config import Config
 from swserve.errors import EXIT_APP_LOAD, EXIT_ERROR, EXIT_OK, ConfigError
 from swserve.hooks import Hooks, Server as HookServer, load as load_hooks
 from swserve.ipc import busy
 from swserve.logs import forward_reopen, setup as setup_logging
+from swserve.master.control import ControlServer, ControlSocket, bind as bind_control
 from swserve.master.listeners import Listener, open_listeners
 from swserve.master.stats import Stats
 from swserve.process_setup import ProcessSetup
@@ -53,6 +55,7 @@ from swserve.reactor.process import ReactorChild, fork_reactors, reactor_count
 
 if TYPE_CHECKING:
     from swserve.metrics.endpoint import MetricsEndpoint
+    from swserve.tasks.server import TaskServer
 
 log = logging.getLogger("swserve.error")
 
@@ -67,8 +70,30 @@ def _parser_name(config: Config) -> str:
     return "httptools"
 
 
+# The master's signals.  Until its loop handles them, they are kept and replayed
+# (_early_signals): a SIGTERM while the hooks module imports, say, must stop the
+# server cleanly, not kill the master by default and leave its children behind.
+_SIGNALS = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGHUP,
+    signal.SIGUSR1,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGQUIT,
+    signal.SIGUSR2,
+)
+_early: list[int] = []
+
+
+def _keep_early_signals() -> None:
+    for sig in _SIGNALS:
+        signal.signal(sig, lambda signum, frame: _early.append(signum))
+
+
 def run(config: Config) -> int:
     """Run the server until it is stopped; return the process exit code."""
+    _keep_early_signals()
     if not setup_logging(config):  # a bad --log-file or --log-config: one line, before any fork
         return EXIT_ERROR
     http = _parser_name(config)
@@ -82,7 +107,8 @@ def run(config: Config) -> int:
         hooks = load_hooks(config.hooks)  # before any fork: every process shares the module
         listeners = open_listeners(config)
         metrics = _bind_metrics(config.metrics_bind)
-        setup.after_bind(listeners)  # --daemon, --pid-file, then drop to --user/--group
+        # --daemon, --pid-file, the control socket (as root, given to --user), then the drop
+        control_sock = setup.after_bind(listeners, lambda who: bind_control(config, who))
     except ConfigError as exc:
         log.error("%s", exc)
         return EXIT_ERROR
@@ -99,15 +125,26 @@ def run(config: Config) -> int:
         ipc_sock.bind(path)
         ipc_sock.listen(1024)
         ipc_socks.append(ipc_sock)
+    task_sock = None  # --task-workers N: callers and task workers connect here (tasks/)
+    if config.task_workers:
+        task_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        task_sock.bind(os.path.join(ipc_dir, TASK_SOCKET_NAME))
+        task_sock.listen(1024)
     ours, theirs = socket.socketpair()
     try:
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:  # EAGAIN (RLIMIT_NPROC, pid limit) or ENOMEM: one line, exit 1
+            log.error("cannot fork the manager: %s", exc.strerror or exc)
+            return EXIT_ERROR
         if pid == 0:  # the manager
             code = EXIT_ERROR
             try:
                 ours.close()
                 for ipc_sock in ipc_socks:
                     ipc_sock.close()
+                if task_sock is not None:
+                    task_sock.close()
                 inherited = []  # base mode: every worker accepts on the same sockets
                 for listener in listeners:
                     if config.mode == "base":
@@ -116,6 +153,8 @@ def run(config: Config) -> int:
                         listener.sock.close()
                 if metrics is not None:
                     metrics.close()
+                if control_sock is not None:
+                    control_sock.sock.close()
                 from swserve.manager.main import run as run_manager
 
                 code = run_manager(config, ipc_paths, theirs, hooks, inherited)
@@ -134,7 +173,15 @@ def run(config: Config) -> int:
         close = [ours, *(listener.sock for listener in listeners)]
         if metrics is not None:
             close.append(metrics.listener.sock)
-        children = fork_reactors(config, ipc_socks[1:], tls, close)
+        if control_sock is not None:
+            close.append(control_sock.sock)
+        if task_sock is not None:
+            close.append(task_sock)
+        try:
+            children = fork_reactors(config, ipc_socks[1:], tls, close)
+        except OSError as exc:  # the manager (and reactors forked so far) see us go: EOF
+            log.error("cannot fork a reactor: %s", exc.strerror or exc)
+            return EXIT_ERROR
         # SIGRTMIN: the manager passes it on to the workers
         forward_reopen(lambda: (pid, *(child.pid for child in children)))
         setup.in_master()  # the --reload watcher, --cpu-affinity of the reactor
@@ -151,12 +198,16 @@ def run(config: Config) -> int:
                 hooks,
                 metrics=metrics,
                 children=children,
+                control_sock=control_sock,
+                task_sock=task_sock,
             )
             return loop.run_until_complete(master.main())
         finally:
             loop.close()
     finally:
         setup.close()
+        if control_sock is not None:
+            control_sock.close()
         shutil.rmtree(ipc_dir, ignore_errors=True)
         for listener in listeners:
             if listener.address.family == "unix":
@@ -202,8 +253,13 @@ class Master:
         hooks: Hooks,
         metrics: MetricsEndpoint | None = None,
         children: list[ReactorChild] | None = None,
+        control_sock: ControlSocket | None = None,
+        task_sock: socket.socket | None = None,
     ) -> None:
         self.config = config
+        self.task_sock = task_sock
+        self.tasks: TaskServer | None = None  # the task broker, with --task-workers N
+        self.user_process_restarts = 0
         self.children = children or []  # reactors 1 … N-1 (reactor/process.py)
         self.hooks = hooks
         self.server_info = HookServer(config, "master", os.getpid(), os.getpid())
@@ -224,12 +280,15 @@ class Master:
         self.halt: tuple[int, str] | None = None
         self.stats = Stats()
         self.metrics = metrics
+        self.control_sock = control_sock  # `swserve ctl` (master/control.py)
+        self.control_server: ControlServer | None = None
         self._control_buf = b""
         self._child_pidfds: dict[int, int] = {}
         self._children_gone = asyncio.Event()
         if not self.children:
             self._children_gone.set()
         self._manager_gone = asyncio.Event()
+        self._orphans: list[int] = []  # pidfds of workers left by a manager that died
         self._idle = asyncio.Event()
 
     # -- events (from signal handlers, the reactor, the manager) -------------------------------
@@ -273,24 +332,31 @@ class Master:
         self.host = make_host(config, self._on_reactor_event, self.children)
         self.reactor = self.host.reactor
         await self.host.start(self.listeners, self.ipc_sock)
+        if self.task_sock is not None:  # deferred: only with --task-workers N
+            from swserve.tasks.server import TaskServer
+
+            self.tasks = TaskServer(config, self._enqueue)
+            await self.tasks.start(self.task_sock)
         if self.metrics is not None:  # before the workers are ready: /readyz says "starting"
             from swserve.metrics.collect import collect, readiness
             from swserve.metrics.exposition import render
 
             await self.metrics.start(lambda: render(collect(self)), lambda: readiness(self))
+        if self.control_sock is not None:
+            self.control_server = ControlServer(
+                self,
+                self._tell_manager,
+                self._handle_signal,
+                os.path.dirname(self.ipc_sock.getsockname()),
+            )
+            await self.control_server.start(self.control_sock)
         self.control.setblocking(False)
         loop.add_reader(self.control, self._on_control_readable)
-        for sig in (
-            signal.SIGTERM,
-            signal.SIGINT,
-            signal.SIGHUP,
-            signal.SIGUSR1,
-            signal.SIGTTIN,
-            signal.SIGTTOU,
-            signal.SIGQUIT,
-            signal.SIGUSR2,
-        ):
+        for sig in _SIGNALS:
             loop.add_signal_handler(sig, self._enqueue, "signal", sig)
+        for early in _early:  # those that came before the loop, in order
+            self._enqueue("signal", early)
+        _early.clear()
         # uvloop keeps SIGCHLD for itself, so the manager's exit is watched through a
         # pidfd, and orphans (when we are PID 1 in a container) are reaped by a timer.
         self._pidfd = os.pidfd_open(self.manager_pid)
@@ -322,8 +388,7 @@ class Master:
             self.stats.worker_ready(worker_id, pid)
             self.interface = interface
             self._tell_manager(f"ready {pid}")
-            if not self.announced and len(self.ready) >= self.config.workers:
-                self._announce()
+            self._maybe_announce()
         elif kind == "boot-error":
             message = str(arg)
             if not self.announced:
@@ -335,8 +400,9 @@ class Master:
                 log.error("a new worker could not load the app: %s", message)
         elif kind == "lost":
             assert isinstance(arg, tuple)
-            self.lost_pids.add(arg[1])
-            self._check_halt()
+            if not self.announced:  # a start-up halt waits for these; later, none is kept
+                self.lost_pids.add(arg[1])
+                self._check_halt()
         elif kind == "recycle":
             assert isinstance(arg, tuple)
             self._tell_manager(f"recycle {arg[0]} {arg[1]}")
@@ -346,6 +412,9 @@ class Master:
             self._tell_manager(f"timeout {arg}")
         elif kind == "manager":
             self._handle_manager_line(str(arg))
+        elif kind == "task":  # the task broker's line for the manager (tasks/server.py)
+            self._tell_manager(str(arg))
+            self._maybe_announce()
 
     def _tell_manager(self, line: str) -> None:
         with contextlib.suppress(OSError):
@@ -364,6 +433,14 @@ class Master:
         elif command == "reloaded":
             self.stats.reloads += 1
             log.info("reload finished; %s", self.stats.summary(self.reactor))
+        elif command == "task-retire" and self.tasks is not None:
+            self.tasks.retire(int(parts[1]))
+        elif command == "task-reloaded":
+            log.info("task worker reload finished")
+        elif command == "process-restart":
+            self.user_process_restarts += 1
+        elif command == "backoff":
+            self.stats.worker_backoff(*(int(f) for f in line.split()[1:3]))
         elif command == "halt":
             self.halt = (int(parts[1]), parts[2] if len(parts) > 2 else "")
             self._check_halt()
@@ -373,7 +450,7 @@ class Master:
             self.stats.worker_exited(pid, stopping=self.stopping)
             if self.worker_pids.get(worker_id) == pid:
                 self.ready.discard(worker_id)
-            if code == EXIT_APP_LOAD:
+            if code == EXIT_APP_LOAD and not self.announced:  # only a start-up halt waits
                 self.boot_failed[pid] = worker_id
             self._check_halt()
 
@@ -410,6 +487,9 @@ class Master:
         elif sig in (signal.SIGHUP, signal.SIGUSR1):
             log.info("%s: reloading the workers", signal.Signals(sig).name)
             self._tell_manager("reload")
+        elif sig == signal.SIGUSR2 and self.tasks is not None:
+            log.info("SIGUSR2: reloading the task workers")
+            self._tell_manager("task-reload")
         elif sig == signal.SIGTTIN:
             self._tell_manager("scale 1")
         elif sig == signal.SIGTTOU:
@@ -417,6 +497,13 @@ class Master:
         elif sig == signal.SIGUSR2:
             # Swoole reloads its task workers on SIGUSR2; swserve has none
             log.info("SIGUSR2: there are no task workers to reload; ignored")
+
+    def _maybe_announce(self) -> None:
+        """Once every worker, and every task worker, is ready."""
+        if self.announced or len(self.ready) < self.config.workers:
+            return
+        if self.tasks is None or self.tasks.broker.alive() >= self.config.task_workers:
+            self._announce()
 
     def _announce(self) -> None:
         self.announced = True
@@ -435,6 +522,11 @@ class Master:
             config.dispatch,
             config.http,
         )
+        if self.control_server is not None:
+            self.control_server.announce()
+        if config.task_workers or config.process:
+            users = ", ".join(config.process) or "none"
+            log.info("%d task worker(s), user processes: %s", config.task_workers, users)
         if not self.hooks.call("on_master_start", self.server_info):
             self._shutdown(EXIT_APP_LOAD)
             return
@@ -450,10 +542,19 @@ class Master:
                 os.close(self._pidfd)
                 self._manager_gone.set()
                 if not self.stopping:
+                    # Nobody can fork, reap or replace workers now, and a manager cannot
+                    # be forked again from this process (its loop and threads exist):
+                    # the workers serve what they hold, then the server stops with 1 so
+                    # that systemd, Kubernetes or Docker start it afresh, as they would
+                    # for gunicorn, whose arbiter is its master.
                     log.error(
-                        "the manager (pid %d) died unexpectedly (status %d): stopping", pid, status
+                        "the manager (pid %d) died unexpectedly (status %d): finishing the "
+                        "requests in flight, then stopping (exit 1)",
+                        pid,
+                        status,
                     )
-                    self._shutdown(EXIT_ERROR)
+                    self._orphans = self._worker_pidfds()
+                    self._shutdown(EXIT_ERROR, drain=True)
             elif pid in self._child_pidfds:
                 fd = self._child_pidfds.pop(pid)
                 asyncio.get_running_loop().remove_reader(fd)
@@ -477,24 +578,59 @@ class Master:
 
     # -- shutdown ---------------------------------------------------------------------------
 
-    def _shutdown(self, code: int, *, drain: bool = True) -> None:
+    def _shutdown(self, code: int, *, drain: bool | None = None) -> None:
+        """Stop with ``code``; ``drain`` (default: only for a clean stop) lets requests finish."""
         if self.stopping:
             return
         self.stopping = True
         self.exit_code = code
-        asyncio.get_running_loop().create_task(self._stop(code, drain and code == EXIT_OK))
+        drain = code == EXIT_OK if drain is None else drain
+        asyncio.get_running_loop().create_task(self._stop(code, drain))
+
+    def _worker_pidfds(self) -> list[int]:
+        """pidfds of the workers we know: ours to end if the manager is not there to."""
+        fds = []
+        for pid in {*self.worker_pids.values(), *self.stats.workers}:
+            with contextlib.suppress(OSError):
+                fds.append(os.pidfd_open(pid))
+        return fds
+
+    async def _end_orphans(self, grace: float) -> None:
+        """Stop the workers the dead manager left, as it would have: SIGTERM, SIGKILL later."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        for fd in self._orphans:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(fd, signal.SIGTERM)
+        for fd in self._orphans:
+            gone = asyncio.Event()
+            loop.add_reader(fd, gone.set)
+            try:
+                await asyncio.wait_for(gone.wait(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+            finally:
+                loop.remove_reader(fd)
+                os.close(fd)
+        self._orphans = []
 
     async def _stop(self, code: int, drain: bool) -> None:
-        timeout = self.config.graceful_timeout
+        # --graceful-timeout, or longer for WebSocket sessions: 1001 after --ws-drain-timeout
+        timeout = self.config.stop_wait
         self.host.stop_accepting()
         if drain:
             self.host.drain()
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
             try:
                 await asyncio.wait_for(self._idle.wait(), timeout)
             except TimeoutError:
                 log.warning(
                     "graceful timeout: %d connection(s) still busy", self.host.connections()
                 )
+            if self.tasks is not None:  # queued and running tasks, within the same timeout
+                await self.tasks.drain(max(0.0, deadline - loop.time()))
         if not self._manager_gone.is_set():
             with contextlib.suppress(OSError):
                 self.control.sendall(b"stop\n" if drain else b"stop now\n")
@@ -506,6 +642,8 @@ class Master:
                     os.kill(self.manager_pid, signal.SIGKILL)
                 await self._manager_gone.wait()
         self.host.close()
+        if self.tasks is not None:
+            self.tasks.close()
         try:  # reactors 1 … N-1 exit once told to close
             await asyncio.wait_for(self._children_gone.wait(), 5)
         except TimeoutError:
@@ -513,8 +651,12 @@ class Master:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             await self._children_gone.wait()
+        if self._orphans:
+            await self._end_orphans(timeout)
         if self.metrics is not None:
             self.metrics.close()
+        if self.control_server is not None:
+            self.control_server.close()
         if code == EXIT_OK:
             log.info("stopped; %s", self.stats.summary(self.reactor))
         self.hooks.call("on_shutdown", self.server_info)

@@ -35,6 +35,9 @@ class Stats:
     crashes: int = 0  # serving workers that exited when nobody asked them to
     timeouts: int = 0  # workers replaced because a request ran past --timeout (or went silent)
     reloads: int = 0  # reloads finished
+    retiring: dict[int, str] = field(default_factory=dict)  # pid → why, until it exits
+    boot_failures: int = 0  # respawns that failed to boot once the server had served
+    backoff: dict[int, int] = field(default_factory=dict)  # slot → boot failures in a row
     # pids that have been ready, until they exit; of those, the ones we asked to go
     _served: set[int] = field(default_factory=set)
     _expected: set[int] = field(default_factory=set)
@@ -45,6 +48,7 @@ class Stats:
 
     def worker_retired(self, pid: int, reason: str) -> None:
         self.recycled[reason] += 1
+        self.retiring[pid] = reason
         self._expected.add(pid)
 
     def worker_timed_out(self, pid: int) -> None:
@@ -59,6 +63,15 @@ class Stats:
             self.crashes += 1
         self._served.discard(pid)
         self._expected.discard(pid)
+        self.retiring.pop(pid, None)
+
+    def worker_backoff(self, slot: int, failures: int) -> None:
+        """The manager's crash-loop back-off for ``slot``: ``failures`` in a row (0: over)."""
+        if failures:
+            self.boot_failures += 1
+            self.backoff[slot] = failures
+        else:
+            self.backoff.pop(slot, None)
 
     def worker_lost(self, pid: int, served: int) -> None:
         """A worker's link closed: keep its request count in the totals."""

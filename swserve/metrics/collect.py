@@ -18,12 +18,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 from swserve.metrics.exposition import (
+    BACKING_OFF,
+    BOOT_FAILURES,
     CONN_OPEN,
     IN_FLIGHT,
     QUEUED,
     READY,
     RELOADS,
     RESTARTS,
+    USER_PROCESS_RESTARTS,
     WORKERS_ALIVE,
     WORKERS_BUSY,
     WORKERS_RETIRING,
@@ -34,6 +37,7 @@ from swserve.metrics.exposition import (
 if TYPE_CHECKING:
     from swserve.master.stats import Stats
     from swserve.reactor.core import Reactor
+    from swserve.tasks.server import TaskServer
 
 # manager reasons that are not restarts (the worker is not replaced) or that
 # name the same thing as another reason
@@ -47,6 +51,8 @@ class MasterView(Protocol):
     announced: bool  # every worker was ready once: "Listening on" was logged
     stopping: bool  # a shutdown (drain) has begun
     stats: Stats
+    tasks: TaskServer | None  # --task-workers N: the task broker's shell
+    user_process_restarts: int
 
     @property
     def reactor(self) -> Reactor: ...
@@ -55,6 +61,8 @@ class MasterView(Protocol):
 def reactor_snapshot(reactor: Reactor) -> dict[str, int]:
     """One reactor's request counters and connection/queue gauges."""
     out = reactor.metrics.snapshot() if reactor.metrics is not None else {}
+    if reactor.ws.metrics is not None:
+        out.update(reactor.ws.metrics.snapshot(len(reactor.ws)))
     out = merge((out, reactor.remote.snapshot()))  # base-mode workers' own counts
     out[CONN_OPEN] = out.get(CONN_OPEN, 0) + len(reactor.sessions)
     out[QUEUED] = out.get(QUEUED, 0) + sum(1 for c in reactor.queue if c.current is not None)
@@ -73,7 +81,12 @@ def readiness(view: MasterView) -> tuple[bool, str]:
     if not view.announced:
         return False, "starting"
     if not workers_alive(view.reactor):
+        if view.stats.backoff:
+            return False, "no worker is ready: respawns keep failing to boot (back-off)"
         return False, "no worker is ready"
+    if view.stats.backoff:  # serving, with fewer workers than asked for
+        slots = ", ".join(str(s) for s in sorted(view.stats.backoff))
+        return True, f"ready (degraded: worker {slots} keeps failing to boot)"
     return True, "ready"
 
 
@@ -90,6 +103,8 @@ def master_snapshot(view: MasterView) -> dict[str, int]:
         WORKERS_RETIRING: sum(1 for s in slots if s.retiring),
         RELOADS: stats.reloads,
         READY: int(readiness(view)[0]),
+        BACKING_OFF: len(stats.backoff),
+        BOOT_FAILURES: stats.boot_failures,
         key(RESTARTS, "crash"): stats.crashes,
         key(RESTARTS, "timeout"): stats.timeouts,
     }
@@ -100,6 +115,13 @@ def master_snapshot(view: MasterView) -> dict[str, int]:
     return out
 
 
+def task_snapshot(view: MasterView) -> dict[str, int]:
+    """Task workers, the task queue and tasks run (all kept by the master's broker)."""
+    out = view.tasks.snapshot() if view.tasks is not None else {}
+    out[USER_PROCESS_RESTARTS] = view.user_process_restarts
+    return out
+
+
 def collect(view: MasterView) -> dict[str, int]:
     """The whole server's snapshot: every reactor's plus the master's own."""
-    return merge((reactor_snapshot(view.reactor), master_snapshot(view)))
+    return merge((reactor_snapshot(view.reactor), master_snapshot(view), task_snapshot(view)))

@@ -47,10 +47,32 @@ WORKERS_RETIRING: Final = "swserve_workers_retiring"
 RESTARTS: Final = "swserve_worker_restarts_total"
 RELOADS: Final = "swserve_reloads_total"
 READY: Final = "swserve_ready"
+# task workers and user processes (swserve/tasks/, swserve/manager/user_processes.py)
+TASKS: Final = "swserve_tasks_total"
+TASK_REJECTED: Final = "swserve_tasks_rejected_total"
+TASK_QUEUE: Final = "swserve_task_queue_depth"
+TASK_RUNNING: Final = "swserve_tasks_running"
+TASK_DURATION: Final = "swserve_task_duration_seconds"
+TASK_WORKERS_ALIVE: Final = "swserve_task_workers_alive"
+USER_PROCESS_RESTARTS: Final = "swserve_user_process_restarts_total"
+BACKING_OFF: Final = "swserve_workers_backing_off"
+BOOT_FAILURES: Final = "swserve_worker_boot_failures_total"
+WS_OPEN: Final = "swserve_websocket_sessions_open"
+WS_OPENED: Final = "swserve_websocket_sessions_opened_total"
+WS_CLOSED: Final = "swserve_websocket_sessions_closed_total"
+WS_MESSAGES: Final = "swserve_websocket_messages_total"
+WS_BYTES: Final = "swserve_websocket_message_bytes_total"
+# close codes with a label of their own; the rest are grouped, so that a client cannot
+# grow the number of series with codes of its choosing (3000-4999 are free for apps)
+WS_CLOSE_CODES: Final = (1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1012)
+DIRECTIONS: Final = (("in",), ("out",))
 
 # Prometheus' default buckets: they cover 5 ms to 10 s, where web requests live.
 DURATION_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 RESTART_REASONS: Final = ("crash", "lifetime", "max-requests", "memory", "reload", "timeout")
+# Task run times: from a millisecond (a trivial task) to minutes (a report).
+TASK_DURATION_BUCKETS: Final = (0.001, 0.005, 0.025, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0)
+TASK_OUTCOMES: Final = ("ok", "raised", "timeout", "lost")
 
 METRICS: Final[tuple[Metric, ...]] = (
     Metric(
@@ -80,7 +102,63 @@ METRICS: Final[tuple[Metric, ...]] = (
     ),
     Metric(RELOADS, "counter", "Reloads finished (every worker replaced)."),
     Metric(READY, "gauge", "1 when /readyz answers 200, else 0."),
+    Metric(
+        TASKS,
+        "counter",
+        "Tasks finished, by outcome: ok, raised (the task's exception), timeout "
+        "(--task-timeout), lost (its task worker died).",
+        ("outcome",),
+        known=tuple((o,) for o in TASK_OUTCOMES),
+    ),
+    Metric(TASK_REJECTED, "counter", "Tasks refused because the task queue was full."),
+    Metric(TASK_QUEUE, "gauge", "Tasks waiting for a free task worker."),
+    Metric(TASK_RUNNING, "gauge", "Tasks being run by a task worker."),
+    Metric(
+        TASK_DURATION,
+        "histogram",
+        "Seconds a task ran in its task worker.",
+        buckets=TASK_DURATION_BUCKETS,
+    ),
+    Metric(TASK_WORKERS_ALIVE, "gauge", "Task workers that take tasks."),
+    Metric(USER_PROCESS_RESTARTS, "counter", "User processes (--process) restarted."),
+    Metric(
+        BACKING_OFF,
+        "gauge",
+        "Worker slots whose respawns keep failing to boot, waiting out a back-off.",
+    ),
+    Metric(BOOT_FAILURES, "counter", "Respawned workers that failed to boot after start-up."),
+    Metric(WS_OPEN, "gauge", "WebSocket sessions open."),
+    Metric(WS_OPENED, "counter", "WebSocket sessions accepted (a 101 sent)."),
+    Metric(
+        WS_CLOSED,
+        "counter",
+        "WebSocket sessions ended, by close code.",
+        ("code",),
+        known=tuple((str(c),) for c in (1000, 1001, 1011, 1012)),
+    ),
+    Metric(WS_MESSAGES, "counter", "WebSocket messages, by direction.", ("direction",), DIRECTIONS),
+    Metric(
+        WS_BYTES,
+        "counter",
+        "WebSocket message payload bytes (after decompression), by direction.",
+        ("direction",),
+        DIRECTIONS,
+    ),
 )
+
+
+def metric(name: str) -> Metric:
+    """The catalogue row of ``name``."""
+    return next(m for m in METRICS if m.name == name)
+
+
+def close_code_label(code: int) -> str:
+    """A close code as a label value: the RFC's own codes, else 3xxx, 4xxx or other."""
+    if code in WS_CLOSE_CODES:
+        return str(code)
+    if 3000 <= code < 5000:
+        return f"{code // 1000}xxx"
+    return "other"
 
 
 def key(name: str, *labels: str) -> str:

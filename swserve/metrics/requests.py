@@ -30,7 +30,13 @@ from swserve.metrics.exposition import (
     QUEUED,
     REQUESTS,
     SEP,
+    WS_BYTES,
+    WS_CLOSED,
+    WS_MESSAGES,
+    WS_OPEN,
+    WS_OPENED,
     bucket_labels,
+    close_code_label,
     key,
     merge,
 )
@@ -101,7 +107,35 @@ class RequestMetrics:
         return out
 
 
-GAUGES: Final = frozenset({IN_FLIGHT, QUEUED, CONN_OPEN})  # levels, not totals
+class WebSocketMetrics:
+    """WebSocket counters of one reactor (``reactor/ws_conn.py`` increments them)."""
+
+    __slots__ = ("bytes_in", "bytes_out", "closed_by_code", "messages_in", "messages_out", "opened")
+
+    def __init__(self) -> None:
+        self.opened = 0
+        self.closed_by_code: dict[str, int] = {}
+        self.messages_in = self.messages_out = self.bytes_in = self.bytes_out = 0
+
+    def closed(self, code: int) -> None:
+        label = close_code_label(code)
+        self.closed_by_code[label] = self.closed_by_code.get(label, 0) + 1
+
+    def snapshot(self, open_now: int) -> dict[str, int]:
+        out = {
+            WS_OPEN: open_now,
+            WS_OPENED: self.opened,
+            key(WS_MESSAGES, "in"): self.messages_in,
+            key(WS_MESSAGES, "out"): self.messages_out,
+            key(WS_BYTES, "in"): self.bytes_in,
+            key(WS_BYTES, "out"): self.bytes_out,
+        }
+        for label, n in self.closed_by_code.items():
+            out[key(WS_CLOSED, label)] = n
+        return out
+
+
+GAUGES: Final = frozenset({IN_FLIGHT, QUEUED, CONN_OPEN, WS_OPEN})  # levels, not totals
 
 
 class RemoteSources:

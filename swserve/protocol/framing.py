@@ -19,7 +19,14 @@ _MAX_CL_DIGITS: Final = 18  # fits in a signed 64-bit integer: nobody sends an e
 class Head:
     """What the framing headers say about one request."""
 
-    __slots__ = ("chunked", "content_length", "expect_continue", "keep_alive", "upgrade")
+    __slots__ = (
+        "chunked",
+        "content_length",
+        "expect_continue",
+        "keep_alive",
+        "upgrade",
+        "websocket",
+    )
 
     def __init__(self) -> None:
         self.content_length: int | None = None
@@ -27,6 +34,7 @@ class Head:
         self.keep_alive = True
         self.expect_continue = False
         self.upgrade = False  # Connection names the upgrade option
+        self.websocket = False  # Upgrade names websocket (checked by protocol/ws_handshake.py)
 
 
 def check_head(version: bytes, framing: list[tuple[bytes, bytes]], limits: Limits) -> Head:
@@ -65,6 +73,8 @@ def check_head(version: bytes, framing: list[tuple[bytes, bytes]], limits: Limit
             elif b"keep-alive" in tokens:
                 head.keep_alive = True
             head.upgrade = head.upgrade or b"upgrade" in tokens
+        elif name == b"upgrade":
+            head.websocket = head.websocket or b"websocket" in value.lower()
         elif name == b"expect":
             if value.strip().lower() == b"100-continue":
                 head.expect_continue = http11

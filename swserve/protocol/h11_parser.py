@@ -201,6 +201,7 @@ class H11Parser:
         _check_grammar(line + bytes(self._buf[self._fields_start : end]))
         req.keep_alive = head.keep_alive
         req.expect_continue = head.expect_continue
+        req.websocket = head.websocket
         self.head_pending = req
         if head.chunked:
             self._chunks = ChunkedReader(limits)

@@ -232,6 +232,7 @@ class HttptoolsParser:
         head = check_head(version, self._framing, self._limits)
         req.keep_alive = head.keep_alive
         req.expect_continue = head.expect_continue
+        req.websocket = head.websocket
         self._state = _BODY
         self._chunked = head.chunked
         if head.chunked:
@@ -301,7 +302,7 @@ class HttptoolsParser:
         cause = exc.__context__
         if isinstance(cause, _Stop):
             self._stopped = True
-        elif isinstance(cause, ProtocolError):
+        elif isinstance(cause, ProtocolError | OSError):  # OSError: a spooled body's write
             raise cause from None
         elif isinstance(cause, _CheckLine) or self._state == _HEAD:
             self._line_error(data)

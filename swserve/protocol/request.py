@@ -11,7 +11,7 @@ from typing import Final
 # Per-request header facts the parser glue records, so that framing checks
 # (RFC 9112 §6.3) run only when the headers they concern are present.
 FRAMING_HEADERS: Final = frozenset(
-    {b"content-length", b"transfer-encoding", b"host", b"expect", b"connection"}
+    {b"content-length", b"transfer-encoding", b"host", b"expect", b"connection", b"upgrade"}
 )
 
 
@@ -30,6 +30,7 @@ class Request:
         "method",
         "target",
         "version",
+        "websocket",
     )
 
     def __init__(self) -> None:
@@ -42,6 +43,7 @@ class Request:
         self.body: bytearray = bytearray()
         self.keep_alive: bool = True
         self.expect_continue: bool = False
+        self.websocket: bool = False  # an Upgrade header names websocket
 
     def __repr__(self) -> str:
         return f"<Request {self.method.decode()} {self.target!r} HTTP/{self.version.decode()}>"

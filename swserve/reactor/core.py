@@ -26,13 +26,15 @@ from swserve.config import Config
 from swserve.ipc import busy, framing
 from swserve.ipc.channel_set import SESSION_SHIFT
 from swserve.manager.policy import request_limit
-from swserve.metrics.requests import RemoteSources, RequestMetrics
+from swserve.metrics.requests import RemoteSources, RequestMetrics, WebSocketMetrics
 from swserve.protocol import serializer
 from swserve.protocol.limits import Limits
 from swserve.protocol.parser import HttptoolsParser, Parser
+from swserve.protocol.ws_handshake import GOING_AWAY, SERVICE_RESTART
 from swserve.reactor.affinity import Keys
 from swserve.reactor.dispatcher import Dispatcher, Waiting, WorkerSlot
 from swserve.reactor.http_conn import HttpConnection
+from swserve.reactor.ws_conn import WsSessions
 
 if TYPE_CHECKING:
     from swserve.access_log import AccessLog
@@ -114,6 +116,11 @@ class Reactor:
         self.dispatcher = Dispatcher(config.dispatch, busy.TABLE)
         self.keys = Keys.from_config(config)  # --dispatch ip / key:...: the request's key
         self.sessions: dict[int, HttpConnection] = {}
+        # the open WebSocket sessions (also in ``sessions``, as connections)
+        self.ws = WsSessions(config, self.on_ws_ended)
+        if self.metrics is not None:
+            self.ws.metrics = WebSocketMetrics()
+        self.interface = ""  # the app's, once a worker is ready: "asgi" gets WebSockets
         # requests waiting for a worker: for any (shared), or for their key's (pinned)
         self.queue: Waiting[HttpConnection] = Waiting(self.dispatcher)
         self.links: dict[int, WorkerLink] = {}
@@ -162,6 +169,8 @@ class Reactor:
         slowlog = config.slowlog_timeout
         now = self.now
         for conn in list(self.sessions.values()):
+            if conn.ws is not None:
+                continue  # a WebSocket session: its own sweep (reactor/ws_conn.py)
             if conn.write_paused and now - conn.paused_since >= config.write_timeout:
                 conn.closing = True
                 conn.transport.abort()  # the client stopped reading: its worker gets DISCONNECT
@@ -252,6 +261,7 @@ class Reactor:
         conn.current = None
 
     def stop(self) -> None:
+        self.ws.stop()
         if self._tick_handle is not None:
             self._tick_handle.cancel()
         if self._queue_timer is not None:
@@ -340,6 +350,25 @@ class Reactor:
             if link.pid == pid:
                 link.retire()
 
+    @property
+    def websockets(self) -> bool:
+        """Does an upgrade request become a WebSocket session (else it is plain HTTP)?"""
+        return self.interface == "asgi" and self.config.ws != "none"
+
+    def on_ws_ended(self, key: int) -> None:
+        """A WebSocket session ended: its retiring worker may be done now."""
+        link = self.links.get(key)
+        slot = link.slot if link is not None else None
+        if (
+            link is not None
+            and slot is not None
+            and slot.retiring
+            and not slot.inflight
+            and not self.ws.count(key)
+        ):
+            link.send_stop()
+        self.check_idle()
+
     def on_slot_free(self, slot: WorkerSlot) -> None:
         table = self.dispatcher.busy
         if table is not None:  # --reactors N: the worker's own count covers every reactor
@@ -401,6 +430,7 @@ class Reactor:
         return (
             bool(self.queue)
             or self.arriving() > 0
+            or bool(self.ws.by_id)
             or any(
                 conn.current is not None or (self.draining and self._fresh(conn, now))
                 for conn in self.sessions.values()
@@ -416,6 +446,7 @@ class Reactor:
         slot = link.slot
         assert slot is not None
         self.links[link.key] = link
+        self.interface = interface
         self.dispatcher.add(slot)
         self._on_event("ready", (slot.worker_id, slot.pid, interface))
         self.on_slot_free(slot)
@@ -440,6 +471,7 @@ class Reactor:
 
     def on_worker_lost(self, link: WorkerLink) -> None:
         self.links.pop(link.key, None)
+        self.ws.peer_lost(link.key)
         self.remote.lost(link.key)
         if link.slot is not None:
             self.leave_dispatch(link.slot)
@@ -463,6 +495,9 @@ class Reactor:
         """
         self.draining = True
         self._close_idle = close_idle
+        # WebSocket sessions go on for --ws-drain-timeout, then 1001; a base-mode worker
+        # that retires (close_idle=False) says 1012: its replacement is already serving
+        self.ws.drain(GOING_AWAY if close_idle else SERVICE_RESTART)
         self._close_idle_connections()
         if not self.busy():
             self._on_event("idle", None)
@@ -472,6 +507,8 @@ class Reactor:
             return
         now = time.monotonic()
         for conn in list(self.sessions.values()):
+            if conn.ws is not None:
+                continue  # closed by the WebSocket drain (reactor/ws_conn.py)
             if conn.current is None and not conn.pending and not self._fresh(conn, now):
                 conn.closing = True
                 conn.transport.close()

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from swserve.config import Config
 from swserve.master.listeners import Listener
+from swserve.protocol.ws_handshake import GOING_AWAY
 from swserve.reactor.acceptor import Acceptor
 from swserve.reactor.core import Reactor
 from swserve.reactor.http_conn import HttpConnection
@@ -109,6 +110,7 @@ class InlineHost:
             self._acceptor.close()
 
     def close(self) -> None:
+        self.reactor.ws.close_all(GOING_AWAY)  # sessions still open get a close frame first
         for conn in list(self.reactor.sessions.values()):
             conn.transport.abort()
         self.reactor.stop()

@@ -27,7 +27,15 @@ from swserve.ipc.framing import Buffer
 from swserve.protocol import serializer
 from swserve.protocol.framing import absolute_form_host
 from swserve.protocol.request import Request
-from swserve.reactor.spool import SpooledBody
+from swserve.protocol.ws_handshake import (
+    Upgrade,
+    accept_response,
+    check_upgrade,
+    wants_websocket,
+)
+from swserve.reactor import spool
+from swserve.reactor.spool import SpooledBody, failure_status
+from swserve.reactor.ws_conn import WsConnection, WsPeer
 
 if TYPE_CHECKING:
     from swserve.reactor.core import Reactor
@@ -66,7 +74,9 @@ class HttpConnection(asyncio.Protocol):
         "status",
         "submitted_at",
         "transport",
+        "upgrade",
         "write_paused",
+        "ws",
     )
 
     def __init__(self, reactor: Reactor, scheme: str = "http") -> None:
@@ -94,6 +104,8 @@ class HttpConnection(asyncio.Protocol):
         self.accepted_at = time.monotonic()
         self.prefix: list[bytes] = []
         self._scheme = scheme
+        self.upgrade: Upgrade | None = None  # a valid WebSocket handshake, with the app
+        self.ws: WsConnection | None = None  # after the switch: who gets the bytes
 
     # -- asyncio callbacks ----------------------------------------------------------
 
@@ -119,11 +131,17 @@ class HttpConnection(asyncio.Protocol):
     LOW_WATER = 64 * 1024
 
     def pause_writing(self) -> None:
+        if self.ws is not None:
+            self.ws.pause_writing()
+            return
         self.write_paused = True
         self.paused_since = self.reactor.now
         self._tell_worker(framing.BUFFER_FULL)
 
     def resume_writing(self) -> None:
+        if self.ws is not None:
+            self.ws.resume_writing()
+            return
         self.write_paused = False
         self._tell_worker(framing.BUFFER_EMPTY)
 
@@ -131,6 +149,10 @@ class HttpConnection(asyncio.Protocol):
         self.reactor.flow(self, kind)
 
     def data_received(self, data: bytes) -> None:
+        ws = self.ws
+        if ws is not None:  # switched: the bytes are the WebSocket's
+            ws.data_received(data)
+            return
         if self.closing or self.error is not None:
             return
         self.last_active = self.reactor.now
@@ -145,10 +167,11 @@ class HttpConnection(asyncio.Protocol):
             peer = self.transport.get_extra_info("peername")
             client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "a unix socket"
             log.debug("bad request from %s: %s (answering %d)", client, exc.reason, exc.status_hint)
-        spool = self.reactor.config.body_spool_size
-        head = self.parser.head_pending
-        if spool and head is not None and len(head.body) > spool and type(head.body) is bytearray:
-            head.body = SpooledBody(head.body)  # type: ignore[assignment]  # see reactor/spool.py
+        except OSError as exc:  # a spooled body's write (reactor/spool.py): a full disk
+            requests = []
+            self.spool_failed(exc)
+        if self.reactor.config.body_spool_size:
+            requests = self._spool(requests)
         # --header-timeout runs from the first byte of a head until the head is complete
         if self.parser.head_pending is not None or requests:
             self.head_since = 0.0
@@ -169,14 +192,61 @@ class HttpConnection(asyncio.Protocol):
         else:
             self._maybe_continue()
 
+    def _spool(self, requests: list[Request]) -> list[Request]:
+        """Finish the complete bodies' files; move a body past --body-spool-size to one.
+
+        A file that cannot be written fails its own request (and those after
+        it on this connection): → the requests that can go on.
+        """
+        for i, req in enumerate(requests):
+            body: object = req.body
+            if isinstance(body, SpooledBody):
+                try:
+                    body.finish()
+                except OSError as exc:
+                    for later in requests[i:]:
+                        spooled: object = later.body
+                        if isinstance(spooled, SpooledBody):
+                            spooled.discard()
+                    self.spool_failed(exc)
+                    return requests[:i]
+                spool.EPISODE.ok()
+        head = self.parser.head_pending
+        if (
+            head is not None
+            and self.error is None
+            and type(head.body) is bytearray
+            and len(head.body) > self.reactor.config.body_spool_size
+        ):
+            try:
+                head.body = SpooledBody(head.body)  # type: ignore[assignment]  # see spool.py
+            except OSError as exc:
+                self.spool_failed(exc)
+        return requests
+
+    def spool_failed(self, exc: OSError) -> None:
+        """The upload's body file failed: answer it 507 (disk full) or 503, after what precedes."""
+        head = self.parser.head_pending
+        body: object = head.body if head is not None else None
+        if isinstance(body, SpooledBody):
+            body.discard()  # free the space now
+        status = failure_status(exc)
+        spool.EPISODE.failed(exc, status)
+        self.error = ProtocolError(status, f"the request body could not be spooled: {exc}")
+        self.transport.pause_reading()
+
     def eof_received(self) -> bool | None:
         # A client that closes its side has gone away, as nginx and uvicorn also
         # assume: its request is abandoned (the app sees http.disconnect).
+        if self.ws is not None:
+            self.ws.eof_received()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.reactor.sessions.pop(self.session, None)
+        if self.ws is not None:
+            self.ws.connection_lost()
         if self.current is not None:
             self.reactor.abandon(self)
             self.current = None
@@ -208,6 +278,19 @@ class HttpConnection(asyncio.Protocol):
             self.slot = None
             if self.reactor.metrics is not None:
                 self.submitted_at = time.monotonic()
+            if self.reactor.websockets and wants_websocket(req):
+                checked = check_upgrade(req)
+                if isinstance(checked, int):  # 400, or 426 naming the version we speak
+                    extra = b"sec-websocket-version: 13\r\n" if checked == 426 else b""
+                    self.write_error(checked, extra=extra)
+                    self.current = None
+                    return
+                self.upgrade = checked
+                self.reactor.submit(self)
+                # read on, to see the client leave during the handshake (nothing it sends
+                # before the 101 is parsed: RFC 6455 §4.1 forbids that anyway)
+                self.transport.resume_reading()
+                return
             self.reactor.submit(self)
             if len(self.pending) < MAX_PIPELINED // 2 and self.error is None and not self.closing:
                 self.transport.resume_reading()
@@ -228,11 +311,11 @@ class HttpConnection(asyncio.Protocol):
             head.expect_continue = False
             self.transport.write(serializer.CONTINUE)
 
-    def write_error(self, status: int, retry_after: int = 0) -> None:
+    def write_error(self, status: int, retry_after: int = 0, extra: bytes = b"") -> None:
         """Answer the current state with an error and close (framing is in doubt)."""
         self.closing = True
         if not self.transport.is_closing():
-            date_server = self.reactor.date_server
+            date_server = self.reactor.date_server + extra
             if retry_after:
                 date_server += b"retry-after: %d\r\n" % retry_after
             self.transport.write(serializer.error_response(status, date_server))
@@ -285,6 +368,33 @@ class HttpConnection(asyncio.Protocol):
                 self.transport.write(body)
         if end:
             self._finish()
+
+    def switch_to_websocket(self, subprotocol: str | None, headers: bytes, peer: WsPeer) -> None:
+        """The app accepted: send the 101, then hand every byte that follows to a
+        WebSocket connection (the protocol switch)."""
+        upgrade = self.upgrade
+        assert upgrade is not None
+        assert self.current is not None
+        # deferred: a server whose clients never upgrade never imports the websockets package
+        from swserve.protocol.websocket import WebSocketCore, negotiate
+
+        reactor = self.reactor
+        config = reactor.config
+        extensions, running = negotiate(upgrade.extensions, config.ws_per_message_deflate)
+        self.transport.write(
+            accept_response(upgrade, subprotocol, headers, extensions, reactor.date_server)
+        )
+        ws = WsConnection(self, WebSocketCore(config.ws_max_size, running), peer, reactor.ws)
+        self.ws = ws
+        self.upgrade = None
+        self.status = 101
+        if reactor.metrics is not None:
+            self._observe(101, 0)
+        self.current = None
+        self.plan = None
+        self.pending.clear()
+        reactor.ws.add(ws)
+        self.transport.resume_reading()
 
     def on_response_abort(self) -> None:
         """The app failed after its response started: the only honest signal is a close."""

@@ -51,6 +51,7 @@ from swserve.config import Config
 from swserve.metrics.collect import reactor_snapshot
 from swserve.metrics.requests import GAUGES
 from swserve.procname import set_title
+from swserve.protocol.ws_handshake import GOING_AWAY
 from swserve.reactor.acceptor import Acceptor
 from swserve.reactor.core import Reactor
 from swserve.reactor.http_conn import HttpConnection
@@ -191,6 +192,7 @@ class ReactorProcess:
             self._send_metrics()
         await self.done
         loop.remove_reader(self.channel)
+        reactor.ws.close_all(GOING_AWAY)  # sessions still open get a close frame first
         for conn in list(reactor.sessions.values()):
             conn.transport.abort()
         reactor.stop()

@@ -10,11 +10,18 @@ reactor unlinks it too, in case the worker never got that far.
 
 Writes are plain blocking writes to the page cache, as nginx's
 client_body_temp_path does from its event loop.
+
+A spool that cannot be written (disk full, read-only, no permission, no file
+descriptor left) fails only the upload that needed it: :func:`failure_status`
+names its answer, 507 for a full disk and 503 otherwise, and the connection
+logs it once per episode (``HttpConnection.spool_failed``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import os
 import tempfile
 from typing import Self
@@ -22,6 +29,47 @@ from typing import Self
 # --chroot DIR in process mode: the reactor spools into DIR/tmp and gives the
 # worker, whose root DIR is, the path below DIR (set in the master, before forks)
 ROOT = ""
+# errnos that say "no room": 507 Insufficient Storage (RFC 4918 §11.5)
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+log = logging.getLogger("swserve.error")
+
+
+class Episode:
+    """Log a failing spool once, not once per upload, until a body is spooled again."""
+
+    __slots__ = ("failing", "failures")
+
+    def __init__(self) -> None:
+        self.failing = False
+        self.failures = 0  # uploads refused in this episode
+
+    def failed(self, exc: OSError, status: int) -> None:
+        self.failures += 1
+        if not self.failing:
+            self.failing = True
+            log.error(
+                "cannot spool a request body to %s: %s; uploads over --body-spool-size "
+                "get %d until a body can be spooled again",
+                tempfile.gettempdir(),
+                exc.strerror or exc,
+                status,
+            )
+
+    def ok(self) -> None:
+        if self.failing:
+            log.warning("request bodies are spooled again (%d upload(s) refused)", self.failures)
+            self.failing = False
+            self.failures = 0
+
+
+EPISODE = Episode()
+
+
+def failure_status(exc: OSError) -> int:
+    """The status for an upload whose spool file failed: 507 when the disk is full, else 503."""
+    return 507 if exc.errno in _FULL else 503
 
 
 class SpooledBody:
@@ -43,7 +91,11 @@ class SpooledBody:
         return self.size
 
     def finish(self) -> str:
-        """Flush and close the file; return its path for the worker."""
+        """Flush and close the file (once); return its path for the worker.
+
+        The connection finishes a complete body before it dispatches it, so a
+        full disk shows up there (``OSError``), not on the way to the worker.
+        """
         self._file.close()
         return self.path[len(ROOT) :] if ROOT else self.path
 

@@ -27,6 +27,7 @@ from swserve.reactor.spool import SpooledBody
 if TYPE_CHECKING:
     from swserve.reactor.core import Reactor
     from swserve.reactor.http_conn import HttpConnection
+    from swserve.reactor.ws_conn import WsConnection
 
 log = logging.getLogger("swserve.error")
 
@@ -34,6 +35,15 @@ _START = framing.RESPONSE_START
 _BODY = framing.RESPONSE_BODY
 _END = framing.END
 _ABORT = framing.MORE  # on a RESPONSE_BODY with END: the app failed mid-response
+_WS_FRAMES = frozenset(
+    {
+        framing.WS_ACCEPT,
+        framing.WS_MESSAGE,
+        framing.WS_CLOSE,
+        framing.BUFFER_FULL,
+        framing.BUFFER_EMPTY,
+    }
+)
 
 
 class WorkerLink(asyncio.Protocol):
@@ -49,6 +59,7 @@ class WorkerLink(asyncio.Protocol):
         self.last_seen = reactor.now  # any frame, heartbeats included, proves the loop alive
         # (session, request) pairs this worker holds, for 502s when it dies
         self.inflight: dict[tuple[int, int], HttpConnection] = {}
+        self.ws_parts: dict[int, list[bytes]] = {}  # messages cut at MAX_PAYLOAD
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not subclasses of asyncio.Transport
@@ -87,8 +98,25 @@ class WorkerLink(asyncio.Protocol):
                     conn.on_response_abort()
                 else:
                     conn.on_response_body(payload, end)
+            elif kind in _WS_FRAMES:
+                try:
+                    self._websocket(kind, flags, session, request, payload)
+                except IPCError as exc:
+                    log.error("worker %d sent a bad WebSocket frame: %s", self.worker_id, exc)
+                    self.transport.abort()
+                    return
             else:
-                self._control(kind, flags, payload)
+                try:
+                    self._control(kind, flags, payload)
+                except IPCError as exc:  # a HELLO, READY or SERVED that does not decode
+                    log.error(
+                        "worker %d sent a bad %s frame: %s",
+                        self.worker_id,
+                        framing.FRAME_NAMES[kind],
+                        exc,
+                    )
+                    self.transport.abort()
+                    return
         if self.reactor.draining:
             self.reactor.check_idle()
 
@@ -100,8 +128,57 @@ class WorkerLink(asyncio.Protocol):
             slot.inflight -= 1
             slot.served += 1
             self.reactor.on_slot_free(slot)
-            if slot.retiring and slot.inflight == 0:
+            if slot.retiring and slot.inflight == 0 and not self.reactor.ws.count(self.key):
                 self.send_stop()
+
+    # -- WebSocket sessions pinned to this worker ---------------------------------------
+
+    def _websocket(
+        self, kind: int, flags: int, session: int, request: int, payload: framing.Buffer
+    ) -> None:
+        reactor = self.reactor
+        if kind == framing.WS_ACCEPT:
+            subprotocol, headers = codec.decode_ws_accept(payload)
+            conn = reactor.sessions.get(session)
+            if (
+                conn is not None
+                and conn.seq == request
+                and conn.slot is self.slot
+                and conn.upgrade is not None
+                and conn.ws is None
+            ):
+                conn.switch_to_websocket(subprotocol, headers, self)
+            else:  # the client left during the handshake: the app hears so
+                self.writer.write(
+                    framing.encode(
+                        framing.WS_CLOSE, 0, session, request, codec.encode_ws_close(1006, "")
+                    )
+                )
+            self._release(session, request)  # the handshake held a slot; the session holds none
+            return
+        ws = reactor.ws.get(session)
+        if ws is None or ws.key != self.key or ws.seq != request:
+            self.ws_parts.pop(session, None)
+            return  # the session has ended: late frames are dropped
+        if kind == framing.WS_MESSAGE:
+            data = framing.assemble(self.ws_parts, session, flags, payload)
+            if data is not None:
+                ws.send_message(bool(flags & framing.WS_TEXT), data)
+        elif kind == framing.WS_CLOSE:
+            ws.close(*codec.decode_ws_close(payload))
+        else:  # BUFFER_FULL / BUFFER_EMPTY: the app has --ws-max-queue messages unread
+            ws.hold(kind == framing.BUFFER_FULL)
+
+    def ws_message(self, ws: WsConnection, text: bool, data: bytes) -> None:
+        self.writer.writelines(framing.message_frames(ws.session, ws.seq, text, data))
+
+    def ws_closed(self, ws: WsConnection, code: int, reason: str) -> None:
+        if not self.transport.is_closing():
+            payload = codec.encode_ws_close(code, reason)
+            self.writer.write(framing.encode(framing.WS_CLOSE, 0, ws.session, ws.seq, payload))
+
+    def ws_flow(self, ws: WsConnection, kind: int) -> None:
+        self.writer.write(framing.encode(kind, 0, ws.session, ws.seq))
 
     def _control(self, kind: int, flags: int, payload: framing.Buffer) -> None:
         if kind == framing.HELLO:
@@ -137,6 +214,14 @@ class WorkerLink(asyncio.Protocol):
         assert req is not None
         assert self.slot is not None
         self.inflight[conn.session, conn.seq] = conn
+        if conn.upgrade is not None:  # a WebSocket handshake: the head alone
+            payload = codec.encode_request(
+                req.method, req.target, req.version, conn.prefix, req.headers, b""
+            )
+            self.writer.write(
+                framing.encode(framing.WS_CONNECT, 0, conn.session, conn.seq, payload)
+            )
+            return
         body = req.body
         spooled: object = body  # a SpooledBody stands in for the bytearray (spool.py)
         if isinstance(spooled, SpooledBody):
@@ -194,7 +279,8 @@ class WorkerLink(asyncio.Protocol):
             return
         slot.retiring = True
         self.reactor.leave_dispatch(slot)
-        if slot.inflight == 0:
+        self.reactor.ws.retire(self.key)  # its sessions drain (--ws-drain-timeout), then 1012
+        if slot.inflight == 0 and not self.reactor.ws.count(self.key):
             self.send_stop()
 
     def send_stop(self) -> None:

@@ -45,6 +45,7 @@ from itertools import chain
 from typing import TYPE_CHECKING, Any, BinaryIO, Final, Protocol
 
 from swserve.apps.asgi import ASGIApp, RequestCycle, build_scope
+from swserve.apps.asgi_ws import SessionRunner, WebSocketCycle, build_ws_scope
 from swserve.apps.wsgi import Body, Paused, WSGIAdapter
 from swserve.config import Config
 from swserve.errors import EXIT_OK, AppLoadError, ClientDisconnected
@@ -59,6 +60,7 @@ from swserve.reactor.core import Reactor
 from swserve.reactor.dispatcher import WorkerSlot
 from swserve.reactor.http_conn import HttpConnection
 from swserve.reactor.spool import SpooledBody
+from swserve.worker.local_sink import InlineSink, LocalSink, LocalWsSink
 from swserve.worker.slowlog import Running, SlowLog
 from swserve.worker.spooled import open_spooled
 
@@ -95,44 +97,6 @@ def request_body(conn: HttpConnection) -> Body:
         return open_spooled(body.finish().encode())  # the adapter closes it
     assert isinstance(body, bytearray)
     return bytes(body) if body else b""
-
-
-class LocalSink:
-    """A response straight into the connection, on the loop, if it still waits for it.
-
-    ``seq`` pins the request: after a timeout, a disconnect or the next
-    pipelined request, whatever the app still sends is dropped, as a late
-    frame is in process mode.
-    """
-
-    __slots__ = ("conn", "seq")
-
-    def __init__(self, conn: HttpConnection, seq: int) -> None:
-        self.conn = conn
-        self.seq = seq
-
-    @property
-    def paused(self) -> bool:
-        return self.conn.write_paused
-
-    def _live(self) -> bool:
-        conn = self.conn
-        return conn.current is not None and conn.seq == self.seq
-
-    def send_start(self, status: int, flags: int, headers: bytes, body: bytes, end: bool) -> None:
-        if self._live():
-            self.conn.on_response_start(status, flags, headers, body, end)
-
-    def send_body(self, data: bytes, end: bool) -> None:
-        if self._live():
-            self.conn.on_response_body(data, end)
-
-    def send_abort(self) -> None:
-        if self._live():
-            self.conn.on_response_abort()
-
-    def drain(self) -> None:
-        return None
 
 
 # -- executors --------------------------------------------------------------------------
@@ -195,11 +159,11 @@ class InlineWSGI:
                 return
             fields = request_fields(conn)
             if not self.alarm:
-                paused = self.adapter(fields, request_body(conn), LocalSink(conn, seq))
+                paused = self.adapter(fields, request_body(conn), InlineSink(conn, seq))
                 return
             self._arm(fields)
             try:
-                paused = self.adapter(fields, request_body(conn), LocalSink(conn, seq))
+                paused = self.adapter(fields, request_body(conn), InlineSink(conn, seq))
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 self.slowlog.running.clear()
@@ -374,11 +338,17 @@ class ASGIExecutor:
         self.loop = asyncio.get_running_loop()
         self.running: dict[tuple[int, int], tuple[RequestCycle, asyncio.Task[None]]] = {}
         self.frontend = Frontend.from_config(reactor.config)
+        self.sessions = SessionRunner(self._start_ws, reactor.config.ws_max_queue)
+        self.released: set[tuple[int, int]] = set()  # accepted sessions: out of the slot count
 
     def start(self, conn: HttpConnection) -> None:
         req = conn.current
         assert req is not None
         key = (conn.session, conn.seq)
+        if conn.upgrade is not None:  # a valid WebSocket handshake
+            sink = LocalWsSink(conn, conn.seq, self)
+            sink.cycle = self.sessions.connect(key, request_fields(conn), sink)
+            return
         body: bytes | BinaryIO = request_body(conn)
         cycle = RequestCycle(LocalSink(conn, conn.seq), body, req.method == b"HEAD")
         if conn.write_paused:
@@ -399,10 +369,35 @@ class ASGIExecutor:
             self.slowlog.running.pop(key, None)
         self.reactor.finished()
 
+    def _start_ws(
+        self, key: tuple[int, int], fields: list[bytes], cycle: WebSocketCycle
+    ) -> asyncio.Task[None]:
+        lifespan = self.lifespan
+        state = lifespan.state if lifespan.supported else None
+        # each base-mode worker numbers its own sessions: the id names the worker too
+        session = f"{self.reactor.slot.worker_id}.{self.reactor.slot.pid}.{key[0]}"
+        scope = build_ws_scope(fields, state, self.frontend, session)
+        task = self.loop.create_task(cycle.run(self.app, scope))
+        task.add_done_callback(lambda _: self.release(key, done=True))
+        return task
+
+    def release(self, key: tuple[int, int], done: bool = False) -> None:
+        """A session's handshake no longer holds a slot: it was accepted (a session lives
+        for hours and is no request), or its app finished without accepting."""
+        if key in self.released:
+            if done:
+                self.released.discard(key)
+            return
+        if not done:
+            self.released.add(key)
+        self.reactor.finished()
+
     def disconnect(self, conn: HttpConnection) -> None:
         item = self.running.get((conn.session, conn.seq))
         if item is not None:
             item[0].disconnect()
+        else:  # a WebSocket client that left during the handshake
+            self.sessions.gone((conn.session, conn.seq))
 
     def flow(self, conn: HttpConnection, writable: bool) -> None:
         item = self.running.get((conn.session, conn.seq))
@@ -604,6 +599,7 @@ class BaseWorker:
         )
         self.report.channel = channel
         reactor = self.reactor = LocalReactor(config, self.worker_id, self.report)
+        reactor.interface = self.interface  # "asgi": upgrade requests become WebSocket sessions
         if reactor.metrics is not None:
             self.report.on_change = self._metrics_soon
         if lifespan is not None:

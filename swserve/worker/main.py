@@ -25,7 +25,7 @@ from swserve.ipc.buffers import widen
 from swserve.master.listeners import Listener
 from swserve.process_setup import in_worker
 from swserve.procname import set_title
-from swserve.worker.slowlog import SlowLog
+from swserve.worker.slowlog import SlowLog, set_dump_dir
 
 log = logging.getLogger("swserve.error")
 
@@ -76,6 +76,7 @@ def run(
     # if the worker is killed (PIPE_BUF makes each short line's write atomic)
     sys.stdout.reconfigure(line_buffering=True, write_through=False)  # type: ignore[union-attr]
     pid = os.getpid()
+    set_dump_dir(os.path.dirname(ipc_paths[0]))  # for `swserve ctl slowlog`
     socks = []
     for path in ipc_paths:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -18,6 +18,7 @@ from functools import partial
 from typing import TYPE_CHECKING, BinaryIO, Final
 
 from swserve.apps.asgi import ASGIApp, RequestCycle, build_scope
+from swserve.apps.asgi_ws import SessionRunner, WebSocketCycle, build_ws_scope
 from swserve.apps.lifespan import Lifespan
 from swserve.config import Config
 from swserve.errors import EXIT_OK, AppLoadError
@@ -77,6 +78,27 @@ class AsyncFrameSink:
         return self.channel.drain()
 
 
+class AsyncWsSink(AsyncFrameSink):
+    """A WebSocket session's side of the channel: WS_ACCEPT, WS_MESSAGE, WS_CLOSE, flow."""
+
+    __slots__ = ()
+
+    def accept(self, subprotocol: str | None, headers: bytes) -> None:
+        payload = codec.encode_ws_accept(subprotocol, headers)
+        self.channel.write(_encode(framing.WS_ACCEPT, 0, self.session, self.request, payload))
+
+    def send_message(self, text: bool, data: bytes) -> None:
+        self.channel.writelines(framing.message_frames(self.session, self.request, text, data))
+
+    def close(self, code: int, reason: str) -> None:
+        payload = codec.encode_ws_close(code, reason)
+        self.channel.write(_encode(framing.WS_CLOSE, 0, self.session, self.request, payload))
+
+    def hold(self, full: bool) -> None:
+        kind = framing.BUFFER_FULL if full else framing.BUFFER_EMPTY
+        self.channel.write(_encode(kind, 0, self.session, self.request))
+
+
 class ASGIWorker:
     def __init__(
         self,
@@ -100,6 +122,8 @@ class ASGIWorker:
         self.cycles: dict[tuple[int, int], RequestCycle] = {}
         self.bodies: dict[tuple[int, int], tuple[list[bytes], list[framing.Buffer]]] = {}
         self.running: dict[tuple[int, int], asyncio.Task[None]] = {}
+        # WebSocket sessions: not in `running`, so they never make the worker look busy
+        self.ws = SessionRunner(self._start_ws_task, config.ws_max_queue)
         self.stopped: asyncio.Event
 
     async def main(self) -> int:
@@ -126,9 +150,9 @@ class ASGIWorker:
         await self.stopped.wait()
         self.channel.pause_reading()
         self.hooks.stopping()
-        if self.running:
+        if self.running or self.ws.tasks:
             self.hooks.waiting()
-            await asyncio.wait(list(self.running.values()))
+            await asyncio.wait([*self.running.values(), *self.ws.tasks.values()])
         await self.lifespan.shutdown()
         self.channel.close()
         return EXIT_OK
@@ -162,6 +186,8 @@ class ASGIWorker:
                 cycle = self.cycles.get(key)
                 if cycle is not None:
                     cycle.disconnect()
+                else:  # a WebSocket client that left during the handshake
+                    self.ws.gone(key)
             elif kind == framing.CANCEL:
                 task = self.running.get(key)
                 if task is not None:
@@ -170,8 +196,15 @@ class ASGIWorker:
                 cycle = self.cycles.get(key)
                 if cycle is not None:
                     cycle.set_writable(kind == framing.BUFFER_EMPTY)
+                else:
+                    self.ws.flow(key, kind == framing.BUFFER_EMPTY)
             elif kind == framing.STOP:
                 self.stopped.set()
+            elif kind == framing.WS_CONNECT:
+                fields, _ = codec.decode_request(payload)
+                self.ws.connect(key, fields, AsyncWsSink(self.channel, session, request))
+            else:  # WS_MESSAGE, WS_CLOSE
+                self.ws.frame(kind, flags, key, payload)
 
     def _start(self, key: tuple[int, int], fields: list[bytes], body: bytes | BinaryIO) -> None:
         sink = AsyncFrameSink(self.channel, key[0], key[1])
@@ -189,6 +222,13 @@ class ASGIWorker:
             self.table.set(self.cell, len(self.running))
         # one callback for all the bookkeeping: each add_done_callback costs a call
         task.add_done_callback(partial(self._done, key))
+
+    def _start_ws_task(
+        self, key: tuple[int, int], fields: list[bytes], cycle: WebSocketCycle
+    ) -> asyncio.Task[None]:
+        state = self.lifespan.state if self.lifespan.supported else None
+        scope = build_ws_scope(fields, state, self.frontend, str(key[0]))
+        return asyncio.get_running_loop().create_task(cycle.run(self.app, scope))
 
     def _done(self, key: tuple[int, int], task: asyncio.Task[None]) -> None:
         self.cycles.pop(key, None)

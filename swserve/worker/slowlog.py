@@ -5,18 +5,28 @@ handler, running in the worker's main thread, formats the stack of the
 thread (WSGI) or task (ASGI) serving every request that is past the limit
 and not logged yet.  It writes with one ``os.write`` to stderr rather than
 through ``logging``, whose locks a signal handler must not take.
+
+``swserve ctl slowlog SLOT`` asks for a stack *now* with :data:`DUMP_SIGNAL`:
+the handler writes every running request's stack (with --slowlog-timeout,
+which tracks them) or else every thread's and task's stack to the log and to
+``stack-PID.txt`` in :data:`DUMP_DIR` (the master's private IPC directory, set
+by worker/main.py), renamed into place whole, where the master reads it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from swserve._process import DUMP_SIGNAL
 
 
 @dataclass
@@ -27,6 +37,18 @@ class Running:
     thread: int = 0  # WSGI: the thread serving it
     stack: Callable[[], list[types.FrameType]] | None = None  # ASGI: the task's frames
     logged: bool = False
+
+
+DUMP_DIR = ""  # where on-demand dumps go (the IPC directory); empty: not installed
+
+
+def set_dump_dir(directory: str) -> None:
+    global DUMP_DIR  # one per worker process, set once at start-up
+    DUMP_DIR = directory
+
+
+def dump_path(directory: str, pid: int) -> str:
+    return os.path.join(directory, f"stack-{pid}.txt")
 
 
 DISPATCH_SLACK = 0.25  # of the limit: how much later than the reactor our clock may start
@@ -41,9 +63,64 @@ class SlowLog:
     def install(self) -> None:
         if self.timeout:
             signal.signal(signal.SIGUSR2, self._dump)
+        if DUMP_DIR:
+            signal.signal(DUMP_SIGNAL, self._dump_now)
 
     def _dump(self, signum: int, frame: types.FrameType | None) -> None:
         self.dump(frame)
+
+    def _dump_now(self, signum: int, frame: types.FrameType | None) -> None:
+        text = self.stacks_now(frame)
+        os.write(2, text.encode(errors="replace"))
+        final = dump_path(DUMP_DIR, os.getpid())
+        try:
+            with open(final + ".tmp", "w", errors="replace") as out:
+                out.write(text)
+            os.replace(final + ".tmp", final)
+        except OSError as exc:
+            os.write(2, f"[stack] cannot hand the stack to the master: {exc}\n".encode())
+
+    def stacks_now(self, frame: types.FrameType | None) -> str:
+        """The stack of every request running now, else of every thread and task."""
+        now = time.monotonic()
+        who = f"worker {self.worker_id} (pid {os.getpid()})"
+        frames = sys._current_frames()
+        parts = [
+            f"[stack] {request.method} {request.path} has run {now - request.started:.1f}s "
+            f"in {who}; its stack:\n{self._stack_of(request, frames, frame)}"
+            for request in list(self.running.values())
+        ]
+        if parts:
+            return "".join(parts)
+        for ident, thread_frame in frames.items():
+            parts.append(
+                f"[stack] thread {ident} of {who}:\n"
+                + "".join(
+                    traceback.format_stack(
+                        frame if ident == threading.main_thread().ident else thread_frame
+                    )
+                )
+            )
+        loop = asyncio._get_running_loop()
+        if loop is not None:
+            for task in asyncio.all_tasks(loop):
+                summary = traceback.StackSummary.extract((f, f.f_lineno) for f in task.get_stack())
+                parts.append(
+                    f"[stack] task {task.get_name()} of {who}:\n" + "".join(summary.format())
+                )
+        return "".join(parts)
+
+    @staticmethod
+    def _stack_of(
+        request: Running,
+        frames: dict[int, types.FrameType],
+        frame: types.FrameType | None,
+    ) -> str:
+        if request.stack is not None:
+            task_frames = request.stack()
+            summary = traceback.StackSummary.extract((f, f.f_lineno) for f in task_frames)
+            return "".join(summary.format()) or "".join(traceback.format_stack(frame))
+        return "".join(traceback.format_stack(frames.get(request.thread, frame)))
 
     def dump(self, frame: types.FrameType | None) -> None:
         """Log the stack of every request past the limit and not logged yet.
@@ -62,13 +139,7 @@ class SlowLog:
         for request in due:
             elapsed = now - request.started
             request.logged = True
-            if request.stack is not None:
-                task_frames = request.stack()
-                summary = traceback.StackSummary.extract((f, f.f_lineno) for f in task_frames)
-                stack = "".join(summary.format()) or "".join(traceback.format_stack(frame))
-            else:
-                thread_frame = frames.get(request.thread, frame)
-                stack = "".join(traceback.format_stack(thread_frame))
+            stack = self._stack_of(request, frames, frame)
             text = (
                 f"[slowlog] {request.method} {request.path} has run {elapsed:.1f}s in worker "
                 f"{self.worker_id} (pid {os.getpid()}); its stack:\n{stack}"

@@ -11,6 +11,7 @@ from the two workers and that nothing logged a traceback.
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -118,4 +119,37 @@ def test_fastapi_example(serve: Starter) -> None:
             client.post("/quote", json={"lines": [{"book_id": 7, "quantity": 1}]}).status_code
             == 404
         )
+    _no_traceback(server)
+
+
+def test_tasks_example(serve: Starter) -> None:
+    directory = EXAMPLES / "tasks"
+    command = "swserve main:app --workers 2 --task-workers 2 --process jobs:consume"
+    assert command in (directory / "README.md").read_text()
+    for stale in ("queue", "done"):  # left by an earlier run
+        for path in sorted((directory / stale).glob("*")) if (directory / stale).exists() else []:
+            path.unlink()
+    server = serve(
+        "main:app",
+        "--app-dir", ".", "--task-workers", "2", "--process", "jobs:consume",
+        workers=2, cwd=directory,
+    )  # fmt: skip
+    titles = server.children().values()
+    assert sum("swserve: task worker" in t for t in titles) == 2
+    with httpx.Client(base_url=server.url, timeout=TIMEOUT) as client:
+        counted = client.get("/primes/50000").json()
+        assert counted["primes"] == 5133
+        assert counted["task_worker"] not in _worker_pids(server)
+        assert client.get("/primes/1").status_code == 422
+
+        job = client.post("/jobs", json={"text": "to be or not to be"})
+        assert job.status_code == 202
+        job_id = job.json()["id"]
+        deadline = time.monotonic() + 20
+        while (done := client.get(f"/jobs/{job_id}").json())["status"] != "done":
+            assert time.monotonic() < deadline, server.logs()
+            time.sleep(0.05)
+        assert done["words"] == 6
+        consumers = [p for p, t in server.children().items() if "process 1 jobs:consume" in t]
+        assert done["consumer"] in consumers
     _no_traceback(server)

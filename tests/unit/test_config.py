@@ -160,3 +160,37 @@ def test_reactor_count_is_derived_from_workers_and_cores() -> None:
     derived = reactor_count(dataclasses.replace(Config(), workers=64, reactors=0))
     assert derived == max(1, min(cores // 2, 16))
     assert reactor_count(dataclasses.replace(Config(), workers=1, reactors=0)) == 1
+
+
+def test_websocket_drains_and_the_kill_deadlines() -> None:
+    # the default moves no deadline: sessions close in time for the ones HTTP has
+    config = Config()
+    assert (config.ws_retire_drain, config.retire_wait) == (25.0, 30.0)
+    assert (config.ws_stop_drain, config.stop_wait) == (29.0, 30.0)
+    config = build_config({"max_wait_time": 1.0})
+    assert (config.ws_retire_drain, config.retire_wait) == (0.0, 1.0)
+    # an explicit drain moves the deadlines instead: no worker is killed under its sessions
+    config = build_config({"ws_drain_timeout": 2.0, "max_wait_time": 10.0})
+    assert (config.ws_retire_drain, config.retire_wait, config.stop_wait) == (2.0, 10.0, 30.0)
+    config = build_config({"ws_drain_timeout": 60.0, "max_wait_time": 10.0})
+    assert (config.retire_wait, config.stop_wait) == (65.0, 61.0)
+    config = build_config({"ws": "none", "ws_drain_timeout": 60.0, "max_wait_time": 10.0})
+    assert (config.retire_wait, config.stop_wait) == (10.0, 30.0)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--ws-max-size", "0"], "--ws-max-size must be at least 1"),
+        (["--ws-ping-timeout", "0"], "--ws-ping-timeout must be positive"),
+        (["--ws-drain-timeout", "-3"], "--ws-drain-timeout must not be negative"),
+        (["--ws", "wsproto"], "wsproto"),
+    ],
+)
+def test_websocket_settings_are_checked(
+    captured: list[Config], args: list[str], message: str
+) -> None:
+    code, out = invoke(*args)
+    assert code == 2
+    assert message in out
+    assert not captured

@@ -36,6 +36,8 @@ DEFERRED = (
     "swserve.protocol.h11_parser",  # --http h11
     "h11",
     "swserve.worker.base",  # --mode base, in the workers
+    "swserve.protocol.websocket",  # the first WebSocket upgrade
+    "websockets",
 )
 
 
@@ -70,6 +72,17 @@ def test_the_default_settings_read_no_file_parser() -> None:
     )
     assert "tomllib" not in modules
     assert "difflib" not in modules
+
+
+@pytest.mark.timeout(60)
+def test_no_task_workers_cost_no_import() -> None:
+    # --task-workers 0 (the default): neither the master, the manager nor a worker
+    # imports the task modules; `import swserve` alone does not either
+    modules = _imported("import swserve, swserve.cli, swserve.master.main, swserve.manager.main")
+    assert sorted(m for m in modules if m.startswith("swserve.tasks")) == []
+    for interface in ("wsgi", "asgi"):
+        for mode in ("process", "base"):
+            assert not any(m.startswith("swserve.tasks") for m in worker_modules(mode, interface))
 
 
 def test_a_process_mode_worker_never_needs_base_mode() -> None:

@@ -10,6 +10,7 @@ Routes:
   /print     → prints a line to stdout, then "printed"
   /error     → raises before start_response
   /late-error → raises after the first chunk
+  /drip?n=N&d=S[&f=FILE] → N chunks, one every S seconds; writes "closed" to FILE on close()
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ def app(environ, start_response):
         return [type(environ["wsgi.input"]).__name__.encode()]
     if path == "/error":
         raise RuntimeError("boom before start")
+    if path == "/drip":
+        return _drip(query, start_response)
     if path == "/late-error":
 
         def gen():
@@ -81,3 +84,27 @@ def app(environ, start_response):
         ],
     )
     return [body]
+
+
+class _Drip:
+    """A slow stream (SSE, long polling) whose close() the test can see."""
+
+    def __init__(self, n: int, delay: float, marker: str | None) -> None:
+        self.n, self.delay, self.marker = n, delay, marker
+
+    def __iter__(self):
+        for i in range(self.n):
+            if i:
+                time.sleep(self.delay)
+            yield b"drip %d\n" % i
+
+    def close(self) -> None:
+        if self.marker:
+            with open(self.marker, "w") as f:
+                f.write("closed")
+
+
+def _drip(query, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    marker = query["f"][0] if "f" in query else None
+    return _Drip(int(query.get("n", ["20"])[0]), float(query.get("d", ["1"])[0]), marker)

@@ -6,12 +6,14 @@ import itertools
 import signal
 from collections.abc import Sequence
 
+import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from swserve.errors import EXIT_APP_LOAD
+from swserve.manager.backoff import CAP, Backoff
 from swserve.manager.policy import (
-    CRASH_LOOP,
+    BackingOff,
     Exit,
     Halt,
     Kill,
@@ -21,6 +23,7 @@ from swserve.manager.policy import (
     Spawn,
     Supervisor,
     describe,
+    steps_to,
 )
 
 
@@ -32,6 +35,7 @@ class Harness:
         self.pids = itertools.count(100)
         self.now = 0.0
         self.log: list[object] = []
+        self.fork_ok = True  # False: every fork fails (EAGAIN), as with RLIMIT_NPROC reached
 
     def run(self, actions: Sequence[object]) -> list[object]:
         out = []
@@ -39,7 +43,10 @@ class Harness:
             self.log.append(action)
             out.append(action)
             if isinstance(action, Spawn):
-                self.sup.spawned(action.slot, next(self.pids), self.now)
+                if self.fork_ok:
+                    self.sup.spawned(action.slot, next(self.pids), self.now)
+                else:
+                    out += self.run(self.sup.fork_failed(action.slot, "EAGAIN", self.now))
         return out
 
     def start_all_ready(self) -> None:
@@ -152,19 +159,141 @@ def test_boot_failure_at_start_halts_with_3() -> None:
     assert action.code == 3
 
 
-def test_crash_respawns_and_a_crash_loop_halts() -> None:
-    h = Harness(Supervisor(1))
+def test_a_boot_failure_during_start_up_halts() -> None:
+    h = Harness(Supervisor(2))
+    h.run(h.sup.start())
+    first = min(h.sup.workers)
+    h.run(h.sup.ready(first, h.now))  # one is ready, the other never is
+    (action,) = h.run(h.sup.exited(max(h.sup.workers), EXIT_APP_LOAD, None, h.now))
+    assert isinstance(action, Halt)
+    assert action.code == EXIT_APP_LOAD
+
+
+def test_a_crash_loop_after_start_up_backs_off_and_never_halts() -> None:
+    """Respawns at once, then after 0.5, 1, 2, … s up to the cap; one log line per step."""
+    h = Harness(Supervisor(2))
     h.start_all_ready()
-    pid = h.pid_of(1)
-    actions = h.run(h.sup.exited(pid, None, signal.SIGSEGV, h.now))
+    healthy = h.pid_of(2)
+    actions = h.run(h.sup.exited(h.pid_of(1), None, signal.SIGSEGV, h.now))
     assert Spawn(1, "crash") in actions
     assert any(isinstance(a, Log) and "SIGSEGV" in a.message for a in actions)
-    for i in range(CRASH_LOOP):
-        pid = max(h.sup.workers)
+    delays = []
+    for _ in range(12):
+        (pid,) = [p for p, w in h.sup.workers.items() if w.slot == 1]
         actions = h.run(h.sup.exited(pid, EXIT_APP_LOAD, None, h.now))
-        if i < CRASH_LOOP - 1:
-            assert Spawn(1, "crash") in actions
-    assert isinstance(actions[-1], Halt)
+        assert not any(isinstance(a, Halt) for a in actions)
+        assert len([a for a in actions if isinstance(a, Log)]) == 1  # once per step
+        if Spawn(1, "crash") in actions:  # the first failure: at once
+            delays.append(0.0)
+            continue
+        (step,) = [a for a in actions if isinstance(a, BackingOff)]
+        delays.append(step.delay)
+        assert h.sup.wake_at() == h.now + step.delay
+        h.now += step.delay - 0.01
+        assert h.run(h.sup.tick(h.now)) == []  # not yet
+        h.now += 0.01
+        assert h.run(h.sup.tick(h.now)) == [Spawn(1, "crash")]
+    assert delays[:8] == [0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, CAP]
+    assert delays[8:] == [CAP] * 4
+    assert h.sup.workers[healthy].ready  # the healthy worker serves throughout
+    # it boots at last: the back-off is over and said so
+    (pid,) = [p for p, w in h.sup.workers.items() if w.slot == 1]
+    actions = h.run(h.sup.ready(pid, h.now))
+    assert BackingOff(1, 0, 0.0) in actions
+    assert h.sup.backoff.failures == {}
+
+
+def test_sighup_resets_the_back_off_and_tries_the_new_code_now() -> None:
+    h = Harness(Supervisor(2))
+    h.start_all_ready()
+    h.run(h.sup.exited(h.pid_of(1), None, signal.SIGKILL, h.now))
+    for _ in range(3):  # at once, then 0.5 s, then 1 s
+        (pid,) = [p for p, w in h.sup.workers.items() if w.slot == 1]
+        h.run(h.sup.exited(pid, EXIT_APP_LOAD, None, h.now))
+        h.now += 5
+        h.run(h.sup.tick(h.now))
+    (pid,) = [p for p, w in h.sup.workers.items() if w.slot == 1]
+    h.run(h.sup.exited(pid, EXIT_APP_LOAD, None, h.now))  # now waiting 2 s
+    assert h.sup.by_slot(1) == []
+    actions = h.run(h.sup.reload(h.now))
+    assert Spawn(1, "crash") in actions
+    assert BackingOff(1, 0, 0.0) in actions
+    assert h.sup.wake_at() is None
+    (fresh,) = [p for p, w in h.sup.workers.items() if w.slot == 1]
+    assert not h.sup.workers[fresh].ready
+    # the reload is finished only once slot 2 is replaced and slot 1 serves the new code
+    assert not any(isinstance(a, Reloaded) for a in h.log)
+    h.run(h.sup.ready(fresh, h.now))
+    replacement = max(p for p, w in h.sup.workers.items() if w.slot == 2)
+    actions = h.run(h.sup.ready(replacement, h.now))
+    (retire,) = [a for a in actions if isinstance(a, Retire)]
+    actions = h.run(h.sup.exited(retire.pid, 0, None, h.now))
+    assert actions == [Reloaded()]
+
+
+def test_a_reload_during_start_up_waits_for_the_booting_workers() -> None:
+    """SIGHUP before every worker is ready: "reload finished" only once they are replaced."""
+    h = Harness(Supervisor(2))
+    h.run(h.sup.start())
+    booting = sorted(h.sup.workers)
+    actions = h.run(h.sup.reload(h.now))
+    assert not any(isinstance(a, Reloaded) for a in actions)
+    for pid in booting:
+        assert not any(isinstance(a, Reloaded) for a in h.run(h.sup.ready(pid, h.now)))
+    seen = False
+    for _ in range(10):  # replacements boot, old ones retire and exit, one at a time
+        fresh = [p for p, w in h.sup.workers.items() if not w.ready]
+        for pid in fresh:
+            seen |= any(isinstance(a, Reloaded) for a in h.run(h.sup.ready(pid, h.now)))
+        for action in list(h.log):
+            if isinstance(action, Retire) and action.pid in h.sup.workers:
+                assert not seen
+                seen |= any(
+                    isinstance(a, Reloaded) for a in h.run(h.sup.exited(action.pid, 0, None, h.now))
+                )
+    assert seen
+    assert all(w.generation == h.sup.generation for w in h.sup.workers.values())
+
+
+def test_a_fork_that_fails_at_start_up_is_retried_after_a_back_off() -> None:
+    h = Harness(Supervisor(2))
+    h.fork_ok = False
+    actions = h.run(h.sup.start())
+    assert not any(isinstance(a, Halt) for a in actions)
+    assert [a.delay for a in actions if isinstance(a, BackingOff)] == [0.5, 0.5]
+    assert h.sup.workers == {}
+    h.fork_ok = True
+    h.now = 0.5
+    assert h.run(h.sup.tick(h.now)) == [Spawn(1, "start"), Spawn(2, "start")]
+    for pid in list(h.sup.workers):
+        h.run(h.sup.ready(pid, h.now))
+    assert h.sup.started
+
+
+def test_a_replacement_whose_fork_fails_is_retried_as_a_replacement() -> None:
+    h = Harness(Supervisor(1))
+    h.start_all_ready()
+    old = h.pid_of(1)
+    h.fork_ok = False
+    actions = h.run(h.sup.reload(h.now))
+    assert any(isinstance(a, Log) and "cannot fork worker 1" in a.message for a in actions)
+    assert not any(isinstance(a, Reloaded) for a in actions)  # the old code still serves
+    h.fork_ok = True
+    h.now = 1.0
+    assert h.run(h.sup.tick(h.now)) == [Spawn(1, "reload")]
+    new = max(h.sup.workers)
+    assert Retire(old, "reload") in h.run(h.sup.ready(new, h.now))
+    assert h.run(h.sup.exited(old, 0, None, h.now)) == [Reloaded()]
+
+
+def test_backoff_rule_is_reusable_per_kind() -> None:
+    rule = Backoff(first=1.0, cap=5.0)
+    steps = [rule.failed("cron", 0.0).delay for _ in range(6)]
+    assert steps == [0.0, 1.0, 2.0, 4.0, 5.0, 5.0]
+    assert rule.due(4.9) == []
+    assert rule.due(5.0) == ["cron"]
+    assert rule.succeeded("cron") == 6
+    assert rule.failures == {}
 
 
 def test_retiring_worker_is_killed_after_max_wait() -> None:
@@ -277,3 +406,110 @@ def test_reload_catches_a_replacement_that_was_booting_with_old_code() -> None:
     assert any(p == booting for p, _ in h.sup.queue) or any(
         w.replaces == booting for w in h.sup.workers.values()
     ), "the replacement that booted before the reload is not replaced by it"
+
+
+@pytest.mark.parametrize(
+    ("current", "target", "steps"),
+    [(2, 4, [1, 1]), (4, 2, [-1, -1]), (3, 3, []), (2, 0, [-1])],
+)
+def test_steps_to_a_worker_count(current: int, target: int, steps: list[int]) -> None:
+    """`swserve ctl scale N` is carried out as SIGTTIN/SIGTTOU steps, never below one worker."""
+    assert steps_to(current, target) == steps
+
+
+class CrashLoopMachine(RuleBasedStateMachine):
+    """Crashes, boot failures, the clock, reloads and scaling, in any order, after start-up.
+
+    Never a halt; every slot is served, booting, about to be spawned or waiting
+    out a back-off no longer than the cap; "reload finished" never while a
+    worker from before the reload still serves or boots.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.h = Harness(Supervisor(3, max_concurrent=1))
+        self.h.start_all_ready()
+        self.retire_pending: list[int] = []
+
+    def _absorb(self, actions: list[object]) -> None:
+        for action in actions:
+            assert not isinstance(action, Halt), action
+            if isinstance(action, Retire):
+                self.retire_pending.append(action.pid)
+            if isinstance(action, BackingOff):
+                assert 0 <= action.delay <= CAP
+            if isinstance(action, Reloaded):
+                sup = self.h.sup
+                assert not any(
+                    w.generation < sup.generation and not w.retiring for w in sup.workers.values()
+                )
+
+    @rule(data=st.data())
+    def a_serving_worker_crashes(self, data: st.DataObject) -> None:
+        serving = sorted(w.pid for w in self.h.sup.serving())
+        if serving:
+            pid = data.draw(st.sampled_from(serving))
+            self._absorb(self.h.run(self.h.sup.exited(pid, None, signal.SIGKILL, self.h.now)))
+
+    @precondition(lambda self: any(not w.ready for w in self.h.sup.workers.values()))
+    @rule(data=st.data(), ok=st.booleans())
+    def a_booting_worker_boots_or_fails(self, data: st.DataObject, ok: bool) -> None:
+        booting = sorted(p for p, w in self.h.sup.workers.items() if not w.ready)
+        pid = data.draw(st.sampled_from(booting))
+        if ok:
+            self._absorb(self.h.run(self.h.sup.ready(pid, self.h.now)))
+        else:
+            self.retire_pending = [p for p in self.retire_pending if p != pid]
+            self._absorb(self.h.run(self.h.sup.exited(pid, EXIT_APP_LOAD, None, self.h.now)))
+
+    @precondition(lambda self: bool(self.retire_pending))
+    @rule()
+    def a_retired_worker_exits(self) -> None:
+        pid = self.retire_pending.pop(0)
+        self._absorb(self.h.run(self.h.sup.exited(pid, 0, None, self.h.now)))
+
+    @rule(ok=st.booleans())
+    def forks_fail_or_work_again(self, ok: bool) -> None:
+        self.h.fork_ok = ok
+
+    @rule(dt=st.sampled_from([0.01, 0.5, 3.0, 40.0]))
+    def time_passes(self, dt: float) -> None:
+        self.h.now += dt
+        self._absorb(self.h.run(self.h.sup.tick(self.h.now)))
+
+    @rule()
+    def reload(self) -> None:
+        self._absorb(self.h.run(self.h.sup.reload(self.h.now)))
+
+    @rule(data=st.data())
+    def recycle_one(self, data: st.DataObject) -> None:
+        serving = sorted(w.pid for w in self.h.sup.serving())
+        if serving:
+            pid = data.draw(st.sampled_from(serving))
+            self._absorb(self.h.run(self.h.sup.recycle(pid, "max-requests", self.h.now)))
+
+    @invariant()
+    def every_slot_is_covered(self) -> None:
+        sup = self.h.sup
+        pending = {slot for slot, _, _ in sup.pending_spawns}
+        for slot in range(1, sup.target + 1):
+            covered = sup.by_slot(slot) or slot in pending or slot in sup.backoff.waiting
+            assert covered, f"slot {slot} is forgotten"
+
+    @invariant()
+    def waits_are_capped(self) -> None:
+        wake = self.h.sup.wake_at()
+        assert wake is None or wake <= self.h.now + CAP
+
+    @invariant()
+    def one_live_worker_per_slot(self) -> None:
+        sup = self.h.sup
+        for slot in range(1, sup.target + 1):
+            live = [w for w in sup.by_slot(slot) if not w.retiring and w.replaces is None]
+            assert len(live) <= 1
+
+
+CrashLoopMachine.TestCase.settings = settings(
+    max_examples=100, stateful_step_count=40, deadline=None
+)
+TestCrashLoopMachine = CrashLoopMachine.TestCase

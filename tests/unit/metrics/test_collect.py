@@ -9,7 +9,7 @@ from typing import Any
 from swserve.master.stats import Stats
 from swserve.metrics.collect import collect, readiness
 from swserve.metrics.exposition import CONN_OPEN, IN_FLIGHT, REQUESTS, RESTARTS, key
-from swserve.metrics.requests import RemoteSources, RequestMetrics
+from swserve.metrics.requests import RemoteSources, RequestMetrics, WebSocketMetrics
 from swserve.reactor.dispatcher import WorkerSlot
 
 
@@ -24,8 +24,20 @@ class FakeConn:
 
 
 @dataclass
+class FakeWs:
+    """The reactor's WebSocket table, as the collector reads it."""
+
+    by_id: dict[int, object] = field(default_factory=dict)
+    metrics: WebSocketMetrics | None = field(default_factory=WebSocketMetrics)
+
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+
+@dataclass
 class FakeReactor:
     links: dict[int, FakeLink] = field(default_factory=dict)
+    ws: FakeWs = field(default_factory=FakeWs)
     sessions: dict[int, object] = field(default_factory=dict)
     queue: collections.deque[FakeConn] = field(default_factory=collections.deque)
     metrics: RequestMetrics | None = field(default_factory=RequestMetrics)
@@ -41,6 +53,8 @@ class FakeMaster:
     stats: Stats = field(default_factory=Stats)
     announced: bool = True
     stopping: bool = False
+    tasks: Any = None
+    user_process_restarts: int = 0
 
 
 def with_workers(*inflight: int, retiring: int = 0) -> FakeMaster:
@@ -144,3 +158,26 @@ def test_base_mode_workers_counts_are_summed_and_outlive_them() -> None:
     assert after[key(REQUESTS, "GET", "2xx")] == 1
     assert after[CONN_OPEN] == 2
     assert after[IN_FLIGHT] == 0
+
+
+def test_websocket_sessions_and_messages() -> None:
+    master = FakeMaster()
+    ws = master.reactor.ws
+    ws.by_id = {1: object(), 2: object()}
+    metrics = ws.metrics
+    metrics.opened = 5
+    metrics.messages_in, metrics.bytes_in = 7, 700
+    metrics.messages_out, metrics.bytes_out = 3, 30
+    for code in (1000, 1000, 1012, 4001, 4999, 2999):
+        metrics.closed(code)
+    snap = collect(master)
+    assert snap["swserve_websocket_sessions_open"] == 2
+    assert snap["swserve_websocket_sessions_opened_total"] == 5
+    assert snap["swserve_websocket_messages_total|in"] == 7
+    assert snap["swserve_websocket_message_bytes_total|out"] == 30
+    closed = {
+        k.split("|")[1]: v
+        for k, v in snap.items()
+        if k.startswith("swserve_websocket_sessions_closed")
+    }
+    assert closed == {"1000": 2, "1012": 1, "4xxx": 2, "other": 1}
