@@ -190,6 +190,10 @@ class Manager(OtherKinds):
         self._wake_w.close()
         self.control.close()
         _process.TASK_SOCKET = self.task_path  # where swserve.task() goes ("" : nowhere)
+        # where swserve.push() goes, for task workers and user processes too (a worker
+        # sets it again itself); only a string: the push client is imported on first use
+        mode = "base" if self.config.mode == "base" else "process"
+        os.environ["SWSERVE_PUSH"] = mode + ":" + os.pathsep.join(self.ipc_paths)
 
     def _become_worker(self, slot: int, mask: set[int | signal.Signals], cell: int) -> None:
         code = EXIT_ERROR

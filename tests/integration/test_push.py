@@ -26,6 +26,7 @@ from tests.integration.ws_helpers import raw_session, run, ws_url
 pytestmark = pytest.mark.modes("process", "base")
 
 SHARED_APP = "push_app:app"
+SHARED_ARGS = ("--task-workers", "1")  # a task worker pushes too
 
 
 def get(server: Server, path: str, **params: str) -> Any:
@@ -101,8 +102,9 @@ def test_push_reaches_a_session_held_by_a_busy_worker(
 
 
 def test_push_from_plain_handlers(shared_server: Server) -> None:
-    """ASGI (awaitable and bytes), blocking code in a thread, a WSGI app, and a process
-    the worker starts (it learns where the reactors are from SWSERVE_PUSH)."""
+    """ASGI (awaitable and bytes), blocking code in a thread, a WSGI app, a process the
+    worker starts (it learns where the reactors are from SWSERVE_PUSH), and a task
+    worker (the manager's child: the manager sets SWSERVE_PUSH for every kind)."""
 
     async def go() -> list[Any]:
         ws, me = await session(shared_server)
@@ -111,11 +113,12 @@ def test_push_from_plain_handlers(shared_server: Server) -> None:
             oks.append((await aget(shared_server, path, to=me["id"], msg=msg))["ok"])
         oks.append((await aget(shared_server, "/wsgi/push", to=me["id"], msg="d"))["ok"])
         oks.append((await aget(shared_server, "/push-child", to=me["id"], msg="e"))["ok"])
-        got = [await asyncio.wait_for(ws.recv(), 10) for _ in range(5)]
+        oks.append((await aget(shared_server, "/push-task", to=me["id"], msg="f"))["ok"])
+        got = [await asyncio.wait_for(ws.recv(), 10) for _ in range(6)]
         await ws.close()
         return [oks, got]
 
-    assert run(go) == [[True] * 5, ["a", b"b", "c", "d", "e"]]
+    assert run(go) == [[True] * 6, ["a", b"b", "c", "d", "e", "f"]]
 
 
 def test_order_kept_from_one_sender(shared_server: Server) -> None:

@@ -37,6 +37,11 @@ def wsgi_push(environ: dict[str, Any], start_response: Any) -> list[bytes]:
 wsgi = WSGIMiddleware(wsgi_push)
 
 
+def push_from_task(to: str, msg: str) -> bool:
+    """Run in a task worker, which the manager forked: not a worker, nor its child."""
+    return bool(swserve.push(to, msg).result(10))
+
+
 async def answer(send: Any, body: Any, status: int = 200) -> None:
     data = json.dumps(body).encode()
     await send(
@@ -79,6 +84,9 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
         await answer(send, {"ok": await swserve.push(q["to"], q["msg"].encode()), "pid": pid})
     elif path == "/push-sync":
         ok = await asyncio.to_thread(lambda: swserve.push(q["to"], q["msg"]).result(10))
+        await answer(send, {"ok": ok, "pid": pid})
+    elif path == "/push-task":  # a task worker pushes (--task-workers)
+        ok = await swserve.task(push_from_task, q["to"], q["msg"])
         await answer(send, {"ok": ok, "pid": pid})
     elif path == "/push-child":  # a process the worker starts (a user process)
         code = "import sys, swserve; print(swserve.push(sys.argv[1], sys.argv[2]).result(10))"
