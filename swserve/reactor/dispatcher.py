@@ -243,12 +243,6 @@ class Dispatcher:
                 best, best_load = slot, load
         return best
 
-    def has_room(self) -> bool:
-        """Could ``pick`` return a slot now?  (Queued requests wait for this.)"""
-        if self.mode in ("round-robin", "fd"):
-            return bool(self.slots)
-        return any(s.inflight < s.capacity for s in self.slots)
-
 
 T = TypeVar("T")
 
