@@ -2,7 +2,7 @@
 
     python loadtests/micro/proxy_headers.py [N]
 
-Times ``Frontend.environ`` / ``Frontend.scope`` (swserve/proxy.py) on a
+Times ``Frontend.environ`` / ``Frontend.scope`` (swserve/net/proxy.py) on a
 typical 10-header request in the cases that matter: the default settings with
 no forwarding header, a forwarding header from an untrusted peer, a full
 X-Forwarded-For/-Proto/-Host from a trusted proxy, and --root-path alone.
@@ -19,7 +19,7 @@ from typing import Any
 from swserve.apps.asgi import build_scope
 from swserve.apps.wsgi import WSGIAdapter
 from swserve.ipc import codec
-from swserve.proxy import Frontend, TrustedPeers
+from swserve.net.proxy import Frontend, TrustedPeers
 
 HEADERS = [
     (b"host", b"example.com"),

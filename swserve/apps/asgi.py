@@ -22,8 +22,8 @@ from urllib.parse import unquote_to_bytes
 
 from swserve.apps.wsgi import split_target
 from swserve.ipc.codec import HEAD_FIELDS
+from swserve.net.proxy import Frontend
 from swserve.protocol import response_headers, serializer
-from swserve.proxy import Frontend
 from swserve.static.handoff import file_length
 
 log = logging.getLogger("swserve.error")
@@ -77,7 +77,7 @@ def build_scope(
     if state is not None:
         scope["state"] = state.copy()
     if frontend is not None:
-        frontend.scope(scope)  # proxy headers and --root-path (swserve/proxy.py)
+        frontend.scope(scope)  # proxy headers and --root-path (swserve/net/proxy.py)
     return scope
 
 

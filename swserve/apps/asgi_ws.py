@@ -3,7 +3,7 @@
 The reactor frames, masks, reassembles and answers pings; this side sees only
 whole messages.  One :class:`WebSocketCycle` per session, in process mode fed
 by WS_* frames (``worker/runner_asgi.py``), in base mode by the worker's own
-reactor (``worker/base.py``): the same class either way.
+reactor (``base/server.py``): the same class either way.
 
 Message order (the spec): ``websocket.connect`` first; then the app accepts
 (``websocket.accept``: subprotocol, extra headers), or denies with an HTTP
@@ -39,7 +39,7 @@ from swserve.apps.asgi import (
 )
 from swserve.ipc import codec, framing
 from swserve.ipc.framing import Buffer
-from swserve.proxy import Frontend
+from swserve.net.proxy import Frontend
 
 log = logging.getLogger("swserve.error")
 

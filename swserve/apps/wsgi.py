@@ -23,8 +23,8 @@ from urllib.parse import unquote_to_bytes
 
 from swserve.errors import ClientDisconnected
 from swserve.ipc.codec import HEAD_FIELDS
+from swserve.net.proxy import Frontend
 from swserve.protocol import response_headers, serializer
-from swserve.proxy import Frontend
 from swserve.static.handoff import file_length
 
 log = logging.getLogger("swserve.error")
@@ -130,7 +130,7 @@ class WSGIAdapter:
         frontend: Frontend | None = None,
     ) -> None:
         self.app = app
-        self.frontend = frontend  # proxy headers and --root-path (swserve/proxy.py)
+        self.frontend = frontend  # proxy headers and --root-path (swserve/net/proxy.py)
         self._connections: dict[tuple[bytes, ...], dict[str, Any]] = {}
         self.base: dict[str, Any] = {
             "SCRIPT_NAME": "",

@@ -64,18 +64,18 @@ import socket
 import time
 from typing import Final
 
-from swserve import _process
-from swserve._process import ignore_master_signals, reap_nowait
 from swserve.config import Config
 from swserve.errors import EXIT_ERROR, EXIT_OK
 from swserve.hooks import Hooks, Server as HookServer
 from swserve.ipc import busy
-from swserve.logs import forward_reopen
+from swserve.logs.setup import forward_reopen
 from swserve.manager import policy
 from swserve.manager.other_kinds import HANDLED, OtherKinds
 from swserve.manager.user_processes import UserProcesses
-from swserve.master.listeners import Listener
-from swserve.procname import set_title
+from swserve.net.listeners import Listener
+from swserve.process import shared as _process
+from swserve.process.shared import ignore_master_signals, reap_nowait
+from swserve.process.title import set_title
 
 log = logging.getLogger("swserve.error")
 
@@ -199,9 +199,11 @@ class Manager(OtherKinds):
         code = EXIT_ERROR
         try:
             self._reset_in_child(mask)
-            from swserve.worker.main import run
+            from swserve.base import main as base_main
+            from swserve.worker import main as worker_main
 
-            code = run(
+            entry = base_main if self.config.mode == "base" else worker_main
+            code = entry.run(
                 self.config,
                 slot,
                 cell,
@@ -406,16 +408,16 @@ _WORKER_MODULES: Final = {
         "swserve.apps.asgi",
         "swserve.apps.lifespan",
         "swserve.ipc.channel_async",
-        "swserve.reactor.loop",
+        "swserve.process.loop",
         "swserve.worker.runner_asgi",
         "uvloop",
     ),
-    # base mode serves either interface from worker/base.py, on an event loop
-    ("base", "wsgi"): ("swserve.worker.base", "swserve.reactor.loop", "uvloop"),
+    # base mode serves either interface from base/server.py, on an event loop
+    ("base", "wsgi"): ("swserve.base.server", "swserve.process.loop", "uvloop"),
     ("base", "asgi"): (
-        "swserve.worker.base",
+        "swserve.base.server",
         "swserve.apps.lifespan",
-        "swserve.reactor.loop",
+        "swserve.process.loop",
         "uvloop",
     ),
 }
@@ -424,7 +426,7 @@ _WORKER_MODULES: Final = {
 def worker_modules(mode: str, interface: str) -> tuple[str, ...]:
     """The modules a worker of ``mode`` serving ``interface`` ("auto": either) imports.
 
-    A process-mode worker never needs worker/base.py (~10 ms of the manager's
+    A process-mode worker never needs base/server.py (~10 ms of the manager's
     start-up when compiled from source, ~1 ms from its .pyc), and an app declared
     with --interface needs only its own adapter (the ASGI ones: ~7 ms / ~1 ms).
     """
@@ -446,7 +448,7 @@ def _preload_worker_modules(config: Config) -> None:
         try:
             importlib.import_module(name)
         except ImportError:
-            if name != "uvloop":  # optional: reactor/loop.py falls back to asyncio's loop
+            if name != "uvloop":  # optional: process/loop.py falls back to asyncio's loop
                 raise
 
     # Everything allocated so far is shared with every worker: keep the cyclic

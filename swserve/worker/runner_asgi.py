@@ -24,7 +24,7 @@ from swserve.config import Config
 from swserve.errors import EXIT_OK, AppLoadError
 from swserve.ipc import busy as busy_table, codec, framing, push
 from swserve.ipc.channel_set import AsyncChannelSet
-from swserve.proxy import Frontend
+from swserve.net.proxy import Frontend
 from swserve.static import handoff
 from swserve.worker.slowlog import Running, SlowLog
 from swserve.worker.spooled import open_spooled
@@ -142,7 +142,7 @@ class ASGIWorker:
         try:
             await self.lifespan.startup()
             if self.config.chroot:  # the app is loaded, nothing is served yet
-                from swserve import chroot
+                from swserve.process import chroot
 
                 chroot.confine(self.config)
         except AppLoadError as exc:
@@ -260,7 +260,7 @@ def run(
     hooks: WorkerHooks,
     cell: int = 0,
 ) -> int:
-    from swserve.reactor.loop import new_event_loop
+    from swserve.process.loop import new_event_loop
 
     loop = new_event_loop()
     try:

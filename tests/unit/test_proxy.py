@@ -1,4 +1,4 @@
-"""Proxy headers and --root-path (swserve/proxy.py): trust, parsing, resolution, application."""
+"""Proxy headers and --root-path (swserve/net/proxy.py): trust, parsing, resolution, application."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from hypothesis import given, strategies as st
 
-from swserve import proxy
 from swserve.apps.asgi import build_scope
 from swserve.apps.wsgi import WSGIAdapter
 from swserve.config import Config, problems
 from swserve.errors import ConfigError
 from swserve.ipc import codec
-from swserve.proxy import (
+from swserve.net import proxy
+from swserve.net.proxy import (
     Forwarded,
     Frontend,
     TrustedPeers,

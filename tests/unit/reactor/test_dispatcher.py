@@ -150,7 +150,8 @@ def test_table_counts_requests_and_resets_for_a_new_worker() -> None:
 
 # -- client affinity: --dispatch ip / key:... ------------------------------------------------
 
-from swserve.reactor.dispatcher import Spec, Waiting, parse, rendezvous  # noqa: E402
+from swserve.reactor.dispatcher import Waiting, rendezvous  # noqa: E402
+from swserve.settings.dispatch import Spec, parse  # noqa: E402
 
 
 def test_parse_the_affinity_modes() -> None:

@@ -47,21 +47,21 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Final, Protocol
 from swserve.apps.asgi import ASGIApp, RequestCycle, build_scope
 from swserve.apps.asgi_ws import SessionRunner, WebSocketCycle, build_ws_scope
 from swserve.apps.wsgi import Body, Paused, WSGIAdapter
+from swserve.base.local_sink import InlineSink, LocalSink, LocalWsSink
 from swserve.config import Config
 from swserve.errors import EXIT_OK, AppLoadError, ClientDisconnected
 from swserve.ipc import codec, framing
 from swserve.ipc.channel_async import AsyncChannel
 from swserve.manager.policy import request_limit
-from swserve.master.listeners import Listener
 from swserve.metrics.collect import reactor_snapshot
-from swserve.proxy import Frontend
+from swserve.net.listeners import Listener
+from swserve.net.proxy import Frontend
 from swserve.reactor.acceptor import Acceptor
 from swserve.reactor.core import Reactor
 from swserve.reactor.dispatcher import WorkerSlot
 from swserve.reactor.http_conn import HttpConnection
 from swserve.reactor.push_hub import PushHub, base_session
 from swserve.reactor.spool import SpooledBody
-from swserve.worker.local_sink import InlineSink, LocalSink, LocalWsSink
 from swserve.worker.slowlog import Running, SlowLog
 from swserve.worker.spooled import open_spooled
 
@@ -641,7 +641,7 @@ class BaseWorker:
         # already carries Connection: close.
         signal.signal(signal.SIGTERM, self._on_sigterm)
         if config.chroot:  # the app is loaded, nothing is served yet
-            from swserve import chroot
+            from swserve.process import chroot
 
             try:
                 chroot.confine(config)
@@ -759,7 +759,7 @@ def run(
     worker_id: int,
     hooks: WorkerHooks,
 ) -> int:
-    from swserve.reactor.loop import new_event_loop
+    from swserve.process.loop import new_event_loop
 
     loop = new_event_loop()
     try:
