@@ -20,6 +20,7 @@ from swserve.apps.asgi import build_scope
 from swserve.apps.wsgi import WSGIAdapter
 from swserve.ipc import codec
 from swserve.net.proxy import Frontend, TrustedPeers
+from swserve.protocol.request import RequestHead
 
 HEADERS = [
     (b"host", b"example.com"),
@@ -40,7 +41,7 @@ FORWARDED = [
 ]
 
 
-def fields(peer: str, headers: list[tuple[bytes, bytes]]) -> list[bytes]:
+def fields(peer: str, headers: list[tuple[bytes, bytes]]) -> RequestHead:
     prefix = codec.conn_prefix("http", (peer, 40000), ("127.0.0.1", 8000))
     payload = codec.encode_request(b"GET", b"/api/items?x=1", b"1.1", prefix, headers, b"")
     return codec.decode_request(payload)[0]

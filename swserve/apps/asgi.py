@@ -21,9 +21,9 @@ from typing import Any, BinaryIO, Final, Protocol
 from urllib.parse import unquote_to_bytes
 
 from swserve.apps.wsgi import split_target
-from swserve.ipc.codec import HEAD_FIELDS
 from swserve.net.proxy import Frontend
 from swserve.protocol import response_headers, serializer
+from swserve.protocol.request import RequestHead
 from swserve.static.handoff import file_length
 
 log = logging.getLogger("swserve.error")
@@ -52,12 +52,12 @@ class AsyncSink(Protocol):
 
 
 def build_scope(
-    fields: list[bytes], state: dict[str, Any] | None, frontend: Frontend | None = None
+    head: RequestHead, state: dict[str, Any] | None, frontend: Frontend | None = None
 ) -> dict[str, Any]:
-    method, target, version, scheme, chost, cport, shost, sport = fields[:HEAD_FIELDS]
+    method, target, version = head.method, head.target, head.version
+    scheme, chost, cport, shost, sport = head.conn
     raw_path, query = split_target(target)
     path = unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path
-    it = iter(fields[HEAD_FIELDS:])
     scope: dict[str, Any] = {
         "type": "http",
         "asgi": _ASGI,
@@ -68,7 +68,7 @@ def build_scope(
         "raw_path": raw_path,
         "query_string": query,
         "root_path": "",
-        "headers": list(zip(it, it, strict=True)),
+        "headers": head.headers,
         "client": (chost.decode(), int(cport)) if chost else None,
         "server": (shost.decode(), int(sport)) if shost else None,
         # the reactor streams the file; the worker only opens it (static/handoff.py)

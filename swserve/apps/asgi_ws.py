@@ -40,6 +40,7 @@ from swserve.apps.asgi import (
 from swserve.ipc import codec, framing
 from swserve.ipc.framing import Buffer
 from swserve.net.proxy import Frontend
+from swserve.protocol.request import RequestHead
 
 log = logging.getLogger("swserve.error")
 
@@ -60,13 +61,13 @@ class WsSink(AsyncSink, Protocol):
 
 
 def build_ws_scope(
-    fields: list[bytes],
+    head: RequestHead,
     state: dict[str, Any] | None,
     frontend: Frontend | None,
     session: str,
 ) -> dict[str, Any]:
-    """The websocket scope: the HTTP one's fields, ``ws``/``wss``, subprotocols, extensions."""
-    scope = build_scope(fields, state, frontend)
+    """The websocket scope: the HTTP one's, ``ws``/``wss``, subprotocols, extensions."""
+    scope = build_scope(head, state, frontend)
     scope["type"] = "websocket"
     del scope["method"]
     scope["scheme"] = _SCHEMES.get(scope["scheme"], scope["scheme"])
@@ -277,7 +278,7 @@ def _plain() -> list[tuple[bytes, bytes]]:
     ]
 
 
-StartTask = Callable[[tuple[int, int], list[bytes], WebSocketCycle], "asyncio.Task[None]"]
+StartTask = Callable[[tuple[int, int], RequestHead, WebSocketCycle], "asyncio.Task[None]"]
 
 
 class SessionRunner:
@@ -290,10 +291,10 @@ class SessionRunner:
         self.tasks: dict[tuple[int, int], asyncio.Task[None]] = {}
         self._parts: dict[tuple[int, int], list[bytes]] = {}
 
-    def connect(self, key: tuple[int, int], fields: list[bytes], sink: WsSink) -> WebSocketCycle:
+    def connect(self, key: tuple[int, int], head: RequestHead, sink: WsSink) -> WebSocketCycle:
         cycle = WebSocketCycle(sink, self.max_queue)
         self.cycles[key] = cycle
-        task = self._start(key, fields, cycle)
+        task = self._start(key, head, cycle)
         self.tasks[key] = task
         task.add_done_callback(partial(self._done, key))
         return cycle

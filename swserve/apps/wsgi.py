@@ -22,9 +22,9 @@ from typing import IO, Any, BinaryIO, Final, Protocol
 from urllib.parse import unquote_to_bytes
 
 from swserve.errors import ClientDisconnected
-from swserve.ipc.codec import HEAD_FIELDS
 from swserve.net.proxy import Frontend
 from swserve.protocol import response_headers, serializer
+from swserve.protocol.request import RequestHead
 from swserve.static.handoff import file_length
 
 log = logging.getLogger("swserve.error")
@@ -163,9 +163,8 @@ class WSGIAdapter:
         cache[conn] = env
         return env
 
-    def environ(self, fields: list[bytes], body: Body) -> dict[str, Any]:
-        method, target, version = fields[:3]
-        conn = tuple(fields[3:HEAD_FIELDS])
+    def environ(self, head: RequestHead, body: Body) -> dict[str, Any]:
+        method, target, version, conn = head.method, head.target, head.version, head.conn
         shared = self._connections.get(conn)
         env = (shared if shared is not None else self._connection_environ(conn)).copy()
         path, query = split_target(target)
@@ -177,8 +176,7 @@ class WSGIAdapter:
         env["RAW_URI"] = target.decode("latin-1")
         env["SERVER_PROTOCOL"] = _PROTOCOLS.get(version) or "HTTP/" + version.decode("latin-1")
         env["wsgi.input"] = InputStream(body) if isinstance(body, bytes) else body
-        it = iter(fields[HEAD_FIELDS:])
-        for name, value in zip(it, it, strict=True):
+        for name, value in head.headers:
             key = _environ_key(name)
             if key is None:
                 continue
@@ -199,14 +197,14 @@ class WSGIAdapter:
             self.frontend.environ(env)
         return env
 
-    def __call__(self, fields: list[bytes], body: Body, sink: ResponseSink) -> Paused | None:
+    def __call__(self, head: RequestHead, body: Body, sink: ResponseSink) -> Paused | None:
         """Run the app for one request and stream its response into ``sink``.
 
         Returns a :class:`Paused` run when the sink paused mid-stream (only a
         base-mode sink does: it cannot block its loop to wait for a slow client);
         the caller resumes it once the client has caught up.
         """
-        env = self.environ(fields, body)
+        env = self.environ(head, body)
         run = Paused(self.app, env, _Response(sink, env["REQUEST_METHOD"] == "HEAD"), body)
         return run.step(first=True)
 

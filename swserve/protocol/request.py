@@ -56,3 +56,38 @@ class Request:
 
     def __repr__(self) -> str:
         return f"<Request {self.method.decode()} {self.target!r} HTTP/{self.version.decode()}>"
+
+
+class RequestHead:
+    """A request head as the app adapters take it (``apps/``), in either mode.
+
+    Built by ``ipc/codec.py: decode_request`` from a REQUEST frame in a
+    process-mode worker, and by base mode straight from the parser's
+    :class:`Request` and its connection; the adapters read attributes, never the
+    frame's layout.
+
+    ``conn`` describes the connection, as the reactor wrote it once per
+    connection (``ipc/codec.py: conn_prefix``): (scheme, client host, client port,
+    server host, server port), all bytes, a host empty when unknown.  It is hashable,
+    so the WSGI adapter keys its per-connection environ on it.  ``headers`` are
+    (lower-case name, value) pairs in the order received.
+    """
+
+    __slots__ = ("conn", "headers", "method", "target", "version")
+
+    def __init__(
+        self,
+        method: bytes,
+        target: bytes,
+        version: bytes,
+        conn: tuple[bytes, ...],
+        headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.version = version
+        self.conn = conn
+        self.headers = headers
+
+    def __repr__(self) -> str:
+        return f"<RequestHead {self.method.decode()} {self.target!r} HTTP/{self.version.decode()}>"

@@ -25,6 +25,7 @@ from swserve.errors import EXIT_OK, AppLoadError
 from swserve.ipc import busy as busy_table, codec, framing, push
 from swserve.ipc.channel_set import AsyncChannelSet
 from swserve.net.proxy import Frontend
+from swserve.protocol.request import RequestHead
 from swserve.static import handoff
 from swserve.worker.slowlog import Running, SlowLog
 from swserve.worker.spooled import open_spooled
@@ -130,7 +131,7 @@ class ASGIWorker:
         self.worker_id = worker_id
         self.lifespan = Lifespan(app, config.lifespan)
         self.cycles: dict[tuple[int, int], RequestCycle] = {}
-        self.bodies: dict[tuple[int, int], tuple[list[bytes], list[framing.Buffer]]] = {}
+        self.bodies: dict[tuple[int, int], tuple[RequestHead, list[framing.Buffer]]] = {}
         self.running: dict[tuple[int, int], asyncio.Task[None]] = {}
         # WebSocket sessions: not in `running`, so they never make the worker look busy
         self.ws = SessionRunner(self._start_ws_task, config.ws_max_queue)
@@ -178,21 +179,21 @@ class ASGIWorker:
         for kind, flags, session, request, payload in frames:
             key = (session, request)
             if kind == framing.REQUEST:
-                fields, body = codec.decode_request(payload)
+                head, body = codec.decode_request(payload)
                 if flags & framing.SPOOLED:
-                    self._start(key, fields, open_spooled(bytes(body)))
+                    self._start(key, head, open_spooled(bytes(body)))
                     continue
                 if flags & framing.MORE:
-                    self.bodies[key] = (fields, [body])
+                    self.bodies[key] = (head, [body])
                     continue
                 # receive() hands out bytes: a BIG part's one copy (framing.BIG)
-                self._start(key, fields, body if type(body) is bytes else bytes(body))
+                self._start(key, head, body if type(body) is bytes else bytes(body))
             elif kind == framing.REQUEST_BODY:
-                fields, parts = self.bodies[key]
+                head, parts = self.bodies[key]
                 parts.append(payload)
                 if not flags & framing.MORE:
                     del self.bodies[key]
-                    self._start(key, fields, b"".join(parts))
+                    self._start(key, head, b"".join(parts))
             elif kind == framing.DISCONNECT:
                 cycle = self.cycles.get(key)
                 if cycle is not None:
@@ -212,18 +213,18 @@ class ASGIWorker:
             elif kind == framing.STOP:
                 self.stopped.set()
             elif kind == framing.WS_CONNECT:
-                fields, _ = codec.decode_request(payload)
-                self.ws.connect(key, fields, AsyncWsSink(self.channel, session, request))
+                head, _ = codec.decode_request(payload)
+                self.ws.connect(key, head, AsyncWsSink(self.channel, session, request))
             elif kind == framing.PUSH_REPLY:
                 push.answer(request, flags, codec.decode_count(payload))
             else:  # WS_MESSAGE, WS_CLOSE
                 self.ws.frame(kind, flags, key, payload)
 
-    def _start(self, key: tuple[int, int], fields: list[bytes], body: bytes | BinaryIO) -> None:
+    def _start(self, key: tuple[int, int], head: RequestHead, body: bytes | BinaryIO) -> None:
         sink = AsyncFrameSink(self.channel, key[0], key[1])
-        cycle = RequestCycle(sink, body, fields[0] == b"HEAD")
+        cycle = RequestCycle(sink, body, head.method == b"HEAD")
         state = self.lifespan.state if self.lifespan.supported else None
-        scope = build_scope(fields, state, self.frontend)
+        scope = build_scope(head, state, self.frontend)
         self.cycles[key] = cycle
         task = asyncio.get_running_loop().create_task(cycle.run(self.app, scope))
         self.running[key] = task
@@ -237,10 +238,10 @@ class ASGIWorker:
         task.add_done_callback(partial(self._done, key))
 
     def _start_ws_task(
-        self, key: tuple[int, int], fields: list[bytes], cycle: WebSocketCycle
+        self, key: tuple[int, int], head: RequestHead, cycle: WebSocketCycle
     ) -> asyncio.Task[None]:
         state = self.lifespan.state if self.lifespan.supported else None
-        scope = build_ws_scope(fields, state, self.frontend, str(key[0]))
+        scope = build_ws_scope(head, state, self.frontend, str(key[0]))
         return asyncio.get_running_loop().create_task(cycle.run(self.app, scope))
 
     def _done(self, key: tuple[int, int], task: asyncio.Task[None]) -> None:

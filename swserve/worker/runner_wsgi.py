@@ -29,6 +29,7 @@ from swserve.errors import EXIT_OK, ClientDisconnected
 from swserve.ipc import busy as busy_table, codec, framing
 from swserve.ipc.channel_set import Channel
 from swserve.ipc.framing import Frame
+from swserve.protocol.request import RequestHead
 from swserve.static import handoff
 from swserve.worker.slowlog import Running, SlowLog
 from swserve.worker.spooled import open_spooled
@@ -221,22 +222,22 @@ class WSGIWorker:
                 item = self._next_request()
                 if item is None:
                     break
-                fields, body, session, request = item
+                head, body, session, request = item
                 table = self.table
                 if pool is None:
                     self.busy = 1
                     if table is not None:
                         table.set(self.cell, 1)
-                        self._handle(fields, body, session, request)
+                        self._handle(head, body, session, request)
                         table.done(self.cell, 0)
                     else:
-                        self._handle(fields, body, session, request)
+                        self._handle(head, body, session, request)
                     self.busy = 0
                 elif table is not None:
                     self._hold(1)
-                    pool.submit(self._handle_counted, fields, body, session, request)
+                    pool.submit(self._handle_counted, head, body, session, request)
                 else:
-                    pool.submit(self._handle, fields, body, session, request)
+                    pool.submit(self._handle, head, body, session, request)
         except (StopWorker, EOFError):
             pass
         finally:
@@ -255,26 +256,26 @@ class WSGIWorker:
             self._held += delta
             self.table.set(self.cell, self._held)
 
-    def _handle_counted(self, fields: list[bytes], body: Body, session: int, request: int) -> None:
+    def _handle_counted(self, head: RequestHead, body: Body, session: int, request: int) -> None:
         try:
-            self._handle(fields, body, session, request)
+            self._handle(head, body, session, request)
         finally:
             assert self.table is not None
             with self._held_lock:
                 self._held -= 1
                 self.table.done(self.cell, self._held)
 
-    def _handle(self, fields: list[bytes], body: Body, session: int, request: int) -> None:
+    def _handle(self, head: RequestHead, body: Body, session: int, request: int) -> None:
         key = (session, request)
         running = self.slowlog.running if self.slowlog.timeout else None
         if running is not None:  # only then: it costs a few µs per request
-            method, path = fields[0].decode("latin-1"), fields[1][:200].decode("latin-1")
+            method, path = head.method.decode("latin-1"), head.target[:200].decode("latin-1")
             running[key] = Running(method, path, thread=threading.get_ident())
         try:
             if key in self.flow.gone:
                 self.channel.send(_encode(_BODY, _END, session, request))  # frees the slot
                 return
-            self.adapter(fields, body, FrameSink(self.channel, self.flow, session, request))
+            self.adapter(head, body, FrameSink(self.channel, self.flow, session, request))
         except BaseException:
             # SystemExit/KeyboardInterrupt from the app: the adapter only catches
             # Exception. End the response (the client sees a close) and go on.
@@ -288,7 +289,7 @@ class WSGIWorker:
             if self.flow.paused or self.flow.gone:  # the lock only when flow control was used
                 self.flow.done(key)
 
-    def _next_request(self) -> tuple[list[bytes], Body, int, int] | None:
+    def _next_request(self) -> tuple[RequestHead, Body, int, int] | None:
         channel = self.channel
         while True:
             frame = channel.recv()
@@ -296,7 +297,7 @@ class WSGIWorker:
                 return None  # the reactor is gone
             kind, flags, session, request, payload = frame
             if kind == framing.REQUEST:
-                fields, part = codec.decode_request(payload)
+                head, part = codec.decode_request(payload)
                 body: Body
                 if flags & framing.SPOOLED:
                     body = open_spooled(bytes(part))
@@ -311,7 +312,7 @@ class WSGIWorker:
                         and other[3] == request
                     ):
                         self.flow.gone.add((session, request))
-                return fields, body, session, request
+                return head, body, session, request
             if kind == framing.STOP:
                 return None  # retired: the reactor has nothing more for us
             if kind in _FLOW:

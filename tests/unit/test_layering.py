@@ -142,3 +142,8 @@ def test_an_upward_import_is_caught(tmp_path: Path) -> None:
         "swserve/net/x.py:1 imports swserve.master",
         "swserve/worker/x.py:1 imports swserve.reactor.core",
     ]
+
+
+def test_apps_do_not_index_the_ipc_wire_layout() -> None:
+    for path in sorted((ROOT / "apps").glob("*.py")):
+        assert "HEAD_FIELDS" not in path.read_text(), path.name
