@@ -26,7 +26,7 @@ from swserve.ipc import busy as busy_table, codec, framing, push
 from swserve.ipc.channel_set import AsyncChannelSet
 from swserve.net.proxy import Frontend
 from swserve.protocol.request import RequestHead
-from swserve.static import handoff
+from swserve.worker.frame_sink import AsyncFrameSink, AsyncWsSink
 from swserve.worker.slowlog import Running, SlowLog
 from swserve.worker.spooled import open_spooled
 
@@ -36,78 +36,6 @@ if TYPE_CHECKING:
 _HEARTBEAT: Final = framing.encode(framing.HEARTBEAT, 0, 0, 0)
 
 log = logging.getLogger("swserve.error")
-
-_encode = framing.encode
-_START: Final = framing.RESPONSE_START
-_BODY: Final = framing.RESPONSE_BODY
-_END: Final = framing.END
-_MAX: Final = framing.MAX_PAYLOAD
-
-
-class AsyncFrameSink:
-    __slots__ = ("channel", "request", "session")
-
-    def __init__(self, channel: AsyncChannelSet, session: int, request: int) -> None:
-        self.channel = channel
-        self.session = session
-        self.request = request
-
-    def send_start(self, status: int, flags: int, headers: bytes, body: bytes, end: bool) -> None:
-        if len(body) >= framing.BIG:  # header and body as separate buffers: no copy of the body
-            self.channel.writelines(
-                codec.response_start_frames(
-                    self.session, self.request, status, flags, headers, body, end
-                )
-            )
-            return
-        if len(body) + len(headers) > _MAX - 16:
-            payload = codec.encode_response_start(status, headers)
-            self.channel.write(_encode(_START, flags, self.session, self.request, payload))
-            self.send_body(body, end)
-            return
-        payload = codec.encode_response_start(status, headers, body)
-        self.channel.write(
-            _encode(_START, flags | (_END if end else 0), self.session, self.request, payload)
-        )
-
-    def send_body(self, data: bytes, end: bool) -> None:
-        self.channel.writelines(framing.body_frames(self.session, self.request, data, end))
-
-    def send_abort(self) -> None:
-        self.channel.write(_encode(_BODY, _END | framing.MORE, self.session, self.request))
-
-    def send_file(
-        self, status: int, flags: int, headers: bytes, fd: int, offset: int, length: int
-    ) -> None:
-        """The body is ``fd``'s: the reactor gets the descriptor, the frame carries none."""
-        frame = handoff.hand_over(
-            self.session, self.request, status, flags, headers, fd, offset, length
-        )
-        self.channel.write(frame)
-
-    def drain(self) -> asyncio.Future[None] | None:
-        return self.channel.drain()
-
-
-class AsyncWsSink(AsyncFrameSink):
-    """A WebSocket session's side of the channel: WS_ACCEPT, WS_MESSAGE, WS_CLOSE, flow."""
-
-    __slots__ = ()
-
-    def accept(self, subprotocol: str | None, headers: bytes) -> None:
-        payload = codec.encode_ws_accept(subprotocol, headers)
-        self.channel.write(_encode(framing.WS_ACCEPT, 0, self.session, self.request, payload))
-
-    def send_message(self, text: bool, data: bytes) -> None:
-        self.channel.writelines(framing.message_frames(self.session, self.request, text, data))
-
-    def close(self, code: int, reason: str) -> None:
-        payload = codec.encode_ws_close(code, reason)
-        self.channel.write(_encode(framing.WS_CLOSE, 0, self.session, self.request, payload))
-
-    def hold(self, full: bool) -> None:
-        kind = framing.BUFFER_FULL if full else framing.BUFFER_EMPTY
-        self.channel.write(_encode(kind, 0, self.session, self.request))
 
 
 class ASGIWorker:
@@ -147,7 +75,7 @@ class ASGIWorker:
 
                 chroot.confine(self.config)
         except AppLoadError as exc:
-            self.socks[0].sendall(_encode(framing.BOOT_ERROR, 0, 0, 0, str(exc).encode()))
+            self.socks[0].sendall(framing.encode(framing.BOOT_ERROR, 0, 0, 0, str(exc).encode()))
             raise
         self.channel = AsyncChannelSet(self._on_frames, self.stopped.set)
         await self.channel.connect(self.socks)
@@ -157,7 +85,7 @@ class ASGIWorker:
         ready = codec.encode_ready(
             self.worker_id, os.getpid(), self.config.asgi_concurrency, "asgi"
         )
-        self.channel.write(_encode(framing.READY, 0, 0, 0, ready))
+        self.channel.write(framing.encode(framing.READY, 0, 0, 0, ready))
         self._heartbeat()
         await self.stopped.wait()
         self.channel.pause_reading()

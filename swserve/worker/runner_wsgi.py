@@ -30,7 +30,7 @@ from swserve.ipc import busy as busy_table, codec, framing
 from swserve.ipc.channel_set import Channel
 from swserve.ipc.framing import Frame
 from swserve.protocol.request import RequestHead
-from swserve.static import handoff
+from swserve.worker.frame_sink import FrameSink
 from swserve.worker.slowlog import Running, SlowLog
 from swserve.worker.spooled import open_spooled
 
@@ -39,12 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("swserve.error")
 
-_encode = framing.encode
-_START: Final = framing.RESPONSE_START
-_BODY: Final = framing.RESPONSE_BODY
-_END: Final = framing.END
-_MAX: Final = framing.MAX_PAYLOAD
-_BIG: Final = framing.BIG
 _FLOW: Final = frozenset(
     {framing.BUFFER_FULL, framing.BUFFER_EMPTY, framing.DISCONNECT, framing.CANCEL}
 )
@@ -121,57 +115,6 @@ class Flow:
         with self.lock:
             self.paused.pop(key, None)
             self.gone.discard(key)
-
-
-class FrameSink:
-    """Turns one request's response into frames on the channel."""
-
-    __slots__ = ("channel", "flow", "request", "session")
-    paused = False  # never: send_body itself waits while the client is behind
-
-    def __init__(self, channel: Channel, flow: Flow, session: int, request: int) -> None:
-        self.channel = channel
-        self.flow = flow
-        self.session = session
-        self.request = request
-
-    def send_start(self, status: int, flags: int, headers: bytes, body: bytes, end: bool) -> None:
-        if len(body) >= _BIG:  # header and body as separate buffers: no copy of the body
-            self.flow.wait_writable((self.session, self.request))
-            frames = codec.response_start_frames(
-                self.session, self.request, status, flags, headers, body, end
-            )
-            self.channel.sendv(frames)
-            return
-        rest = b""
-        if len(body) + len(headers) > _MAX - 16:
-            body, rest = b"", body
-            end_now = False
-        else:
-            end_now = end
-        payload = codec.encode_response_start(status, headers, body)
-        self.channel.send(
-            _encode(_START, flags | (_END if end_now else 0), self.session, self.request, payload)
-        )
-        if rest or (end and not end_now):
-            self.send_body(rest, end)
-
-    def send_body(self, data: bytes, end: bool) -> None:
-        if data:
-            self.flow.wait_writable((self.session, self.request))
-        self.channel.sendv(framing.body_frames(self.session, self.request, data, end))
-
-    def send_abort(self) -> None:
-        self.channel.send(_encode(_BODY, _END | framing.MORE, self.session, self.request))
-
-    def send_file(
-        self, status: int, flags: int, headers: bytes, fd: int, offset: int, length: int
-    ) -> None:
-        """The body is ``fd``'s: the reactor gets the descriptor, the frame carries none."""
-        frame = handoff.hand_over(
-            self.session, self.request, status, flags, headers, fd, offset, length
-        )
-        self.channel.send(frame)
 
 
 class WSGIWorker:
@@ -273,14 +216,18 @@ class WSGIWorker:
             running[key] = Running(method, path, thread=threading.get_ident())
         try:
             if key in self.flow.gone:
-                self.channel.send(_encode(_BODY, _END, session, request))  # frees the slot
+                self.channel.send(
+                    framing.encode(framing.RESPONSE_BODY, framing.END, session, request)
+                )  # frees the slot
                 return
-            self.adapter(head, body, FrameSink(self.channel, self.flow, session, request))
+            self.adapter(head, body, FrameSink(self.channel, session, request, self.flow))
         except BaseException:
             # SystemExit/KeyboardInterrupt from the app: the adapter only catches
             # Exception. End the response (the client sees a close) and go on.
             log.exception("the app raised a BaseException; the response is aborted")
-            self.channel.send(_encode(_BODY, _END | framing.MORE, session, request))
+            self.channel.send(
+                framing.encode(framing.RESPONSE_BODY, framing.END | framing.MORE, session, request)
+            )
             if self.threads == 1:
                 raise
         finally:
