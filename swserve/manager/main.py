@@ -440,7 +440,7 @@ def _preload_worker_modules(config: Config) -> None:
 
     Only swserve's modules (and the stdlib/uvloop they use), never the app: the
     app is imported in each worker, after the fork, so a reload loads new code.
-    Measured with loadtests/run.py --scenario reload (2 workers, --max-requests
+    Measured with loadtests/run/ --scenario reload (2 workers, --max-requests
     200, SIGHUP every 2 s): a cold worker spent ~25 ms of CPU booting, mostly
     these imports.
     """
