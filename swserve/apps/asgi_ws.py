@@ -27,13 +27,12 @@ from functools import partial
 from typing import Any, Final, Protocol
 
 from swserve.apps.asgi import (
-    _HEADER_LINES,
+    HEADERS,
     ASGIApp,
     AsyncSink,
     Message,
     RequestCycle,
     Scope,
-    _header_line,
     build_scope,
     write_gate,
 )
@@ -227,8 +226,7 @@ class WebSocketCycle:
     def _lines(headers: Any) -> list[bytes]:
         out = []
         for pair in headers:
-            hit = _HEADER_LINES.get(pair) if type(pair) is tuple else None
-            line = (hit or _header_line(pair))[0]
+            line = HEADERS.line(pair)[0]
             if line:
                 out.append(line)
         return out

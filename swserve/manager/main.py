@@ -199,11 +199,14 @@ class Manager(OtherKinds):
         code = EXIT_ERROR
         try:
             self._reset_in_child(mask)
-            from swserve.base import main as base_main
-            from swserve.worker import main as worker_main
+            from swserve.worker.main import BaseServe, run
 
-            entry = base_main if self.config.mode == "base" else worker_main
-            code = entry.run(
+            serve_base: BaseServe | None = None
+            if self.config.mode == "base":  # base/ sits above worker/: handed in from here
+                from swserve.base import server as base_server
+
+                serve_base = base_server.run
+            code = run(
                 self.config,
                 slot,
                 cell,
@@ -211,6 +214,7 @@ class Manager(OtherKinds):
                 self.hooks,
                 self.server_info.master_pid,
                 self.listeners,
+                serve_base,
             )
             if code == EXIT_OK:
                 # os._exit below skips interpreter shutdown; the app's atexit

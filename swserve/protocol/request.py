@@ -6,7 +6,7 @@ on the hot path, and the parsers fill it field by field as callbacks arrive.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, NamedTuple
 
 # Per-request header facts the parser glue records, so that framing checks
 # (RFC 9112 §6.3) and the checks on Host and the singleton Content-Type run
@@ -58,7 +58,7 @@ class Request:
         return f"<Request {self.method.decode()} {self.target!r} HTTP/{self.version.decode()}>"
 
 
-class RequestHead:
+class RequestHead(NamedTuple):
     """A request head as the app adapters take it (``apps/``), in either mode.
 
     Built by ``ipc/codec.py: decode_request`` from a REQUEST frame in a
@@ -73,21 +73,8 @@ class RequestHead:
     (lower-case name, value) pairs in the order received.
     """
 
-    __slots__ = ("conn", "headers", "method", "target", "version")
-
-    def __init__(
-        self,
-        method: bytes,
-        target: bytes,
-        version: bytes,
-        conn: tuple[bytes, ...],
-        headers: list[tuple[bytes, bytes]],
-    ) -> None:
-        self.method = method
-        self.target = target
-        self.version = version
-        self.conn = conn
-        self.headers = headers
-
-    def __repr__(self) -> str:
-        return f"<RequestHead {self.method.decode()} {self.target!r} HTTP/{self.version.decode()}>"
+    method: bytes
+    target: bytes
+    version: bytes
+    conn: tuple[bytes, ...]
+    headers: list[tuple[bytes, bytes]]

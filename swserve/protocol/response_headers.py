@@ -18,7 +18,7 @@ received, so a hit costs one dict lookup.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, Final
 
 from swserve.protocol import serializer
@@ -74,31 +74,72 @@ def header_line(name: bytes, value: bytes) -> Line:
     return b"%s: %s\r\n" % (name, value), FLAGS.get(lname, 0), -1
 
 
-def encode(
-    pairs: Iterable[Any], status: int, cache: dict[Any, Line], check: Callable[[Any], Line]
-) -> tuple[bytes, int, int]:
-    """An app's header pairs → (header lines, serializer flags, Content-Length or -1).
+class Headers:
+    """One adapter's response headers: its validated pairs, kept by the pair it received.
 
-    ``check`` validates a pair not in ``cache`` (and may add it there).
-
-    Raises:
-        ValueError: a bad pair, or two different Content-Length values.
+    ``text`` is WSGI's (``str`` pairs, latin-1 by PEP 3333); else ASGI's (bytes).
     """
-    flags = 0
-    length = -1
-    lines = []
-    for pair in pairs:
-        hit = cache.get(pair) if type(pair) is tuple else None
-        if hit is None:
-            hit = check(pair)
-        line, flag, declared = hit
-        if declared >= 0:
-            if status == 204:
-                continue  # RFC 9110 §8.6: a server MUST NOT send Content-Length in a 204
-            if length >= 0 and declared != length:
-                raise ValueError("two different Content-Length headers")
-            length = declared
-        flags |= flag
-        if line:
-            lines.append(line)
-    return b"".join(lines), flags, length
+
+    __slots__ = ("_cache", "_text")
+
+    def __init__(self, text: bool) -> None:
+        self._cache: dict[Any, Line] = {}
+        self._text = text
+
+    def line(self, pair: Any) -> Line:
+        """One pair → its line.
+
+        Raises:
+            ValueError: a bad pair (see :func:`header_line`).
+        """
+        hit = self._cache.get(pair) if type(pair) is tuple else None
+        return hit if hit is not None else self._check(pair)
+
+    def _check(self, pair: Any) -> Line:
+        name, value = pair
+        if self._text:
+            if not isinstance(name, str) or not isinstance(value, str):
+                raise ValueError(f"response header names and values are str, not {pair!r}")
+            try:
+                hit = header_line(name.encode("latin-1"), value.encode("latin-1"))
+            except UnicodeEncodeError:
+                raise ValueError(f"response header {name!r} is not latin-1") from None
+        else:
+            if not isinstance(name, bytes | bytearray) or not isinstance(value, bytes | bytearray):
+                raise ValueError(f"response header names and values are bytes, not {pair!r}")
+            hit = header_line(bytes(name), bytes(value))
+        exact = str if self._text else bytes
+        if (
+            len(self._cache) < CACHE_LIMIT
+            and type(pair) is tuple
+            and type(name) is exact
+            and type(value) is exact
+        ):
+            self._cache[pair] = hit
+        return hit
+
+    def encode(self, pairs: Iterable[Any], status: int) -> tuple[bytes, int, int]:
+        """An app's header pairs → (header lines, serializer flags, Content-Length or -1).
+
+        Raises:
+            ValueError: a bad pair, or two different Content-Length values.
+        """
+        cache = self._cache
+        flags = 0
+        length = -1
+        lines = []
+        for pair in pairs:
+            hit = cache.get(pair) if type(pair) is tuple else None
+            if hit is None:
+                hit = self._check(pair)
+            line, flag, declared = hit
+            if declared >= 0:
+                if status == 204:
+                    continue  # RFC 9110 §8.6: a server MUST NOT send Content-Length in a 204
+                if length >= 0 and declared != length:
+                    raise ValueError("two different Content-Length headers")
+                length = declared
+            flags |= flag
+            if line:
+                lines.append(line)
+        return b"".join(lines), flags, length

@@ -72,8 +72,9 @@ def run(
     worker's link to the master for its control frames is the first).
     ``listeners`` are the client sockets a base-mode worker accepts on
     (empty in process mode, where the reactors own them).  ``serve_base`` is
-    base mode's serve loop, passed in by ``swserve/base/main.py``: ``base/`` sits
-    above ``worker/`` (it runs a reactor too), so this module never imports it.
+    base mode's serve loop (``base/server.py: run``), handed in by the manager:
+    ``base/`` sits above ``worker/`` (it runs a reactor too), so this module never
+    imports it.
     """
     ignore_master_signals()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -132,7 +133,8 @@ def run(
             from swserve.worker import runner_asgi
 
             try:
-                return runner_asgi.run(app, config, socks, worker_id, lifecycle, cell)
+                worker = runner_asgi.ASGIWorker(app, config, socks, worker_id, lifecycle, cell)
+                return runner_asgi.run(worker)
             except AppLoadError:
                 return EXIT_APP_LOAD
         from swserve.apps.wsgi import WSGIAdapter

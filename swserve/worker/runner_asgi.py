@@ -181,20 +181,12 @@ class ASGIWorker:
             self.table.done(self.cell, len(self.running))
 
 
-def run(
-    app: ASGIApp,
-    config: Config,
-    socks: list[socket.socket],
-    worker_id: int,
-    hooks: WorkerHooks,
-    cell: int = 0,
-) -> int:
+def run(worker: ASGIWorker) -> int:
+    """Run ``worker`` on a new event loop (uvloop if it is installed) until it stops."""
     from swserve.process.loop import new_event_loop
 
     loop = new_event_loop()
     try:
-        return loop.run_until_complete(
-            ASGIWorker(app, config, socks, worker_id, hooks, cell).main()
-        )
+        return loop.run_until_complete(worker.main())
     finally:
         loop.close()
