@@ -12,27 +12,9 @@ from hypothesis import given, strategies as st
 from swserve.apps.asgi import RequestCycle
 from swserve.apps.wsgi import _Response
 from swserve.protocol import serializer
+from tests.unit.apps.test_no_content_length import Sink
 
 pytestmark = pytest.mark.timeout(30)
-
-
-class Sink:
-    paused = False
-
-    def __init__(self) -> None:
-        self.starts: list[tuple[int, int, bytes]] = []
-
-    def send_start(self, status: int, flags: int, headers: bytes, body: bytes, end: bool) -> None:
-        self.starts.append((status, flags, headers))
-
-    def send_body(self, data: bytes, end: bool) -> None:
-        pass
-
-    def send_abort(self) -> None:
-        pass
-
-    def drain(self) -> None:
-        return None
 
 
 Outcome = tuple[int, bytes] | None  # (flags, header lines) as started, or None: rejected
