@@ -27,10 +27,10 @@ from loadtests.run.tables import (
     _int,
     _median,
     _mib,
-    _shorten,
     _socket_errors,
     _table,
     group_notes,
+    paired_notes,
 )
 
 
@@ -76,17 +76,7 @@ def idle_section(points: list[Point], meta: dict[str, Any]) -> list[str]:
                 min((p.server_fd_limit for p in fds if p.server_fd_limit), default=None)
             )
         row += [fd_text, f"{len(without)}+{len(held)}/{len(without_group) + len(with_group)}"]
-        notes = [group_notes(without_group), group_notes(with_group)]
-        blocked = [p for p in [*without, *held] if p.requests == 0]
-        if blocked:
-            notes.append(
-                f"blocked: wrk completed no request in {len(blocked)} "
-                f"{'/'.join(dict.fromkeys(p.variant for p in blocked))} run(s)"
-            )
-        trouble = [p.server_fd_trouble[0] for p in [*without, *held] if p.server_fd_trouble]
-        if trouble:
-            notes.append(f"out of fds: {_shorten(trouble[0], 120)}")
-        row.append("; ".join(filter(None, notes)))
+        row.append(paired_notes(without, held, without_group, with_group))
         rows.append(row)
     fronts = {
         server_name: sorted(

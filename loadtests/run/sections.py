@@ -34,6 +34,7 @@ from loadtests.run.tables import (
     _sum,
     _table,
     group_notes,
+    paired_notes,
 )
 
 
@@ -228,17 +229,7 @@ def slowloris_section(points: list[Point], meta: dict[str, Any]) -> list[str]:
         else:
             row += ["-"] * 4
         row += [fd_text, bar, f"{len(clean)}+{len(held)}/{len(clean_group) + len(held_group)}"]
-        notes = [group_notes(clean_group), group_notes(held_group)]
-        blocked = [p for p in [*clean, *held] if p.requests == 0]
-        if blocked:
-            notes.append(
-                f"blocked: wrk completed no request in {len(blocked)} "
-                f"{'/'.join(dict.fromkeys(p.variant for p in blocked))} run(s)"
-            )
-        trouble = [p.server_fd_trouble[0] for p in [*clean, *held] if p.server_fd_trouble]
-        if trouble:
-            notes.append(f"out of fds: {_shorten(trouble[0], 120)}")
-        row.append("; ".join(filter(None, notes)))
+        row.append(paired_notes(clean, held, clean_group, held_group))
         rows.append(row)
         for point in held:
             client = point.slowloris

@@ -211,3 +211,23 @@ def _socket_errors(ok: Sequence[Point]) -> str:
 
 def _mib(kib: float | None) -> str:
     return "-" if kib is None else f"{kib / 1024:,.1f}"
+
+
+def paired_notes(
+    plain: Sequence[Point],
+    held: Sequence[Point],
+    plain_group: Sequence[Point],
+    held_group: Sequence[Point],
+) -> str:
+    """The notes cell of a row that pairs runs without and with connections held open."""
+    notes = [group_notes(plain_group), group_notes(held_group)]
+    blocked = [p for p in [*plain, *held] if p.requests == 0]
+    if blocked:
+        notes.append(
+            f"blocked: wrk completed no request in {len(blocked)} "
+            f"{'/'.join(dict.fromkeys(p.variant for p in blocked))} run(s)"
+        )
+    trouble = [p.server_fd_trouble[0] for p in [*plain, *held] if p.server_fd_trouble]
+    if trouble:
+        notes.append(f"out of fds: {_shorten(trouble[0], 120)}")
+    return "; ".join(filter(None, notes))
