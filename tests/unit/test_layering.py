@@ -13,6 +13,7 @@ CORES = [
     ROOT / "ipc" / "framing.py",
     ROOT / "ipc" / "codec.py",
     ROOT / "reactor" / "dispatcher.py",
+    ROOT / "settings" / "dispatch.py",
     ROOT / "reactor" / "affinity.py",
     ROOT / "manager" / "policy.py",
     ROOT / "metrics" / "requests.py",
