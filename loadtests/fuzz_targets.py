@@ -151,6 +151,15 @@ class FakeTransport:
     def get_write_buffer_size(self) -> int:
         return 0
 
+    def can_write_eof(self) -> bool:
+        return False
+
+    def take(self) -> bytes:
+        """What was written since the last take()."""
+        out = b"".join(self.out)
+        self.out.clear()
+        return out
+
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name == "peername":
             return self.peer

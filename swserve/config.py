@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from swserve import proxy
 from swserve.errors import ConfigError
+from swserve.net import proxy
 from swserve.static.resolve import parse_mount
 
 DEFAULT_APP: Final = "swserve.demo:app"
@@ -983,7 +983,7 @@ def problems(values: dict[str, Any]) -> list[str]:
 
 
 def _dispatch_problems(values: dict[str, Any]) -> list[str]:
-    from swserve.reactor.dispatcher import AFFINITY, parse
+    from swserve.settings.dispatch import AFFINITY, parse
 
     if "dispatch" not in values:
         return []
@@ -1001,7 +1001,7 @@ def _dispatch_problems(values: dict[str, Any]) -> list[str]:
 
 
 def _tls_problems(values: dict[str, Any]) -> list[str]:
-    """TLS settings that cannot work together (files are read at start-up, in tls.py)."""
+    """TLS settings that cannot work together (files are read at start-up, in net/tls.py)."""
     out: list[str] = []
     if not values.get("ssl_certfile"):
         out.extend(

@@ -64,18 +64,18 @@ import socket
 import time
 from typing import Final
 
-from swserve import _process
-from swserve._process import ignore_master_signals, reap_nowait
 from swserve.config import Config
 from swserve.errors import EXIT_ERROR, EXIT_OK
 from swserve.hooks import Hooks, Server as HookServer
 from swserve.ipc import busy
-from swserve.logs import forward_reopen
+from swserve.logs.setup import forward_reopen
 from swserve.manager import policy
 from swserve.manager.other_kinds import HANDLED, OtherKinds
 from swserve.manager.user_processes import UserProcesses
-from swserve.master.listeners import Listener
-from swserve.procname import set_title
+from swserve.net.listeners import Listener
+from swserve.process import shared as _process
+from swserve.process.shared import ignore_master_signals, reap_nowait
+from swserve.process.title import set_title
 
 log = logging.getLogger("swserve.error")
 
@@ -199,8 +199,13 @@ class Manager(OtherKinds):
         code = EXIT_ERROR
         try:
             self._reset_in_child(mask)
-            from swserve.worker.main import run
+            from swserve.worker.main import BaseServe, run
 
+            serve_base: BaseServe | None = None
+            if self.config.mode == "base":  # base/ sits above worker/: handed in from here
+                from swserve.base import server as base_server
+
+                serve_base = base_server.run
             code = run(
                 self.config,
                 slot,
@@ -209,6 +214,7 @@ class Manager(OtherKinds):
                 self.hooks,
                 self.server_info.master_pid,
                 self.listeners,
+                serve_base,
             )
             if code == EXIT_OK:
                 # os._exit below skips interpreter shutdown; the app's atexit
@@ -406,16 +412,16 @@ _WORKER_MODULES: Final = {
         "swserve.apps.asgi",
         "swserve.apps.lifespan",
         "swserve.ipc.channel_async",
-        "swserve.reactor.loop",
+        "swserve.process.loop",
         "swserve.worker.runner_asgi",
         "uvloop",
     ),
-    # base mode serves either interface from worker/base.py, on an event loop
-    ("base", "wsgi"): ("swserve.worker.base", "swserve.reactor.loop", "uvloop"),
+    # base mode serves either interface from base/server.py, on an event loop
+    ("base", "wsgi"): ("swserve.base.server", "swserve.process.loop", "uvloop"),
     ("base", "asgi"): (
-        "swserve.worker.base",
+        "swserve.base.server",
         "swserve.apps.lifespan",
-        "swserve.reactor.loop",
+        "swserve.process.loop",
         "uvloop",
     ),
 }
@@ -424,7 +430,7 @@ _WORKER_MODULES: Final = {
 def worker_modules(mode: str, interface: str) -> tuple[str, ...]:
     """The modules a worker of ``mode`` serving ``interface`` ("auto": either) imports.
 
-    A process-mode worker never needs worker/base.py (~10 ms of the manager's
+    A process-mode worker never needs base/server.py (~10 ms of the manager's
     start-up when compiled from source, ~1 ms from its .pyc), and an app declared
     with --interface needs only its own adapter (the ASGI ones: ~7 ms / ~1 ms).
     """
@@ -438,7 +444,7 @@ def _preload_worker_modules(config: Config) -> None:
 
     Only swserve's modules (and the stdlib/uvloop they use), never the app: the
     app is imported in each worker, after the fork, so a reload loads new code.
-    Measured with loadtests/run.py --scenario reload (2 workers, --max-requests
+    Measured with loadtests/run/ --scenario reload (2 workers, --max-requests
     200, SIGHUP every 2 s): a cold worker spent ~25 ms of CPU booting, mostly
     these imports.
     """
@@ -446,7 +452,7 @@ def _preload_worker_modules(config: Config) -> None:
         try:
             importlib.import_module(name)
         except ImportError:
-            if name != "uvloop":  # optional: reactor/loop.py falls back to asyncio's loop
+            if name != "uvloop":  # optional: process/loop.py falls back to asyncio's loop
                 raise
 
     # Everything allocated so far is shared with every worker: keep the cyclic

@@ -107,14 +107,12 @@ class Worker:
     slot: int
     pid: int
     generation: int
-    spawned_at: float
     ready: bool = False
     replaces: int | None = None  # pid of the worker this one replaces, once ready
     reason: str = "start"  # why it was spawned
     retiring: str = ""  # the reason, once asked to retire
     retire_at: float = 0.0
     killed: bool = False
-    requests: int = 0
 
 
 @dataclass(slots=True)
@@ -228,9 +226,7 @@ class Supervisor:
                 del self.pending_spawns[i]
                 replaces, reason = pending_replaces, pending_reason
                 break
-        self.workers[pid] = Worker(
-            slot, pid, self.generation, now, replaces=replaces, reason=reason
-        )
+        self.workers[pid] = Worker(slot, pid, self.generation, replaces=replaces, reason=reason)
         self.stats.spawned += 1
 
     def ready(self, pid: int, now: float) -> list[Action]:

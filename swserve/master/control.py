@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from swserve._process import DUMP_SIGNAL
 from swserve.config import Config
 from swserve.control import paths, procinfo
 from swserve.control.protocol import (
@@ -49,10 +48,11 @@ from swserve.control.protocol import (
     encode_ok,
 )
 from swserve.errors import ConfigError
+from swserve.process.shared import DUMP_SIGNAL
 
 if TYPE_CHECKING:
     from swserve.master.control_views import ControlledMaster
-    from swserve.privileges import Identity
+    from swserve.process.privileges import Identity
 
 log = logging.getLogger("swserve.error")
 

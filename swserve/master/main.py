@@ -37,20 +37,21 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from swserve import __version__, malloc
-from swserve._process import TASK_SOCKET_NAME, reap_nowait
+from swserve import __version__
 from swserve.config import Config
 from swserve.errors import EXIT_APP_LOAD, EXIT_ERROR, EXIT_OK, ConfigError
 from swserve.hooks import Hooks, Server as HookServer, load as load_hooks
 from swserve.ipc import busy
-from swserve.logs import forward_reopen, setup as setup_logging
+from swserve.logs.setup import forward_reopen, setup as setup_logging
 from swserve.master.control import ControlServer, ControlSocket, bind as bind_control
-from swserve.master.listeners import Listener, open_listeners
 from swserve.master.stats import Stats
-from swserve.process_setup import ProcessSetup
-from swserve.procname import set_title
+from swserve.net.listeners import Listener, open_listeners
+from swserve.process import malloc
+from swserve.process.loop import new_event_loop
+from swserve.process.setup import ProcessSetup
+from swserve.process.shared import TASK_SOCKET_NAME, reap_nowait
+from swserve.process.title import set_title
 from swserve.reactor.host import make_host
-from swserve.reactor.loop import new_event_loop
 from swserve.reactor.process import ReactorChild, fork_reactors, reactor_count
 from swserve.static.handoff import bind_inboxes
 
@@ -109,11 +110,15 @@ def run(config: Config) -> int:
     http = _parser_name(config)
     if http != config.http:
         config = _replace(config, http=http)
-    malloc.tune()  # before any fork: every process inherits it (swserve/malloc.py)
+    malloc.tune()  # before any fork: every process inherits it (swserve/process/malloc.py)
     setup = ProcessSetup(config)
     try:
         setup.before_bind()  # --chdir, --umask, user lookup, pid file check, --reload/--chroot check
         config = setup.config  # (--chroot made absolute)
+        if config.chroot and config.mode == "process":
+            from swserve.reactor import spool
+
+            spool.ROOT = config.chroot  # the reactor spools bodies into DIR/tmp
         hooks = load_hooks(config.hooks)  # before any fork: every process shares the module
         listeners = open_listeners(config)
         metrics = _bind_metrics(config.metrics_bind)
@@ -245,7 +250,7 @@ def _import_before_fork() -> None:
     setproctitle, and the master imported both again: ~3.5 ms and ~1 ms of
     start-up, twice.
     """
-    for name in ("uvloop", "setproctitle"):  # both optional (reactor/loop.py, procname.py)
+    for name in ("uvloop", "setproctitle"):  # both optional (process/loop.py, process/title.py)
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
 

@@ -39,7 +39,7 @@ from swserve.reactor.ws_conn import WsSessions
 from swserve.static.handoff import INBOX_SOCKETS, Inbox
 
 if TYPE_CHECKING:
-    from swserve.access_log import AccessLog
+    from swserve.logs.access import AccessLog
     from swserve.reactor.push_route import PushRouter
     from swserve.reactor.worker_link import WorkerLink
     from swserve.static.serve import StaticFiles
@@ -97,7 +97,7 @@ class Http2Gate:
     __slots__ = ("trusted",)
 
     def __init__(self, config: Config) -> None:
-        from swserve.proxy import TrustedPeers
+        from swserve.net.proxy import TrustedPeers
 
         self.trusted = (
             None if config.http2_cleartext == "any" else TrustedPeers(config.forwarded_allow_ips)
@@ -134,7 +134,7 @@ class Reactor:
         self.arriving: Callable[[], int] = lambda: 0
         self.access_log: AccessLog | None = None
         if config.access_log:  # deferred: the module is only needed with --access-log
-            from swserve.access_log import AccessLog
+            from swserve.logs.access import AccessLog
 
             self.access_log = AccessLog(config.access_log_format, config.access_log_exclude)
         self.make_parser = parser_factory(config.http, self.limits)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from swserve.config import Config
-from swserve.master.listeners import Listener
+from swserve.net.listeners import Listener
 from swserve.protocol.ws_handshake import GOING_AWAY
 from swserve.reactor import push_redis
 from swserve.reactor.acceptor import Acceptor

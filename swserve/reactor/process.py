@@ -47,17 +47,17 @@ import ssl
 from dataclasses import dataclass
 from typing import Final
 
-from swserve._process import ignore_master_signals
 from swserve.config import Config
 from swserve.metrics.collect import reactor_snapshot
 from swserve.metrics.requests import GAUGES
-from swserve.procname import set_title
+from swserve.process.loop import new_event_loop
+from swserve.process.shared import ignore_master_signals
+from swserve.process.title import set_title
 from swserve.protocol.ws_handshake import GOING_AWAY
 from swserve.reactor import push_redis
 from swserve.reactor.acceptor import Acceptor
 from swserve.reactor.core import Reactor
 from swserve.reactor.http_conn import HttpConnection
-from swserve.reactor.loop import new_event_loop
 from swserve.reactor.worker_link import WorkerLink
 
 log = logging.getLogger("swserve.error")
@@ -146,7 +146,7 @@ def serve(
     signal.signal(signal.SIGQUIT, signal.SIG_IGN)
     set_title(f"swserve: reactor {index}")
     if config.cpu_affinity:
-        from swserve import affinity
+        from swserve.process import affinity
 
         affinity.pin(index + 1)  # reactor i beside worker i (both 1-based in titles)
     loop = new_event_loop()
