@@ -29,7 +29,7 @@ def serve(listener: socket.socket, n: int, report: int) -> None:
     from swserve.reactor.loop import new_event_loop
 
     loop = new_event_loop()
-    reactor = Reactor(Config(), on_event=lambda kind, arg: None)
+    reactor = Reactor(Config(), on_event=lambda message: None)
     closed = 0
     done = loop.create_future()
 

@@ -59,13 +59,16 @@ def run(
     hooks: Hooks,
     master_pid: int,
     listeners: list[Listener],
+    report_at: int = 0,
 ) -> int:
     """Run worker ``worker_id`` (1-based) to completion; return its exit code.
 
     ``ipc_paths`` are the reactors' sockets (one per reactor; a base-mode
     worker's link to the master for its control frames is the first).
     ``listeners`` are the client sockets a base-mode worker accepts on
-    (empty in process mode, where the reactors own them).
+    (empty in process mode, where the reactors own them).  ``report_at``: a
+    base-mode worker reports its count at once when it has served that many
+    requests (its --max-requests, as the supervision policy chose it).
     """
     ignore_master_signals()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -119,7 +122,9 @@ def run(
             from swserve.worker import base
 
             try:
-                return base.run(config, app, interface, sock, listeners, worker_id, lifecycle)
+                return base.run(
+                    config, app, interface, sock, listeners, worker_id, lifecycle, report_at
+                )
             except AppLoadError:
                 return EXIT_APP_LOAD
         if interface == "asgi":

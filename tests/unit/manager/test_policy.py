@@ -11,6 +11,7 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from swserve.errors import EXIT_APP_LOAD
+from swserve.ipc.control import Reason
 from swserve.manager.backoff import CAP, Backoff
 from swserve.manager.policy import (
     BackingOff,
@@ -78,11 +79,11 @@ def test_recycle_starts_replacement_before_retiring() -> None:
     h = Harness(Supervisor(2))
     h.start_all_ready()
     old = h.pid_of(1)
-    actions = h.run(h.sup.recycle(old, "max-requests", h.now))
-    assert actions == [Spawn(1, "max-requests")]
+    actions = h.run(h.sup.recycle(old, Reason.MAX_REQUESTS, h.now))
+    assert actions == [Spawn(1, Reason.MAX_REQUESTS)]
     assert not any(isinstance(a, Retire) for a in actions)  # old still serves
     new = max(h.sup.workers)
-    assert h.run(h.sup.ready(new, h.now)) == [Retire(old, "max-requests")]
+    assert h.run(h.sup.ready(new, h.now)) == [Retire(old, Reason.MAX_REQUESTS)]
     assert h.run(h.sup.exited(old, 0, None, h.now)) == []  # expected: no respawn
     assert sorted(w.slot for w in h.sup.workers.values()) == [1, 2]
 
@@ -91,13 +92,13 @@ def test_one_recycle_at_a_time() -> None:
     h = Harness(Supervisor(3, max_concurrent=1))
     h.start_all_ready()
     pids = [h.pid_of(s) for s in (1, 2, 3)]
-    first = h.run(h.sup.recycle(pids[0], "max-requests", h.now))
-    second = h.run(h.sup.recycle(pids[1], "max-requests", h.now))
+    first = h.run(h.sup.recycle(pids[0], Reason.MAX_REQUESTS, h.now))
+    second = h.run(h.sup.recycle(pids[1], Reason.MAX_REQUESTS, h.now))
     assert len([a for a in first if isinstance(a, Spawn)]) == 1
     assert second == []  # queued behind the first
     new = max(h.sup.workers)
     h.run(h.sup.ready(new, h.now))
-    assert h.run(h.sup.exited(pids[0], 0, None, h.now)) == [Spawn(2, "max-requests")]
+    assert h.run(h.sup.exited(pids[0], 0, None, h.now)) == [Spawn(2, Reason.MAX_REQUESTS)]
 
 
 def test_reload_replaces_every_worker_and_reports_done() -> None:
@@ -124,7 +125,7 @@ def test_second_reload_is_coalesced() -> None:
     h.run(h.sup.reload(h.now))
     again = h.run(h.sup.reload(h.now))
     assert all(isinstance(a, Log) for a in again)
-    assert h.sup.stats.reloads == 1
+    assert h.sup.generation == 2  # one reload, not two
 
 
 def test_sync_reload_retires_first() -> None:
@@ -132,9 +133,9 @@ def test_sync_reload_retires_first() -> None:
     h.start_all_ready()
     old = h.pid_of(1)
     actions = h.run(h.sup.reload(h.now))
-    assert Retire(old, "reload-sync") in actions
+    assert Retire(old, Reason.RELOAD_SYNC) in actions
     assert not any(isinstance(a, Spawn) for a in actions)
-    assert h.run(h.sup.exited(old, 0, None, h.now))[0] == Spawn(1, "reload-sync")
+    assert h.run(h.sup.exited(old, 0, None, h.now))[0] == Spawn(1, Reason.RELOAD_SYNC)
 
 
 def test_sync_reload_takes_the_next_step_once_the_replacement_is_ready() -> None:
@@ -145,12 +146,12 @@ def test_sync_reload_takes_the_next_step_once_the_replacement_is_ready() -> None
     first, second = h.pid_of(1), h.pid_of(2)
     h.run(h.sup.reload(h.now))
     actions = h.run(h.sup.exited(first, 0, None, h.now))
-    assert actions == [Spawn(1, "reload-sync")]  # slot 2 still serves meanwhile
+    assert actions == [Spawn(1, Reason.RELOAD_SYNC)]  # slot 2 still serves meanwhile
     new_first = h.pid_of(1)
     actions = h.run(h.sup.ready(new_first, h.now))
-    assert actions == [Retire(second, "reload-sync")]
+    assert actions == [Retire(second, Reason.RELOAD_SYNC)]
     actions = h.run(h.sup.exited(second, 0, None, h.now))
-    assert actions == [Spawn(2, "reload-sync")]  # not finished: slot 2 is booting
+    assert actions == [Spawn(2, Reason.RELOAD_SYNC)]  # not finished: slot 2 is booting
     actions = h.run(h.sup.ready(h.pid_of(2), h.now))
     assert actions == [Reloaded()]
 
@@ -193,7 +194,7 @@ def test_a_crash_loop_after_start_up_backs_off_and_never_halts() -> None:
     h.start_all_ready()
     healthy = h.pid_of(2)
     actions = h.run(h.sup.exited(h.pid_of(1), None, signal.SIGSEGV, h.now))
-    assert Spawn(1, "crash") in actions
+    assert Spawn(1, Reason.CRASH) in actions
     assert any(isinstance(a, Log) and "SIGSEGV" in a.message for a in actions)
     delays = []
     for _ in range(12):
@@ -201,7 +202,7 @@ def test_a_crash_loop_after_start_up_backs_off_and_never_halts() -> None:
         actions = h.run(h.sup.exited(pid, EXIT_APP_LOAD, None, h.now))
         assert not any(isinstance(a, Halt) for a in actions)
         assert len([a for a in actions if isinstance(a, Log)]) == 1  # once per step
-        if Spawn(1, "crash") in actions:  # the first failure: at once
+        if Spawn(1, Reason.CRASH) in actions:  # the first failure: at once
             delays.append(0.0)
             continue
         (step,) = [a for a in actions if isinstance(a, BackingOff)]
@@ -210,7 +211,7 @@ def test_a_crash_loop_after_start_up_backs_off_and_never_halts() -> None:
         h.now += step.delay - 0.01
         assert h.run(h.sup.tick(h.now)) == []  # not yet
         h.now += 0.01
-        assert h.run(h.sup.tick(h.now)) == [Spawn(1, "crash")]
+        assert h.run(h.sup.tick(h.now)) == [Spawn(1, Reason.CRASH)]
     assert delays[:8] == [0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, CAP]
     assert delays[8:] == [CAP] * 4
     assert h.sup.workers[healthy].ready  # the healthy worker serves throughout
@@ -234,7 +235,7 @@ def test_sighup_resets_the_back_off_and_tries_the_new_code_now() -> None:
     h.run(h.sup.exited(pid, EXIT_APP_LOAD, None, h.now))  # now waiting 2 s
     assert h.sup.by_slot(1) == []
     actions = h.run(h.sup.reload(h.now))
-    assert Spawn(1, "crash") in actions
+    assert Spawn(1, Reason.CRASH) in actions
     assert BackingOff(1, 0, 0.0) in actions
     assert h.sup.wake_at() is None
     (fresh,) = [p for p, w in h.sup.workers.items() if w.slot == 1]
@@ -282,7 +283,7 @@ def test_a_fork_that_fails_at_start_up_is_retried_after_a_back_off() -> None:
     assert h.sup.workers == {}
     h.fork_ok = True
     h.now = 0.5
-    assert h.run(h.sup.tick(h.now)) == [Spawn(1, "start"), Spawn(2, "start")]
+    assert h.run(h.sup.tick(h.now)) == [Spawn(1, Reason.START), Spawn(2, Reason.START)]
     for pid in list(h.sup.workers):
         h.run(h.sup.ready(pid, h.now))
     assert h.sup.started
@@ -298,9 +299,9 @@ def test_a_replacement_whose_fork_fails_is_retried_as_a_replacement() -> None:
     assert not any(isinstance(a, Reloaded) for a in actions)  # the old code still serves
     h.fork_ok = True
     h.now = 1.0
-    assert h.run(h.sup.tick(h.now)) == [Spawn(1, "reload")]
+    assert h.run(h.sup.tick(h.now)) == [Spawn(1, Reason.RELOAD)]
     new = max(h.sup.workers)
-    assert Retire(old, "reload") in h.run(h.sup.ready(new, h.now))
+    assert Retire(old, Reason.RELOAD) in h.run(h.sup.ready(new, h.now))
     assert h.run(h.sup.exited(old, 0, None, h.now)) == [Reloaded()]
 
 
@@ -318,12 +319,12 @@ def test_retiring_worker_is_killed_after_max_wait() -> None:
     h = Harness(Supervisor(1, max_wait=30))
     h.start_all_ready()
     old = h.pid_of(1)
-    h.run(h.sup.recycle(old, "max-requests", h.now))
+    h.run(h.sup.recycle(old, Reason.MAX_REQUESTS, h.now))
     h.run(h.sup.ready(max(h.sup.workers), h.now))
     h.now = 29.9
     assert h.run(h.sup.tick(h.now)) == []
     h.now = 30.0
-    assert Kill(old, signal.SIGKILL, "max-requests") in h.run(h.sup.tick(h.now))
+    assert Kill(old, signal.SIGKILL, Reason.MAX_REQUESTS) in h.run(h.sup.tick(h.now))
 
 
 def test_timeout_replaces_now_and_escalates() -> None:
@@ -331,19 +332,19 @@ def test_timeout_replaces_now_and_escalates() -> None:
     h.start_all_ready()
     old = h.pid_of(1)
     actions = h.run(h.sup.timed_out(old, h.now))
-    assert actions == [Kill(old, signal.SIGTERM, "timeout"), Spawn(1, "timeout")]
+    assert actions == [Kill(old, signal.SIGTERM, Reason.TIMEOUT), Spawn(1, Reason.TIMEOUT)]
     h.now = 5
-    assert h.run(h.sup.tick(h.now)) == [Kill(old, signal.SIGKILL, "timeout")]
+    assert h.run(h.sup.tick(h.now)) == [Kill(old, signal.SIGKILL, Reason.TIMEOUT)]
     assert h.run(h.sup.exited(old, None, signal.SIGKILL, h.now)) == []  # replacement exists
 
 
 def test_scale_up_and_down() -> None:
     h = Harness(Supervisor(2))
     h.start_all_ready()
-    assert h.run(h.sup.scale(1, h.now)) == [Spawn(3, "scale-up")]
+    assert h.run(h.sup.scale(1, h.now)) == [Spawn(3, Reason.SCALE_UP)]
     third = max(h.sup.workers)
     h.run(h.sup.ready(third, h.now))
-    assert h.run(h.sup.scale(-1, h.now)) == [Retire(third, "scale-down")]
+    assert h.run(h.sup.scale(-1, h.now)) == [Retire(third, Reason.SCALE_DOWN)]
     assert h.run(h.sup.exited(third, 0, None, h.now)) == []
     assert h.sup.target == 2
 
@@ -361,7 +362,7 @@ class RecycleMachine(RuleBasedStateMachine):
     def recycle_one(self, data: st.DataObject) -> None:
         serving = sorted(w.pid for w in self.h.sup.serving())
         pid = data.draw(st.sampled_from(serving))
-        self._absorb(self.h.run(self.h.sup.recycle(pid, "max-requests", self.h.now)))
+        self._absorb(self.h.run(self.h.sup.recycle(pid, Reason.MAX_REQUESTS, self.h.now)))
 
     @precondition(lambda self: any(not w.ready for w in self.h.sup.workers.values()))
     @rule()
@@ -410,14 +411,14 @@ def test_scale_down_of_a_booting_worker_stops_it() -> None:
     h.start_all_ready()
     h.run(h.sup.scale(1, h.now))
     booting = max(h.sup.workers)
-    assert h.run(h.sup.scale(-1, h.now)) == [Kill(booting, signal.SIGTERM, "scale-down")]
+    assert h.run(h.sup.scale(-1, h.now)) == [Kill(booting, signal.SIGTERM, Reason.SCALE_DOWN)]
 
 
 def test_reload_catches_a_replacement_that_was_booting_with_old_code() -> None:
     h = Harness(Supervisor(2))
     h.start_all_ready()
     old = h.pid_of(1)
-    h.run(h.sup.recycle(old, "max-requests", h.now))  # replacement spawned: generation 1
+    h.run(h.sup.recycle(old, Reason.MAX_REQUESTS, h.now))  # replacement spawned: generation 1
     booting = max(h.sup.workers)
     h.run(h.sup.reload(h.now))  # code changes now; the booting one may have the old code
     h.run(h.sup.ready(booting, h.now))
@@ -504,7 +505,7 @@ class CrashLoopMachine(RuleBasedStateMachine):
         serving = sorted(w.pid for w in self.h.sup.serving())
         if serving:
             pid = data.draw(st.sampled_from(serving))
-            self._absorb(self.h.run(self.h.sup.recycle(pid, "max-requests", self.h.now)))
+            self._absorb(self.h.run(self.h.sup.recycle(pid, Reason.MAX_REQUESTS, self.h.now)))
 
     @invariant()
     def every_slot_is_covered(self) -> None:

@@ -1,0 +1,646 @@
+"""The control plane: every message between the master, the manager and the reactors.
+
+One table, one codec, for three channels: master ↔ manager (a stream
+socketpair), master ↔ reactor i of ``--reactors N`` (a SOCK_SEQPACKET
+socketpair, one message per datagram) and the reactor's events to the master
+(reactor 0 runs on the master's loop and hands over the message objects
+themselves; reactor i encodes the same ones on its channel).
+
+Each message is a frozen dataclass with a wire type (:class:`Type`), the
+channels it travels on, and a docstring that says what it means.  On the wire
+a message is one IPC frame (the 20-byte header of :mod:`swserve.ipc.framing`:
+magic, version, type, flags 0, payload length, session 0, request 0) whose
+payload holds the fields in declaration order:
+
+=========  ==========================================================
+int        i64, little-endian
+float      f64, little-endian
+bool       u8, 0 or 1
+str, enum  u32 length, then UTF-8 (an enum by its value, checked)
+metrics    u32 length, then a JSON object of integers
+=========  ==========================================================
+
+Control types are 64 and up: a control frame on a worker link, or a worker
+frame on a control channel, is rejected as unknown.  ``docs/control-plane.md``
+is rendered from this table by :mod:`swserve.ipc.control_doc`.
+
+Sans-IO: no sockets here, only bytes in and messages out.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import struct
+from dataclasses import dataclass, fields
+from typing import ClassVar, Final, TypeAlias, get_type_hints
+
+from swserve.errors import IPCError
+from swserve.ipc import framing
+
+
+class ControlError(IPCError):
+    """A malformed control message: its peer is not to be trusted any more."""
+
+
+# -- enums -------------------------------------------------------------------------------
+
+
+class Mode(enum.StrEnum):
+    """``--mode``: who accepts client connections."""
+
+    PROCESS = "process"  # the master's reactor(s); workers only run the app
+    BASE = "base"  # every worker accepts and serves its own connections
+
+
+class Interface(enum.StrEnum):
+    """The application interface a worker detected (``--interface``)."""
+
+    WSGI = "wsgi"
+    ASGI = "asgi"
+
+
+class Reason(enum.StrEnum):
+    """Why a worker was spawned, replaced or retired (logs, stats, /metrics labels)."""
+
+    START = "start"  # one of the first workers
+    CRASH = "crash"  # its predecessor died on its own, or failed to boot
+    RESTART = "restart"  # a user process (--process) that exited is started again
+    MANUAL = "manual"  # `swserve ctl recycle PID`
+    MAX_REQUESTS = "max-requests"  # it served --max-requests (+ its jitter)
+    LIFETIME = "lifetime"  # it lived --max-worker-lifetime (+ up to 10%)
+    MEMORY = "memory"  # its resident memory passed --max-worker-memory
+    TIMEOUT = "timeout"  # a request ran past --timeout, or it went silent
+    RELOAD = "reload"  # SIGHUP, async: the replacement first
+    RELOAD_SYNC = "reload-sync"  # SIGHUP with --reload-mode sync: the old worker first
+    SCALE_UP = "scale-up"  # SIGTTIN, `swserve ctl scale`
+    SCALE_DOWN = "scale-down"  # SIGTTOU, `swserve ctl scale`
+
+
+class Channel(enum.Enum):
+    """Who sends a message to whom (rendered in the docs)."""
+
+    TO_MANAGER = "master → manager"
+    FROM_MANAGER = "manager → master"
+    TO_REACTOR = "master → reactor i"
+    FROM_REACTOR = "reactor → master"
+
+
+class Type(enum.IntEnum):
+    """The wire type of every control message (the event kinds)."""
+
+    STOP = 64
+    READY = 65
+    SERVED = 66
+    TIMEOUT = 67
+    RECYCLE = 68
+    RELOAD = 69
+    SCALE = 70
+    SCALE_TO = 71
+    TASK_READY = 72
+    TASK_RECYCLE = 73
+    TASK_TIMEOUT = 74
+    TASK_RELOAD = 75
+    RETIRE = 80
+    EXIT = 81
+    HALT = 82
+    RELOADED = 83
+    BACKING_OFF = 84
+    TERM = 85
+    QUIT = 86
+    TASK_RETIRE = 87
+    TASK_RELOADED = 88
+    PROCESS_RESTART = 89
+    WATCH = 90
+    ADOPT = 96
+    DRAIN = 97
+    CLOSE = 98
+    BOOT_ERROR = 104
+    LOST = 105
+    IDLE = 106
+    CONNECTIONS = 107
+    METRICS = 108
+
+
+Metrics: TypeAlias = dict[str, int]
+
+_M, _G, _R, _X = (
+    Channel.TO_MANAGER,
+    Channel.FROM_MANAGER,
+    Channel.TO_REACTOR,
+    Channel.FROM_REACTOR,
+)
+
+
+class Message:
+    """A control message: ``TYPE`` on the wire, sent on ``CHANNELS``."""
+
+    __slots__ = ()
+    TYPE: ClassVar[Type]
+    CHANNELS: ClassVar[tuple[Channel, ...]]
+
+
+# -- master → manager ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Stop(Message):
+    """Stop every worker (SIGTERM, SIGKILL after the grace period; 1 s if ``now``) and exit."""
+
+    TYPE = Type.STOP
+    CHANNELS = (_M,)
+    now: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Ready(Message):
+    """That worker's app is loaded and it takes requests (the reactor saw its READY frame)."""
+
+    TYPE = Type.READY
+    CHANNELS = (_X, _M)
+    worker_id: int
+    pid: int
+    interface: Interface
+
+
+@dataclass(frozen=True, slots=True)
+class Served(Message):
+    """That worker has answered ``count`` requests: sent once ``count`` reaches its `Watch`."""
+
+    TYPE = Type.SERVED
+    CHANNELS = (_X, _M)
+    pid: int
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Timeout(Message):
+    """A request on that worker ran past ``--timeout`` (or it went silent past
+    ``--heartbeat-timeout``).  ``graceful``: the worker answered 504 itself and
+    serves on (base mode), so it is replaced the graceful way; else it is stopped
+    and replaced now."""
+
+    TYPE = Type.TIMEOUT
+    CHANNELS = (_X, _M)
+    pid: int
+    graceful: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Recycle(Message):
+    """Replace that worker, its replacement first (`swserve ctl recycle`)."""
+
+    TYPE = Type.RECYCLE
+    CHANNELS = (_M,)
+    pid: int
+    reason: Reason
+
+
+@dataclass(frozen=True, slots=True)
+class Reload(Message):
+    """Replace every worker, task worker and user process (SIGHUP, SIGUSR1, `swserve ctl`)."""
+
+    TYPE = Type.RELOAD
+    CHANNELS = (_M,)
+
+
+@dataclass(frozen=True, slots=True)
+class Scale(Message):
+    """One worker more (``delta`` 1: SIGTTIN) or fewer (-1: SIGTTOU)."""
+
+    TYPE = Type.SCALE
+    CHANNELS = (_M,)
+    delta: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleTo(Message):
+    """`swserve ctl scale N`: as many one-worker steps as it takes (at least one worker)."""
+
+    TYPE = Type.SCALE_TO
+    CHANNELS = (_M,)
+    workers: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskReady(Message):
+    """That task worker is linked to the broker: it takes tasks."""
+
+    TYPE = Type.TASK_READY
+    CHANNELS = (_M,)
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecycle(Message):
+    """Replace that task worker (``--task-max-requests``)."""
+
+    TYPE = Type.TASK_RECYCLE
+    CHANNELS = (_M,)
+    pid: int
+    reason: Reason
+
+
+@dataclass(frozen=True, slots=True)
+class TaskTimeout(Message):
+    """A task ran past ``--task-timeout`` on that task worker: kill and replace it."""
+
+    TYPE = Type.TASK_TIMEOUT
+    CHANNELS = (_M,)
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskReload(Message):
+    """Replace every task worker (SIGUSR2)."""
+
+    TYPE = Type.TASK_RELOAD
+    CHANNELS = (_M,)
+
+
+# -- manager → master ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Retire(Message):
+    """Dispatch nothing more to that worker; send it STOP once it is drained.
+    The master passes it on to every reactor."""
+
+    TYPE = Type.RETIRE
+    CHANNELS = (_G, _R)
+    pid: int
+    reason: Reason
+
+
+@dataclass(frozen=True, slots=True)
+class Exit(Message):
+    """A worker exited: its exit ``code`` (-1 when it was killed by ``signal``)."""
+
+    TYPE = Type.EXIT
+    CHANNELS = (_G,)
+    slot: int
+    pid: int
+    code: int
+    signal: int
+
+
+@dataclass(frozen=True, slots=True)
+class Halt(Message):
+    """Stop the server with this exit code (a boot failure during start-up)."""
+
+    TYPE = Type.HALT
+    CHANNELS = (_G,)
+    code: int
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reloaded(Message):
+    """A reload has replaced every worker."""
+
+    TYPE = Type.RELOADED
+    CHANNELS = (_G,)
+
+
+@dataclass(frozen=True, slots=True)
+class BackingOff(Message):
+    """That slot failed to boot ``failures`` times in a row: next try in ``delay`` s
+    (``failures`` 0: it booted, or a reload reset it).  For /metrics and /readyz."""
+
+    TYPE = Type.BACKING_OFF
+    CHANNELS = (_G,)
+    slot: int
+    failures: int
+    delay: float
+
+
+@dataclass(frozen=True, slots=True)
+class Term(Message):
+    """The manager got SIGTERM: the master stops the server gracefully."""
+
+    TYPE = Type.TERM
+    CHANNELS = (_G,)
+
+
+@dataclass(frozen=True, slots=True)
+class Quit(Message):
+    """The manager got SIGQUIT: the master stops the server at once."""
+
+    TYPE = Type.QUIT
+    CHANNELS = (_G,)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRetire(Message):
+    """The broker gives that task worker no more tasks, then TASK_STOP."""
+
+    TYPE = Type.TASK_RETIRE
+    CHANNELS = (_G,)
+    pid: int
+    reason: Reason
+
+
+@dataclass(frozen=True, slots=True)
+class TaskReloaded(Message):
+    """A task reload has replaced every task worker."""
+
+    TYPE = Type.TASK_RELOADED
+    CHANNELS = (_G,)
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessRestart(Message):
+    """User process ``index`` (``--process``) was restarted (for /metrics)."""
+
+    TYPE = Type.PROCESS_RESTART
+    CHANNELS = (_G,)
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class Watch(Message):
+    """Send `Served` once that worker has answered ``count`` requests (its own
+    ``--max-requests``, jitter included, chosen by the supervision policy)."""
+
+    TYPE = Type.WATCH
+    CHANNELS = (_G,)
+    pid: int
+    count: int
+
+
+# -- master → reactor i ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Adopt(Message):
+    """Serve these client connections: their descriptors ride along (SCM_RIGHTS)."""
+
+    TYPE = Type.ADOPT
+    CHANNELS = (_R,)
+
+
+@dataclass(frozen=True, slots=True)
+class Drain(Message):
+    """Shutting down: close idle connections, keep none alive; `Idle` once nothing is left."""
+
+    TYPE = Type.DRAIN
+    CHANNELS = (_R,)
+
+
+@dataclass(frozen=True, slots=True)
+class Close(Message):
+    """Abort what is left and exit."""
+
+    TYPE = Type.CLOSE
+    CHANNELS = (_R,)
+
+
+# -- reactor → master ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BootError(Message):
+    """A worker could not load the app (its BOOT_ERROR frame's message)."""
+
+    TYPE = Type.BOOT_ERROR
+    CHANNELS = (_X,)
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Lost(Message):
+    """A worker's link closed, after it had answered ``served`` requests."""
+
+    TYPE = Type.LOST
+    CHANNELS = (_X,)
+    worker_id: int
+    pid: int
+    served: int
+
+
+@dataclass(frozen=True, slots=True)
+class Idle(Message):
+    """While draining: nothing is left to answer."""
+
+    TYPE = Type.IDLE
+    CHANNELS = (_X,)
+
+
+@dataclass(frozen=True, slots=True)
+class Connections(Message):
+    """Reactor i holds ``held`` connections and has been handed ``received`` so far
+    (the master adds those still in the channel to ``held``)."""
+
+    TYPE = Type.CONNECTIONS
+    CHANNELS = (_X,)
+    held: int
+    received: int
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSnapshot(Message):
+    """Reactor i's counters (``--metrics-bind``), every 0.25 s; summed by the master."""
+
+    TYPE = Type.METRICS
+    CHANNELS = (_X,)
+    counters: Metrics
+
+
+MESSAGES: Final[tuple[type[Message], ...]] = (
+    Stop,
+    Ready,
+    Served,
+    Timeout,
+    Recycle,
+    Reload,
+    Scale,
+    ScaleTo,
+    TaskReady,
+    TaskRecycle,
+    TaskTimeout,
+    TaskReload,
+    Retire,
+    Exit,
+    Halt,
+    Reloaded,
+    BackingOff,
+    Term,
+    Quit,
+    TaskRetire,
+    TaskReloaded,
+    ProcessRestart,
+    Watch,
+    Adopt,
+    Drain,
+    Close,
+    BootError,
+    Lost,
+    Idle,
+    Connections,
+    MetricsSnapshot,
+)
+
+# -- the codec --------------------------------------------------------------------------------
+
+_I64: Final = struct.Struct("<q")
+_F64: Final = struct.Struct("<d")
+_U32: Final = struct.Struct("<I")
+_ENUMS: Final[dict[str, type[enum.StrEnum]]] = {"Interface": Interface, "Reason": Reason}
+
+# per message type: its class and its fields' (name, kind) in order
+_Layout = tuple[tuple[str, str], ...]
+
+
+def _layout(cls: type[Message]) -> _Layout:
+    hints = get_type_hints(cls, localns={"Metrics": Metrics, **_ENUMS})
+    out = []
+    for f in fields(cls):  # type: ignore[arg-type]
+        hint = hints[f.name]
+        if hint in (int, float, bool, str) or (
+            isinstance(hint, type) and issubclass(hint, enum.StrEnum)
+        ):
+            kind = hint.__name__
+        elif hint == Metrics:
+            kind = "metrics"
+        else:  # pragma: no cover - the table is checked by the unit tests
+            raise TypeError(f"{cls.__name__}.{f.name}: no wire form for {hint!r}")
+        out.append((f.name, kind))
+    return tuple(out)
+
+
+_BY_TYPE: Final[dict[int, tuple[type[Message], _Layout]]] = {
+    cls.TYPE: (cls, _layout(cls)) for cls in MESSAGES
+}
+
+
+def _text(value: str) -> bytes:
+    data = value.encode()
+    return _U32.pack(len(data)) + data
+
+
+def encode(message: Message) -> bytes:
+    """One control message as one frame."""
+    _, layout = _BY_TYPE[message.TYPE]
+    parts: list[bytes] = []
+    for name, kind in layout:
+        value = getattr(message, name)
+        if kind == "int":
+            parts.append(_I64.pack(value))
+        elif kind == "float":
+            parts.append(_F64.pack(value))
+        elif kind == "bool":
+            parts.append(b"\x01" if value else b"\x00")
+        elif kind == "metrics":
+            parts.append(_text(json.dumps(value, separators=(",", ":"))))
+        else:  # str or a StrEnum, by value
+            parts.append(_text(str(value)))
+    payload = b"".join(parts)
+    if len(payload) > framing.MAX_PAYLOAD:
+        raise ControlError(f"{type(message).__name__}: payload of {len(payload)} bytes")
+    return framing.encode(message.TYPE, 0, 0, 0, payload)
+
+
+def decode_payload(kind: int, payload: bytes) -> Message:
+    """The message of type ``kind`` from its payload.
+
+    Raises:
+        ControlError: an unknown type, a payload cut short or too long, text that
+            is not UTF-8, a bool that is not 0 or 1, an enum value not in the enum.
+    """
+    entry = _BY_TYPE.get(kind)
+    if entry is None:
+        raise ControlError(f"unknown control message type {kind}")
+    cls, layout = entry
+    values: list[object] = []
+    pos = 0
+    try:
+        for name, field_kind in layout:
+            if field_kind == "int":
+                values.append(_I64.unpack_from(payload, pos)[0])
+                pos += 8
+            elif field_kind == "float":
+                values.append(_F64.unpack_from(payload, pos)[0])
+                pos += 8
+            elif field_kind == "bool":
+                if pos >= len(payload) or payload[pos] > 1:
+                    raise ControlError(f"{cls.__name__}.{name}: not a bool")
+                values.append(payload[pos] == 1)
+                pos += 1
+            else:
+                (length,) = _U32.unpack_from(payload, pos)
+                pos += 4
+                if pos + length > len(payload):
+                    raise ControlError(f"{cls.__name__}.{name}: text cut short")
+                text = payload[pos : pos + length].decode()
+                pos += length
+                values.append(_convert(cls, name, field_kind, text))
+    except struct.error:
+        raise ControlError(f"{cls.__name__}: payload cut short ({len(payload)} bytes)") from None
+    except UnicodeDecodeError:
+        raise ControlError(f"{cls.__name__}: text that is not UTF-8") from None
+    if pos != len(payload):
+        raise ControlError(f"{cls.__name__}: {len(payload) - pos} byte(s) left over")
+    return cls(*values)
+
+
+def _convert(cls: type[Message], name: str, kind: str, text: str) -> object:
+    if kind == "str":
+        return text
+    if kind == "metrics":
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise ControlError(f"{cls.__name__}.{name}: not JSON") from None
+        if not isinstance(data, dict) or not all(
+            isinstance(k, str) and type(v) is int for k, v in data.items()
+        ):
+            raise ControlError(f"{cls.__name__}.{name}: not an object of integers")
+        return data
+    try:
+        return _ENUMS[kind](text)
+    except ValueError:
+        raise ControlError(f"{cls.__name__}.{name}: {text!r} is not a {kind}") from None
+
+
+def decode(data: bytes) -> Message:
+    """Exactly one frame (a SOCK_SEQPACKET datagram) → its message."""
+    (messages, rest) = _split(data)
+    if len(messages) != 1 or rest:
+        raise ControlError(f"expected one control frame, got {len(data)} bytes")
+    return messages[0]
+
+
+def _split(data: bytes) -> tuple[list[Message], bytes]:
+    out: list[Message] = []
+    pos = 0
+    size = framing.HEADER_SIZE
+    while len(data) - pos >= size:
+        magic, version, kind, flags, length, session, request = framing.HEADER.unpack_from(
+            data, pos
+        )
+        if magic != framing.MAGIC or version != framing.VERSION:
+            raise ControlError(f"bad control frame header (magic {magic:#x}, version {version})")
+        if flags or session or request:
+            raise ControlError(f"control frame type {kind} with flags, session or request set")
+        if kind not in _BY_TYPE:
+            raise ControlError(f"unknown control message type {kind}")
+        if length > framing.MAX_PAYLOAD:
+            raise ControlError(f"control frame of {length} bytes")
+        if len(data) - pos - size < length:
+            break
+        out.append(decode_payload(kind, data[pos + size : pos + size + length]))
+        pos += size + length
+    return out, data[pos:]
+
+
+class Decoder:
+    """A byte stream (the master ↔ manager socketpair) → messages, as they complete."""
+
+    __slots__ = ("_buf",)
+
+    def __init__(self) -> None:
+        self._buf = b""
+
+    def feed(self, data: bytes) -> list[Message]:
+        messages, self._buf = _split(self._buf + data)
+        return messages
