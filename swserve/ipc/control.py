@@ -63,18 +63,34 @@ class Interface(enum.StrEnum):
 class Reason(enum.StrEnum):
     """Why a worker was spawned, replaced or retired (logs, stats, /metrics labels)."""
 
-    START = "start"  # one of the first workers
-    CRASH = "crash"  # its predecessor died on its own, or failed to boot
-    RESTART = "restart"  # a user process (--process) that exited is started again
-    MANUAL = "manual"  # `swserve ctl recycle PID`
-    MAX_REQUESTS = "max-requests"  # it served --max-requests (+ its jitter)
-    LIFETIME = "lifetime"  # it lived --max-worker-lifetime (+ up to 10%)
-    MEMORY = "memory"  # its resident memory passed --max-worker-memory
-    TIMEOUT = "timeout"  # a request ran past --timeout, or it went silent
-    RELOAD = "reload"  # SIGHUP, async: the replacement first
-    RELOAD_SYNC = "reload-sync"  # SIGHUP with --reload-mode sync: the old worker first
-    SCALE_UP = "scale-up"  # SIGTTIN, `swserve ctl scale`
-    SCALE_DOWN = "scale-down"  # SIGTTOU, `swserve ctl scale`
+    START = "start"
+    CRASH = "crash"
+    RESTART = "restart"
+    MANUAL = "manual"
+    MAX_REQUESTS = "max-requests"
+    LIFETIME = "lifetime"
+    MEMORY = "memory"
+    TIMEOUT = "timeout"
+    RELOAD = "reload"
+    RELOAD_SYNC = "reload-sync"
+    SCALE_UP = "scale-up"
+    SCALE_DOWN = "scale-down"
+
+
+REASONS: Final[dict[Reason, str]] = {
+    Reason.START: "one of the first workers",
+    Reason.CRASH: "its predecessor died on its own, or failed to boot",
+    Reason.RESTART: "a user process (`--process`) that exited is started again",
+    Reason.MANUAL: "`swserve ctl recycle`",
+    Reason.MAX_REQUESTS: "it served `--max-requests` plus its own jitter",
+    Reason.LIFETIME: "it lived `--max-worker-lifetime` plus up to 10%",
+    Reason.MEMORY: "its resident memory passed `--max-worker-memory`",
+    Reason.TIMEOUT: "a request ran past `--timeout`, or it went silent past `--heartbeat-timeout`",
+    Reason.RELOAD: "SIGHUP (or `swserve ctl reload`): the replacement first",
+    Reason.RELOAD_SYNC: "the same with `--reload-mode sync`: the old worker first",
+    Reason.SCALE_UP: "SIGTTIN, `swserve ctl scale`",
+    Reason.SCALE_DOWN: "SIGTTOU, `swserve ctl scale`",
+}
 
 
 class Channel(enum.Enum):
@@ -360,7 +376,9 @@ class ProcessRestart(Message):
 @dataclass(frozen=True, slots=True)
 class Watch(Message):
     """Send `Served` once that worker has answered ``count`` requests (its own
-    ``--max-requests``, jitter included, chosen by the supervision policy)."""
+    ``--max-requests``, jitter included, chosen by the supervision policy).  Sent
+    when it is forked; a base-mode worker is also given the count at fork, and
+    sends its SERVED frame at once when it gets there."""
 
     TYPE = Type.WATCH
     CHANNELS = (_G,)
@@ -511,6 +529,12 @@ def _layout(cls: type[Message]) -> _Layout:
 _BY_TYPE: Final[dict[int, tuple[type[Message], _Layout]]] = {
     cls.TYPE: (cls, _layout(cls)) for cls in MESSAGES
 }
+
+
+def wire_fields(cls: type[Message]) -> tuple[tuple[str, str], ...]:
+    """``cls``'s fields on the wire, in order: (name, kind), kind being int, float,
+    bool, str, metrics or an enum's name."""
+    return _BY_TYPE[cls.TYPE][1]
 
 
 def _text(value: str) -> bytes:

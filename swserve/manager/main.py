@@ -43,6 +43,7 @@ from swserve.config import Config
 from swserve.errors import EXIT_ERROR, EXIT_OK
 from swserve.hooks import Hooks, Server as HookServer
 from swserve.ipc import busy, control
+from swserve.ipc.control import Mode
 from swserve.logs import forward_reopen
 from swserve.manager import policy
 from swserve.manager.other_kinds import HANDLED, OtherKinds
@@ -167,8 +168,7 @@ class Manager(OtherKinds):
         _process.TASK_SOCKET = self.task_path  # where swserve.task() goes ("" : nowhere)
         # where swserve.push() goes, for task workers and user processes too (a worker
         # sets it again itself); only a string: the push client is imported on first use
-        mode = "base" if self.config.mode == "base" else "process"
-        os.environ["SWSERVE_PUSH"] = mode + ":" + os.pathsep.join(self.ipc_paths)
+        os.environ["SWSERVE_PUSH"] = Mode(self.config.mode) + ":" + os.pathsep.join(self.ipc_paths)
 
     def _become_worker(
         self, slot: int, mask: set[int | signal.Signals], cell: int, requests: int

@@ -43,6 +43,7 @@ from swserve.config import Config
 from swserve.errors import EXIT_APP_LOAD, EXIT_ERROR, EXIT_OK, ConfigError
 from swserve.hooks import Hooks, Server as HookServer, load as load_hooks
 from swserve.ipc import busy, control
+from swserve.ipc.control import Mode
 from swserve.logs import forward_reopen, setup as setup_logging
 from swserve.master.control import ControlServer, ControlSocket, bind as bind_control
 from swserve.master.listeners import Listener, open_listeners
@@ -137,7 +138,7 @@ def run(config: Config) -> int:
         ipc_sock.bind(path)
         ipc_sock.listen(1024)
         ipc_socks.append(ipc_sock)
-    if config.mode == "process":  # the app's file responses come back as descriptors
+    if config.mode == Mode.PROCESS:  # the app's file responses come back as descriptors
         bind_inboxes(ipc_paths)
     task_sock = None  # --task-workers N: callers and task workers connect here (tasks/)
     if config.task_workers:
@@ -161,7 +162,7 @@ def run(config: Config) -> int:
                     task_sock.close()
                 inherited = []  # base mode: every worker accepts on the same sockets
                 for listener in listeners:
-                    if config.mode == "base":
+                    if config.mode == Mode.BASE:
                         inherited.append(listener)
                     else:
                         listener.sock.close()

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Final
 from swserve.config import Config
 from swserve.ipc import busy, control, framing
 from swserve.ipc.channel_set import SESSION_SHIFT
+from swserve.ipc.control import Mode
 from swserve.metrics.requests import RemoteSources, RequestMetrics, WebSocketMetrics
 from swserve.protocol import serializer
 from swserve.protocol.limits import Limits
@@ -269,7 +270,7 @@ class Reactor:
             if (
                 link.interface == "wsgi"
                 and slot.capacity == 1
-                and (slot.inflight or self.config.mode == "base")
+                and (slot.inflight or self.config.mode == Mode.BASE)
             ):
                 continue
             log.warning(

@@ -22,6 +22,7 @@ from typing import Any, Final, Protocol
 
 from swserve.config import Config
 from swserve.ipc import control
+from swserve.ipc.control import Mode
 from swserve.master.listeners import Listener
 from swserve.protocol.ws_handshake import GOING_AWAY
 from swserve.reactor import push_redis
@@ -77,7 +78,7 @@ class InlineHost:
     def __init__(self, config: Config, on_event: Callable[[control.Message], None]) -> None:
         self.config = config
         self.reactor = Reactor(config, on_event=on_event)
-        if config.mode == "base":  # no session here: push frames go on to the workers
+        if config.mode == Mode.BASE:  # no session here: push frames go on to the workers
             from swserve.reactor.push_route import PushRouter
 
             self.reactor.push = PushRouter(self.reactor)
@@ -107,7 +108,7 @@ class InlineHost:
         tls = listeners[0].ssl if listeners else None  # open_listeners: one choice for all
         scheme = "http" if tls is None else "https"
         # base mode: workers accept on the listeners; this reactor links workers only
-        serving = listeners if self.config.mode == "process" else []
+        serving = listeners if self.config.mode == Mode.PROCESS else []
         self._acceptor = acceptor = Acceptor(
             loop,
             [listener.sock for listener in serving],

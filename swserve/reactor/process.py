@@ -32,6 +32,7 @@ from typing import Final
 from swserve._process import ignore_master_signals
 from swserve.config import Config
 from swserve.ipc import control
+from swserve.ipc.control import Mode
 from swserve.metrics.collect import reactor_snapshot
 from swserve.metrics.requests import GAUGES
 from swserve.procname import set_title
@@ -57,7 +58,7 @@ def reactor_count(config: Config) -> int:
     and each reactor process needs a core of its own to be worth having; on a
     2-core machine that is always 1.
     """
-    if config.mode != "process":
+    if config.mode != Mode.PROCESS:
         return 1
     if config.reactors:
         return config.reactors

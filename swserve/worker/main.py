@@ -22,6 +22,7 @@ from swserve.errors import EXIT_APP_LOAD, EXIT_OK, AppLoadError
 from swserve.hooks import Hooks, Server as HookServer
 from swserve.ipc import codec, framing, push
 from swserve.ipc.buffers import widen
+from swserve.ipc.control import Mode
 from swserve.master.listeners import Listener
 from swserve.process_setup import in_worker
 from swserve.procname import set_title
@@ -96,9 +97,9 @@ def run(
             framing.encode(framing.HELLO, 0, 0, 0, codec.encode_hello(worker_id, pid, cell))
         )
     # server push (swserve.push): this process's own links to the same sockets
-    push.configure(ipc_paths, base=config.mode == "base")
+    push.configure(ipc_paths, base=config.mode == Mode.BASE)
     sock = socks[0]  # boot errors go to the first reactor: one report is enough
-    if config.mode == "process":  # file responses go to the reactors as descriptors
+    if config.mode == Mode.PROCESS:  # file responses go to the reactors as descriptors
         from swserve.static import handoff
 
         handoff.link(ipc_paths)
@@ -118,7 +119,7 @@ def run(
         return EXIT_APP_LOAD
     lifecycle = WorkerHooks(hooks, server, worker_id)
     try:
-        if config.mode == "base":
+        if config.mode == Mode.BASE:
             from swserve.worker import base
 
             try:
