@@ -113,7 +113,8 @@ def test_byte_by_byte_stream() -> None:
 
 def test_enums_compare_as_their_strings() -> None:
     assert str(control.Reason.MAX_REQUESTS) == "max-requests"
-    assert {control.Reason.MAX_REQUESTS: 1}.get("max-requests") == 1  # a label, as a string
+    labels: dict[str, int] = {control.Reason.MAX_REQUESTS: 1}
+    assert labels["max-requests"] == 1  # a Reason is a label, as its string
     assert control.Mode("base") is control.Mode.BASE
     assert f"{control.Interface.WSGI}" == "wsgi"
 
