@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import math
+import random
 import signal
 from collections.abc import Sequence
 
@@ -23,6 +25,7 @@ from swserve.manager.policy import (
     Retire,
     Spawn,
     Supervisor,
+    Watch,
     describe,
     steps_to,
 )
@@ -45,7 +48,7 @@ class Harness:
             out.append(action)
             if isinstance(action, Spawn):
                 if self.fork_ok:
-                    self.sup.spawned(action.slot, next(self.pids), self.now)
+                    out += self.run(self.sup.spawned(action.slot, next(self.pids), self.now))
                 else:
                     out += self.run(self.sup.fork_failed(action.slot, "EAGAIN", self.now))
         return out
@@ -495,6 +498,8 @@ class CrashLoopMachine(RuleBasedStateMachine):
     def time_passes(self, dt: float) -> None:
         self.h.now += dt
         self._absorb(self.h.run(self.h.sup.tick(self.h.now)))
+        for w in self.h.sup.serving():  # the tick noticed every expired worker
+            assert w.expires_at > self.h.now
 
     @rule()
     def reload(self) -> None:
@@ -532,3 +537,193 @@ CrashLoopMachine.TestCase.settings = settings(
     max_examples=100, stateful_step_count=40, deadline=None
 )
 TestCrashLoopMachine = CrashLoopMachine.TestCase
+
+
+# -- when to recycle: decided here, from observations ------------------------------------------
+
+
+def test_each_worker_gets_its_own_request_limit_from_the_injected_random_source() -> None:
+    def limits(seed: int) -> list[int]:
+        h = Harness(Supervisor(4, max_requests=100, jitter=50, rng=random.Random(seed)))
+        actions = h.run(h.sup.start())
+        spawns = [a.requests for a in actions if isinstance(a, Spawn)]
+        watches = [a.count for a in actions if isinstance(a, Watch)]
+        assert spawns == watches  # the base-mode worker and the reactor watch the same count
+        assert [w.request_limit for w in h.sup.workers.values()] == spawns
+        return spawns
+
+    assert limits(7) == limits(7)  # the random source decides, and only it
+    assert all(100 <= n <= 150 for n in limits(7) + limits(8))
+    assert len({tuple(limits(seed)) for seed in range(5)}) > 1
+
+
+def test_no_max_requests_means_no_watch() -> None:
+    h = Harness(Supervisor(2))
+    actions = h.run(h.sup.start())
+    assert not any(isinstance(a, Watch) for a in actions)
+    assert all(a.requests == 0 for a in actions if isinstance(a, Spawn))
+
+
+def test_a_served_count_recycles_only_at_the_workers_own_limit() -> None:
+    h = Harness(Supervisor(2, max_requests=10, jitter=0))
+    h.start_all_ready()
+    pid = h.pid_of(1)
+    assert h.run(h.sup.served(pid, 9, h.now)) == []
+    assert h.run(h.sup.served(pid, 10, h.now)) == [
+        Spawn(1, Reason.MAX_REQUESTS, 10),
+        Watch(102, 10),
+    ]
+    assert h.run(h.sup.served(pid, 11, h.now)) == []  # asked once: its replacement is booting
+    new = max(h.sup.workers)
+    assert h.run(h.sup.ready(new, h.now)) == [Retire(pid, Reason.MAX_REQUESTS)]
+    assert h.run(h.sup.served(999, 10**6, h.now)) == []  # a worker we do not know
+
+
+def test_lifetime_recycles_after_the_limit_and_its_jitter() -> None:
+    h = Harness(Supervisor(1, lifetime=100.0, rng=random.Random(3)))
+    h.start_all_ready()
+    (worker,) = h.sup.workers.values()
+    assert 100.0 <= worker.expires_at <= 110.0
+    h.now = 99.9
+    assert h.run(h.sup.tick(h.now)) == []
+    h.now = worker.expires_at
+    assert h.run(h.sup.tick(h.now)) == [Spawn(1, Reason.LIFETIME)]
+    assert worker.expires_at == math.inf  # asked once
+    assert h.run(h.sup.tick(h.now + 1)) == []
+
+
+def test_a_memory_sample_over_the_limit_recycles() -> None:
+    h = Harness(Supervisor(1, memory=256.0))
+    h.start_all_ready()
+    pid = h.pid_of(1)
+    assert h.run(h.sup.sampled(pid, 256.0, h.now)) == []
+    assert h.run(h.sup.sampled(pid, 300.5, h.now)) == [Spawn(1, Reason.MEMORY)]
+    assert Harness(Supervisor(1)).sup.sampled(pid, 10**6, 0.0) == []  # no limit set
+
+
+def test_a_graceful_timeout_replaces_the_worker_replacement_first() -> None:
+    """Base mode: the worker answered 504 itself and serves on; no SIGTERM cuts its clients."""
+    h = Harness(Supervisor(1))
+    h.start_all_ready()
+    pid = h.pid_of(1)
+    assert h.run(h.sup.timed_out(pid, h.now, graceful=True)) == [Spawn(1, Reason.TIMEOUT)]
+    assert h.run(h.sup.ready(max(h.sup.workers), h.now)) == [Retire(pid, Reason.TIMEOUT)]
+
+
+class LifecycleMachine(RuleBasedStateMachine):
+    """Served counts, memory samples, timeouts and the clock, in any order, with jitter.
+
+    A worker is recycled for max-requests only once its observed count reached
+    its own limit (N + 0…J), for memory only over the limit, for its lifetime
+    only once its own (L + 0…10%) has passed, and never one of these twice;
+    no slot is ever forgotten.
+    """
+
+    N, J, L, MEM = 20, 10, 50.0, 100.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        sup = Supervisor(
+            3, max_requests=self.N, jitter=self.J, lifetime=self.L, memory=self.MEM,
+            rng=random.Random(0),
+        )  # fmt: skip
+        self.h = Harness(sup)
+        self.h.start_all_ready()
+        self.exiting: list[int] = []  # retired or killed: the shell will see them exit
+        self.counts: dict[int, int] = {}
+        self.over_memory: set[int] = set()
+
+    def _absorb(self, actions: list[object]) -> None:
+        sup = self.h.sup
+        for action in actions:
+            if isinstance(action, Retire | Kill):
+                self.exiting.append(action.pid)
+            if isinstance(action, Spawn):
+                assert self.N <= action.requests <= self.N + self.J
+            if isinstance(action, Retire) and action.reason == Reason.MAX_REQUESTS:
+                assert self.counts[action.pid] >= sup.workers[action.pid].request_limit
+            if isinstance(action, Retire) and action.reason == Reason.MEMORY:
+                assert action.pid in self.over_memory
+            if isinstance(action, Retire) and action.reason == Reason.LIFETIME:
+                assert self.h.now >= sup.workers[action.pid].spawned_at + self.L
+
+    @rule(data=st.data(), n=st.integers(1, 15))
+    def a_worker_serves(self, data: st.DataObject, n: int) -> None:
+        serving = sorted(w.pid for w in self.h.sup.serving())
+        if serving:
+            pid = data.draw(st.sampled_from(serving))
+            self.counts[pid] = self.counts.get(pid, 0) + n
+            actions = self.h.run(self.h.sup.served(pid, self.counts[pid], self.h.now))
+            if self.counts[pid] < self.h.sup.workers[pid].request_limit:
+                assert actions == []
+            else:
+                self._asked(pid)
+            self._absorb(actions)
+
+    @rule(data=st.data(), rss=st.sampled_from([10.0, 100.0, 100.5, 5000.0]))
+    def memory_is_sampled(self, data: st.DataObject, rss: float) -> None:
+        serving = sorted(w.pid for w in self.h.sup.serving())
+        if serving:
+            pid = data.draw(st.sampled_from(serving))
+            actions = self.h.run(self.h.sup.sampled(pid, rss, self.h.now))
+            if rss <= self.MEM:
+                assert actions == []
+            else:
+                self.over_memory.add(pid)
+                self._asked(pid)
+            self._absorb(actions)
+
+    def _asked(self, pid: int) -> None:
+        """``pid`` is on its way out: queued, being replaced, or retiring."""
+        sup = self.h.sup
+        assert (
+            any(p == pid for p, _ in sup.queue)
+            or any(w.replaces == pid for w in sup.workers.values())
+            or bool(sup.workers[pid].retiring)
+        )
+
+    @rule(data=st.data(), graceful=st.booleans())
+    def a_request_times_out(self, data: st.DataObject, graceful: bool) -> None:
+        serving = sorted(w.pid for w in self.h.sup.serving())
+        if serving:
+            pid = data.draw(st.sampled_from(serving))
+            self._absorb(self.h.run(self.h.sup.timed_out(pid, self.h.now, graceful)))
+
+    @precondition(lambda self: any(not w.ready for w in self.h.sup.workers.values()))
+    @rule()
+    def a_replacement_becomes_ready(self) -> None:
+        pid = min(p for p, w in self.h.sup.workers.items() if not w.ready)
+        self._absorb(self.h.run(self.h.sup.ready(pid, self.h.now)))
+
+    @precondition(lambda self: bool(self.exiting))
+    @rule()
+    def a_retired_worker_exits(self) -> None:
+        pid = self.exiting.pop(0)
+        self._absorb(self.h.run(self.h.sup.exited(pid, 0, None, self.h.now)))
+
+    @rule(dt=st.sampled_from([0.5, 5.0, 30.0]))
+    def time_passes(self, dt: float) -> None:
+        self.h.now += dt
+        self._absorb(self.h.run(self.h.sup.tick(self.h.now)))
+        for w in self.h.sup.serving():  # the tick noticed every expired worker
+            assert w.expires_at > self.h.now
+
+    @invariant()
+    def limits_are_each_workers_own(self) -> None:
+        for w in self.h.sup.workers.values():
+            assert self.N <= w.request_limit <= self.N + self.J
+            if w.expires_at != math.inf:
+                assert w.spawned_at + self.L <= w.expires_at <= w.spawned_at + 1.1 * self.L
+
+    @invariant()
+    def every_slot_is_covered(self) -> None:
+        sup = self.h.sup
+        pending = {slot for slot, _, _ in sup.pending_spawns}
+        for slot in range(1, sup.target + 1):
+            assert sup.by_slot(slot) or slot in pending, f"slot {slot} is forgotten"
+
+
+LifecycleMachine.TestCase.settings = settings(
+    max_examples=80, stateful_step_count=40, deadline=None
+)
+TestLifecycleMachine = LifecycleMachine.TestCase
