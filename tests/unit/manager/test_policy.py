@@ -352,7 +352,29 @@ def test_scale_up_and_down() -> None:
     assert h.sup.target == 2
 
 
-class RecycleMachine(RuleBasedStateMachine):
+class SupervisorMachine(RuleBasedStateMachine):
+    """What every machine below shares: a harness, and the workers it retired that exit."""
+
+    h: Harness
+    retire_pending: list[int]
+
+    def _absorb(self, actions: list[object]) -> None:
+        raise NotImplementedError
+
+    @precondition(lambda self: any(not w.ready for w in self.h.sup.workers.values()))
+    @rule()
+    def a_replacement_becomes_ready(self) -> None:
+        pid = min(p for p, w in self.h.sup.workers.items() if not w.ready)
+        self._absorb(self.h.run(self.h.sup.ready(pid, self.h.now)))
+
+    @precondition(lambda self: bool(self.retire_pending))
+    @rule()
+    def a_retired_worker_exits(self) -> None:
+        pid = self.retire_pending.pop(0)
+        self._absorb(self.h.run(self.h.sup.exited(pid, 0, None, self.h.now)))
+
+
+class RecycleMachine(SupervisorMachine):
     """Whatever happens, never fewer serving workers than the target, once started."""
 
     def __init__(self) -> None:
@@ -366,18 +388,6 @@ class RecycleMachine(RuleBasedStateMachine):
         serving = sorted(w.pid for w in self.h.sup.serving())
         pid = data.draw(st.sampled_from(serving))
         self._absorb(self.h.run(self.h.sup.recycle(pid, Reason.MAX_REQUESTS, self.h.now)))
-
-    @precondition(lambda self: any(not w.ready for w in self.h.sup.workers.values()))
-    @rule()
-    def a_replacement_becomes_ready(self) -> None:
-        pid = min(p for p, w in self.h.sup.workers.items() if not w.ready)
-        self._absorb(self.h.run(self.h.sup.ready(pid, self.h.now)))
-
-    @precondition(lambda self: bool(self.retire_pending))
-    @rule()
-    def a_retired_worker_exits(self) -> None:
-        pid = self.retire_pending.pop(0)
-        self._absorb(self.h.run(self.h.sup.exited(pid, 0, None, self.h.now)))
 
     @rule()
     def reload(self) -> None:
@@ -610,7 +620,7 @@ def test_a_graceful_timeout_replaces_the_worker_replacement_first() -> None:
     assert h.run(h.sup.ready(max(h.sup.workers), h.now)) == [Retire(pid, Reason.TIMEOUT)]
 
 
-class LifecycleMachine(RuleBasedStateMachine):
+class LifecycleMachine(SupervisorMachine):
     """Served counts, memory samples, timeouts and the clock, in any order, with jitter.
 
     A worker is recycled for max-requests only once its observed count reached
@@ -629,7 +639,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         )  # fmt: skip
         self.h = Harness(sup)
         self.h.start_all_ready()
-        self.exiting: list[int] = []  # retired or killed: the shell will see them exit
+        self.retire_pending: list[int] = []  # retired or killed: the shell will see them exit
         self.counts: dict[int, int] = {}
         self.over_memory: set[int] = set()
 
@@ -637,7 +647,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         sup = self.h.sup
         for action in actions:
             if isinstance(action, Retire | Kill):
-                self.exiting.append(action.pid)
+                self.retire_pending.append(action.pid)
             if isinstance(action, Spawn):
                 assert self.N <= action.requests <= self.N + self.J
             if isinstance(action, Retire) and action.reason == Reason.MAX_REQUESTS:
@@ -688,18 +698,6 @@ class LifecycleMachine(RuleBasedStateMachine):
         if serving:
             pid = data.draw(st.sampled_from(serving))
             self._absorb(self.h.run(self.h.sup.timed_out(pid, self.h.now, graceful)))
-
-    @precondition(lambda self: any(not w.ready for w in self.h.sup.workers.values()))
-    @rule()
-    def a_replacement_becomes_ready(self) -> None:
-        pid = min(p for p, w in self.h.sup.workers.items() if not w.ready)
-        self._absorb(self.h.run(self.h.sup.ready(pid, self.h.now)))
-
-    @precondition(lambda self: bool(self.exiting))
-    @rule()
-    def a_retired_worker_exits(self) -> None:
-        pid = self.exiting.pop(0)
-        self._absorb(self.h.run(self.h.sup.exited(pid, 0, None, self.h.now)))
 
     @rule(dt=st.sampled_from([0.5, 5.0, 30.0]))
     def time_passes(self, dt: float) -> None:
