@@ -332,8 +332,9 @@ class Master:
             data = b""
         try:
             messages = self._decoder.feed(data)
-        except control.ControlError as exc:  # its pidfd tells us when it has gone
-            log.error("the manager sent a bad control message: %s", exc)
+        except control.ControlError as exc:  # nothing it says can be trusted now
+            log.error("the manager sent a bad control message: %s: stopping", exc)
+            self._shutdown(EXIT_ERROR)
             data = b""
             messages = []
         if not data:
