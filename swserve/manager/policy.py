@@ -1,9 +1,25 @@
-"""Sans-IO supervision: worker events and a clock in, actions out.
+"""Sans-IO supervision: worker events, observations and a clock in, actions out.
 
 The manager shell feeds this module what it saw (a worker spawned, became
-ready, exited; a recycle or reload was asked for; time passed) and carries
-out the actions it returns.  No I/O, no clock reads: ``now`` is passed in,
-so recycling, reload and crash-loop rules are unit-tested with a fake clock.
+ready, exited; a recycle or reload was asked for; time passed) and what was
+observed (a worker's served count, reported by the reactor or the base-mode
+worker; its resident memory, sampled by the shell), and carries out the
+actions it returns.  No I/O, no clock reads, no global random state: ``now``
+is passed in and the random source is injected, so every life-cycle decision
+is unit-tested with a fake clock.
+
+When to replace a worker is decided here and nowhere else:
+
+* ``--max-requests`` N with jitter J: each worker's own limit N + rng(0…J) is
+  drawn when it is spawned (``Spawn.requests``, and a ``Watch`` so the reactor
+  reports the count); ``served()`` at or past it recycles the worker.
+* ``--max-worker-lifetime`` L: each worker expires at spawn + L + rng(0…L/10);
+  ``tick()`` recycles it then.
+* ``--max-worker-memory``: ``sampled()`` over the limit recycles it.
+* ``--timeout``: ``timed_out()`` stops and replaces a worker whose request
+  cannot be interrupted, or (``graceful``: a base-mode worker that answered
+  504 itself) recycles it, replacement first.
+* crash loops: a slot whose replacements fail to boot backs off (below).
 
 Theory of operation
 -------------------
