@@ -158,6 +158,7 @@ class Message:
 
 
 _M_co = TypeVar("_M_co", bound=type[Message])
+_DECLARED: list[type[Message]] = []
 
 
 @dataclass_transform(frozen_default=True)
@@ -167,7 +168,9 @@ def message(kind: Type, *channels: Channel) -> Callable[[_M_co], _M_co]:
     def make(cls: _M_co) -> _M_co:
         cls.TYPE = kind
         cls.CHANNELS = channels
-        return dataclass(frozen=True, slots=True)(cls)  # type: ignore[return-value]
+        made: _M_co = dataclass(frozen=True, slots=True)(cls)  # type: ignore[assignment]
+        _DECLARED.append(made)
+        return made
 
     return make
 
@@ -408,39 +411,7 @@ class MetricsSnapshot(Message):
     counters: Metrics
 
 
-MESSAGES: Final[tuple[type[Message], ...]] = (
-    Stop,
-    Ready,
-    Served,
-    Timeout,
-    Recycle,
-    Reload,
-    Scale,
-    ScaleTo,
-    TaskReady,
-    TaskRecycle,
-    TaskTimeout,
-    TaskReload,
-    Retire,
-    Exit,
-    Halt,
-    Reloaded,
-    BackingOff,
-    Term,
-    Quit,
-    TaskRetire,
-    TaskReloaded,
-    ProcessRestart,
-    Watch,
-    Adopt,
-    Drain,
-    Close,
-    BootError,
-    Lost,
-    Idle,
-    Connections,
-    MetricsSnapshot,
-)
+MESSAGES: Final[tuple[type[Message], ...]] = tuple(_DECLARED)  # in the order above
 
 # -- the codec --------------------------------------------------------------------------------
 
