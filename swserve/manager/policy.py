@@ -8,18 +8,11 @@ actions it returns.  No I/O, no clock reads, no global random state: ``now``
 is passed in and the random source is injected, so every life-cycle decision
 is unit-tested with a fake clock.
 
-When to replace a worker is decided here and nowhere else:
-
-* ``--max-requests`` N with jitter J: each worker's own limit N + rng(0…J) is
-  drawn when it is spawned (``Spawn.requests``, and a ``Watch`` so the reactor
-  reports the count); ``served()`` at or past it recycles the worker.
-* ``--max-worker-lifetime`` L: each worker expires at spawn + L + rng(0…L/10);
-  ``tick()`` recycles it then.
-* ``--max-worker-memory``: ``sampled()`` over the limit recycles it.
-* ``--timeout``: ``timed_out()`` stops and replaces a worker whose request
-  cannot be interrupted, or (``graceful``: a base-mode worker that answered
-  504 itself) recycles it, replacement first.
-* crash loops: a slot whose replacements fail to boot backs off (below).
+When to replace a worker is decided here and nowhere else: --max-requests
+(each worker's own N + rng(0…J), drawn at spawn: ``Spawn.requests`` and a
+``Watch`` for the reactor; ``served()``), --max-worker-lifetime (L + rng(0…L/10)
+from spawn; ``tick()``), --max-worker-memory (``sampled()``), --timeout
+(``timed_out()``) and crash loops (below).
 
 Theory of operation
 -------------------
