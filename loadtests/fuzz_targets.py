@@ -181,7 +181,7 @@ def _frame(kind: int, flags: int, session: int, request: int, payload: bytes) ->
 
 
 async def _drive(http_bytes: bytes, frame_bytes: bytes) -> None:
-    reactor = Reactor(_CONFIG, on_event=lambda kind, arg: None)
+    reactor = Reactor(_CONFIG, on_event=lambda message: None)
     link = WorkerLink(reactor)
     link_transport = FakeTransport()
     link.connection_made(link_transport)  # type: ignore[arg-type]

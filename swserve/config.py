@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from swserve.errors import ConfigError
+from swserve.ipc.control import Interface, Mode
 from swserve.net import proxy
 from swserve.static.resolve import parse_mount
 
@@ -124,7 +125,7 @@ class Config:
     interface: str = setting(
         "auto",
         kind="choice",
-        choices=("auto", "wsgi", "asgi"),
+        choices=("auto", *(i.value for i in Interface)),
         section="Application",
         help="The application interface. auto tells an ASGI callable (a coroutine function, "
         "or an object whose __call__ is one) from a WSGI one without calling it.",
@@ -639,7 +640,7 @@ class Config:
     mode: str = setting(
         "process",
         kind="choice",
-        choices=("process", "base"),
+        choices=tuple(m.value for m in Mode),
         section="Processes",
         help="process: reactors in the master own the connections and hand complete "
         "requests to workers; base: every worker accepts and serves its own connections.",

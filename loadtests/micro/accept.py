@@ -29,7 +29,7 @@ def serve(listener: socket.socket, n: int, report: int) -> None:
     from swserve.reactor.http_conn import HttpConnection
 
     loop = new_event_loop()
-    reactor = Reactor(Config(), on_event=lambda kind, arg: None)
+    reactor = Reactor(Config(), on_event=lambda message: None)
     closed = 0
     done = loop.create_future()
 

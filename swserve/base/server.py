@@ -49,9 +49,8 @@ from swserve.apps.wsgi import Body, Paused, WSGIAdapter
 from swserve.base.local_sink import InlineSink, LocalSink, LocalWsSink
 from swserve.config import Config
 from swserve.errors import EXIT_OK, AppLoadError, ClientDisconnected
-from swserve.ipc import codec, framing
+from swserve.ipc import codec, control, framing
 from swserve.ipc.channel_async import AsyncChannel
-from swserve.manager.policy import request_limit
 from swserve.metrics.collect import reactor_snapshot
 from swserve.net.listeners import Listener
 from swserve.net.proxy import Frontend
@@ -491,14 +490,14 @@ class LocalReactor(Reactor):
             self.config.timeout,
         )
         if not self.executor.cancel(conn):
-            self.report.recycle("timeout")  # a thread cannot be stopped: replace the worker
+            self.report.timed_out()  # a thread cannot be stopped: the worker is replaced
         self._answer_timeout(conn)
 
     def timed_out(self, conn: HttpConnection, seq: int) -> None:
         """The inline app was interrupted by the --timeout alarm."""
         log.warning("a request ran past --timeout %gs: answering 504", self.config.timeout)
         # the app was cut off anywhere: its state is suspect, so replace the worker
-        self.report.recycle("timeout")
+        self.report.timed_out()
         if conn.current is not None and conn.seq == seq:
             self._answer_timeout(conn)
 
@@ -517,33 +516,39 @@ class LocalReactor(Reactor):
 
 
 class WorkerReport:
-    """What the worker tells the master: ready, alive, how many served, replace me."""
+    """What the worker tells the master: ready, alive, how many served, a timeout.
 
-    def __init__(self, config: Config, worker_id: int) -> None:
-        self.limit = request_limit(config.max_requests, config.jitter)
+    It decides nothing: the supervision policy (manager/policy.py) chose the
+    count to report at (``report_at``, its --max-requests with jitter) and
+    decides what a report means.
+    """
+
+    def __init__(self, worker_id: int, report_at: int = 0) -> None:
+        self.report_at = report_at
         self.worker_id = worker_id
         self.channel: AsyncChannel | None = None
-        self.asked = False
+        self.watched = False  # the count reached report_at and was sent
+        self.timeout_sent = False
         self.reported = 0
         self.idle = asyncio.Event()
         self.on_change: Callable[[], None] | None = None  # a request was answered
 
-    def on_event(self, kind: str, arg: object) -> None:
-        if kind == "idle":
+    def on_event(self, message: control.Message) -> None:
+        if isinstance(message, control.Idle):
             self.idle.set()
 
     def served(self, count: int) -> None:
-        if self.limit and count >= self.limit and not self.asked:
-            self.recycle("max-requests")
+        if self.report_at and count >= self.report_at and not self.watched:
+            self.watched = True
+            self._send(framing.SERVED_WATCHED, count)
         if self.on_change is not None:
             self.on_change()
 
-    def recycle(self, reason: str) -> None:
-        if not self.asked:
-            self.asked = True
-            self._send(
-                framing.SERVED_RECYCLE_TIMEOUT if reason == "timeout" else framing.SERVED_RECYCLE
-            )
+    def timed_out(self) -> None:
+        """A request ran past --timeout: said once (the policy replaces the worker)."""
+        if not self.timeout_sent:
+            self.timeout_sent = True
+            self._send(framing.SERVED_TIMED_OUT)
 
     def tick(self, served: int) -> None:
         """Once a second, from the loop: alive, and the count for the master's stats."""
@@ -576,6 +581,7 @@ class BaseWorker:
         listeners: list[Listener],
         worker_id: int,
         hooks: WorkerHooks,
+        report_at: int = 0,
     ) -> None:
         self.config = config
         self.app = app
@@ -584,7 +590,7 @@ class BaseWorker:
         self.listeners = listeners
         self.worker_id = worker_id
         self.hooks = hooks
-        self.report = WorkerReport(config, worker_id)
+        self.report = WorkerReport(worker_id, report_at)
         self.slowlog = SlowLog(config.slowlog_timeout, worker_id)
         self.stopping = False
         self._metrics_due = False
@@ -756,12 +762,13 @@ def run(
     listeners: list[Listener],
     worker_id: int,
     hooks: WorkerHooks,
+    report_at: int = 0,
 ) -> int:
     from swserve.process.loop import new_event_loop
 
     loop = new_event_loop()
     try:
-        worker = BaseWorker(config, app, interface, sock, listeners, worker_id, hooks)
+        worker = BaseWorker(config, app, interface, sock, listeners, worker_id, hooks, report_at)
         return loop.run_until_complete(worker.main())
     finally:
         loop.close()

@@ -26,6 +26,7 @@ from typing import Any, Final
 
 from swserve.errors import IPCError
 from swserve.ipc import framing
+from swserve.ipc.control import Interface
 from swserve.ipc.framing import Buffer
 from swserve.protocol.request import RequestHead
 
@@ -159,14 +160,13 @@ def encode_ready(worker_id: int, pid: int, capacity: int, interface: str) -> byt
     return _HELLO.pack(worker_id, pid, capacity) + interface.encode()
 
 
-def decode_ready(payload: Buffer) -> tuple[int, int, int, str]:
+def decode_ready(payload: Buffer) -> tuple[int, int, int, Interface]:
     """→ (worker id, pid, capacity, interface)."""
     worker_id, pid, capacity = decode_hello(payload[: _HELLO.size])
     try:
-        interface = bytes(payload[_HELLO.size :]).decode()
-    except UnicodeDecodeError:
-        raise IPCError("READY with an interface name that is not UTF-8") from None
-    return worker_id, pid, capacity, interface
+        return worker_id, pid, capacity, Interface(bytes(payload[_HELLO.size :]).decode())
+    except ValueError:  # UnicodeDecodeError included
+        raise IPCError("READY with an interface that is neither wsgi nor asgi") from None
 
 
 def encode_served(count: int) -> bytes:

@@ -44,7 +44,6 @@ class WorkerSlot:
         "cell",
         "inflight",
         "key",
-        "limit",
         "pid",
         "recycle_asked",
         "retiring",
@@ -52,15 +51,14 @@ class WorkerSlot:
         "worker_id",
     )
 
-    def __init__(self, key: int, worker_id: int, pid: int, capacity: int, limit: int = 0) -> None:
+    def __init__(self, key: int, worker_id: int, pid: int, capacity: int) -> None:
         self.key = key  # unique per connected channel, never reused
         self.worker_id = worker_id
         self.pid = pid
         self.capacity = capacity
         self.inflight = 0
         self.served = 0
-        self.limit = limit  # recycle after this many requests (0: never)
-        self.recycle_asked = False
+        self.recycle_asked = False  # its watched count was reported (reactor.watch)
         self.retiring = False
         self.cell = 0  # the worker's cell in the shared busy table (--reactors N)
 

@@ -23,6 +23,7 @@ from swserve.errors import EXIT_APP_LOAD, EXIT_OK, AppLoadError
 from swserve.hooks import Hooks, Server as HookServer
 from swserve.ipc import codec, framing, push
 from swserve.ipc.buffers import widen
+from swserve.ipc.control import Mode
 from swserve.net.listeners import Listener
 from swserve.process.setup import in_worker
 from swserve.process.shared import ignore_master_signals
@@ -32,7 +33,9 @@ from swserve.worker.slowlog import SlowLog, set_dump_dir
 log = logging.getLogger("swserve.error")
 
 # base mode's serve loop (swserve/base/server.py: run)
-BaseServe = Callable[[Config, Any, str, socket.socket, list[Listener], int, "WorkerHooks"], int]
+BaseServe = Callable[
+    [Config, Any, str, socket.socket, list[Listener], int, "WorkerHooks", int], int
+]
 
 
 class WorkerHooks:
@@ -65,6 +68,7 @@ def run(
     master_pid: int,
     listeners: list[Listener],
     serve_base: BaseServe | None = None,
+    report_at: int = 0,
 ) -> int:
     """Run worker ``worker_id`` (1-based) to completion; return its exit code.
 
@@ -74,7 +78,9 @@ def run(
     (empty in process mode, where the reactors own them).  ``serve_base`` is
     base mode's serve loop (``base/server.py: run``), handed in by the manager:
     ``base/`` sits above ``worker/`` (it runs a reactor too), so this module never
-    imports it.
+    imports it.  ``report_at``: a base-mode worker reports its count at once when
+    it has served that many requests (its --max-requests, as the supervision
+    policy chose it).
     """
     ignore_master_signals()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -102,9 +108,9 @@ def run(
             framing.encode(framing.HELLO, 0, 0, 0, codec.encode_hello(worker_id, pid, cell))
         )
     # server push (swserve.push): this process's own links to the same sockets
-    push.configure(ipc_paths, base=config.mode == "base")
+    push.configure(ipc_paths, base=config.mode == Mode.BASE)
     sock = socks[0]  # boot errors go to the first reactor: one report is enough
-    if config.mode == "process":  # file responses go to the reactors as descriptors
+    if config.mode == Mode.PROCESS:  # file responses go to the reactors as descriptors
         from swserve.static import handoff
 
         handoff.link(ipc_paths)
@@ -126,7 +132,9 @@ def run(
     try:
         if serve_base is not None:
             try:
-                return serve_base(config, app, interface, sock, listeners, worker_id, lifecycle)
+                return serve_base(
+                    config, app, interface, sock, listeners, worker_id, lifecycle, report_at
+                )
             except AppLoadError:
                 return EXIT_APP_LOAD
         if interface == "asgi":

@@ -90,17 +90,6 @@ def test_idle_never_exceeds_capacity(spec: list[tuple[int, int]]) -> None:
             assert picked.inflight == 0
 
 
-@given(st.integers(1, 10_000), st.integers(0, 5_000))
-def test_each_worker_limit_is_n_plus_jitter(n: int, jitter: int) -> None:
-    from swserve.config import Config
-    from swserve.reactor.core import Reactor
-
-    reactor = Reactor(Config(max_requests=n, max_requests_jitter=jitter), on_event=lambda *a: None)
-    limits = {reactor.request_limit() for _ in range(20)}
-    assert all(n <= limit <= n + jitter for limit in limits)
-    assert Reactor(Config(), on_event=lambda *a: None).request_limit() == 0  # off by default
-
-
 # -- --reactors N: the shared busy table ---------------------------------------------------
 
 
