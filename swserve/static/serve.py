@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, ClassVar, Final
 
 from swserve.protocol import serializer
 from swserve.protocol.framing import origin_form
@@ -272,6 +272,7 @@ class FileSender:
     """
 
     __slots__ = ("conn", "fd", "left", "pos", "sock")
+    SENDFILE: ClassVar[bool] = USE_SENDFILE
 
     def __init__(self, conn: HttpConnection, fd: int, offset: int, length: int) -> None:
         self.conn = conn
@@ -280,7 +281,7 @@ class FileSender:
         self.left = length
         self.sock = -1
         transport = conn.transport
-        if USE_SENDFILE and transport.get_extra_info("ssl_object") is None:
+        if self.SENDFILE and transport.get_extra_info("ssl_object") is None:
             raw = transport.get_extra_info("socket")
             if raw is not None:
                 self.sock = raw.fileno()
@@ -340,7 +341,7 @@ class FileSender:
                 conn.transport.set_write_buffer_limits(high=conn.HIGH_WATER, low=conn.LOW_WATER)
 
 
-class StreamSender:
+class StreamSender(FileSender):
     """Writes one file range to an HTTP/2 stream, at the client's pace.
 
     No ``sendfile``: the bytes travel inside the DATA frames the HTTP/2 core
@@ -349,16 +350,12 @@ class StreamSender:
     (``conn.blocked()``); the stream calls :meth:`resume` when the window opens
     or the socket drains.  So a download holds a chunk or two of the file in
     memory, and a client that stops reading meets ``--write-timeout`` (the
-    HTTP/2 session's sweep).
+    HTTP/2 session's sweep).  ``resume`` and ``close`` are FileSender's (with
+    no socket of its own, ``close`` leaves the connection's watermarks alone).
     """
 
-    __slots__ = ("conn", "fd", "left", "pos")
-
-    def __init__(self, conn: HttpConnection, fd: int, offset: int, length: int) -> None:
-        self.conn = conn
-        self.fd = fd
-        self.pos = offset
-        self.left = length
+    __slots__ = ()
+    SENDFILE = False  # the connection's socket is the HTTP/2 session's
 
     def pump(self) -> None:
         conn = self.conn
@@ -376,15 +373,3 @@ class StreamSender:
             if not self.left:
                 self.close()
             conn.on_response_body(data, not self.left)
-
-    def resume(self) -> None:
-        if self.fd >= 0:
-            self.pump()
-
-    def close(self) -> None:
-        """Release the file (sent, or the stream ended)."""
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-        if self.conn.sender is self:
-            self.conn.sender = None

@@ -7,8 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import socket
-import time
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import h2.config
 import h2.connection
@@ -19,6 +18,7 @@ import pytest
 from h2.errors import ErrorCodes
 
 from tests.integration.conftest import Server, Starter
+from tests.integration.test_http2 import Raw, client, raws  # noqa: F401
 from tests.integration.test_static import ENV, RANDOM, ROOT, STATIC
 
 pytestmark = pytest.mark.modes("process", "base", "reactors")
@@ -27,19 +27,8 @@ H2C = ("--http2", "on")
 RANDOM_SHA = hashlib.sha256(RANDOM).hexdigest()
 
 
-def h2_client(server: Server) -> httpx.AsyncClient:
-    """One HTTP/2 connection (prior knowledge over cleartext; 127.0.0.1 is trusted)."""
-    return httpx.AsyncClient(
-        base_url=server.url,
-        http1=False,
-        http2=True,
-        limits=httpx.Limits(max_connections=1),
-        timeout=30,
-    )
-
-
 async def _gets(server: Server, *requests: tuple[str, dict[str, str]]) -> list[httpx.Response]:
-    async with h2_client(server) as c:
+    async with client(server) as c:
         return list(await asyncio.gather(*(c.get(p, headers=h) for p, h in requests)))
 
 
@@ -76,7 +65,7 @@ def test_static_files_over_http2(h2_server: Server) -> None:
 
 def test_http2_static_head_and_fallthrough(h2_server: Server) -> None:
     async def run() -> tuple[httpx.Response, httpx.Response, httpx.Response]:
-        async with h2_client(h2_server) as c:
+        async with client(h2_server) as c:
             head = await c.head("/static/random.bin")
             missing = await c.get("/static/nothing-here.txt")
             post = await c.post("/static/hello.txt", content=b"x")
@@ -106,60 +95,26 @@ def test_app_file_responses_over_http2(serve: Starter, app: str) -> None:
     assert other.text == "app: /else"
 
 
-class RawH2:
-    """A bare HTTP/2 client over a socket, to hold a stream's window shut."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-        self.h2.initiate_connection()
-        self.flush()
-
-    def flush(self) -> None:
-        self.sock.sendall(self.h2.data_to_send())
-
-    def get(self, stream_id: int, path: str) -> None:
-        headers = [(":method", "GET"), (":path", path), (":scheme", "http"), (":authority", "x")]
-        self.h2.send_headers(stream_id, headers, end_stream=True)
-        self.flush()
-
-    def events_until(self, kind: type, deadline: float = 15.0) -> list[h2.events.Event]:
-        seen: list[h2.events.Event] = []
-        end = time.monotonic() + deadline
-        while time.monotonic() < end:
-            data = self.sock.recv(65536)
-            if not data:
-                break
-            events = self.h2.receive_data(data)
-            seen += events
-            self.flush()
-            if any(isinstance(e, kind) for e in events):
-                break
-        return seen
-
-
-@pytest.fixture
-def raw_h2() -> Iterator[list[RawH2]]:
-    made: list[RawH2] = []
-    yield made
-    for raw in made:
-        raw.sock.close()
+def _get(raw: Raw, stream_id: int, path: str) -> None:
+    headers = [(":method", "GET"), (":path", path), (":scheme", "http"), (":authority", "x")]
+    raw.h2.send_headers(stream_id, headers, end_stream=True)
+    raw.flush()
 
 
 def test_a_stalled_http2_static_download_is_reset_past_the_write_timeout(
-    serve: Starter, raw_h2: list[RawH2]
+    serve: Starter,
+    raws: Callable[[int], Raw],  # noqa: F811
 ) -> None:
     server = serve("file_app:app", *STATIC, *H2C, "--write-timeout", "1", workers=1, env=ENV)
-    raw = RawH2(server.port)
-    raw_h2.append(raw)
+    raw = raws(server.port)
     raw.h2.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
-    raw.get(1, "/static/random.bin")
+    _get(raw, 1, "/static/random.bin")
     events = raw.events_until(h2.events.StreamReset)
     resets = [e for e in events if isinstance(e, h2.events.StreamReset)]
     assert [(e.stream_id, e.error_code) for e in resets] == [(1, ErrorCodes.CANCEL)]
     # the connection goes on, and so does the static handler on it
     raw.h2.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 65535})
-    raw.get(3, "/static/hello.txt")
+    _get(raw, 3, "/static/hello.txt")
     events = raw.events_until(h2.events.StreamEnded)
     body = b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived))
     assert body == (ROOT / "hello.txt").read_bytes()
