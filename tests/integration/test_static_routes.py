@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import socket
+import ssl
 from collections.abc import Callable
 
 import h2.config
@@ -19,6 +20,7 @@ from h2.errors import ErrorCodes
 
 from tests.integration.conftest import Server, Starter
 from tests.integration.test_http2 import Raw, client, raws  # noqa: F401
+from tests.integration.test_listeners import Certs, certs, tls_args  # noqa: F401
 from tests.integration.test_static import ENV, RANDOM, ROOT, STATIC
 
 pytestmark = pytest.mark.modes("process", "base", "reactors")
@@ -118,6 +120,28 @@ def test_a_stalled_http2_static_download_is_reset_past_the_write_timeout(
     events = raw.events_until(h2.events.StreamEnded)
     body = b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived))
     assert body == (ROOT / "hello.txt").read_bytes()
+
+
+def test_static_and_file_responses_over_http2_on_tls(
+    serve: Starter,
+    certs: Certs,  # noqa: F811
+) -> None:
+    """ALPN h2: the static file and the app's file response, both through TLS and HTTP/2."""
+    server = serve("file_app:app", *STATIC, *H2C, *tls_args(certs), workers=1, env=ENV)
+    ctx = ssl.create_default_context(cafile=str(certs.ca_file))
+
+    async def run() -> list[httpx.Response]:
+        async with httpx.AsyncClient(verify=ctx, http2=True, http1=False, timeout=30) as c:
+            return list(
+                await asyncio.gather(
+                    c.get(server.url + "/static/random.bin"), c.get(server.url + "/file")
+                )
+            )
+
+    static, app_file = asyncio.run(run())
+    assert (static.http_version, app_file.http_version) == ("HTTP/2", "HTTP/2")
+    assert hashlib.sha256(static.content).hexdigest() == RANDOM_SHA
+    assert hashlib.sha256(app_file.content).hexdigest() == RANDOM_SHA
 
 
 # -- absolute-form request targets (RFC 9112 §3.2.2) ------------------------------------
