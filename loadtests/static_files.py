@@ -355,6 +355,7 @@ def started(name: str, root: Path, pinning: Pinning) -> Iterator[Running | None]
                 log(f"{name}: {exc}\n{logfile.read_text(errors='replace')[-800:]}")
                 yield None
                 return
+            log(f"{name}: pid {proc.pid}, port {port}")  # for py-spy/perf/strace -p
             yield Running(name, proc, port, argv)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
