@@ -22,6 +22,9 @@ per request (user+sys from /proc, in µs).  Servers and wrk are pinned as ``run.
 
 Ratios to the anchors measured in the same run are what counts; the bars (issue #15):
 swserve ≥ 1.0x granian and ≥ 3x WhiteNoise-under-gunicorn on every size, ≥ 0.5x nginx on 10 MiB.
+Each is checked by req/s and by CPU per request: on a busy machine a server gets a share of
+its CPU, and req/s follows the share (the ``cores`` column); CPU per request does not.  The
+load generator's own CPU is reported too (``client cores``), to show it is not the limit.
 """
 
 from __future__ import annotations
