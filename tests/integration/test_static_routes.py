@@ -5,10 +5,13 @@ targets (``GET http://host/static/x HTTP/1.1``, which used to fall through to th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import os
 import socket
 import ssl
 from collections.abc import Callable
+from pathlib import Path
 
 import h2.config
 import h2.connection
@@ -103,6 +106,18 @@ def _get(raw: Raw, stream_id: int, path: str) -> None:
     raw.flush()
 
 
+def _descriptors_on(server: Server, path: Path) -> int:
+    """How many descriptors the server's processes hold open on ``path``."""
+    count = 0
+    for pid in {server.pid, *server.children()}:
+        fds = Path(f"/proc/{pid}/fd")
+        with contextlib.suppress(OSError):
+            for fd in fds.iterdir():
+                with contextlib.suppress(OSError):
+                    count += os.readlink(fd) == str(path)
+    return count
+
+
 def test_a_stalled_http2_static_download_is_reset_past_the_write_timeout(
     serve: Starter,
     raws: Callable[[int], Raw],  # noqa: F811
@@ -114,6 +129,9 @@ def test_a_stalled_http2_static_download_is_reset_past_the_write_timeout(
     events = raw.events_until(h2.events.StreamReset)
     resets = [e for e in events if isinstance(e, h2.events.StreamReset)]
     assert [(e.stream_id, e.error_code) for e in resets] == [(1, ErrorCodes.CANCEL)]
+    # the download's descriptor was closed with the stream (before its RST_STREAM was
+    # written): only the open-file cache's own is left
+    assert _descriptors_on(server, ROOT / "random.bin") == 1
     # the connection goes on, and so does the static handler on it
     raw.h2.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 65535})
     _get(raw, 3, "/static/hello.txt")
