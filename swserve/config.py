@@ -969,6 +969,10 @@ def problems(values: dict[str, Any]) -> list[str]:
             parse_mount(entry)
         except ValueError as exc:
             out.append(str(exc))
+    if values.get("static") and values.get("chroot") and values.get("mode") == "base":
+        # base-mode workers serve --static themselves, from inside the chroot, where the
+        # directories (resolved outside it) and /proc (the symlink check) are not
+        out.append("--static with --chroot needs process mode (the reactor serves the files)")
     for spec in values.get("process", ()):
         module, sep, attr = spec.partition(":")
         if not sep or not module or not attr:

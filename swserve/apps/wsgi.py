@@ -24,6 +24,7 @@ from urllib.parse import unquote_to_bytes
 from swserve.errors import ClientDisconnected
 from swserve.net.proxy import Frontend
 from swserve.protocol import response_headers, serializer
+from swserve.protocol.head_checks import origin_form
 from swserve.protocol.request import RequestHead
 from swserve.static.handoff import file_length
 
@@ -99,22 +100,7 @@ def _environ_key(name: bytes) -> str | None:
 
 def split_target(target: bytes) -> tuple[bytes, bytes]:
     """Request target → (path, query) for origin-form, absolute-form and '*'."""
-    if not target.startswith(b"/") and target != b"*":
-        # absolute-form (RFC 9112 §3.2.2): the path and query are what follow
-        # the authority, which ends at the first "/" or "?" (RFC 3986 §3.2);
-        # an empty path is "/" (RFC 9110 §4.2.3), and the query stays
-        scheme_end = target.find(b"://")
-        if scheme_end != -1:
-            start = scheme_end + 3
-            end = len(target)
-            for delimiter in (b"/", b"?"):
-                found = target.find(delimiter, start)
-                if found != -1:
-                    end = min(end, found)
-            target = target[end:]
-            if target[:1] != b"/":
-                target = b"/" + target
-    path, _, query = target.partition(b"?")
+    path, _, query = origin_form(target).partition(b"?")
     return path, query
 
 

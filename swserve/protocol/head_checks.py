@@ -132,6 +132,29 @@ def check_head(version: bytes, framing: list[tuple[bytes, bytes]], limits: Limit
     return head
 
 
+def origin_form(target: bytes) -> bytes:
+    """The path and query of a request target, whatever its form.
+
+    An absolute-form target (RFC 9112 §3.2.2, ``http://host:port/path?q``) becomes
+    what follows its authority, which ends at the first ``/`` or ``?`` (RFC 3986
+    §3.2); an empty path is ``/`` (RFC 9110 §4.2.3).  Origin-form and ``*`` are
+    returned as they are.
+    """
+    if target[:1] == b"/" or target == b"*":
+        return target
+    scheme_end = target.find(b"://")
+    if scheme_end == -1:
+        return target
+    start = scheme_end + 3
+    end = len(target)
+    for delimiter in (b"/", b"?"):
+        found = target.find(delimiter, start)
+        if found != -1:
+            end = min(end, found)
+    rest = target[end:]
+    return rest if rest[:1] == b"/" else b"/" + rest
+
+
 def absolute_form_host(target: bytes) -> bytes | None:
     """The authority of an absolute-form target (``http://host:port/path``), else None.
 

@@ -194,3 +194,11 @@ def test_websocket_settings_are_checked(
     assert code == 2
     assert message in out
     assert not captured
+
+
+def test_static_with_chroot_needs_process_mode() -> None:
+    from swserve.config import problems
+
+    values = {"static": ("/s=/srv/static",), "chroot": "/srv/jail", "mode": "base"}
+    assert any("--static with --chroot needs process mode" in p for p in problems(values))
+    assert not any("--chroot" in p for p in problems({**values, "mode": "process"}))
