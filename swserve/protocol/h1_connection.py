@@ -229,6 +229,12 @@ class H1Connection:
         self.h2_sniff = None  # HTTP/1.1: never asked again on this connection
         return seen
 
+    def allow_h2c(self) -> None:
+        """This connection may become cleartext HTTP/2 (prior knowledge, or Upgrade)."""
+        self.h2c = True
+        if self.seq == 0 and self.h2_sniff is None and not self.head_since:
+            self.h2_sniff = b""
+
     def switch(self, protocol: str) -> list[Event]:
         """Switch before the first byte (TLS chose ``protocol`` by ALPN)."""
         self.h2_sniff = None
@@ -448,9 +454,10 @@ class H1Connection:
         return out
 
     def connection_lost(self) -> list[Request]:
-        """The connection is gone: → the requests that were never answered (their
-        stored bodies are the shell's to remove); ``current`` stays for the shell."""
+        """The connection is gone (its ``current``, if any, abandoned by the shell first):
+        → the requests that were never answered (their stored bodies are the shell's)."""
         self.closing = self.closed = True
+        self.current = None
         left = [r for r in (self.parser.head_pending, *self.pending) if r is not None]
         self.pending.clear()
         return left

@@ -44,6 +44,7 @@ from swserve.static.resolve import (
 
 if TYPE_CHECKING:
     from swserve.config import Config
+    from swserve.reactor.exchange import Exchange
     from swserve.reactor.http_conn import HttpConnection
 
 SMALL: Final = 16 * 1024  # read whole and written with the head (app file responses)
@@ -218,7 +219,7 @@ def _answer(conn: HttpConnection, decision: Decision, fd: int, text: bool = Fals
 
 
 def send_file(
-    conn: HttpConnection, status: int, flags: int, headers: bytes, fd: int, offset: int, length: int
+    conn: Exchange, status: int, flags: int, headers: bytes, fd: int, offset: int, length: int
 ) -> None:
     """Start a response whose body is ``length`` bytes of ``fd`` from ``offset``.
 
@@ -263,7 +264,7 @@ class FileSender:
 
     __slots__ = ("conn", "fd", "left", "pos", "sock")
 
-    def __init__(self, conn: HttpConnection, fd: int, offset: int, length: int) -> None:
+    def __init__(self, conn: Exchange, fd: int, offset: int, length: int) -> None:
         self.conn = conn
         self.fd = fd
         self.pos = offset
