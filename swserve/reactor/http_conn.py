@@ -26,7 +26,16 @@ from swserve.ipc import framing
 from swserve.ipc.codec import conn_prefix
 from swserve.ipc.framing import Buffer
 from swserve.protocol.h1_connection import H1Connection
-from swserve.protocol.h1_events import Close, Ended, Event, ReadingOff, Rejected, Switch, Write
+from swserve.protocol.h1_events import (
+    Close,
+    Ended,
+    Event,
+    ReadingOff,
+    Rejected,
+    RequestReady,
+    Switch,
+    Write,
+)
 from swserve.protocol.request import Request
 from swserve.protocol.ws_handshake import Upgrade, accept_response
 from swserve.reactor.exchange import Exchange
@@ -198,43 +207,47 @@ class HttpConnection(Exchange, asyncio.Protocol):
 
     def _apply(self, events: list[Event]) -> None:
         for ev in events:
-            kind = type(ev)
-            if kind is Write:
-                data = cast(Write, ev).data
+            if type(ev) is Write:
+                data = ev.data
                 if len(data) == 1:
                     self.transport.write(data[0])
                 else:
                     self.transport.writelines(data)
-            elif kind is Ended:
-                ended = cast(Ended, ev)
-                if ended.complete:
-                    self.record(ended.request, ended.status, ended.sent)
+            elif type(ev) is RequestReady:  # always the last event
+                self._ready()
+            elif type(ev) is Ended:
+                if ev.complete:
+                    reactor = self.reactor
+                    if (
+                        reactor.metrics is not None
+                        or reactor.access_log is not None
+                        or self.spooled is not None
+                    ):
+                        self.record(ev.request, ev.status, ev.sent)
                     self.slot = None
                 elif self.reactor.metrics is not None:
-                    self.observe(ended.request, ended.status, ended.sent)
-            elif kind is ReadingOff:
-                if cast(ReadingOff, ev).on:
+                    self.observe(ev.request, ev.status, ev.sent)
+            elif type(ev) is ReadingOff:
+                if ev.on:
                     self.transport.pause_reading()
                 else:
                     self.transport.resume_reading()
-            elif kind is Close:
-                if cast(Close, ev).abort:
+            elif type(ev) is Close:
+                if ev.abort:
                     self.transport.abort()  # the client stopped reading: its worker gets DISCONNECT
                 else:
                     self.transport.close()
-            elif kind is Switch:
-                self._switch(cast(Switch, ev))
-            elif kind is Rejected:
+            elif type(ev) is Switch:
+                self._switch(ev)
+            elif type(ev) is Rejected:
                 # debug, not warning: scanners and broken clients send this all day long,
                 # and a client error is not the operator's problem (the client gets its 4xx)
-                exc = cast(Rejected, ev).error
+                exc = ev.error
                 peer = self.transport.get_extra_info("peername")
                 client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "a unix socket"
                 log.debug(
                     "bad request from %s: %s (answering %d)", client, exc.reason, exc.status_hint
                 )
-            else:  # RequestReady: always the last event
-                self._ready()
 
     def _ready(self) -> None:
         """The core made a request current: to ``--static``, or to a worker."""
