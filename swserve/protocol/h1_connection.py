@@ -267,8 +267,6 @@ class H1Connection:
         self.current = req
         self.seq += 1
         self.started = False
-        self.status = 0
-        self.sent = 0
         if self.h2c and self._h2c_upgrade(req, out):
             return
         if self.settings.websocket and wants_websocket(req):
@@ -281,7 +279,12 @@ class H1Connection:
             # read on, to see the client leave during the handshake (what it sends is
             # held: RFC 6455 §4.1 has it wait for the 101)
             self._reading(True, out)
-        elif len(self.pending) < MAX_PIPELINED // 2 and self.error is None and not self.closing:
+        elif (
+            not self.reading
+            and len(self.pending) < MAX_PIPELINED // 2
+            and self.error is None
+            and not self.closing
+        ):
             self._reading(True, out)
         out.append(RequestReady(req, self.seq))
 
@@ -336,6 +339,7 @@ class H1Connection:
             req, status, flags, headers, plan, self.settings.date_server
         )
         parts: list[Buffer] = [head]
+        self.sent = 0
         if plan.body_allowed:
             self.sent = len(body)
             if plan.chunked:
@@ -382,7 +386,10 @@ class H1Connection:
             self._close(out)
             return
         self.held = b""  # an upgrade request is never persistent: nothing follows it
-        self._next(out)
+        if self.pending or self.error is not None or self.closing:
+            self._next(out)
+        else:
+            self._continue(out)
 
     def accept_upgrade(self, response: bytes) -> list[Event]:
         """The app accepted ``current``'s WebSocket handshake: ``response`` (the 101)
