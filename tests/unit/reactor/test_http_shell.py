@@ -7,10 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from swserve.config import Config
 from swserve.protocol import serializer
 from swserve.reactor.core import Reactor
-from swserve.reactor.dispatcher import WorkerSlot
 from swserve.reactor.exchange import Exchange
 from swserve.reactor.h2_conn import H2Stream
 from swserve.reactor.http_conn import HttpConnection
@@ -38,14 +36,7 @@ class Transport(FakeTransport):
 
 
 def reactor_with(workers: int, **settings: Any) -> tuple[Reactor, list[FakeLink]]:
-    reactor = Reactor(Config(**settings), on_event=lambda kind, arg: None)
-    links = []
-    for key in range(1, workers + 1):
-        slot = WorkerSlot(key, key, 1000 + key, 1)
-        link = FakeLink(slot)
-        reactor.links[key] = link  # type: ignore[assignment]
-        reactor.dispatcher.add(slot)
-        links.append(link)
+    reactor, links, _ = setup(workers, http2="off", **settings)
     return reactor, links
 
 
