@@ -18,6 +18,7 @@ from swserve.static.serve import send_file
 
 if TYPE_CHECKING:
     from swserve.apps.asgi_ws import WebSocketCycle
+    from swserve.reactor.exchange import Exchange
     from swserve.reactor.http_conn import HttpConnection
     from swserve.reactor.ws_conn import WsConnection
 
@@ -36,7 +37,7 @@ class LocalSink:
 
     __slots__ = ("conn", "seq")
 
-    def __init__(self, conn: HttpConnection, seq: int) -> None:
+    def __init__(self, conn: Exchange, seq: int) -> None:
         self.conn = conn
         self.seq = seq
 
@@ -93,7 +94,7 @@ class InlineSink(LocalSink):
 
     __slots__ = ("poller",)
 
-    def __init__(self, conn: HttpConnection, seq: int) -> None:
+    def __init__(self, conn: Exchange, seq: int) -> None:
         super().__init__(conn, seq)
         self.poller: select.poll | None = None
 
@@ -123,15 +124,16 @@ class InlineSink(LocalSink):
 class LocalWsSink(LocalSink):
     """A WebSocket session's app side, straight into this process's reactor."""
 
-    __slots__ = ("cycle", "executor")
+    __slots__ = ("cycle", "executor", "http")
 
     def __init__(self, conn: HttpConnection, seq: int, executor: Releaser) -> None:
         super().__init__(conn, seq)
+        self.http = conn  # the connection that switches (the sink's conn is its Exchange)
         self.executor = executor
         self.cycle: WebSocketCycle | None = None
 
     def accept(self, subprotocol: str | None, headers: bytes) -> None:
-        conn = self.conn
+        conn = self.http
         assert self.cycle is not None
         if self._live() and conn.upgrade is not None:
             conn.switch_to_websocket(subprotocol, headers, LocalWsPeer(self.cycle))
@@ -140,17 +142,17 @@ class LocalWsSink(LocalSink):
         self.executor.release((conn.session, self.seq))
 
     def send_message(self, text: bool, data: bytes) -> None:
-        ws = self.conn.ws
+        ws = self.http.ws
         if ws is not None:
             ws.send_message(text, data)
 
     def close(self, code: int, reason: str) -> None:
-        ws = self.conn.ws
+        ws = self.http.ws
         if ws is not None:
             ws.close(code, reason)
 
     def hold(self, full: bool) -> None:
-        ws = self.conn.ws
+        ws = self.http.ws
         if ws is not None:
             ws.hold(full)
 

@@ -58,6 +58,7 @@ from swserve.protocol.request import RequestHead
 from swserve.reactor.acceptor import Acceptor
 from swserve.reactor.core import Reactor
 from swserve.reactor.dispatcher import WorkerSlot
+from swserve.reactor.exchange import Exchange
 from swserve.reactor.http_conn import HttpConnection
 from swserve.reactor.push_hub import PushHub, base_session
 from swserve.reactor.spool import SpooledBody
@@ -84,14 +85,14 @@ class RequestTimeout(BaseException):
 # -- the request as the adapters take it ----------------------------------------------
 
 
-def request_head(conn: HttpConnection) -> RequestHead:
+def request_head(conn: Exchange) -> RequestHead:
     """The head a worker decodes from a REQUEST frame, built without the frame."""
     req = conn.current
     assert req is not None
     return RequestHead(req.method, req.target, req.version, tuple(conn.prefix), list(req.headers))
 
 
-def request_body(conn: HttpConnection) -> Body:
+def request_body(conn: Exchange) -> Body:
     body: object = conn.current.body if conn.current is not None else b""
     if isinstance(body, SpooledBody):
         return open_spooled(body.finish().encode())  # the adapter closes it
@@ -105,10 +106,10 @@ def request_body(conn: HttpConnection) -> Body:
 class Executor(Protocol):
     capacity: int
 
-    def start(self, conn: HttpConnection) -> None: ...
-    def disconnect(self, conn: HttpConnection) -> None: ...
-    def flow(self, conn: HttpConnection, writable: bool) -> None: ...
-    def cancel(self, conn: HttpConnection) -> bool: ...
+    def start(self, conn: Exchange) -> None: ...
+    def disconnect(self, conn: Exchange) -> None: ...
+    def flow(self, conn: Exchange, writable: bool) -> None: ...
+    def cancel(self, conn: Exchange) -> bool: ...
 
 
 class InlineWSGI:
@@ -127,10 +128,10 @@ class InlineWSGI:
         self.reactor = reactor
         self.adapter = adapter
         self.slowlog = slowlog
-        self.pending: deque[HttpConnection] = deque()
+        self.pending: deque[Exchange] = deque()
         self.running = False
         # streamed responses paused while their client is behind, by session
-        self.paused: dict[int, tuple[HttpConnection, Paused]] = {}
+        self.paused: dict[int, tuple[Exchange, Paused]] = {}
         config = reactor.config
         self.timeout = config.timeout
         self.slow_after = config.slowlog_timeout
@@ -139,7 +140,7 @@ class InlineWSGI:
         if self.alarm:
             signal.signal(signal.SIGALRM, self._on_alarm)
 
-    def start(self, conn: HttpConnection) -> None:
+    def start(self, conn: Exchange) -> None:
         self.pending.append(conn)
         if self.running:
             return
@@ -150,7 +151,7 @@ class InlineWSGI:
         finally:
             self.running = False
 
-    def _run(self, conn: HttpConnection) -> None:
+    def _run(self, conn: Exchange) -> None:
         reactor = self.reactor
         seq = conn.seq
         paused: Paused | None = None
@@ -205,21 +206,21 @@ class InlineWSGI:
                 raise RequestTimeout
             signal.setitimer(signal.ITIMER_REAL, left)
 
-    def disconnect(self, conn: HttpConnection) -> None:
+    def disconnect(self, conn: Exchange) -> None:
         """A client that left while its streamed response was paused: end the app's run."""
         item = self.paused.pop(conn.session, None)
         if item is not None:
             item[1].close()
             self.reactor.finished()
 
-    def flow(self, conn: HttpConnection, writable: bool) -> None:
+    def flow(self, conn: Exchange, writable: bool) -> None:
         if writable and conn.session in self.paused:
             if self.running:  # never run two apps at once on this loop
                 asyncio.get_running_loop().call_soon(self._resume, conn.session)
             else:
                 self._resume(conn.session)
 
-    def cancel(self, conn: HttpConnection) -> bool:
+    def cancel(self, conn: Exchange) -> bool:
         return False  # only reached for a request the alarm already answered
 
 
@@ -237,7 +238,7 @@ class ThreadedWSGI:
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="swserve-wsgi")
         self.gates: dict[tuple[int, int], _Gate] = {}
 
-    def start(self, conn: HttpConnection) -> None:
+    def start(self, conn: Exchange) -> None:
         key = (conn.session, conn.seq)
         gate = self.gates[key] = _Gate()
         if conn.write_paused:
@@ -264,13 +265,13 @@ class ThreadedWSGI:
         self.gates.pop(key, None)
         self.reactor.finished()
 
-    def disconnect(self, conn: HttpConnection) -> None:
+    def disconnect(self, conn: Exchange) -> None:
         gate = self.gates.get((conn.session, conn.seq))
         if gate is not None:
             gate.gone = True
             gate.writable.set()
 
-    def flow(self, conn: HttpConnection, writable: bool) -> None:
+    def flow(self, conn: Exchange, writable: bool) -> None:
         gate = self.gates.get((conn.session, conn.seq))
         if gate is not None:
             if writable:
@@ -278,7 +279,7 @@ class ThreadedWSGI:
             else:
                 gate.writable.clear()
 
-    def cancel(self, conn: HttpConnection) -> bool:
+    def cancel(self, conn: Exchange) -> bool:
         self.disconnect(conn)  # its writes end; the thread itself cannot be stopped
         return False
 
@@ -346,11 +347,12 @@ class ASGIExecutor:
         self.sessions = SessionRunner(self._start_ws, reactor.config.ws_max_queue)
         self.released: set[tuple[int, int]] = set()  # accepted sessions: out of the slot count
 
-    def start(self, conn: HttpConnection) -> None:
+    def start(self, conn: Exchange) -> None:
         req = conn.current
         assert req is not None
         key = (conn.session, conn.seq)
         if conn.upgrade is not None:  # a valid WebSocket handshake
+            assert isinstance(conn, HttpConnection)
             sink = LocalWsSink(conn, conn.seq, self)
             sink.cycle = self.sessions.connect(key, request_head(conn), sink)
             return
@@ -397,19 +399,19 @@ class ASGIExecutor:
             self.released.add(key)
         self.reactor.finished()
 
-    def disconnect(self, conn: HttpConnection) -> None:
+    def disconnect(self, conn: Exchange) -> None:
         item = self.running.get((conn.session, conn.seq))
         if item is not None:
             item[0].disconnect()
         else:  # a WebSocket client that left during the handshake
             self.sessions.gone((conn.session, conn.seq))
 
-    def flow(self, conn: HttpConnection, writable: bool) -> None:
+    def flow(self, conn: Exchange, writable: bool) -> None:
         item = self.running.get((conn.session, conn.seq))
         if item is not None:
             item[0].set_writable(writable)
 
-    def cancel(self, conn: HttpConnection) -> bool:
+    def cancel(self, conn: Exchange) -> bool:
         item = self.running.get((conn.session, conn.seq))
         if item is not None:
             item[1].cancel()
@@ -440,7 +442,7 @@ class LocalReactor(Reactor):
         self.executor = executor
         self.slot.capacity = executor.capacity
 
-    def submit(self, conn: HttpConnection) -> None:
+    def submit(self, conn: Exchange) -> None:
         slot = self.slot
         if slot.inflight >= slot.capacity or self.queue:
             limit = self.config.max_queued_requests
@@ -451,7 +453,7 @@ class LocalReactor(Reactor):
             return
         self._start(conn)
 
-    def _start(self, conn: HttpConnection) -> None:
+    def _start(self, conn: Exchange) -> None:
         slot = self.slot
         slot.inflight += 1
         conn.slot = slot
@@ -472,17 +474,17 @@ class LocalReactor(Reactor):
                 self._start(conn)
         self.check_idle()
 
-    def abandon(self, conn: HttpConnection) -> None:
+    def abandon(self, conn: Exchange) -> None:
         if conn.slot is None:
             self.queue.remove(conn)
             return
         self.executor.disconnect(conn)
 
-    def flow(self, conn: HttpConnection, kind: int) -> None:
+    def flow(self, conn: Exchange, kind: int) -> None:
         if conn.slot is not None and conn.current is not None:
             self.executor.flow(conn, kind == framing.BUFFER_EMPTY)
 
-    def _time_out(self, conn: HttpConnection) -> None:
+    def _time_out(self, conn: Exchange) -> None:
         log.warning(
             "request %s %s ran past --timeout %gs",
             conn.current.method.decode() if conn.current else "?",
@@ -491,22 +493,15 @@ class LocalReactor(Reactor):
         )
         if not self.executor.cancel(conn):
             self.report.timed_out()  # a thread cannot be stopped: the worker is replaced
-        self._answer_timeout(conn)
+        conn.fail(504)
 
-    def timed_out(self, conn: HttpConnection, seq: int) -> None:
+    def timed_out(self, conn: Exchange, seq: int) -> None:
         """The inline app was interrupted by the --timeout alarm."""
         log.warning("a request ran past --timeout %gs: answering 504", self.config.timeout)
         # the app was cut off anywhere: its state is suspect, so replace the worker
         self.report.timed_out()
         if conn.current is not None and conn.seq == seq:
-            self._answer_timeout(conn)
-
-    def _answer_timeout(self, conn: HttpConnection) -> None:
-        if conn.started:
-            conn.cut()
-        else:
-            conn.write_error(504)  # still knows its request: the access log and metrics
-        conn.current = None
+            conn.fail(504)  # still knows its request: the access log and metrics
 
     def in_flight(self) -> int:
         return self.slot.inflight  # the requests this worker runs itself

@@ -28,13 +28,15 @@ from swserve.ipc.channel_set import SESSION_SHIFT
 from swserve.ipc.control import Mode
 from swserve.metrics.requests import RemoteSources, RequestMetrics, WebSocketMetrics
 from swserve.protocol import serializer
+from swserve.protocol.h1_events import Settings
 from swserve.protocol.limits import Limits
 from swserve.protocol.parser import HttptoolsParser, Parser
 from swserve.protocol.ws_handshake import GOING_AWAY, SERVICE_RESTART
 from swserve.reactor.affinity import Keys
 from swserve.reactor.dispatcher import Dispatcher, Waiting, WorkerSlot
-from swserve.reactor.http_conn import HttpConnection
+from swserve.reactor.exchange import Exchange
 from swserve.reactor.push_hub import PushHub
+from swserve.reactor.spool import Spool
 from swserve.reactor.ws_conn import WsSessions
 from swserve.static.handoff import INBOX_SOCKETS, Inbox
 
@@ -138,6 +140,14 @@ class Reactor:
 
             self.access_log = AccessLog(config.access_log_format, config.access_log_exclude)
         self.make_parser = parser_factory(config.http, self.limits)
+        # what every HTTP/1.1 connection's core is told (protocol/h1_connection.py)
+        self.h1 = Settings(
+            header_timeout=config.header_timeout,
+            body_timeout=config.body_timeout,
+            keep_alive=config.keep_alive,
+            write_timeout=config.write_timeout,
+        )
+        self.spool = Spool(config.body_spool_size) if config.body_spool_size else None
         self.static: StaticFiles | None = None  # --static: answered without a worker
         # the app's file responses arrive as descriptors here (static/handoff.py)
         self.files = Inbox(INBOX_SOCKETS[index]) if index < len(INBOX_SOCKETS) else None
@@ -152,7 +162,8 @@ class Reactor:
         self.remote = RemoteSources()  # what base-mode workers count and send (METRICS)
         self.dispatcher = Dispatcher(config.dispatch, busy.TABLE)
         self.keys = Keys.from_config(config)  # --dispatch ip / key:...: the request's key
-        self.sessions: dict[int, HttpConnection] = {}
+        # HTTP/1.1 connections and HTTP/2 streams (reactor/exchange.py)
+        self.sessions: dict[int, Exchange] = {}
         # HTTP/2 streams in ``sessions`` (each its own exchange, not a connection)
         self.h2_streams = 0
         # the open WebSocket sessions (also in ``sessions``, as connections)
@@ -161,9 +172,9 @@ class Reactor:
             self.ws.metrics = WebSocketMetrics()
         # server push: frames from any linked process (base-mode master: a PushRouter)
         self.push: PushHub | PushRouter = PushHub(self.ws, counts=index == 0)
-        self.interface = ""  # the app's, once a worker is ready: "asgi" gets WebSockets
+        self._interface = ""
         # requests waiting for a worker: for any (shared), or for their key's (pinned)
-        self.queue: Waiting[HttpConnection] = Waiting(self.dispatcher)
+        self.queue: Waiting[Exchange] = Waiting(self.dispatcher)
         self.links: dict[int, WorkerLink] = {}
         self.draining = False
         self.now = time.monotonic()
@@ -199,7 +210,7 @@ class Reactor:
     def _update_clock(self) -> None:
         self.now = time.monotonic()
         date = http_date(time.time()).encode()
-        self.date_server = serializer.date_server_block(
+        self.date_server = self.h1.date_server = serializer.date_server_block(
             date, date_header=self.config.date_header, server_header=self.config.server_header
         )
 
@@ -211,31 +222,15 @@ class Reactor:
 
     def _tick(self) -> None:
         self._update_clock()
-        keep_alive = self.config.keep_alive
         config = self.config
         timeout = config.timeout
         slowlog = config.slowlog_timeout
         now = self.now
         for conn in list(self.sessions.values()):
-            if conn.ws is not None:
-                continue  # a WebSocket session: its own sweep (reactor/ws_conn.py)
-            if conn.h2 is not None:
-                conn.h2.sweep(now)  # HTTP/2: stalled streams, idle, write timeout
+            # the protocol's own deadlines: header, body, idle and write timeouts (408, close)
+            if conn.sweep(now) or conn.current is None:
                 continue
-            if conn.write_paused and now - conn.paused_since >= config.write_timeout:
-                conn.closing = True
-                conn.transport.abort()  # the client stopped reading: its worker gets DISCONNECT
-            elif conn.current is None:
-                if conn.head_since:
-                    if now - conn.head_since >= config.header_timeout:
-                        conn.write_error(408)  # slowloris, or a client that stalled
-                elif conn.parser.head_pending is not None:
-                    if now - conn.last_active >= config.body_timeout:
-                        conn.write_error(408)
-                elif not conn.pending and now - conn.last_active >= keep_alive:
-                    conn.closing = True
-                    conn.transport.close()
-            elif conn.slot is not None:
+            if conn.slot is not None:
                 running = now - conn.dispatched_at
                 if timeout and running >= timeout:
                     self._time_out(conn)
@@ -285,7 +280,7 @@ class Reactor:
             self.leave_dispatch(slot)
             self._on_event(control.Timeout(slot.pid))
 
-    def _time_out(self, conn: HttpConnection) -> None:
+    def _time_out(self, conn: Exchange) -> None:
         """Answer 504 (or close, if the response started) and deal with the worker."""
         slot = conn.slot
         assert slot is not None
@@ -305,11 +300,7 @@ class Reactor:
             slot.retiring = True
             self.leave_dispatch(slot)
             self._on_event(control.Timeout(slot.pid))
-        if conn.started:
-            conn.cut()
-        else:
-            conn.write_error(504)
-        conn.current = None
+        conn.fail(504)
 
     def stop(self) -> None:
         self.ws.stop()
@@ -320,7 +311,7 @@ class Reactor:
 
     # -- requests ---------------------------------------------------------------------
 
-    def submit(self, conn: HttpConnection) -> None:
+    def submit(self, conn: Exchange) -> None:
         queue = self.queue
         if self.keys is not None:
             request = conn.current
@@ -342,7 +333,7 @@ class Reactor:
             return
         self._send(conn, slot)
 
-    def _submit_keyed(self, conn: HttpConnection, key: bytes) -> None:
+    def _submit_keyed(self, conn: Exchange, key: bytes) -> None:
         """Affinity: to the key's worker, or wait for it (not for any other)."""
         dispatcher = self.dispatcher
         owner = dispatcher.owner(key)
@@ -360,7 +351,7 @@ class Reactor:
         limit = self.config.max_queued_requests
         return bool(limit) and len(self.queue) >= limit
 
-    def _overloaded(self, conn: HttpConnection) -> None:
+    def _overloaded(self, conn: Exchange) -> None:
         """503 at once, rather than a queue that grows until clients time out."""
         now = time.monotonic()
         if now - self._last_overload_log >= 5.0:  # at most one line every 5 s
@@ -369,10 +360,9 @@ class Reactor:
                 "%d requests are waiting for a worker (--max-queued-requests): answering 503",
                 len(self.queue),
             )
-        conn.write_error(503, retry_after=1)
-        conn.current = None
+        conn.fail(503, retry_after=1)
 
-    def flow(self, conn: HttpConnection, kind: int) -> None:
+    def flow(self, conn: Exchange, kind: int) -> None:
         """BUFFER_FULL / BUFFER_EMPTY: tell whoever produces ``conn``'s response."""
         slot = conn.slot
         if slot is not None and conn.current is not None:
@@ -380,7 +370,7 @@ class Reactor:
             if link is not None:
                 link.send_flow(kind, conn)
 
-    def _send(self, conn: HttpConnection, slot: WorkerSlot) -> None:
+    def _send(self, conn: Exchange, slot: WorkerSlot) -> None:
         slot.inflight += 1
         conn.slot = slot
         conn.slow_logged = False
@@ -417,9 +407,15 @@ class Reactor:
                 link.retire()
 
     @property
-    def websockets(self) -> bool:
-        """Does an upgrade request become a WebSocket session (else it is plain HTTP)?"""
-        return self.interface == "asgi" and self.config.ws != "none"
+    def interface(self) -> str:
+        """The app's, once a worker is ready: "asgi" gets WebSockets."""
+        return self._interface
+
+    @interface.setter
+    def interface(self, value: str) -> None:
+        self._interface = value
+        # does an upgrade request become a WebSocket session (else it is plain HTTP)?
+        self.h1.websocket = value == "asgi" and self.config.ws != "none"
 
     def on_ws_ended(self, key: int) -> None:
         """A WebSocket session ended: its retiring worker may be done now."""
@@ -473,7 +469,7 @@ class Reactor:
         if self.draining and not self.busy():
             self._on_event(control.Idle())
 
-    def abandon(self, conn: HttpConnection) -> None:
+    def abandon(self, conn: Exchange) -> None:
         """The client of ``conn.current`` left: drop it if queued, tell its worker if not."""
         slot = conn.slot
         if slot is None:
@@ -496,7 +492,7 @@ class Reactor:
             or self.arriving() > 0
             or bool(self.ws.by_id)
             or any(
-                conn.current is not None or (self.draining and self._fresh(conn, now))
+                conn.current is not None or (self.draining and conn.fresh(now, FRESH_GRACE))
                 for conn in self.sessions.values()
             )
         )
@@ -570,29 +566,12 @@ class Reactor:
             return
         now = time.monotonic()
         for conn in list(self.sessions.values()):
-            if conn.ws is not None:
-                continue  # closed by the WebSocket drain (reactor/ws_conn.py)
-            if conn.h2 is not None:
-                conn.h2.drain()  # GOAWAY: its streams finish, then it closes
-                continue
-            if conn.current is None and not conn.pending and not self._fresh(conn, now):
-                conn.closing = True
-                conn.transport.close()
-
-    @staticmethod
-    def _fresh(conn: HttpConnection, now: float) -> bool:
-        return (
-            conn.seq == 0
-            and not conn.head_since
-            and conn.parser.head_pending is None
-            and not conn.closing
-            and now - conn.accepted_at < FRESH_GRACE
-        )
+            conn.drain_idle(now, FRESH_GRACE)
 
 
-def _waiting(conn: HttpConnection) -> bool:
+def _waiting(conn: Exchange) -> bool:
     return conn.current is not None
 
 
-def _session(conn: HttpConnection) -> int:
+def _session(conn: Exchange) -> int:
     return conn.session

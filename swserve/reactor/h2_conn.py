@@ -44,11 +44,12 @@ from swserve.protocol.http2 import (
     WindowOpened,
 )
 from swserve.protocol.request import Request
-from swserve.reactor.http_conn import HttpConnection
+from swserve.reactor.exchange import Exchange
 from swserve.reactor.spool import SpooledBody
 
 if TYPE_CHECKING:
     from swserve.config import Config
+    from swserve.reactor.http_conn import HttpConnection
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -245,54 +246,38 @@ class H2Session:
         self.flush()
 
 
-class H2Stream(HttpConnection):
+class H2Stream(Exchange):
     """One stream's exchange, in the session table beside HTTP/1.1 connections.
 
-    It stands where the reactor expects a connection with one current request;
-    its response goes to the HTTP/2 core instead of a transport of its own.
+    The same :class:`~swserve.reactor.exchange.Exchange` as a connection with
+    one current request; its response goes to the HTTP/2 core instead of a
+    transport of its own.
     """
 
-    __slots__ = ("h2session", "stream_id", "window_shut")
+    __slots__ = (
+        "_current",
+        "_sent",
+        "_started",
+        "h2session",
+        "plan",
+        "status",
+        "stream_id",
+        "window_shut",
+    )
 
     def __init__(self, h2session: H2Session, stream_id: int, req: Request) -> None:
-        # not HttpConnection.__init__: a stream has no parser, no socket, no pipeline
         owner = h2session.conn
-        reactor = owner.reactor
+        super().__init__(owner.reactor, owner.prefix)
         self.h2session = h2session
         self.stream_id = stream_id
         self.window_shut = False
-        self.reactor = reactor
-        self.session = reactor.new_session_id()
-        self.parser = owner.parser
-        self.pending = owner.pending  # always empty: one request per stream
-        self.current = req
-        self.slot = None
-        self.seq = 1
-        self.started = False
-        self.dispatched_at = 0.0
-        self.submitted_at = time.monotonic()
-        self.head_since = 0.0
-        self.paused_since = 0.0
-        self.spooled = None
-        self.slow_logged = False
-        # the connection's socket buffer is the session's business (H2Session.sweep);
-        # the reactor's sweep must not see a stream as a paused connection
-        self.write_paused = False
+        self._current: Request | None = req
+        self._started = False
+        self._sent = 0
         self.status = 0
-        self.sent = 0
-        self.plan = None
-        self.error = None
-        self.closing = False
-        self.last_active = reactor.now
-        self.accepted_at = owner.accepted_at
-        self.prefix = owner.prefix
-        self._scheme = owner._scheme
-        self.upgrade = None
-        self.ws = None
-        self.h2 = None
-        self.h2_sniff = None
+        self.plan: serializer.ResponsePlan | None = None
+        self.submitted_at = time.monotonic()
         self.transport = owner.transport  # for its peer's address (--dispatch ip)
-        self.sender = None  # a file streamed by this loop (static/serve.py: StreamSender)
 
     multiplexed = True
 
@@ -306,6 +291,32 @@ class H2Stream(HttpConnection):
             self.reactor.flow(self, kind)
         elif kind == framing.BUFFER_EMPTY:
             sender.resume()
+
+    @property
+    def current(self) -> Request | None:
+        return self._current
+
+    @property
+    def seq(self) -> int:
+        return 1  # one request per stream
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    @property
+    def write_paused(self) -> bool:
+        # the connection's socket buffer is the session's business (H2Session.sweep);
+        # the reactor's sweep must not see a stream as a paused connection
+        return False
+
+    @property
+    def sent(self) -> int:
+        return self._sent
+
+    @sent.setter
+    def sent(self, value: int) -> None:
+        self._sent = value
 
     # -- responses from the worker -----------------------------------------------------
 
@@ -323,7 +334,7 @@ class H2Stream(HttpConnection):
             date_server = [f for f in date_server if f[0] != b"server"]
         fields += date_server
         body_allowed = req.method != b"HEAD" and status >= 200 and status not in (204, 304)
-        self.started = True
+        self._started = True
         self.status = status
         self.plan = serializer.ResponsePlan(body_allowed, False, True)
         bare = end and (not body_allowed or not body)
@@ -349,34 +360,34 @@ class H2Stream(HttpConnection):
         assert self.plan is not None
         if not self.plan.body_allowed:
             body = b""
-        self.sent += len(body)
+        self._sent += len(body)
         core = self.h2session.core
         blocked = core.send_body(self.stream_id, body, end, self.reactor.now)
         if blocked and not self.window_shut and not end:
             self.window_shut = True
             self.flow(framing.BUFFER_FULL)
 
-    def on_response_abort(self) -> None:
-        self.cut()
-
     def cut(self) -> None:
         """A response that started ends short: RST_STREAM INTERNAL_ERROR (the stream only)."""
-        self._observe(self.status, self.sent)
+        self.observe(self._current, self.status, self._sent)
         self.h2session.core.reset(self.stream_id, ErrorCodes.INTERNAL_ERROR)
         self._end()
 
-    def write_error(self, status: int, retry_after: int = 0, extra: bytes = b"") -> None:
+    def fail(self, status: int, retry_after: int = 0) -> None:
+        if self._started:
+            self.cut()
+            return
         self.h2session.answer(self.stream_id, status, retry_after)
-        self._observe(status, 0)
+        self.observe(self._current, status, 0)
         self._end()
 
     def _finish(self) -> None:
-        self._record()
+        self.record(self._current, self.status, self._sent)
         self._end()
 
     def reset_by_peer(self) -> None:
         """The client reset the stream, or left: abandon the request like a client that left."""
-        req = self.current
+        req = self._current
         if req is not None:
             body: object = req.body
             if self.slot is None and isinstance(body, SpooledBody):
@@ -390,7 +401,7 @@ class H2Stream(HttpConnection):
         if self.spooled is not None:
             self.spooled.discard()
             self.spooled = None
-        self.current = None
+        self._current = None
         self.slot = None
         self.h2session.stream_done(self)
         self.reactor.check_idle()

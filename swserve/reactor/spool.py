@@ -14,7 +14,7 @@ client_body_temp_path does from its event loop.
 A spool that cannot be written (disk full, read-only, no permission, no file
 descriptor left) fails only the upload that needed it: :func:`failure_status`
 names its answer, 507 for a full disk and 503 otherwise, and the connection
-logs it once per episode (``HttpConnection.spool_failed``).
+logs it once per episode (:class:`Spool`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ import logging
 import os
 import tempfile
 from typing import Self
+
+from swserve.errors import ProtocolError
+from swserve.protocol.request import Request
 
 # --chroot DIR in process mode: the reactor spools into DIR/tmp and gives the
 # worker, whose root DIR is, the path below DIR (set in the master, before forks)
@@ -104,3 +107,43 @@ class SpooledBody:
             self._file.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
+
+
+class Spool:
+    """The HTTP/1.1 connection core's body store (``protocol/h1_connection.py``): bodies
+    over ``size`` bytes go to a :class:`SpooledBody`; a file that cannot be written
+    fails its own request (and those after it on its connection)."""
+
+    __slots__ = ("size",)
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def settle(self, requests: list[Request], head: Request | None) -> ProtocolError | None:
+        for i, req in enumerate(requests):
+            body: object = req.body
+            if isinstance(body, SpooledBody):
+                try:
+                    body.finish()
+                except OSError as exc:
+                    for later in requests[i:]:
+                        spooled: object = later.body
+                        if isinstance(spooled, SpooledBody):
+                            spooled.discard()
+                    del requests[i:]
+                    return self.failed(exc, head)
+                EPISODE.ok()
+        if head is not None and type(head.body) is bytearray and len(head.body) > self.size:
+            try:
+                head.body = SpooledBody(head.body)  # type: ignore[assignment]  # stands in
+            except OSError as exc:
+                return self.failed(exc, head)
+        return None
+
+    def failed(self, exc: OSError, head: Request | None) -> ProtocolError:
+        body: object = head.body if head is not None else None
+        if isinstance(body, SpooledBody):
+            body.discard()  # free the space now
+        status = failure_status(exc)
+        EPISODE.failed(exc, status)
+        return ProtocolError(status, f"the request body could not be spooled: {exc}")

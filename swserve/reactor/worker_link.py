@@ -22,12 +22,13 @@ from swserve.ipc import codec, framing
 from swserve.ipc.buffers import widen
 from swserve.ipc.channel_async import BatchWriter
 from swserve.reactor.dispatcher import WorkerSlot
+from swserve.reactor.http_conn import HttpConnection
 from swserve.reactor.spool import SpooledBody
 from swserve.static.handoff import on_file_frame
 
 if TYPE_CHECKING:
     from swserve.reactor.core import Reactor
-    from swserve.reactor.http_conn import HttpConnection
+    from swserve.reactor.exchange import Exchange
     from swserve.reactor.ws_conn import WsConnection
 
 log = logging.getLogger("swserve.error")
@@ -62,7 +63,7 @@ class WorkerLink(asyncio.Protocol):
         self.interface = ""
         self.last_seen = reactor.now  # any frame, heartbeats included, proves the loop alive
         # (session, request) pairs this worker holds, for 502s when it dies
-        self.inflight: dict[tuple[int, int], HttpConnection] = {}
+        self.inflight: dict[tuple[int, int], Exchange] = {}
         self.ws_parts: dict[int, list[bytes]] = {}  # messages cut at MAX_PAYLOAD
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -165,7 +166,7 @@ class WorkerLink(asyncio.Protocol):
             subprotocol, headers = codec.decode_ws_accept(payload)
             conn = reactor.sessions.get(session)
             if (
-                conn is not None
+                isinstance(conn, HttpConnection)
                 and conn.seq == request
                 and conn.slot is self.slot
                 and conn.upgrade is not None
@@ -232,7 +233,7 @@ class WorkerLink(asyncio.Protocol):
             )
             self.transport.abort()
 
-    def send_request(self, conn: HttpConnection) -> None:
+    def send_request(self, conn: Exchange) -> None:
         """Frame ``conn.current`` to this worker (body split into ≤ MAX_PAYLOAD frames)."""
         req = conn.current
         assert req is not None
@@ -316,14 +317,14 @@ class WorkerLink(asyncio.Protocol):
     def send_stop(self) -> None:
         self.writer.write(framing.encode(framing.STOP, 0, 0, 0))
 
-    def send_cancel(self, conn: HttpConnection) -> None:
+    def send_cancel(self, conn: Exchange) -> None:
         self.writer.write(framing.encode(framing.CANCEL, 0, conn.session, conn.seq))
 
-    def send_flow(self, kind: int, conn: HttpConnection) -> None:
+    def send_flow(self, kind: int, conn: Exchange) -> None:
         """BUFFER_FULL / BUFFER_EMPTY for the request ``conn`` is waiting on."""
         self.writer.write(framing.encode(kind, 0, conn.session, conn.seq))
 
-    def send_disconnect(self, conn: HttpConnection) -> None:
+    def send_disconnect(self, conn: Exchange) -> None:
         if not self.transport.is_closing():
             self.writer.write(framing.encode(framing.DISCONNECT, 0, conn.session, conn.seq))
 

@@ -35,6 +35,7 @@ from swserve.protocol.ws_handshake import (
 
 if TYPE_CHECKING:
     from swserve.metrics.requests import WebSocketMetrics
+    from swserve.protocol.request import Request
     from swserve.protocol.websocket import WebSocketCore
     from swserve.reactor.http_conn import HttpConnection
 
@@ -73,11 +74,15 @@ class WsConnection:
     )
 
     def __init__(
-        self, conn: HttpConnection, core: WebSocketCore, peer: WsPeer, table: WsSessions
+        self,
+        conn: HttpConnection,
+        request: Request,
+        core: WebSocketCore,
+        peer: WsPeer,
+        table: WsSessions,
     ) -> None:
         self.conn = conn
-        assert conn.current is not None
-        self.request = conn.current  # the upgrade request, for the access log
+        self.request = request  # the upgrade request, for the access log
         self.core = core
         self.peer: WsPeer | None = peer
         self.key = peer.key  # the worker this session is pinned to, for its life

@@ -37,7 +37,7 @@ from swserve.ipc.channel_set import SESSION_SHIFT
 from swserve.protocol import serializer
 
 if TYPE_CHECKING:
-    from swserve.reactor.http_conn import HttpConnection
+    from swserve.reactor.exchange import Exchange
 
 log = logging.getLogger("swserve.error")
 
@@ -169,7 +169,7 @@ class Inbox:
 
 def on_file_frame(
     inbox: Inbox | None,
-    conn: HttpConnection | None,
+    conn: Exchange | None,
     flags: int,
     payload: framing.Buffer,
     session: int,

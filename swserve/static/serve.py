@@ -45,7 +45,7 @@ from swserve.static.resolve import (
 
 if TYPE_CHECKING:
     from swserve.config import Config
-    from swserve.reactor.http_conn import HttpConnection
+    from swserve.reactor.exchange import Exchange
 
 SMALL: Final = 16 * 1024  # read whole and written with the head (app file responses)
 CHUNK: Final = 256 * 1024  # one read of a larger file (the connection's HIGH_WATER)
@@ -105,7 +105,7 @@ class StaticFiles:
         self.rules = rules
         self.cache = FileCache()
 
-    def serve(self, conn: HttpConnection) -> bool:
+    def serve(self, conn: Exchange) -> bool:
         """Answer ``conn.current`` if it names a static file; False: it is the app's."""
         req = conn.current
         assert req is not None
@@ -144,7 +144,7 @@ class StaticFiles:
         headers = [(b"accept-encoding", accept)] if accept else []
         return open_file(mount, segments, slash, self.rules, accepted_encodings(headers))
 
-    def _lookup(self, conn: HttpConnection, target: bytes, key: tuple[bytes, bytes] | None) -> bool:
+    def _lookup(self, conn: Exchange, target: bytes, key: tuple[bytes, bytes] | None) -> bool:
         """The first request for ``target`` (origin-form; or not a GET): every rule, then
         the cache."""
         req = conn.current
@@ -187,7 +187,7 @@ class StaticFiles:
         return True
 
 
-def _respond(conn: HttpConnection, decision: Decision, entry: Entry) -> None:
+def _respond(conn: Exchange, decision: Decision, entry: Entry) -> None:
     """Answer from a cached file: its kept body, or a stream of its own ``dup``."""
     req = conn.current
     assert req is not None
@@ -208,7 +208,7 @@ def _respond(conn: HttpConnection, decision: Decision, entry: Entry) -> None:
     conn.on_response_start(decision.status, _LENGTH, decision.headers, body, True)
 
 
-def _answer(conn: HttpConnection, decision: Decision, fd: int, text: bool = False) -> None:
+def _answer(conn: Exchange, decision: Decision, fd: int, text: bool = False) -> None:
     """Write a decided response; stream ``decision``'s range of ``fd`` (which it closes)."""
     conn.dispatched_at = time.monotonic()
     metrics = conn.reactor.metrics
@@ -224,7 +224,7 @@ def _answer(conn: HttpConnection, decision: Decision, fd: int, text: bool = Fals
 
 
 def send_file(
-    conn: HttpConnection, status: int, flags: int, headers: bytes, fd: int, offset: int, length: int
+    conn: Exchange, status: int, flags: int, headers: bytes, fd: int, offset: int, length: int
 ) -> None:
     """Start a response whose body is ``length`` bytes of ``fd`` from ``offset``.
 
@@ -274,7 +274,7 @@ class FileSender:
     __slots__ = ("conn", "fd", "left", "pos", "sock")
     SENDFILE: ClassVar[bool] = USE_SENDFILE
 
-    def __init__(self, conn: HttpConnection, fd: int, offset: int, length: int) -> None:
+    def __init__(self, conn: Exchange, fd: int, offset: int, length: int) -> None:
         self.conn = conn
         self.fd = fd
         self.pos = offset

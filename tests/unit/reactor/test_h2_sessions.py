@@ -44,7 +44,8 @@ class FakeLink:
 
 
 def setup(workers: int = 2, **settings: Any) -> tuple[Reactor, list[FakeLink], HttpConnection]:
-    reactor = Reactor(Config(http2="on", **settings), on_event=lambda message: None)
+    settings.setdefault("http2", "on")
+    reactor = Reactor(Config(**settings), on_event=lambda message: None)
     links = []
     for key in range(1, workers + 1):
         slot = WorkerSlot(key, key, 1000 + key, 1)

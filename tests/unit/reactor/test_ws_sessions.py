@@ -114,7 +114,7 @@ def make(config: Config, ended: list[int]) -> tuple[WsSessions, Clock]:
 
 def open_session(table: WsSessions, session: int, peer: FakePeer) -> tuple[WsConnection, FakeConn]:
     conn = FakeConn(session)
-    ws = WsConnection(conn, WebSocketCore(1 << 20), peer, table)  # type: ignore[arg-type]
+    ws = WsConnection(conn, conn.current, WebSocketCore(1 << 20), peer, table)  # type: ignore[arg-type]
     ws.opened_at = table.clock()
     table.add(ws)
     return ws, conn
