@@ -34,6 +34,7 @@ import shutil
 import signal
 import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,7 +50,7 @@ from swserve.master.listeners import Listener, open_listeners
 from swserve.master.stats import Stats
 from swserve.process_setup import ProcessSetup
 from swserve.procname import set_title
-from swserve.reactor.host import make_host
+from swserve.reactor.host import MultiHost, make_host
 from swserve.reactor.loop import new_event_loop
 from swserve.reactor.process import ReactorChild, fork_reactors, reactor_count
 from swserve.static.handoff import bind_inboxes
@@ -576,15 +577,50 @@ class Master:
                 if not self._child_pidfds:
                     self._children_gone.set()
                 if not self.stopping:
-                    index = next(c.index for c in self.children if c.pid == pid)
-                    log.error(
-                        "reactor %d (pid %d) died unexpectedly (status %d): stopping",
-                        index,
-                        pid,
-                        status,
-                    )
-                    self._shutdown(EXIT_ERROR, drain=False)
+                    self._reactor_died(pid, status)
             # any other pid: an orphan re-parented to us because we are PID 1
+
+    def _reactor_died(self, pid: int, status: int) -> None:
+        """Respawn a reactor that died: only the connections it held are lost.
+
+        As gunicorn's arbiter replaces a lost worker; Swoole's reactors are
+        threads of the master, so there a reactor's crash is the server's.
+        A reactor that dies within a second of its start is respawned after
+        a back-off (0.1 s doubling to 5 s) rather than in a tight loop.
+        """
+        child = next(c for c in self.children if c.pid == pid)
+        assert isinstance(self.host, MultiHost)
+        self.host.lost(child)
+        loop = asyncio.get_running_loop()
+        lived = time.monotonic() - child.started
+        child.delay = 0.0 if lived >= 1.0 else min(max(0.1, child.delay * 2), 5.0)
+        log.error(
+            "reactor %d (pid %d) died unexpectedly (status %d): its connections are lost; "
+            "respawning it%s",
+            child.index,
+            pid,
+            status,
+            f" in {child.delay:g}s" if child.delay else "",
+        )
+        self.stats.reactor_respawns += 1
+        loop.call_later(child.delay, self._respawn_reactor, child)
+
+    def _respawn_reactor(self, child: ReactorChild) -> None:
+        if self.stopping:
+            return
+        assert isinstance(self.host, MultiHost)
+        try:
+            self.host.respawn(child, list(self.stats.retiring))
+        except OSError as exc:  # EAGAIN, ENOMEM: try again later
+            log.error("cannot fork reactor %d: %s", child.index, exc.strerror or exc)
+            child.delay = min(max(0.1, child.delay * 2), 5.0)
+            asyncio.get_running_loop().call_later(child.delay, self._respawn_reactor, child)
+            return
+        fd = os.pidfd_open(child.pid)
+        self._child_pidfds[child.pid] = fd
+        self._children_gone.clear()
+        asyncio.get_running_loop().add_reader(fd, self._enqueue, "reap")
+        log.info("reactor %d respawned (pid %d)", child.index, child.pid)
 
     def _reap_orphans(self) -> None:
         self._reap()

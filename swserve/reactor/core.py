@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Final
 
 from swserve.config import Config
 from swserve.ipc import busy, framing
-from swserve.ipc.channel_set import SESSION_SHIFT
+from swserve.ipc.channel_set import GENERATION_SHIFT, SESSION_SHIFT
 from swserve.manager.policy import request_limit
 from swserve.metrics.requests import RemoteSources, RequestMetrics, WebSocketMetrics
 from swserve.protocol import serializer
@@ -119,7 +119,12 @@ def parser_factory(name: str, limits: Limits) -> Callable[[], Parser]:
 
 class Reactor:
     def __init__(
-        self, config: Config, *, on_event: Callable[[str, object], None], index: int = 0
+        self,
+        config: Config,
+        *,
+        on_event: Callable[[str, object], None],
+        index: int = 0,
+        first_session: int = 0,
     ) -> None:
         self.config = config
         self.limits = Limits(
@@ -172,7 +177,11 @@ class Reactor:
         # reactor i numbers its sessions from i << SESSION_SHIFT: a worker linked to
         # several reactors answers a session's reactor (ipc/channel_set.py)
         self.index = index
-        self._session_ids = index << SESSION_SHIFT
+        # a respawned reactor starts a new generation (reactor/process.py): its
+        # sessions differ from those of the reactor it replaces in ``first_session``
+        self.first_session = (index << SESSION_SHIFT) | first_session
+        self._session_ids = self.first_session
+        self._retired_early: set[int] = set()  # retired before they linked to us
         self._link_keys = 0
         self._tick_handle: asyncio.TimerHandle | None = None
         self._close_idle = True
@@ -396,9 +405,17 @@ class Reactor:
         return request_limit(self.config.max_requests, self.config.jitter)
 
     def retire(self, pid: int) -> None:
+        found = False
         for link in list(self.links.values()):
             if link.pid == pid:
                 link.retire()
+                found = True
+        if not found:  # a respawned reactor hears of it before the worker links again
+            self._retired_early.add(pid)
+
+    def stale(self, session: int) -> bool:
+        """Was ``session`` made by a reactor that this one replaced (another generation)?"""
+        return (session ^ self.first_session) >> GENERATION_SHIFT != 0
 
     @property
     def websockets(self) -> bool:
@@ -500,6 +517,9 @@ class Reactor:
         self.dispatcher.add(slot)
         self._on_event("ready", (slot.worker_id, slot.pid, interface))
         self.on_slot_free(slot)
+        if slot.pid in self._retired_early:
+            self._retired_early.discard(slot.pid)
+            link.retire()
 
     def on_worker_served(self, slot: WorkerSlot, served: int, flags: int) -> None:
         """Base mode: a worker's own count, and maybe its request to be replaced."""

@@ -17,7 +17,8 @@ import asyncio
 import contextlib
 import json
 import socket
-from collections.abc import Callable
+import ssl
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from swserve.config import Config
@@ -27,7 +28,7 @@ from swserve.reactor import push_redis
 from swserve.reactor.acceptor import Acceptor
 from swserve.reactor.core import Reactor
 from swserve.reactor.http_conn import HttpConnection
-from swserve.reactor.process import ReactorChild
+from swserve.reactor.process import ReactorChild, respawn
 from swserve.reactor.worker_link import WorkerLink
 
 
@@ -146,6 +147,7 @@ class MultiHost(InlineHost):
         self._on_event = on_event
         self.children = children
         self._local_idle = False
+        self._tls: ssl.SSLContext | None = None
 
     def _acceptor_options(self) -> dict[str, Any]:
         return {"place": self._place}
@@ -155,14 +157,40 @@ class MultiHost(InlineHost):
 
     async def start(self, listeners: list[Listener], ipc_sock: socket.socket) -> None:
         await super().start(listeners, ipc_sock)
-        loop = asyncio.get_running_loop()
+        self._tls = listeners[0].ssl if listeners else None
         for child in self.children:
-            child.channel.setblocking(False)
-            loop.add_reader(child.channel, self._on_message, child)
+            self._watch(child)
+
+    def _watch(self, child: ReactorChild) -> None:
+        child.channel.setblocking(False)
+        asyncio.get_running_loop().add_reader(child.channel, self._on_message, child)
+
+    def lost(self, child: ReactorChild) -> None:
+        """``child`` has died: what it held is gone; nothing goes to it until respawned."""
+        child.alive = False
+        child.idle = True  # a drain does not wait for it
+        asyncio.get_running_loop().remove_reader(child.channel)
+        child.channel.close()
+        child.connections = 0
+        self.reactor.remote.lost(-child.index)  # its counters stay in /metrics, not its gauges
+        if self._acceptor is not None:
+            self._acceptor.connection_closed()  # below --max-connections again, perhaps
+        self._check_idle()
+
+    def respawn(self, child: ReactorChild, retiring: Iterable[int]) -> None:
+        """Fork ``child``'s replacement; tell it which workers are retiring."""
+        respawn(self.config, child, self._tls)
+        self._watch(child)
+        for pid in retiring:
+            with contextlib.suppress(OSError):
+                child.channel.send(b"retire %d" % pid)
 
     def _place(self, sock: socket.socket) -> bool:
         """Give ``sock`` to the reactor holding the fewest connections (False: keep it)."""
-        best = min(self.children, key=lambda c: c.connections)
+        alive = [c for c in self.children if c.alive]
+        if not alive:
+            return False
+        best = min(alive, key=lambda c: c.connections)
         if best.connections >= self.reactor.connections():
             return False
         try:
@@ -220,6 +248,8 @@ class MultiHost(InlineHost):
 
     def _broadcast(self, message: bytes) -> None:
         for child in self.children:
+            if not child.alive:
+                continue
             with contextlib.suppress(OSError):
                 child.channel.send(message)
 

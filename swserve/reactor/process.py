@@ -15,7 +15,8 @@ Master ↔ reactor i: one SOCK_SEQPACKET socketpair, one message per command.
 master → reactor       meaning
 =====================  =====================================================
 ``c`` + fds            serve these client connections
-``retire PID``         dispatch nothing more to PID; STOP it once drained
+``retire PID``         dispatch nothing more to PID; STOP it once drained (also
+                       sent to a respawned reactor for every worker retiring)
 ``drain``              shutting down: close idle connections, no keep-alive
 ``close``              abort what is left and exit
 =====================  =====================================================
@@ -29,6 +30,14 @@ reactor → master       meaning
 ``m JSON``             metrics snapshot (--metrics-bind), summed by the master
 =====================  =====================================================
 
+A reactor that dies (``kill -9``, a crash) is respawned by the master
+(:func:`respawn`), forked from its running loop as gunicorn's arbiter forks a
+lost worker: the child closes every descriptor it inherited but its channel,
+its worker-link listener (which the master keeps open, so workers reconnect
+at once and wait in its backlog) and its file inbox.  Its sessions number
+from a new *generation* (``GENERATION_SHIFT``) so that a late reply for a
+session of the dead reactor can never be taken for a new one.
+
 Reactor 0 alone decides what is about workers as a whole (ready, lost, boot
 errors, recycling after --max-requests, which reads each worker's own count
 in the shared table): the others would only repeat it.
@@ -38,17 +47,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
 import signal
 import socket
 import ssl
+import time
 from dataclasses import dataclass
 from typing import Final
 
 from swserve._process import ignore_master_signals
 from swserve.config import Config
+from swserve.ipc.channel_set import GENERATION_SHIFT, SESSION_SHIFT
 from swserve.metrics.collect import reactor_snapshot
 from swserve.metrics.requests import GAUGES
 from swserve.procname import set_title
@@ -59,6 +71,7 @@ from swserve.reactor.core import Reactor
 from swserve.reactor.http_conn import HttpConnection
 from swserve.reactor.loop import new_event_loop
 from swserve.reactor.worker_link import WorkerLink
+from swserve.static.handoff import INBOX_SOCKETS
 
 log = logging.getLogger("swserve.error")
 
@@ -92,9 +105,14 @@ class ReactorChild:
     index: int
     pid: int
     channel: socket.socket
+    ipc_sock: socket.socket  # its worker-link listener: kept by the master for a respawn
     connections: int = 0  # held, as last reported, plus handed over since
     sent: int = 0  # connections handed over so far
     idle: bool = False
+    alive: bool = True  # False from its death until its replacement is forked
+    generation: int = 0  # respawns so far: sessions never collide with a dead one's
+    started: float = 0.0  # time.monotonic() of its fork, for the respawn back-off
+    delay: float = 0.0  # the current respawn back-off
 
 
 def fork_reactors(
@@ -125,10 +143,68 @@ def fork_reactors(
                 log.exception("reactor %d crashed", index)
             finally:
                 os._exit(code)
-        theirs.close()
-        ipc_sock.close()  # the child listens on it now
-        children.append(ReactorChild(index, pid, ours))
+        theirs.close()  # the child listens on ipc_sock; we keep it for a respawn
+        children.append(ReactorChild(index, pid, ours, ipc_sock, started=time.monotonic()))
     return children
+
+
+def respawn(config: Config, child: ReactorChild, tls: ssl.SSLContext | None) -> None:
+    """Fork a replacement for ``child`` (dead) from the master's running loop.
+
+    The new reactor listens on the same worker-link socket, so every worker
+    that lost its link reconnects at once (ipc/channel_set.py).  ``child`` is
+    updated in place: new pid, channel and generation, no connections.
+    """
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    generation = (child.generation + 1) % (1 << (SESSION_SHIFT - GENERATION_SHIFT))
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            gc.freeze()  # the master's objects are never collected here: their fds are not ours
+            signal.set_wakeup_fd(-1)  # the master loop's wakeup socket is closed below
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            keep = {theirs.fileno(), child.ipc_sock.fileno(), *_log_fds()}
+            if child.index < len(INBOX_SOCKETS):
+                keep.add(INBOX_SOCKETS[child.index].fileno())
+            _close_inherited(keep)
+            code = serve(config, child.index, child.ipc_sock, theirs, tls, generation)
+        except BaseException:
+            log.exception("reactor %d crashed", child.index)
+        finally:
+            os._exit(code)
+    theirs.close()
+    child.pid = pid
+    child.channel = ours
+    child.generation = generation
+    child.connections = child.sent = 0
+    child.idle = False
+    child.alive = True
+    child.started = time.monotonic()
+
+
+def _log_fds() -> set[int]:
+    """The descriptors the logging handlers write to (a respawned reactor keeps them)."""
+    manager = logging.Logger.manager
+    loggers = [logging.getLogger()]
+    loggers += [lg for lg in manager.loggerDict.values() if isinstance(lg, logging.Logger)]
+    fds = set()
+    for logger in loggers:
+        for handler in logger.handlers:
+            for name in ("stream", "socket"):
+                with contextlib.suppress(AttributeError, OSError, ValueError):
+                    fds.add(getattr(handler, name).fileno())
+    return fds
+
+
+def _close_inherited(keep: set[int]) -> None:
+    """Close every descriptor above stderr but ``keep``: the master's client connections,
+    listeners, event loop and pidfds must not live on in a respawned reactor."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd not in keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def serve(
@@ -137,6 +213,7 @@ def serve(
     ipc_sock: socket.socket,
     channel: socket.socket,
     tls: ssl.SSLContext | None,
+    generation: int = 0,
 ) -> int:
     """Run reactor ``index`` in this (forked) process until the master says close."""
     ignore_master_signals()
@@ -152,20 +229,27 @@ def serve(
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        return loop.run_until_complete(ReactorProcess(config, index, channel, tls).main(ipc_sock))
+        process = ReactorProcess(config, index, channel, tls, generation)
+        return loop.run_until_complete(process.main(ipc_sock))
     finally:
         loop.close()
 
 
 class ReactorProcess:
     def __init__(
-        self, config: Config, index: int, channel: socket.socket, tls: ssl.SSLContext | None
+        self,
+        config: Config,
+        index: int,
+        channel: socket.socket,
+        tls: ssl.SSLContext | None,
+        generation: int = 0,
     ) -> None:
         self.config = config
         self.index = index
         self.channel = channel
         self.tls = tls
-        self.reactor = Reactor(config, on_event=self._on_event, index=index)
+        first = generation << GENERATION_SHIFT
+        self.reactor = Reactor(config, on_event=self._on_event, index=index, first_session=first)
         self.done: asyncio.Future[None]
         self._reported = (-1, -1)  # (held, received) last sent to the master
         self._received = 0  # connections the master has handed over
