@@ -191,7 +191,8 @@ class MultiHost(InlineHost):
         if not alive:
             return False
         best = min(alive, key=lambda c: c.connections)
-        if best.connections >= self.reactor.connections():
+        # those still being handed to our own loop count: a burst of accepts all stayed here
+        if best.connections >= self.reactor.connections() + self.reactor.arriving():
             return False
         try:
             socket.send_fds(best.channel, [b"c"], [sock.fileno()])
