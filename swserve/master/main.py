@@ -127,7 +127,7 @@ def run(config: Config) -> int:
         return EXIT_ERROR
     reactors = reactor_count(config)
     if reactors > 1:
-        busy.create()  # before any fork: every reactor and worker shares it (ipc/busy.py)
+        busy.create(reactors)  # before any fork: every reactor and worker shares it (ipc/busy.py)
     _import_before_fork()
     ipc_dir = tempfile.mkdtemp(prefix="swserve-")
     setup.own(ipc_dir)  # --chroot with --user: we create it as root, and remove it as the user

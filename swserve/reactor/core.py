@@ -155,7 +155,9 @@ class Reactor:
         self.http2 = Http2Gate(config) if config.http2 == "on" else None
         self.metrics = RequestMetrics() if config.metrics_bind else None  # for /metrics
         self.remote = RemoteSources()  # what base-mode workers count and send (METRICS)
-        self.dispatcher = Dispatcher(config.dispatch, busy.TABLE)
+        self.dispatcher = Dispatcher(config.dispatch, busy.TABLE, index)
+        if busy.TABLE is not None:  # a respawned reactor: nothing is ours yet
+            busy.TABLE.clear(index)
         self.keys = Keys.from_config(config)  # --dispatch ip / key:...: the request's key
         self.sessions: dict[int, HttpConnection] = {}
         # HTTP/2 streams in ``sessions`` (each its own exchange, not a connection)
@@ -354,7 +356,8 @@ class Reactor:
         """Affinity: to the key's worker, or wait for it (not for any other)."""
         dispatcher = self.dispatcher
         owner = dispatcher.owner(key)
-        if owner is not None and dispatcher.room(owner) and not self.queue.waits_for(owner):
+        # room() last: with several reactors it reserves the worker
+        if owner is not None and not self.queue.waits_for(owner) and dispatcher.room(owner):
             self._send(conn, owner)
             return
         if self._full():
@@ -390,6 +393,7 @@ class Reactor:
 
     def _send(self, conn: HttpConnection, slot: WorkerSlot) -> None:
         slot.inflight += 1
+        self.dispatcher.sent(slot)
         conn.slot = slot
         conn.slow_logged = False
         conn.dispatched_at = time.monotonic()

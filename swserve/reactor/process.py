@@ -60,6 +60,7 @@ from typing import Final
 
 from swserve._process import ignore_master_signals
 from swserve.config import Config
+from swserve.ipc import busy
 from swserve.ipc.channel_set import GENERATION_SHIFT, SESSION_SHIFT
 from swserve.metrics.collect import reactor_snapshot
 from swserve.metrics.requests import GAUGES
@@ -165,6 +166,8 @@ def respawn(config: Config, child: ReactorChild, tls: ssl.SSLContext | None) -> 
             signal.set_wakeup_fd(-1)  # the master loop's wakeup socket is closed below
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             keep = {theirs.fileno(), child.ipc_sock.fileno(), *_log_fds()}
+            if busy.TABLE is not None:
+                keep.add(busy.TABLE.lock_fd)  # the shared table's record locks
             if child.index < len(INBOX_SOCKETS):
                 keep.add(INBOX_SOCKETS[child.index].fileno())
             _close_inherited(keep)

@@ -154,6 +154,7 @@ class WorkerLink(asyncio.Protocol):
         if slot is not None:
             slot.inflight -= 1
             slot.served += 1
+            self.reactor.dispatcher.sent(slot)
             self.reactor.on_slot_free(slot)
             if slot.retiring and slot.inflight == 0 and not self.reactor.ws.count(self.key):
                 self.send_stop()
@@ -357,3 +358,6 @@ class WorkerLink(asyncio.Protocol):
             if conn.current is not None and conn.slot is self.slot:
                 conn.on_worker_lost()
         self.inflight.clear()
+        busy = self.reactor.dispatcher.busy
+        if busy is not None and self.slot is not None:  # nothing of ours is on it now
+            busy.release(self.reactor.index, self.slot.cell, 0)
