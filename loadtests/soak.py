@@ -236,7 +236,7 @@ class Soak:
                 "waves": waves, "samples": self.samples, "exit_code": code,
                 "nofile": self.nofile, "verdict": self.verdict(waves)}  # fmt: skip
 
-    def verdict(self, waves: list[dict[str, int]]) -> dict[str, Any]:
+    def verdict(self, waves: list[dict[str, Any]]) -> dict[str, Any]:
         args = self.args
         by: dict[tuple[str, int], list[dict[str, Any]]] = {}
         for s in self.samples:
