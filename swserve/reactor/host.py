@@ -61,6 +61,10 @@ class ReactorHost(Protocol):
         """Abort every client connection and stop the reactors."""
         ...
 
+    async def views(self) -> list[dict[str, Any]]:
+        """What reactors 1 … N-1 hold (``control_views.reactor_view``), for `swserve ctl`."""
+        ...
+
 
 class InlineHost:
     """One reactor, running on the master's event loop."""
@@ -84,6 +88,9 @@ class InlineHost:
 
     def retire(self, pid: int) -> None:
         self.reactor.retire(pid)
+
+    async def views(self) -> list[dict[str, Any]]:
+        return []  # one reactor: the master's own, read directly
 
     def drain(self) -> None:
         self.reactor.drain()
@@ -169,6 +176,10 @@ class MultiHost(InlineHost):
         """``child`` has died: what it held is gone; nothing goes to it until respawned."""
         child.alive = False
         child.idle = True  # a drain does not wait for it
+        for waiter in child.views:  # `swserve ctl` asked it: it will not answer now
+            if not waiter.done():
+                waiter.cancel()
+        child.views.clear()
         asyncio.get_running_loop().remove_reader(child.channel)
         child.channel.close()
         child.connections = 0
@@ -176,6 +187,25 @@ class MultiHost(InlineHost):
         if self._acceptor is not None:
             self._acceptor.connection_closed()  # below --max-connections again, perhaps
         self._check_idle()
+
+    async def views(self) -> list[dict[str, Any]]:
+        """Ask every live reactor for its view; one that does not answer in 1 s is left out."""
+        loop = asyncio.get_running_loop()
+        asked = []
+        for child in self.children:
+            if not child.alive:
+                continue
+            waiter: asyncio.Future[dict[str, Any]] = loop.create_future()
+            try:
+                child.channel.send(b"view")
+            except OSError:
+                continue
+            child.views.append(waiter)
+            asked.append(waiter)
+        if not asked:
+            return []
+        done, _ = await asyncio.wait(asked, timeout=1.0)
+        return [waiter.result() for waiter in asked if waiter in done]
 
     def respawn(self, child: ReactorChild, retiring: Iterable[int]) -> None:
         """Fork ``child``'s replacement; tell it which workers are retiring."""
@@ -226,6 +256,10 @@ class MultiHost(InlineHost):
         elif kind == b"e":
             event, _, arg = rest.partition(b" ")
             self._on_child_event(child, event.decode(), json.loads(arg))
+        elif kind == b"v" and child.views:
+            waiter = child.views.pop(0)
+            if not waiter.done():
+                waiter.set_result(json.loads(rest))
 
     def _on_child_event(self, child: ReactorChild, event: str, arg: Any) -> None:
         if event == "idle":

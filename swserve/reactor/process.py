@@ -19,6 +19,7 @@ master → reactor       meaning
                        sent to a respawned reactor for every worker retiring)
 ``drain``              shutting down: close idle connections, no keep-alive
 ``close``              abort what is left and exit
+``view``               what do you hold? (for ``swserve ctl workers``/``sessions``)
 =====================  =====================================================
 
 =====================  =====================================================
@@ -28,6 +29,7 @@ reactor → master       meaning
                        master adds those still in the channel to COUNT)
 ``e KIND JSON``        an event for the master: timeout, recycle, idle
 ``m JSON``             metrics snapshot (--metrics-bind), summed by the master
+``v JSON``             the answer to ``view`` (``control_views.reactor_view``)
 =====================  =====================================================
 
 A reactor that dies (``kill -9``, a crash) is respawned by the master
@@ -55,8 +57,8 @@ import signal
 import socket
 import ssl
 import time
-from dataclasses import dataclass
-from typing import Final
+from dataclasses import dataclass, field
+from typing import Any, Final
 
 from swserve._process import ignore_master_signals
 from swserve.config import Config
@@ -77,6 +79,7 @@ from swserve.static.handoff import INBOX_SOCKETS
 log = logging.getLogger("swserve.error")
 
 MAX_FDS: Final = 64  # connections handed over in one message at most
+VIEW_MAX: Final = 96 * 1024  # bytes of a ``v`` answer (a SOCK_SEQPACKET message)
 METRICS_EVERY: Final = 0.25  # seconds between metrics snapshots to the master
 _FORWARDED: Final = frozenset({"timeout", "recycle", "idle"})
 
@@ -114,6 +117,8 @@ class ReactorChild:
     generation: int = 0  # respawns so far: sessions never collide with a dead one's
     started: float = 0.0  # time.monotonic() of its fork, for the respawn back-off
     delay: float = 0.0  # the current respawn back-off
+    # `swserve ctl` questions (``view``) waiting for their answer, in order
+    views: list[asyncio.Future[dict[str, Any]]] = field(default_factory=list)
 
 
 def fork_reactors(
@@ -322,6 +327,15 @@ class ReactorProcess:
             self.reactor.drain()
         elif message == b"close":
             self._finish()
+        elif message == b"view":
+            from swserve.master.control_views import reactor_view
+
+            view = reactor_view(self.reactor)
+            encoded = json.dumps(view, separators=(",", ":")).encode()
+            while len(encoded) > VIEW_MAX and view["sessions"]:  # one datagram must carry it
+                view["sessions"] = view["sessions"][: len(view["sessions"]) // 2]
+                encoded = json.dumps(view, separators=(",", ":")).encode()
+            self._send(b"v " + encoded)
 
     def _finish(self) -> None:
         if not self.done.done():
