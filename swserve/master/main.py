@@ -578,6 +578,8 @@ class Master:
                     self._children_gone.set()
                 if not self.stopping:
                     self._reactor_died(pid, status)
+                elif isinstance(self.host, MultiHost):  # a drain must not wait for it
+                    self.host.lost(next(c for c in self.children if c.pid == pid))
             # any other pid: an orphan re-parented to us because we are PID 1
 
     def _reactor_died(self, pid: int, status: int) -> None:

@@ -174,6 +174,7 @@ class MultiHost(InlineHost):
 
     def lost(self, child: ReactorChild) -> None:
         """``child`` has died: what it held is gone; nothing goes to it until respawned."""
+        self._read_rest(child)  # its last counts and metrics, sent before it went
         child.alive = False
         child.idle = True  # a drain does not wait for it
         for waiter in child.views:  # `swserve ctl` asked it: it will not answer now
@@ -187,6 +188,16 @@ class MultiHost(InlineHost):
         if self._acceptor is not None:
             self._acceptor.connection_closed()  # below --max-connections again, perhaps
         self._check_idle()
+
+    def _read_rest(self, child: ReactorChild) -> None:
+        while True:
+            try:
+                message = child.channel.recv(1 << 20, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            except OSError:
+                return
+            if not message:
+                return
+            self._on_message(child)
 
     async def views(self) -> list[dict[str, Any]]:
         """Ask every live reactor for its view; one that does not answer in 1 s is left out."""

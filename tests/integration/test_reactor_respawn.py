@@ -15,6 +15,7 @@ import pytest
 
 from tests.helpers import ResponseReader, connect
 from tests.integration.conftest import Server, Starter
+from tests.integration.test_control import eventually
 
 CLIENTS = 6  # keep-alive connections: 3 on reactor 0 (the master's), 3 on reactor 1
 
@@ -119,8 +120,11 @@ def kill_reactor_under_load(server: Server) -> None:
         for client in clients:
             client.close()
     assert not Path(f"/proc/{victim}").exists(), "the killed reactor was not reaped"
-    (respawned,) = reactor_pids(server)
-    assert respawned != victim
+    respawned = eventually(
+        lambda: next((p for p in reactor_pids(server) if p != victim), None),
+        "the respawned reactor's title",  # set just after the fork, in the child
+    )
+    assert reactor_pids(server) == [respawned]
     # new connections go to the new reactor too (it holds the fewest), and it serves
     # them through workers that linked to it again
     fresh = [KeepAlive(server.port) for _ in range(4)]
