@@ -40,6 +40,13 @@ class FakeReactor:
     ws: WsSessions = field(default_factory=lambda: WsSessions(Config(), lambda key: None))
 
 
+class FakeHost:
+    """One reactor: nothing to ask reactor processes."""
+
+    async def views(self) -> list[dict[str, Any]]:
+        return []
+
+
 @dataclass
 class FakeMaster:
     reactor: FakeReactor
@@ -49,6 +56,7 @@ class FakeMaster:
     stopping: bool = False
     manager_pid: int = 1
     children: list[Any] = field(default_factory=list)
+    host: FakeHost = field(default_factory=FakeHost)
 
 
 def make(*workers: tuple[int, int, bool]) -> tuple[ControlServer, FakeMaster, list[str], list[int]]:
