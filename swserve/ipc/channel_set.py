@@ -207,9 +207,15 @@ class SyncChannelSet:
 class AsyncChannelSet:
     """The ASGI worker's side: one AsyncChannel per reactor on the worker's loop."""
 
-    def __init__(self, on_frames: Callable[[list[Frame]], None], on_lost: Callable[[], None]):
+    def __init__(
+        self,
+        on_frames: Callable[[list[Frame]], None],
+        on_lost: Callable[[], None],
+        on_reactor_lost: Callable[[int], None] | None = None,
+    ):
         self._on_frames = on_frames
         self._on_lost = on_lost
+        self._on_reactor_lost = on_reactor_lost  # reactor i > 0 died: its clients are gone
         self.channels: list[AsyncChannel] = []
         self._stops: set[int] = set()  # the reactors that have retired us
         self._closing = False
@@ -235,6 +241,8 @@ class AsyncChannelSet:
         if sock is None:
             self._on_lost()  # reactor 0: the master is stopping or gone
             return
+        if self._on_reactor_lost is not None:
+            self._on_reactor_lost(index)
         self._stops.discard(index)  # the new reactor retires us again if we are retiring
         task = asyncio.get_running_loop().create_task(self._link(index, sock))
         task.add_done_callback(partial(self._linked, index))

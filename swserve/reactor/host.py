@@ -306,7 +306,7 @@ class MultiHost(InlineHost):
     def drain(self) -> None:
         self._local_idle = False
         for child in self.children:
-            child.idle = False
+            child.idle = not child.alive  # one dead (awaiting its respawn) holds nothing
         self._broadcast(b"drain")
         super().drain()
 

@@ -172,3 +172,30 @@ def test_a_reactor_killed_while_a_worker_retires_lets_it_stop(
     assert response.status == 200
     server.wait_for("reload finished", start=start)
     assert server.stop() == 0
+
+
+def test_the_app_hears_that_the_clients_of_a_killed_reactor_left(
+    serve: Starter, tmp_path: Path
+) -> None:
+    """An ASGI request waiting for http.disconnect on reactor 1 gets it when reactor 1 dies."""
+    server = serve("asgi_echo:app", "--reactors", "2", workers=1)
+    marker = tmp_path / "disconnected"
+    first = KeepAlive(server.port)  # reactor 0's; the next connection goes to reactor 1
+    (victim,) = reactor_pids(server)
+    waiting = connect(server.port, timeout=10)
+    try:
+        waiting.sendall(f"GET /disconnect?f={marker} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        port = waiting.getsockname()[1]
+        eventually(lambda: True if port in client_ports(victim, server.port) else None, "reactor 1")
+        first.request()  # the request above has been dispatched by now (one worker, in order)
+        os.kill(victim, signal.SIGKILL)
+        eventually(lambda: marker.exists() or None, "the app's http.disconnect")
+        assert marker.read_text() == "disconnected"
+        first.request()  # reactor 0's connection is untouched
+    finally:
+        waiting.close()
+        first.sock.close()
+    # stopped at once, though reactor 1 may still await its respawn: a dead reactor
+    # is not waited for by the drain
+    assert server.stop() == 0
+    assert "graceful timeout" not in server.logs()
