@@ -29,6 +29,7 @@ reactor kill, compare their worker kills (their workers own the connections).
     python3 -m loadtests.chaos --servers swserve,gunicorn,uvicorn,granian --rounds 12
     python3 -m loadtests.chaos --target manager --rounds 3
     python3 -m loadtests.chaos --target reactor --rounds 8
+    python3 -m loadtests.chaos --target reactor --servers swserve,gunicorn,uvicorn,granian
 """
 
 from __future__ import annotations
@@ -425,7 +426,10 @@ def account(
 def run_server(server: str, args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(args.seed)
     chaos_dir = tempfile.mkdtemp(prefix="chaos-held-")
-    extra: tuple[str, ...] = ("--reactors", "2") if args.target == "reactor" else ()
+    # the anchors have no reactor process: beside swserve's reactor kills, their worker
+    # kills (their workers own the connections, as a reactor does)
+    target = "worker" if args.target == "reactor" and server != "swserve" else args.target
+    extra: tuple[str, ...] = ("--reactors", "2") if target == "reactor" else ()
     if args.mode == "base":
         extra += ("--mode", "base")
     run = Running(server, args.workers, extra, chaos_dir)
@@ -435,19 +439,19 @@ def run_server(server: str, args: argparse.Namespace) -> dict[str, Any]:
         client.start()
     kills: list[Kill] = []
     label = f"{server} (base)" if server == "swserve" and args.mode == "base" else server
-    result: dict[str, Any] = {"server": label, "target": args.target, "seed": args.seed}
+    result: dict[str, Any] = {"server": label, "target": target, "seed": args.seed}
     try:
         time.sleep(1.0)  # load ramps up
         for round_no in range(args.rounds):
-            if args.target == "worker":
+            if target == "worker":
                 moment = (
                     MOMENTS[round_no % len(MOMENTS)] if args.all_moments else rng.choice(MOMENTS)
                 )
                 kills.append(worker_round(run, rng, chaos_dir, moment))
-            elif args.target == "reactor":
+            elif target == "reactor":
                 kills.append(reactor_round(run, rng))
             else:
-                kills.append(process_round(run, rng, args.target))
+                kills.append(process_round(run, rng, target))
                 break  # the server is gone: one kill per server run
             time.sleep(args.gap)
     finally:
@@ -468,7 +472,7 @@ def run_server(server: str, args: argparse.Namespace) -> dict[str, Any]:
         exit_code=code,
         left_behind=left,
     )
-    result["passed"] = verdict(result, args.target)
+    result["passed"] = verdict(result, target)
     shutil.rmtree(chaos_dir, ignore_errors=True)
     return result
 
