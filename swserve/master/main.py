@@ -34,7 +34,6 @@ import shutil
 import signal
 import socket
 import tempfile
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -427,6 +426,9 @@ class Master:
             self._tell_manager(f"timeout {arg}")
         elif kind == "manager":
             self._handle_manager_line(str(arg))
+        elif kind == "respawned":
+            assert isinstance(arg, int)
+            self._watch_reactor(arg)
         elif kind == "task":  # the task broker's line for the manager (tasks/server.py)
             self._tell_manager(str(arg))
             self._maybe_announce()
@@ -576,53 +578,25 @@ class Master:
                 os.close(fd)
                 if not self._child_pidfds:
                     self._children_gone.set()
-                if not self.stopping:
-                    self._reactor_died(pid, status)
-                elif isinstance(self.host, MultiHost):  # a drain must not wait for it
-                    self.host.lost(next(c for c in self.children if c.pid == pid))
+                self._reactor_died(pid, status)
             # any other pid: an orphan re-parented to us because we are PID 1
 
     def _reactor_died(self, pid: int, status: int) -> None:
-        """Respawn a reactor that died: only the connections it held are lost.
-
-        As gunicorn's arbiter replaces a lost worker; Swoole's reactors are
-        threads of the master, so there a reactor's crash is the server's.
-        A reactor that dies within a second of its start is respawned after
-        a back-off (0.1 s doubling to 5 s) rather than in a tight loop.
-        """
+        """Reactor i > 0 died: the host respawns it (reactor/host.py: MultiHost.died)."""
+        assert isinstance(self.host, MultiHost)
         child = next(c for c in self.children if c.pid == pid)
-        assert isinstance(self.host, MultiHost)
-        self.host.lost(child)
-        loop = asyncio.get_running_loop()
-        lived = time.monotonic() - child.started
-        child.delay = 0.0 if lived >= 1.0 else min(max(0.1, child.delay * 2), 5.0)
-        log.error(
-            "reactor %d (pid %d) died unexpectedly (status %d): its connections are lost; "
-            "respawning it%s",
-            child.index,
-            pid,
-            status,
-            f" in {child.delay:g}s" if child.delay else "",
-        )
-        self.stats.reactor_respawns += 1
-        loop.call_later(child.delay, self._respawn_reactor, child)
-
-    def _respawn_reactor(self, child: ReactorChild) -> None:
         if self.stopping:
+            self.host.lost(child)  # no respawn; a drain must not wait for it
             return
-        assert isinstance(self.host, MultiHost)
-        try:
-            self.host.respawn(child, list(self.stats.retiring))
-        except OSError as exc:  # EAGAIN, ENOMEM: try again later
-            log.error("cannot fork reactor %d: %s", child.index, exc.strerror or exc)
-            child.delay = min(max(0.1, child.delay * 2), 5.0)
-            asyncio.get_running_loop().call_later(child.delay, self._respawn_reactor, child)
-            return
-        fd = os.pidfd_open(child.pid)
-        self._child_pidfds[child.pid] = fd
+        self.stats.reactor_respawns += 1
+        self.host.died(child, status, lambda: list(self.stats.retiring))
+
+    def _watch_reactor(self, pid: int) -> None:
+        """A reactor forked again: its exit is watched through a pidfd, as the first's."""
+        fd = os.pidfd_open(pid)
+        self._child_pidfds[pid] = fd
         self._children_gone.clear()
         asyncio.get_running_loop().add_reader(fd, self._enqueue, "reap")
-        log.info("reactor %d respawned (pid %d)", child.index, child.pid)
 
     def _reap_orphans(self) -> None:
         self._reap()

@@ -16,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import socket
 import ssl
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from swserve.config import Config
@@ -30,6 +32,8 @@ from swserve.reactor.core import Reactor
 from swserve.reactor.http_conn import HttpConnection
 from swserve.reactor.process import ReactorChild, respawn
 from swserve.reactor.worker_link import WorkerLink
+
+log = logging.getLogger("swserve.error")
 
 
 class ReactorHost(Protocol):
@@ -155,6 +159,7 @@ class MultiHost(InlineHost):
         self.children = children
         self._local_idle = False
         self._tls: ssl.SSLContext | None = None
+        self._stopping = False
 
     def _acceptor_options(self) -> dict[str, Any]:
         return {"place": self._place}
@@ -218,13 +223,44 @@ class MultiHost(InlineHost):
         done, _ = await asyncio.wait(asked, timeout=1.0)
         return [waiter.result() for waiter in asked if waiter in done]
 
-    def respawn(self, child: ReactorChild, retiring: Iterable[int]) -> None:
-        """Fork ``child``'s replacement; tell it which workers are retiring."""
-        respawn(self.config, child, self._tls)
+    def died(self, child: ReactorChild, status: int, retiring: Callable[[], list[int]]) -> None:
+        """Respawn a reactor that died: only the connections it held are lost.
+
+        As gunicorn's arbiter replaces a lost worker; Swoole's reactors are
+        threads of the master, so there a reactor's crash is the server's.
+        A reactor that dies within a second of its start is respawned after
+        a back-off (0.1 s doubling to 5 s) rather than in a tight loop.
+        ``retiring``: the workers being stopped, to name to the new reactor.
+        """
+        self.lost(child)
+        lived = time.monotonic() - child.started
+        child.delay = 0.0 if lived >= 1.0 else _longer(child.delay)
+        log.error(
+            "reactor %d (pid %d) died unexpectedly (status %d): its connections are lost; "
+            "respawning it%s",
+            child.index,
+            child.pid,
+            status,
+            f" in {child.delay:g}s" if child.delay else "",
+        )
+        asyncio.get_running_loop().call_later(child.delay, self._respawn, child, retiring)
+
+    def _respawn(self, child: ReactorChild, retiring: Callable[[], list[int]]) -> None:
+        if self._stopping:
+            return
+        try:
+            respawn(self.config, child, self._tls)
+        except OSError as exc:  # EAGAIN, ENOMEM: try again later
+            log.error("cannot fork reactor %d: %s", child.index, exc.strerror or exc)
+            child.delay = _longer(child.delay)
+            asyncio.get_running_loop().call_later(child.delay, self._respawn, child, retiring)
+            return
         self._watch(child)
-        for pid in retiring:
+        for pid in retiring():
             with contextlib.suppress(OSError):
                 child.channel.send(b"retire %d" % pid)
+        log.info("reactor %d respawned (pid %d)", child.index, child.pid)
+        self._on_event("respawned", child.pid)  # the master watches its exit
 
     def _place(self, sock: socket.socket) -> bool:
         """Give ``sock`` to the reactor holding the fewest connections (False: keep it)."""
@@ -310,9 +346,18 @@ class MultiHost(InlineHost):
         self._broadcast(b"drain")
         super().drain()
 
+    def stop_accepting(self) -> None:
+        self._stopping = True  # the first step of a stop: no reactor is respawned from here
+        super().stop_accepting()
+
     def close(self) -> None:
         self._broadcast(b"close")
         super().close()
+
+
+def _longer(delay: float) -> float:
+    """The next respawn back-off: 0.1 s, doubling, at most 5 s."""
+    return min(max(0.1, delay * 2), 5.0)
 
 
 def make_host(
