@@ -588,7 +588,6 @@ class Master:
         if self.stopping:
             self.host.lost(child)  # no respawn; a drain must not wait for it
             return
-        self.stats.reactor_respawns += 1
         self.host.died(child, status, lambda: list(self.stats.retiring))
 
     def _watch_reactor(self, pid: int) -> None:

@@ -35,7 +35,6 @@ class Stats:
     crashes: int = 0  # serving workers that exited when nobody asked them to
     timeouts: int = 0  # workers replaced because a request ran past --timeout (or went silent)
     reloads: int = 0  # reloads finished
-    reactor_respawns: int = 0  # reactor processes that died and were forked again
     retiring: dict[int, str] = field(default_factory=dict)  # pid → why, until it exits
     boot_failures: int = 0  # respawns that failed to boot once the server had served
     backoff: dict[int, int] = field(default_factory=dict)  # slot → boot failures in a row
