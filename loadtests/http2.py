@@ -5,7 +5,7 @@ Two parts, each point a fresh server (2 workers) measured with h2load from nghtt
 
 * **throughput**: hello (WSGI), Flask and FastAPI apps, ``-c`` connections with ``-m``
   concurrent streams each; req/s and the server tree's CPU µs per request (from /proc, with
-  ``run.py``'s helpers, imported, not copied);
+  ``loadtests.run``'s helpers, imported, not copied);
 * **mixed**: ``h2_mixed.py`` (``mixed.py``'s /fast 1 ms and /slow 50 ms, the slow one answering
   202) on few connections with many streams each, 1 slow in 10; the fast streams' p50/p99 from
   h2load's per-request log. In swserve the streams of one connection go to different workers;

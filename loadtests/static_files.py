@@ -13,9 +13,9 @@ whitenoise-gunicorn    WhiteNoise around a WSGI hello app, gunicorn sync worker,
 =====================  ===================================================================
 
 For each point: req/s (wrk; for 10 MiB a client of our own, see ``run_bulk``), and the CPU the server's whole process tree used during the run
-per request (user+sys from /proc, in µs).  Servers and wrk are pinned as ``run.py`` pins them
+per request (user+sys from /proc, in µs).  Servers and wrk are pinned as ``loadtests.run`` pins them
 (wrk on the first CPU, servers on the others, on 2-4 CPU machines).  The anchors come from
-``run.py``'s venv (``loadtests/.venv-anchors``), with ``whitenoise`` added to it.
+``loadtests.run``'s venv (``loadtests/.venv-anchors``), with ``whitenoise`` added to it.
 
     flock /tmp/swserve-bench.lock python3 -m loadtests.static_files --duration 5 --repeat 1
     python3 -m loadtests.static_files --servers swserve,nginx --sizes 10m

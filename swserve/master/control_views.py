@@ -6,8 +6,8 @@ into a second table.  The figures of ``stats`` come from the same collector
 as /metrics (``swserve/metrics/collect.py``).
 
 With ``--reactors N`` each reactor knows only its own requests and sessions:
-``workers`` and ``sessions`` ask reactors 1 … N-1 for theirs (``reactor_view``,
-sent back over the master ↔ reactor channel) and add them to reactor 0's.
+``workers`` and ``sessions`` ask reactors 1 … N-1 for theirs (``View``; each
+answers with its ``reactor/view.py: reactor_view``) and add them to reactor 0's.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from swserve import __version__
 from swserve.control import procinfo
 from swserve.metrics.collect import collect
 from swserve.metrics.exposition import METRICS, REQUESTS, SEP
+from swserve.reactor.view import SESSIONS_LISTED, current_request, listed_sessions
 
 if TYPE_CHECKING:
     from swserve.config import Config
@@ -114,56 +115,6 @@ def worker_links(reactor: Reactor) -> list[WorkerLink]:
     return sorted(reactor.links.values(), key=lambda link: (link.worker_id, link.pid))
 
 
-def reactor_view(reactor: Reactor) -> dict[str, Any]:
-    """What one reactor holds, for the master to add up (run in reactors 1 … N-1)."""
-    now = time.monotonic()
-    table = reactor.ws
-    workers = {
-        str(link.pid): {
-            "in_flight": link.slot.inflight if link.slot else 0,
-            "sessions": table.count(link.key),
-            "current": current_request(link, now),
-        }
-        for link in reactor.links.values()
-    }
-    return {"workers": workers, "sessions": _listed(reactor, now), "total": len(table)}
-
-
-def _listed(reactor: Reactor, now: float) -> list[dict[str, Any]]:
-    oldest = sorted(reactor.ws.by_id.values(), key=lambda ws: ws.opened_at)[:SESSIONS_LISTED]
-    return [
-        {
-            "id": str(ws.session),
-            "slot": ws.worker_id,
-            "pid": ws.worker_pid,
-            "path": ws.request.target.decode("latin-1")[:200],
-            "age": round(now - ws.opened_at, 3),
-            "messages_in": ws.messages_in,
-            "messages_out": ws.messages_out,
-        }
-        for ws in oldest
-    ]
-
-
-def current_request(link: WorkerLink, now: float) -> dict[str, Any] | None:
-    """The oldest request this worker holds from reactor 0: method, path, age."""
-    oldest = None
-    for conn in link.inflight.values():
-        if (
-            conn.current is not None
-            and conn.slot is link.slot
-            and (oldest is None or conn.dispatched_at < oldest.dispatched_at)
-        ):
-            oldest = conn
-    if oldest is None or oldest.current is None:
-        return None
-    return {
-        "method": oldest.current.method.decode("latin-1"),
-        "path": oldest.current.target[:500].decode("latin-1"),
-        "age": round(now - oldest.dispatched_at, 3),
-    }
-
-
 def _state(link: WorkerLink, base_mode: bool, in_flight: int) -> str:
     slot = link.slot
     if slot is None:
@@ -196,7 +147,7 @@ def workers(
 ) -> list[dict[str, Any]]:
     """One row per worker: what the reactors know, plus RSS and CPU from /proc.
 
-    ``remote``: the ``reactor_view`` of each reactor 1 … N-1 (their requests count too).
+    ``remote``: the ``reactor/view.py: reactor_view`` of each reactor 1 … N-1 (their requests count too).
     """
     reactor = master.reactor
     now, now_wall = time.monotonic(), time.time()
@@ -214,7 +165,7 @@ def workers(
             if other is not None and (current is None or other["age"] > current["age"]):
                 current = other
         # why it is being replaced: as the manager said (retiring), as asked here, or
-        # the reactor's own --max-requests
+        # the count the reactor reported for the manager's --max-requests watch
         recycle = master.stats.retiring.get(link.pid) or pending.get(link.pid)
         if slot is not None and slot.recycle_asked and recycle is None:
             recycle = "max-requests"
@@ -291,7 +242,7 @@ def sessions(
         count += sum(v["workers"].get(str(link.pid), {}).get("sessions", 0) for v in views)
         per_worker.append({"slot": link.worker_id, "pid": link.pid, "sessions": count})
     total = len(table) + sum(v["total"] for v in views)
-    listed = _listed(master.reactor, time.monotonic())
+    listed = listed_sessions(master.reactor, time.monotonic())
     for view in views:
         listed += view["sessions"]
     listed = sorted(listed, key=lambda row: -row["age"])[:SESSIONS_LISTED]
@@ -301,6 +252,3 @@ def sessions(
     elif total > SESSIONS_LISTED:
         out["note"] = f"the {SESSIONS_LISTED} oldest of {total} sessions are listed"
     return out
-
-
-SESSIONS_LISTED = 1000  # sessions a reply lists one by one

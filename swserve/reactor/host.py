@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import socket
 import ssl
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from swserve.config import Config
-from swserve.master.listeners import Listener
+from swserve.ipc import control
+from swserve.ipc.control import Mode
+from swserve.net.listeners import Listener
 from swserve.protocol.ws_handshake import GOING_AWAY
 from swserve.reactor import push_redis
 from swserve.reactor.acceptor import Acceptor
@@ -34,6 +35,9 @@ from swserve.reactor.process import ReactorChild, respawn
 from swserve.reactor.worker_link import WorkerLink
 
 log = logging.getLogger("swserve.error")
+
+_ADOPT: Final = control.encode(control.Adopt())
+_VIEW: Final = control.encode(control.View())
 
 
 class ReactorHost(Protocol):
@@ -53,8 +57,13 @@ class ReactorHost(Protocol):
         """Client connections held by every reactor."""
         ...
 
-    def retire(self, pid: int) -> None:
+    def retire(self, message: control.Retire) -> None:
         """Every reactor: dispatch nothing more to ``pid``; STOP it once drained."""
+        ...
+
+    def watch(self, pid: int, count: int) -> None:
+        """Report ``Served`` once ``pid`` has answered ``count`` requests (reactor 0 counts
+        for all: the busy table holds each worker's own count)."""
         ...
 
     def drain(self) -> None:
@@ -66,17 +75,17 @@ class ReactorHost(Protocol):
         ...
 
     async def views(self) -> list[dict[str, Any]]:
-        """What reactors 1 … N-1 hold (``control_views.reactor_view``), for `swserve ctl`."""
+        """What reactors 1 … N-1 hold (``reactor/view.py: reactor_view``), for `swserve ctl`."""
         ...
 
 
 class InlineHost:
     """One reactor, running on the master's event loop."""
 
-    def __init__(self, config: Config, on_event: Callable[[str, object], None]) -> None:
+    def __init__(self, config: Config, on_event: Callable[[control.Message], None]) -> None:
         self.config = config
         self.reactor = Reactor(config, on_event=on_event)
-        if config.mode == "base":  # no session here: push frames go on to the workers
+        if config.mode == Mode.BASE:  # no session here: push frames go on to the workers
             from swserve.reactor.push_route import PushRouter
 
             self.reactor.push = PushRouter(self.reactor)
@@ -90,8 +99,11 @@ class InlineHost:
     def connections(self) -> int:
         return self.reactor.connections()
 
-    def retire(self, pid: int) -> None:
-        self.reactor.retire(pid)
+    def retire(self, message: control.Retire) -> None:
+        self.reactor.retire(message.pid)
+
+    def watch(self, pid: int, count: int) -> None:
+        self.reactor.watch(pid, count)
 
     async def views(self) -> list[dict[str, Any]]:
         return []  # one reactor: the master's own, read directly
@@ -106,7 +118,7 @@ class InlineHost:
         tls = listeners[0].ssl if listeners else None  # open_listeners: one choice for all
         scheme = "http" if tls is None else "https"
         # base mode: workers accept on the listeners; this reactor links workers only
-        serving = listeners if self.config.mode == "process" else []
+        serving = listeners if self.config.mode == Mode.PROCESS else []
         self._acceptor = acceptor = Acceptor(
             loop,
             [listener.sock for listener in serving],
@@ -151,7 +163,7 @@ class MultiHost(InlineHost):
     def __init__(
         self,
         config: Config,
-        on_event: Callable[[str, object], None],
+        on_event: Callable[[control.Message], None],
         children: list[ReactorChild],
     ) -> None:
         super().__init__(config, self._on_local_event)
@@ -213,7 +225,7 @@ class MultiHost(InlineHost):
                 continue
             waiter: asyncio.Future[dict[str, Any]] = loop.create_future()
             try:
-                child.channel.send(b"view")
+                child.channel.send(_VIEW)
             except OSError:
                 continue
             child.views.append(waiter)
@@ -223,14 +235,21 @@ class MultiHost(InlineHost):
         done, _ = await asyncio.wait(asked, timeout=1.0)
         return [waiter.result() for waiter in asked if waiter in done]
 
-    def died(self, child: ReactorChild, status: int, retiring: Callable[[], list[int]]) -> None:
+    def died(
+        self,
+        child: ReactorChild,
+        status: int,
+        retiring: Callable[[], list[control.Retire]],
+        respawned: Callable[[int], None],
+    ) -> None:
         """Respawn a reactor that died: only the connections it held are lost.
 
         As gunicorn's arbiter replaces a lost worker; Swoole's reactors are
         threads of the master, so there a reactor's crash is the server's.
         A reactor that dies within a second of its start is respawned after
         a back-off (0.1 s doubling to 5 s) rather than in a tight loop.
-        ``retiring``: the workers being stopped, to name to the new reactor.
+        ``retiring``: the workers being stopped, to name to the new reactor;
+        ``respawned``: called with the new reactor's pid (the master watches its exit).
         """
         self.lost(child)
         lived = time.monotonic() - child.started
@@ -243,9 +262,15 @@ class MultiHost(InlineHost):
             status,
             f" in {child.delay:g}s" if child.delay else "",
         )
-        asyncio.get_running_loop().call_later(child.delay, self._respawn, child, retiring)
+        loop = asyncio.get_running_loop()
+        loop.call_later(child.delay, self._respawn, child, retiring, respawned)
 
-    def _respawn(self, child: ReactorChild, retiring: Callable[[], list[int]]) -> None:
+    def _respawn(
+        self,
+        child: ReactorChild,
+        retiring: Callable[[], list[control.Retire]],
+        respawned: Callable[[int], None],
+    ) -> None:
         if self._stopping:
             return
         try:
@@ -253,14 +278,15 @@ class MultiHost(InlineHost):
         except OSError as exc:  # EAGAIN, ENOMEM: try again later
             log.error("cannot fork reactor %d: %s", child.index, exc.strerror or exc)
             child.delay = _longer(child.delay)
-            asyncio.get_running_loop().call_later(child.delay, self._respawn, child, retiring)
+            loop = asyncio.get_running_loop()
+            loop.call_later(child.delay, self._respawn, child, retiring, respawned)
             return
         self._watch(child)
-        for pid in retiring():
+        for message in retiring():
             with contextlib.suppress(OSError):
-                child.channel.send(b"retire %d" % pid)
+                child.channel.send(control.encode(message))
         log.info("reactor %d respawned (pid %d)", child.index, child.pid)
-        self._on_event("respawned", child.pid)  # the master watches its exit
+        respawned(child.pid)
 
     def _place(self, sock: socket.socket) -> bool:
         """Give ``sock`` to the reactor holding the fewest connections (False: keep it)."""
@@ -272,7 +298,7 @@ class MultiHost(InlineHost):
         if best.connections >= self.reactor.connections() + self.reactor.arriving():
             return False
         try:
-            socket.send_fds(best.channel, [b"c"], [sock.fileno()])
+            socket.send_fds(best.channel, [_ADOPT], [sock.fileno()])
         except OSError:
             return False  # that reactor is gone or full: serve it here
         best.connections += 1
@@ -290,43 +316,43 @@ class MultiHost(InlineHost):
         if not message:
             asyncio.get_running_loop().remove_reader(child.channel)
             return  # its exit is watched through its pidfd
-        kind, _, rest = message.partition(b" ")
-        if kind == b"n":
-            # a count the reactor made before the last connections handed over
-            # reached it would let the master accept past --max-connections
-            held, received = map(int, rest.split())
-            child.connections = held + child.sent - received
-            if self._acceptor is not None:
-                self._acceptor.connection_closed()  # below --max-connections again, perhaps
-        elif kind == b"m":
-            self.reactor.remote.update(-child.index, json.loads(rest))
-        elif kind == b"e":
-            event, _, arg = rest.partition(b" ")
-            self._on_child_event(child, event.decode(), json.loads(arg))
-        elif kind == b"v" and child.views:
-            waiter = child.views.pop(0)
-            if not waiter.done():
-                waiter.set_result(json.loads(rest))
+        try:
+            event = control.decode(message)
+        except control.ControlError as exc:
+            log.error("reactor %d sent a bad control message: %s", child.index, exc)
+            return
+        match event:
+            case control.Connections(held=held, received=received):
+                # a count the reactor made before the last connections handed over
+                # reached it would let the master accept past --max-connections
+                child.connections = held + child.sent - received
+                if self._acceptor is not None:
+                    self._acceptor.connection_closed()  # below --max-connections again, perhaps
+            case control.MetricsSnapshot(counters=counters):
+                self.reactor.remote.update(-child.index, counters)
+            case control.Idle():
+                child.idle = True
+                self._check_idle()
+            case control.Timeout():
+                self._on_event(event)
+            case control.ViewReply(view=view):
+                if child.views:
+                    waiter = child.views.pop(0)
+                    if not waiter.done():
+                        waiter.set_result(view)
+            case _:
+                log.error("reactor %d sent %r, which is not for the master", child.index, event)
 
-    def _on_child_event(self, child: ReactorChild, event: str, arg: Any) -> None:
-        if event == "idle":
-            child.idle = True
-            self._check_idle()
-        elif event == "recycle":
-            self._on_event(event, tuple(arg))
-        else:
-            self._on_event(event, arg)
-
-    def _on_local_event(self, kind: str, arg: object) -> None:
-        if kind == "idle":
+    def _on_local_event(self, message: control.Message) -> None:
+        if isinstance(message, control.Idle):
             self._local_idle = True
             self._check_idle()
         else:
-            self._on_event(kind, arg)
+            self._on_event(message)
 
     def _check_idle(self) -> None:
         if self._local_idle and all(c.idle for c in self.children):
-            self._on_event("idle", None)
+            self._on_event(control.Idle())
 
     def _broadcast(self, message: bytes) -> None:
         for child in self.children:
@@ -335,15 +361,15 @@ class MultiHost(InlineHost):
             with contextlib.suppress(OSError):
                 child.channel.send(message)
 
-    def retire(self, pid: int) -> None:
-        super().retire(pid)
-        self._broadcast(b"retire %d" % pid)
+    def retire(self, message: control.Retire) -> None:
+        super().retire(message)
+        self._broadcast(control.encode(message))
 
     def drain(self) -> None:
         self._local_idle = False
         for child in self.children:
             child.idle = not child.alive  # one dead (awaiting its respawn) holds nothing
-        self._broadcast(b"drain")
+        self._broadcast(control.encode(control.Drain()))
         super().drain()
 
     def stop_accepting(self) -> None:
@@ -351,7 +377,7 @@ class MultiHost(InlineHost):
         super().stop_accepting()
 
     def close(self) -> None:
-        self._broadcast(b"close")
+        self._broadcast(control.encode(control.Close()))
         super().close()
 
 
@@ -362,7 +388,7 @@ def _longer(delay: float) -> float:
 
 def make_host(
     config: Config,
-    on_event: Callable[[str, object], None],
+    on_event: Callable[[control.Message], None],
     children: list[ReactorChild] | None = None,
 ) -> ReactorHost:
     """The one place that decides where reactors run."""

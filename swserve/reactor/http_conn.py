@@ -25,7 +25,7 @@ from swserve.ipc import framing
 from swserve.ipc.codec import conn_prefix
 from swserve.ipc.framing import Buffer
 from swserve.protocol import serializer
-from swserve.protocol.framing import absolute_form_host
+from swserve.protocol.head_checks import absolute_form_host
 from swserve.protocol.request import Request
 from swserve.protocol.ws_handshake import (
     Upgrade,

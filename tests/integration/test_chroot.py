@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from swserve.chroot import can_chroot
+from swserve.process.chroot import can_chroot
 from tests.integration.conftest import Server, Starter, swserve_args
 
 pytestmark = [

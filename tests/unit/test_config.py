@@ -129,11 +129,11 @@ def test_build_config_rejects_unknown() -> None:
 def test_settings_page_is_current() -> None:
     from pathlib import Path
 
-    from swserve import settings_doc
+    from swserve.settings import doc as settings_doc
 
     page = Path(__file__).parents[2] / "docs" / "settings.md"
     assert page.read_text() == settings_doc.render(), (
-        "docs/settings.md is stale: run python -m swserve.settings_doc > docs/settings.md"
+        "docs/settings.md is stale: run python -m swserve.settings.doc > docs/settings.md"
     )
 
 

@@ -1,5 +1,8 @@
 """Request framing rules shared by both parsers (RFC 9112 §6, RFC 9110 §10.1.1).
 
+Not to be confused with ``ipc/framing.py``, the IPC frame header: this module is about
+how an HTTP/1.1 request says where its body ends.
+
 httptools and h11 each accept some inputs the other rejects; running the same
 checks on the framing headers of every request gives one behaviour whatever
 parser is in use.  Only the headers named in ``FRAMING_HEADERS`` reach here, so
