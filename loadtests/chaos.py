@@ -18,13 +18,18 @@ Pass, per round:
 The manager is killed separately (``--target manager``): swserve then finishes the
 requests in flight and exits 1, for the process supervisor to restart it
 (``docs/lifecycle.md``); the run checks that no request in flight failed, the exit
-code and that no process is left.  ``--target reactor`` (``--reactors 2``) reports
-what a reactor's death does today.
+code and that no process is left.  ``--target reactor`` (``--reactors 2``) kills
+reactor 1 once per round: the master respawns it, and only the requests on the
+client connections it held may fail (read from ``/proc`` just before the kill:
+``conns_held``); ``recovery_s`` is the time until the new reactor exists and a
+fresh connection is answered.  The anchors have no reactor process: beside a
+reactor kill, compare their worker kills (their workers own the connections).
 
     python3 -m loadtests.chaos                               # swserve, worker kills, 8 rounds
     python3 -m loadtests.chaos --servers swserve,gunicorn,uvicorn,granian --rounds 12
     python3 -m loadtests.chaos --target manager --rounds 3
-    python3 -m loadtests.chaos --target reactor --rounds 2
+    python3 -m loadtests.chaos --target reactor --rounds 8
+    python3 -m loadtests.chaos --target reactor --servers swserve,gunicorn,uvicorn,granian
 """
 
 from __future__ import annotations
@@ -183,6 +188,7 @@ class Outcome:
     sent: float = 0.0  # when the request was sent
     reused: bool = False  # on a connection that had served a request before
     conn_pid: int = 0  # the worker that answered the previous request on this connection
+    lport: int = 0  # the client-side port of its connection
 
 
 class Client(threading.Thread):
@@ -203,6 +209,7 @@ class Client(threading.Thread):
             rid = f"{self.index}.{n}"
             route = self.rng.choices(["root", "slow", "upload", "stream"], [70, 15, 8, 7])[0]
             sent, reused, conn_pid = time.monotonic(), self.conn is not None, self.conn_pid
+            lport = self._lport()
             try:
                 if self.conn is None:
                     self.conn = http.client.HTTPConnection(
@@ -213,12 +220,13 @@ class Client(threading.Thread):
                 self.conn.request(
                     "POST" if body else "GET", path, body=body, headers={"X-Req-Id": rid}
                 )
+                lport = lport or self._lport()
                 response = self.conn.getresponse()
                 data = response.read()
                 ok = response.status == 200 and (route != "upload" or data == b"%d" % len(UPLOAD))
                 error = "" if ok else f"status {response.status}"
                 self.outcomes.append(
-                    Outcome(rid, route, ok, time.monotonic(), error, sent, reused, conn_pid)
+                    Outcome(rid, route, ok, time.monotonic(), error, sent, reused, conn_pid, lport)
                 )
                 self.conn_pid = int(response.getheader("X-Worker-Pid") or 0)
                 if response.will_close:
@@ -227,8 +235,11 @@ class Client(threading.Thread):
                     self.conn_pid = 0
             except (OSError, http.client.HTTPException) as exc:
                 kind = "hang" if isinstance(exc, TimeoutError) else type(exc).__name__
+                lport = lport or self._lport()
                 self.outcomes.append(
-                    Outcome(rid, route, False, time.monotonic(), kind, sent, reused, conn_pid)
+                    Outcome(
+                        rid, route, False, time.monotonic(), kind, sent, reused, conn_pid, lport
+                    )
                 )
                 if self.conn is not None:
                     self.conn.close()
@@ -238,6 +249,16 @@ class Client(threading.Thread):
                     break
         if self.conn is not None:
             self.conn.close()
+
+    def _lport(self) -> int:
+        sock = self.conn.sock if self.conn is not None else None
+        if sock is None:
+            return 0
+        try:
+            port: int = sock.getsockname()[1]
+        except OSError:
+            return 0
+        return port
 
 
 # -- the controller -------------------------------------------------------------------------
@@ -261,6 +282,7 @@ class Kill:
     unexplained: list[str] = field(default_factory=list)
     recovery_s: float | None = None
     note: str = ""
+    conns_held: list[int] = field(default_factory=list)  # a reactor's client connections
 
 
 def held_by(chaos_dir: str, pid: int) -> list[str]:
@@ -289,6 +311,44 @@ def recovery(port: int, limit: float = 5.0) -> float | None:
             return time.monotonic() - start
         time.sleep(0.005)
     return None
+
+
+def client_ports(pid: int, port: int) -> list[int]:
+    """Client-side ports of the connections to ``port`` that process ``pid`` holds."""
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(int(target[8:-1]))
+    ports = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[9]) in inodes and int(fields[1].rsplit(":", 1)[1], 16) == port:
+            ports.append(int(fields[2].rsplit(":", 1)[1], 16))
+    return sorted(ports)
+
+
+def reactor_round(run: Running, rng: random.Random) -> Kill:
+    """Kill reactor 1 (``--reactors 2``); the master respawns it."""
+    sid = run.proc.pid
+    time.sleep(rng.uniform(0.0, 0.5))
+    pids = by_title(sid, "swserve: reactor")
+    if not pids:
+        return Kill(run.server, "reactor", "load", 0, time.monotonic(), note="no reactor")
+    victim = pids[0]
+    held = client_ports(victim, run.port)
+    at = time.monotonic()
+    os.kill(victim, signal.SIGKILL)
+    kill = Kill(run.server, "reactor", "load", victim, at, conns_held=held)
+    deadline = at + 5.0
+    while time.monotonic() < deadline:  # its replacement exists, and a new connection is served
+        if [p for p in by_title(sid, "swserve: reactor") if p != victim] and get(run.port) == 200:
+            kill.recovery_s = time.monotonic() - at
+            break
+        time.sleep(0.002)
+    return kill
 
 
 def worker_round(run: Running, rng: random.Random, chaos_dir: str, moment: str) -> Kill:
@@ -337,6 +397,9 @@ def account(
         what = f"{failure.rid} {failure.route} {failure.error}"
         if failure.rid in kill.held:
             continue
+        if kill.target == "reactor" and failure.lport in kill.conns_held:
+            kill.on_its_connections.append(what)  # a connection the dead reactor held
+            continue
         if pinned and kill.target == "worker" and failure.conn_pid == kill.victim:
             kill.on_its_connections.append(what)
             continue
@@ -363,7 +426,10 @@ def account(
 def run_server(server: str, args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(args.seed)
     chaos_dir = tempfile.mkdtemp(prefix="chaos-held-")
-    extra: tuple[str, ...] = ("--reactors", "2") if args.target == "reactor" else ()
+    # the anchors have no reactor process: beside swserve's reactor kills, their worker
+    # kills (their workers own the connections, as a reactor does)
+    target = "worker" if args.target == "reactor" and server != "swserve" else args.target
+    extra: tuple[str, ...] = ("--reactors", "2") if target == "reactor" else ()
     if args.mode == "base":
         extra += ("--mode", "base")
     run = Running(server, args.workers, extra, chaos_dir)
@@ -373,17 +439,19 @@ def run_server(server: str, args: argparse.Namespace) -> dict[str, Any]:
         client.start()
     kills: list[Kill] = []
     label = f"{server} (base)" if server == "swserve" and args.mode == "base" else server
-    result: dict[str, Any] = {"server": label, "target": args.target, "seed": args.seed}
+    result: dict[str, Any] = {"server": label, "target": target, "seed": args.seed}
     try:
         time.sleep(1.0)  # load ramps up
         for round_no in range(args.rounds):
-            if args.target == "worker":
+            if target == "worker":
                 moment = (
                     MOMENTS[round_no % len(MOMENTS)] if args.all_moments else rng.choice(MOMENTS)
                 )
                 kills.append(worker_round(run, rng, chaos_dir, moment))
+            elif target == "reactor":
+                kills.append(reactor_round(run, rng))
             else:
-                kills.append(process_round(run, rng, args.target))
+                kills.append(process_round(run, rng, target))
                 break  # the server is gone: one kill per server run
             time.sleep(args.gap)
     finally:
@@ -404,16 +472,15 @@ def run_server(server: str, args: argparse.Namespace) -> dict[str, Any]:
         exit_code=code,
         left_behind=left,
     )
-    result["passed"] = verdict(result, args.target)
+    result["passed"] = verdict(result, target)
     shutil.rmtree(chaos_dir, ignore_errors=True)
     return result
 
 
 def process_round(run: Running, rng: random.Random, target: str) -> Kill:
-    """Kill the manager or a reactor; the server is expected to stop (exit 1)."""
+    """Kill the manager; the server is expected to stop (exit 1)."""
     sid = run.proc.pid
-    title = "swserve: manager" if target == "manager" else "swserve: reactor"
-    pids = by_title(sid, title)
+    pids = by_title(sid, "swserve: manager")
     time.sleep(rng.uniform(0.0, 1.0))
     victim = rng.choice(pids)
     at = time.monotonic()
@@ -441,13 +508,20 @@ def verdict(result: dict[str, Any], target: str) -> bool:
         )
     if target == "manager":
         return all("exited 1" in k["note"] and not k["unexplained"] for k in kills)
-    return False  # a reactor's death stops the server today: reported, not passed
+    # a reactor: only its connections fail, each at most once, and it is back within 1 s
+    return all(
+        not k["unexplained"]
+        and len(k["on_its_connections"]) <= len(k["conns_held"])
+        and k["recovery_s"] is not None
+        and k["recovery_s"] <= 1.0
+        for k in kills
+    )
 
 
 def summary(results: list[dict[str, Any]]) -> str:
     lines = ["| server | target | kills | requests | failed | failed per kill | held by victims "
-             "| on its conns | idle conns lost | refused after stop | unexplained | max recovery "
-             "| hangs | left | pass |", "|" + "---|" * 15]  # fmt: skip
+             "| conns held | on its conns | idle conns lost | refused after stop | unexplained "
+             "| max recovery | hangs | left | pass |", "|" + "---|" * 16]  # fmt: skip
     for r in results:
         kills = r["kills"]
         held = sum(len(k["held"]) for k in kills)
@@ -456,9 +530,11 @@ def summary(results: list[dict[str, Any]]) -> str:
         conns = sum(len(k["on_its_connections"]) for k in kills)
         refused = sum(len(k["refused_after_stop"]) for k in kills)
         rec = [k["recovery_s"] for k in kills if k["recovery_s"] is not None]
+        conns_held = sum(len(k["conns_held"]) for k in kills)
         lines.append(
             f"| {r['server']} | {r['target']} | {len(kills)} | {r['requests']} | {r['failed']} "
-            f"| {r['failed'] / max(1, len(kills)):.2f} | {held} | {conns} | {idle} | {refused} "
+            f"| {r['failed'] / max(1, len(kills)):.2f} | {held} | {conns_held} | {conns} | {idle} "
+            f"| {refused} "
             f"| {unexplained} "
             f"| {max(rec) if rec else float('nan'):.3f}s | {r['hangs']} "
             f"| {len(r['left_behind'])} | {'yes' if r['passed'] else 'NO'} |"
@@ -480,7 +556,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=("process", "base"), default="process")
     args = parser.parse_args(argv)
     results = [run_server(s, args) for s in args.servers.split(",")]
-    if args.target != "worker":
+    if args.target == "manager":
         # for process kills, a request refused after the server closed its listeners is
         # not a request in flight: list the kills' notes for the report
         for r in results:

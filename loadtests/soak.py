@@ -2,18 +2,26 @@
 
 Phase 1: wrk keep-alive load in slices until ``--requests`` are served, with a SIGHUP
 (reload) every ``--reload-every`` s and ``--max-requests`` recycling workers all the
-time.  Phase 2: ``--waves`` times, open ``--connections`` keep-alive connections at
-once (one request each, answered), hold them, close them all.
+time.  Phase 2: ``--waves`` times, open ``--connections`` keep-alive connections
+(``loadtests/many_conns.py``: one asyncio client over raw sockets, so 10,000 are
+really held at once; the first soak's client topped out near 1,300), hold them all
+for ``--hold`` s while each sends ``--hold-requests`` more requests, close them all.
+The server's side is counted too: the fds of the master and reactors while a wave
+is held (``server_fds_held``, at least ``--connections`` over the baseline).
 
 Open file descriptors and RSS of the master, the manager and every reactor process
 are sampled every ``--sample-every`` s (the workers are replaced all the time: what
 must not grow is what outlives them).  The verdict is the least-squares slope of each
 series after a warm-up: flat means ``|slope|`` under the tolerance (``--fd-slope``
 fds per minute, ``--rss-slope`` KiB per minute).  After every wave, the master's fds
-must be back to their count before the waves.
+must be back to their count before the waves.  The waves are judged apart: the fds
+of every watched process back at their count after each wave, and the slope of its
+RSS across the after-wave samples from the second wave on (the first one grows the
+buffers); the every-``--sample-every`` s series of the waves phase are reported.
 
     flock /tmp/swserve-bench.lock nice python3 -m loadtests.soak            # ~1e6 requests
     python3 -m loadtests.soak --requests 100000 --waves 2 --connections 2000   # shorter
+    python3 -m loadtests.soak --requests 0 --waves 6 -- --reactors 2          # waves only
 """
 
 from __future__ import annotations
@@ -24,9 +32,7 @@ import json
 import os
 import re
 import resource
-import selectors
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -85,7 +91,7 @@ class Soak:
         argv = [sys.executable, "-m", "swserve", APP, "--bind", "127.0.0.1:0",
                 "--workers", str(args.workers), "--max-requests", str(args.max_requests),
                 "--max-connections", str(args.connections + 100), "--backlog", "4096",
-                *args.extra]  # fmt: skip
+                "--keep-alive", str(2 * args.hold + 10), *args.extra]  # fmt: skip
         self.proc = subprocess.Popen(
             argv,
             stdout=self.log,
@@ -140,6 +146,7 @@ class Soak:
     def load(self) -> int:
         """wrk in slices until the requests are served; → requests served (2xx and others)."""
         total, errors = 0, 0
+        self.errors = 0
         while total < self.args.requests:
             out = subprocess.run(
                 ["wrk", "-t1", "-c64", f"-d{self.args.slice}s", f"http://127.0.0.1:{self.port}/"],
@@ -160,54 +167,54 @@ class Soak:
         self.errors = errors
         return total
 
-    def waves(self) -> list[dict[str, int]]:
-        master = self.proc.pid
-        base = fds(master)
+    def server_fds(self) -> int:
+        """Descriptors of the processes that hold client connections (master, reactors)."""
+        return sum(
+            fds(pid)
+            for pid, title in self.watched().items()
+            if title.startswith(("swserve: master", "swserve: reactor"))
+        )
+
+    def settle(self, before: dict[int, int], timeout: float = 30.0) -> dict[int, int]:
+        """Wait until every watched process is back to its fds of ``before``; → fds now."""
+        deadline = time.monotonic() + timeout
+        while True:
+            now = {pid: fds(pid) for pid in self.watched()}
+            back = all(now.get(pid, 0) <= count for pid, count in before.items())
+            if back or time.monotonic() > deadline:
+                return now
+            time.sleep(0.05)
+
+    def waves(self) -> list[dict[str, Any]]:
+        args = self.args
+        base = {pid: fds(pid) for pid in self.watched()}
+        base_server = self.server_fds()
         out = []
-        request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
-        for wave in range(self.args.waves):
-            socks = []
-            sel = selectors.DefaultSelector()
-            for _ in range(self.args.connections):
-                s = socket.socket()
-                s.setblocking(False)
-                with contextlib.suppress(BlockingIOError):
-                    s.connect(("127.0.0.1", self.port))
-                socks.append(s)
-                sel.register(s, selectors.EVENT_WRITE)
-            pending = dict.fromkeys(socks, b"")
-            deadline = time.monotonic() + 120
-            answered = 0
-            while pending and time.monotonic() < deadline:
-                for key, events in sel.select(1.0):
-                    conn = key.fileobj
-                    assert isinstance(conn, socket.socket)
-                    if events & selectors.EVENT_WRITE:
-                        with contextlib.suppress(OSError):
-                            conn.send(request)
-                        sel.modify(conn, selectors.EVENT_READ)
-                        continue
-                    try:
-                        data = conn.recv(4096)
-                    except OSError:
-                        data = b""
-                    if data:
-                        pending[conn] += data
-                    if b"\r\n\r\n" in pending[conn] or not data:
-                        answered += bool(data)
-                        sel.unregister(conn)
-                        del pending[conn]
-            held = fds(master)
-            for conn in socks:
-                conn.close()
-            sel.close()
-            deadline = time.monotonic() + 30
-            while fds(master) > base and time.monotonic() < deadline:
-                time.sleep(0.05)
-            after = fds(master)
-            out.append({"wave": wave, "answered": answered, "master_fds_held": held,
-                        "master_fds_before": base, "master_fds_after": after})  # fmt: skip
-            print(f"  wave {wave}: {answered} answered, master fds {base} -> {held} -> {after}")
+        for wave in range(args.waves):
+            client = subprocess.Popen(
+                [sys.executable, "-m", "loadtests.many_conns", "--port", str(self.port),
+                 "--connections", str(args.connections), "--hold", str(args.hold),
+                 "--requests", str(args.hold_requests), "--seed", str(wave)],
+                stdout=subprocess.PIPE, text=True, cwd=REPO,
+                env={**os.environ, "PYTHONPATH": str(REPO)},
+            )  # fmt: skip
+            assert client.stdout is not None
+            held_line = client.stdout.readline().strip()  # "held N", once all are open
+            held = self.server_fds() - base_server
+            self.sample("wave-held")
+            tail = client.stdout.read()
+            client.wait(args.hold + 180)
+            try:
+                report = json.loads(tail.strip().splitlines()[-1])
+            except (ValueError, IndexError):
+                report = {"error": f"no report from the client: {held_line!r} {tail[-300:]!r}"}
+            after = self.settle(base)
+            self.sample("wave-after")
+            row = {"wave": wave, "client": report, "client_held": held_line,
+                   "server_fds_held": held, "fds_before": base, "fds_after": after}  # fmt: skip
+            out.append(row)
+            print(f"  wave {wave}: {held_line}; server fds +{held}; client {report}; "
+                  f"fds after {sum(after.values())} (before {sum(base.values())})", flush=True)  # fmt: skip
         return out
 
     def run(self) -> dict[str, Any]:
@@ -229,7 +236,7 @@ class Soak:
                 "waves": waves, "samples": self.samples, "exit_code": code,
                 "nofile": self.nofile, "verdict": self.verdict(waves)}  # fmt: skip
 
-    def verdict(self, waves: list[dict[str, int]]) -> dict[str, Any]:
+    def verdict(self, waves: list[dict[str, Any]]) -> dict[str, Any]:
         args = self.args
         by: dict[tuple[str, int], list[dict[str, Any]]] = {}
         for s in self.samples:
@@ -250,11 +257,50 @@ class Soak:
                 "rss_kib": [rows[0]["rss_kib"], rows[-1]["rss_kib"]],
                 "flat": flat,
             }
-        waves_ok = all(w["master_fds_after"] <= w["master_fds_before"] for w in waves)
-        answered_ok = all(w["answered"] == args.connections for w in waves)
-        return {"series": series, "waves_back_to_baseline": waves_ok,
-                "every_wave_answered": answered_ok,
-                "passed": ok and waves_ok and answered_ok}  # fmt: skip
+        waves_ok = all(
+            all(w["fds_after"].get(pid, 0) <= n for pid, n in w["fds_before"].items())
+            for w in waves
+        )
+        held_ok = all(
+            w["client"].get("peak_open") == args.connections
+            and not w["client"].get("errors")
+            and w["server_fds_held"] >= args.connections
+            for w in waves
+        )
+        wave_series = self.wave_slopes()
+        rss_ok = all(s["rss_kib_per_wave"] <= args.rss_per_wave for s in wave_series.values())
+        return {"series": series, "wave_series": wave_series,
+                "waves_back_to_baseline": waves_ok, "every_wave_held": held_ok,
+                "passed": ok and waves_ok and held_ok and rss_ok}  # fmt: skip
+
+    def wave_slopes(self) -> dict[str, dict[str, Any]]:
+        """Per process: RSS slope across the after-wave samples (from the second wave on),
+        and the slopes of its every-10-s samples during the waves phase."""
+        after: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        during: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for s in self.samples:
+            key = (s["title"], s["pid"])
+            if s["phase"] == "wave-after":
+                after.setdefault(key, []).append(s)
+            elif s["phase"] == "waves":
+                during.setdefault(key, []).append(s)
+        out = {}
+        for (title, pid), rows in after.items():
+            judged = rows[1:]
+            rows_10s = during.get((title, pid), [])
+            out[f"{title} ({pid})"] = {
+                "rss_kib_after_each_wave": [r["rss_kib"] for r in rows],
+                "fds_after_each_wave": [r["fds"] for r in rows],
+                "rss_kib_per_wave": round(
+                    slope([(i, r["rss_kib"]) for i, r in enumerate(judged)]), 1
+                ),
+                "samples_10s": len(rows_10s),
+                "fds_per_min_10s": round(slope([(r["t"], r["fds"]) for r in rows_10s]) * 60, 2),
+                "rss_kib_per_min_10s": round(
+                    slope([(r["t"], r["rss_kib"]) for r in rows_10s]) * 60, 1
+                ),
+            }
+        return out
 
     def stop(self) -> int | None:
         os.kill(self.proc.pid, signal.SIGTERM)
@@ -278,6 +324,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=20.0, help="seconds not judged")
     parser.add_argument("--connections", type=int, default=10_000)
     parser.add_argument("--waves", type=int, default=3)
+    parser.add_argument("--hold", type=float, default=20.0, help="seconds each wave is held")
+    parser.add_argument("--hold-requests", type=int, default=4, help="per connection, held")
+    parser.add_argument(
+        "--rss-per-wave", type=float, default=256.0, help="KiB per wave after the first, at most"
+    )
     parser.add_argument("--fd-slope", type=float, default=0.5, help="fds per minute, at most")
     parser.add_argument("--rss-slope", type=float, default=200.0, help="KiB per minute, at most")
     parser.add_argument("--json", help="write the samples and the verdict here")
@@ -290,9 +341,14 @@ def main(argv: list[str] | None = None) -> int:
     for name, s in verdict["series"].items():
         print(f"  {name}: fds {s['fds']} slope {s['fds_per_min']}/min, rss {s['rss_kib']} KiB "
               f"slope {s['rss_kib_per_min']} KiB/min -> {'flat' if s['flat'] else 'GROWS'}")  # fmt: skip
+    for name, s in verdict["wave_series"].items():
+        print(f"  waves, {name}: fds after each {s['fds_after_each_wave']}, rss after each "
+              f"{s['rss_kib_after_each_wave']} KiB, slope {s['rss_kib_per_wave']} KiB/wave; "
+              f"every 10 s: fds {s['fds_per_min_10s']}/min, rss {s['rss_kib_per_min_10s']} "
+              f"KiB/min ({s['samples_10s']} samples)")  # fmt: skip
     print(
         f"waves back to baseline: {verdict['waves_back_to_baseline']}; "
-        f"every wave answered: {verdict['every_wave_answered']}; passed: {verdict['passed']}"
+        f"every wave held: {verdict['every_wave_held']}; passed: {verdict['passed']}"
     )
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))

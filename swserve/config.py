@@ -436,7 +436,8 @@ class Config:
         kind="int",
         section="Processes",
         help="Complete requests that may wait in the reactor for a free worker; above it a "
-        "request gets 503 Service Unavailable with Retry-After at once (0: no limit).",
+        "request gets 503 Service Unavailable with Retry-After at once (0: no limit). Per "
+        "reactor with --reactors N.",
     )
     body_spool_size: int = setting(
         1024 * 1024,

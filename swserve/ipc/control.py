@@ -18,6 +18,7 @@ float      f64, little-endian
 bool       u8, 0 or 1
 str, enum  u32 length, then UTF-8 (an enum by its value, checked)
 metrics    u32 length, then a JSON object of integers
+document   u32 length, then a JSON object
 =========  ==========================================================
 
 Control types are 64 and up: a control frame on a worker link, or a worker
@@ -34,7 +35,7 @@ import json
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import ClassVar, Final, TypeAlias, TypeVar, dataclass_transform, get_type_hints
+from typing import Any, ClassVar, Final, TypeAlias, TypeVar, dataclass_transform, get_type_hints
 
 from swserve.errors import IPCError
 from swserve.ipc import framing
@@ -132,14 +133,17 @@ class Type(enum.IntEnum):
     ADOPT = 96
     DRAIN = 97
     CLOSE = 98
+    VIEW = 99
     BOOT_ERROR = 104
     LOST = 105
     IDLE = 106
     CONNECTIONS = 107
     METRICS = 108
+    VIEW_REPLY = 109
 
 
 Metrics: TypeAlias = dict[str, int]
+Document: TypeAlias = dict[str, Any]  # a JSON object, for `swserve ctl` (nothing decides on it)
 
 _M, _G, _R, _X = (
     Channel.TO_MANAGER,
@@ -273,7 +277,7 @@ class TaskReload(Message):
 @message(Type.RETIRE, _G, _R)
 class Retire(Message):
     """Dispatch nothing more to that worker; send it STOP once it is drained.
-    The master passes it on to every reactor."""
+    The master passes it on to every reactor (to a respawned one too, until it exits)."""
 
     pid: int
     reason: Reason
@@ -371,6 +375,11 @@ class Close(Message):
     """Abort what is left and exit."""
 
 
+@message(Type.VIEW, _R)
+class View(Message):
+    """`swserve ctl workers`, `processes`, `sessions`: what do you hold? (`ViewReply`)"""
+
+
 # -- reactor → master ------------------------------------------------------------------------
 
 
@@ -411,6 +420,14 @@ class MetricsSnapshot(Message):
     counters: Metrics
 
 
+@message(Type.VIEW_REPLY, _X)
+class ViewReply(Message):
+    """The answer to `View`: reactor i's requests per worker and its oldest WebSocket
+    sessions, added to reactor 0's by the master (``reactor/view.py: reactor_view``)."""
+
+    view: Document
+
+
 MESSAGES: Final[tuple[type[Message], ...]] = tuple(_DECLARED)  # in the order above
 
 # -- the codec --------------------------------------------------------------------------------
@@ -425,7 +442,7 @@ _Layout = tuple[tuple[str, str], ...]
 
 
 def _layout(cls: type[Message]) -> _Layout:
-    hints = get_type_hints(cls, localns={"Metrics": Metrics, **_ENUMS})
+    hints = get_type_hints(cls, localns={"Metrics": Metrics, "Document": Document, **_ENUMS})
     out = []
     for f in fields(cls):  # type: ignore[arg-type]
         hint = hints[f.name]
@@ -433,8 +450,8 @@ def _layout(cls: type[Message]) -> _Layout:
             isinstance(hint, type) and issubclass(hint, enum.StrEnum)
         ):
             kind = hint.__name__
-        elif hint == Metrics:
-            kind = "metrics"
+        elif hint in (Metrics, Document):
+            kind = "metrics" if hint == Metrics else "document"
         else:  # pragma: no cover - the table is checked by the unit tests
             raise TypeError(f"{cls.__name__}.{f.name}: no wire form for {hint!r}")
         out.append((f.name, kind))
@@ -448,7 +465,7 @@ _BY_TYPE: Final[dict[int, tuple[type[Message], _Layout]]] = {
 
 def wire_fields(cls: type[Message]) -> tuple[tuple[str, str], ...]:
     """``cls``'s fields on the wire, in order: (name, kind), kind being int, float,
-    bool, str, metrics or an enum's name."""
+    bool, str, metrics, document or an enum's name."""
     return _BY_TYPE[cls.TYPE][1]
 
 
@@ -469,7 +486,7 @@ def encode(message: Message) -> bytes:
             parts.append(_F64.pack(value))
         elif kind == "bool":
             parts.append(b"\x01" if value else b"\x00")
-        elif kind == "metrics":
+        elif kind in ("metrics", "document"):
             parts.append(_text(json.dumps(value, separators=(",", ":"))))
         else:  # str or a StrEnum, by value
             parts.append(_text(str(value)))
@@ -525,15 +542,17 @@ def decode_payload(kind: int, payload: bytes) -> Message:
 def _convert(cls: type[Message], name: str, kind: str, text: str) -> object:
     if kind == "str":
         return text
-    if kind == "metrics":
+    if kind in ("metrics", "document"):
         try:
             data = json.loads(text)
         except ValueError:
             raise ControlError(f"{cls.__name__}.{name}: not JSON") from None
-        if not isinstance(data, dict) or not all(
-            isinstance(k, str) and type(v) is int for k, v in data.items()
+        if kind == "metrics" and not (
+            isinstance(data, dict) and all(type(v) is int for v in data.values())
         ):
             raise ControlError(f"{cls.__name__}.{name}: not an object of integers")
+        if not isinstance(data, dict):
+            raise ControlError(f"{cls.__name__}.{name}: not a JSON object")
         return data
     try:
         return _ENUMS[kind](text)

@@ -30,8 +30,9 @@ _CHANNELS = {
     control.Channel.FROM_REACTOR: (
         "Reactor → master",
         "Reactor 0 runs on the master's loop and hands the message objects over as they are; "
-        "reactor i sends `Timeout`, `Idle`, `Connections` and `MetricsSnapshot` on its socketpair "
-        "(the rest is reactor 0's alone: it sees every worker's count in the shared busy table).",
+        "reactor i sends `Timeout`, `Idle`, `Connections`, `MetricsSnapshot` and `ViewReply` on "
+        "its socketpair (the rest is reactor 0's alone: it sees every worker's count in the "
+        "shared busy table).",
     ),
 }
 
@@ -67,6 +68,7 @@ def render() -> str:
         "| bool | u8, 0 or 1 |",
         "| str, Reason, Interface | u32 length, then UTF-8 (an enum by its value) |",
         "| metrics | u32 length, then a JSON object of integers |",
+        "| document | u32 length, then a JSON object |",
         "",
         "A frame that does not decode (bad magic or version, an unknown type, flags or ids",
         "set, a payload cut short or too long, text that is not UTF-8, a value outside its",

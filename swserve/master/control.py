@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import os
 import signal
@@ -168,13 +169,14 @@ class ControlServer:
         self.path: Path | None = None
         self._handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
             "stats": lambda args: views.stats(master),
-            "workers": lambda args: views.workers(master, self.meter, self._pending()),
-            "processes": lambda args: views.processes(master, self.meter, self._pending()),
+            "workers": self._workers,
+            "processes": self._processes,
             "reload": self._reload,
             "scale": self._scale,
             "recycle": self._recycle,
-            "sessions": lambda args: views.sessions(master),
+            "sessions": self._sessions,
         }
+        self._views = views
 
     async def start(self, control: ControlSocket) -> None:
         self._server = await asyncio.start_unix_server(
@@ -245,7 +247,19 @@ class ControlServer:
     async def _run(self, request: Request) -> Any:
         if request.cmd == "slowlog":
             return await self._slowlog(request.args)
-        return self._handlers[request.cmd](request.args)
+        result = self._handlers[request.cmd](request.args)
+        return await result if inspect.isawaitable(result) else result
+
+    async def _workers(self, args: dict[str, Any]) -> Any:
+        remote = await self.master.host.views()  # reactors 1 … N-1 hold requests too
+        return self._views.workers(self.master, self.meter, self._pending(), remote)
+
+    async def _processes(self, args: dict[str, Any]) -> Any:
+        remote = await self.master.host.views()
+        return self._views.processes(self.master, self.meter, self._pending(), remote)
+
+    async def _sessions(self, args: dict[str, Any]) -> Any:
+        return self._views.sessions(self.master, await self.master.host.views())
 
     # -- commands ----------------------------------------------------------------------
 
@@ -305,7 +319,7 @@ class ControlServer:
         return {"slot": slot, "pid": pid}
 
     async def _slowlog(self, args: dict[str, Any]) -> dict[str, Any]:
-        from swserve.master.control_views import current_request
+        from swserve.reactor.view import current_request
         from swserve.worker.slowlog import dump_path
 
         slot, pid = self._slot(args)

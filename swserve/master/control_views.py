@@ -5,8 +5,9 @@ worker links and sessions, the master's :class:`Stats`, /proc), never copied
 into a second table.  The figures of ``stats`` come from the same collector
 as /metrics (``swserve/metrics/collect.py``).
 
-With ``--reactors N`` the current request of a worker is known only for the
-requests of reactor 0 (the master's own); the others' show in the counts.
+With ``--reactors N`` each reactor knows only its own requests and sessions:
+``workers`` and ``sessions`` ask reactors 1 … N-1 for theirs (``View``; each
+answers with its ``reactor/view.py: reactor_view``) and add them to reactor 0's.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from swserve import __version__
 from swserve.control import procinfo
 from swserve.metrics.collect import collect
 from swserve.metrics.exposition import METRICS, REQUESTS, SEP
+from swserve.reactor.view import SESSIONS_LISTED, current_request, listed_sessions
 
 if TYPE_CHECKING:
     from swserve.config import Config
@@ -113,26 +115,7 @@ def worker_links(reactor: Reactor) -> list[WorkerLink]:
     return sorted(reactor.links.values(), key=lambda link: (link.worker_id, link.pid))
 
 
-def current_request(link: WorkerLink, now: float) -> dict[str, Any] | None:
-    """The oldest request this worker holds from reactor 0: method, path, age."""
-    oldest = None
-    for conn in link.inflight.values():
-        if (
-            conn.current is not None
-            and conn.slot is link.slot
-            and (oldest is None or conn.dispatched_at < oldest.dispatched_at)
-        ):
-            oldest = conn
-    if oldest is None or oldest.current is None:
-        return None
-    return {
-        "method": oldest.current.method.decode("latin-1"),
-        "path": oldest.current.target[:500].decode("latin-1"),
-        "age": round(now - oldest.dispatched_at, 3),
-    }
-
-
-def _state(link: WorkerLink, base_mode: bool) -> str:
+def _state(link: WorkerLink, base_mode: bool, in_flight: int) -> str:
     slot = link.slot
     if slot is None:
         return "starting"
@@ -140,7 +123,7 @@ def _state(link: WorkerLink, base_mode: bool) -> str:
         return "retiring"
     if base_mode:  # the worker serves its own clients: the master sees no requests
         return "serving"
-    return "busy" if slot.inflight else "idle"
+    return "busy" if in_flight else "idle"
 
 
 def _proc(pid: int, meter: procinfo.CpuMeter, now_wall: float) -> dict[str, Any]:
@@ -157,14 +140,30 @@ def _proc(pid: int, meter: procinfo.CpuMeter, now_wall: float) -> dict[str, Any]
 
 
 def workers(
-    master: ControlledMaster, meter: procinfo.CpuMeter, pending: dict[int, str]
+    master: ControlledMaster,
+    meter: procinfo.CpuMeter,
+    pending: dict[int, str],
+    remote: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per worker: what the reactor knows, plus RSS and CPU from /proc."""
+    """One row per worker: what the reactors know, plus RSS and CPU from /proc.
+
+    ``remote``: the ``reactor/view.py: reactor_view`` of each reactor 1 … N-1 (their requests count too).
+    """
     reactor = master.reactor
     now, now_wall = time.monotonic(), time.time()
     rows = []
     for link in worker_links(reactor):
         slot = link.slot
+        in_flight = slot.inflight if slot else 0
+        current = current_request(link, now)
+        for view in remote or ():
+            theirs = view["workers"].get(str(link.pid))
+            if theirs is None:
+                continue
+            in_flight += theirs["in_flight"]
+            other = theirs["current"]
+            if other is not None and (current is None or other["age"] > current["age"]):
+                current = other
         # why it is being replaced: as the manager said (retiring), as asked here, or
         # the count the reactor reported for the manager's --max-requests watch
         recycle = master.stats.retiring.get(link.pid) or pending.get(link.pid)
@@ -175,12 +174,12 @@ def workers(
                 "role": "worker",
                 "slot": link.worker_id,
                 "pid": link.pid,
-                "state": _state(link, master.config.mode == "base"),
+                "state": _state(link, master.config.mode == "base", in_flight),
                 "interface": link.interface,
                 "requests": slot.served if slot else 0,
-                "in_flight": slot.inflight if slot else 0,
+                "in_flight": in_flight,
                 "capacity": slot.capacity if slot else 0,
-                "current": current_request(link, now),
+                "current": current,
                 "recycle": recycle,
                 **_proc(link.pid, meter, now_wall),
             }
@@ -189,7 +188,10 @@ def workers(
 
 
 def processes(
-    master: ControlledMaster, meter: procinfo.CpuMeter, pending: dict[int, str]
+    master: ControlledMaster,
+    meter: procinfo.CpuMeter,
+    pending: dict[int, str],
+    remote: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Every process of the server: master, reactors, manager, workers, and any other
     child of the master or the manager (a worker still booting, the reloader, task
@@ -208,7 +210,7 @@ def processes(
     rows.append(
         {"role": "manager", "slot": None, "pid": manager, **_proc(manager, meter, now_wall)}
     )
-    worker_rows = workers(master, meter, pending)
+    worker_rows = workers(master, meter, pending, remote)
     rows += worker_rows
     known = {row["pid"] for row in rows}
     for parent in (master_pid, manager):
@@ -224,36 +226,29 @@ def processes(
     return rows
 
 
-def sessions(master: ControlledMaster) -> dict[str, Any]:
-    """WebSocket sessions per worker, and the oldest sessions one by one (reactor 0's
-    session table: with --reactors N the others' are not listed; in base mode each
-    worker holds its own, and /metrics counts them)."""
+def sessions(
+    master: ControlledMaster, remote: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """WebSocket sessions per worker, and the oldest sessions one by one, of every
+    reactor (``remote``: reactors 1 … N-1's ``reactor_view``); in base mode each
+    worker holds its own, and /metrics counts them."""
     table = master.reactor.ws
-    per_worker = [
-        {"slot": link.worker_id, "pid": link.pid, "sessions": table.count(link.key)}
-        for link in worker_links(master.reactor)
-        if link.slot
-    ]
-    now = time.monotonic()
-    oldest = sorted(table.by_id.values(), key=lambda ws: ws.opened_at)[:SESSIONS_LISTED]
-    listed = [
-        {
-            "id": str(ws.session),
-            "slot": ws.worker_id,
-            "pid": ws.worker_pid,
-            "path": ws.request.target.decode("latin-1")[:200],
-            "age": round(now - ws.opened_at, 3),
-            "messages_in": ws.messages_in,
-            "messages_out": ws.messages_out,
-        }
-        for ws in oldest
-    ]
-    out: dict[str, Any] = {"sessions": listed, "per_worker": per_worker, "total": len(table)}
+    views = remote or []
+    per_worker = []
+    for link in worker_links(master.reactor):
+        if not link.slot:
+            continue
+        count = table.count(link.key)
+        count += sum(v["workers"].get(str(link.pid), {}).get("sessions", 0) for v in views)
+        per_worker.append({"slot": link.worker_id, "pid": link.pid, "sessions": count})
+    total = len(table) + sum(v["total"] for v in views)
+    listed = listed_sessions(master.reactor, time.monotonic())
+    for view in views:
+        listed += view["sessions"]
+    listed = sorted(listed, key=lambda row: -row["age"])[:SESSIONS_LISTED]
+    out: dict[str, Any] = {"sessions": listed, "per_worker": per_worker, "total": total}
     if master.config.mode == "base":
         out["note"] = "base mode: each worker holds its own sessions (see /metrics)"
-    elif len(table) > SESSIONS_LISTED:
-        out["note"] = f"the {SESSIONS_LISTED} oldest of {len(table)} sessions are listed"
+    elif total > SESSIONS_LISTED:
+        out["note"] = f"the {SESSIONS_LISTED} oldest of {total} sessions are listed"
     return out
-
-
-SESSIONS_LISTED = 1000  # sessions a reply lists one by one

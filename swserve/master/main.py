@@ -42,7 +42,7 @@ from swserve.config import Config
 from swserve.errors import EXIT_APP_LOAD, EXIT_ERROR, EXIT_OK, ConfigError
 from swserve.hooks import Hooks, Server as HookServer, load as load_hooks
 from swserve.ipc import busy, control
-from swserve.ipc.control import Mode
+from swserve.ipc.control import Mode, Reason
 from swserve.logs.setup import forward_reopen, setup as setup_logging
 from swserve.master.control import ControlServer, ControlSocket, bind as bind_control
 from swserve.master.stats import Stats
@@ -52,7 +52,7 @@ from swserve.process.loop import new_event_loop
 from swserve.process.setup import ProcessSetup
 from swserve.process.shared import TASK_SOCKET_NAME, reap_nowait
 from swserve.process.title import set_title
-from swserve.reactor.host import make_host
+from swserve.reactor.host import MultiHost, make_host
 from swserve.reactor.process import ReactorChild, fork_reactors, reactor_count
 from swserve.static.handoff import bind_inboxes
 
@@ -132,7 +132,7 @@ def run(config: Config) -> int:
         return EXIT_ERROR
     reactors = reactor_count(config)
     if reactors > 1:
-        busy.create()  # before any fork: every reactor and worker shares it (ipc/busy.py)
+        busy.create(reactors)  # before any fork: every reactor and worker shares it (ipc/busy.py)
     _import_before_fork()
     ipc_dir = tempfile.mkdtemp(prefix="swserve-")
     setup.own(ipc_dir)  # --chroot with --user: we create it as root, and remove it as the user
@@ -404,6 +404,9 @@ class Master:
             self._handle_signal(arg)
         elif kind == "reap":
             self._reap()
+        elif kind == "respawned":  # reactor i forked again (reactor/host.py: MultiHost.died)
+            assert isinstance(arg, int)
+            self._watch_reactor(arg)
         elif kind == "message":
             assert isinstance(arg, control.Message)
             self._handle_message(arg)
@@ -588,16 +591,28 @@ class Master:
                 os.close(fd)
                 if not self._child_pidfds:
                     self._children_gone.set()
-                if not self.stopping:
-                    index = next(c.index for c in self.children if c.pid == pid)
-                    log.error(
-                        "reactor %d (pid %d) died unexpectedly (status %d): stopping",
-                        index,
-                        pid,
-                        status,
-                    )
-                    self._shutdown(EXIT_ERROR, drain=False)
+                self._reactor_died(pid, status)
             # any other pid: an orphan re-parented to us because we are PID 1
+
+    def _reactor_died(self, pid: int, status: int) -> None:
+        """Reactor i > 0 died: the host respawns it (reactor/host.py: MultiHost.died)."""
+        assert isinstance(self.host, MultiHost)
+        child = next(c for c in self.children if c.pid == pid)
+        if self.stopping:
+            self.host.lost(child)  # no respawn; a drain must not wait for it
+            return
+        self.host.died(child, status, self._retiring, lambda pid: self._enqueue("respawned", pid))
+
+    def _retiring(self) -> list[control.Retire]:
+        """The workers being retired, for a respawned reactor to hear of too."""
+        return [control.Retire(pid, Reason(why)) for pid, why in self.stats.retiring.items()]
+
+    def _watch_reactor(self, pid: int) -> None:
+        """A reactor forked again: its exit is watched through a pidfd, as the first's."""
+        fd = os.pidfd_open(pid)
+        self._child_pidfds[pid] = fd
+        self._children_gone.clear()
+        asyncio.get_running_loop().add_reader(fd, self._enqueue, "reap")
 
     def _reap_orphans(self) -> None:
         self._reap()

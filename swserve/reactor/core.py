@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Final
 
 from swserve.config import Config
 from swserve.ipc import busy, control, framing
-from swserve.ipc.channel_set import SESSION_SHIFT
+from swserve.ipc.channel_set import GENERATION_SHIFT, SESSION_SHIFT
 from swserve.ipc.control import Mode
 from swserve.metrics.requests import RemoteSources, RequestMetrics, WebSocketMetrics
 from swserve.protocol import serializer
@@ -121,7 +121,12 @@ def parser_factory(name: str, limits: Limits) -> Callable[[], Parser]:
 
 class Reactor:
     def __init__(
-        self, config: Config, *, on_event: Callable[[control.Message], None], index: int = 0
+        self,
+        config: Config,
+        *,
+        on_event: Callable[[control.Message], None],
+        index: int = 0,
+        first_session: int = 0,
     ) -> None:
         self.config = config
         self.limits = Limits(
@@ -160,7 +165,9 @@ class Reactor:
         self.http2 = Http2Gate(config) if config.http2 == "on" else None
         self.metrics = RequestMetrics() if config.metrics_bind else None  # for /metrics
         self.remote = RemoteSources()  # what base-mode workers count and send (METRICS)
-        self.dispatcher = Dispatcher(config.dispatch, busy.TABLE)
+        self.dispatcher = Dispatcher(config.dispatch, busy.TABLE, index)
+        if busy.TABLE is not None:  # a respawned reactor: nothing is ours yet
+            busy.TABLE.clear(index)
         self.keys = Keys.from_config(config)  # --dispatch ip / key:...: the request's key
         # HTTP/1.1 connections and HTTP/2 streams (reactor/exchange.py)
         self.sessions: dict[int, Exchange] = {}
@@ -184,7 +191,11 @@ class Reactor:
         # reactor i numbers its sessions from i << SESSION_SHIFT: a worker linked to
         # several reactors answers a session's reactor (ipc/channel_set.py)
         self.index = index
-        self._session_ids = index << SESSION_SHIFT
+        # a respawned reactor starts a new generation (reactor/process.py): its
+        # sessions differ from those of the reactor it replaces in ``first_session``
+        self.first_session = (index << SESSION_SHIFT) | first_session
+        self._session_ids = self.first_session
+        self._retired_early: set[int] = set()  # retired before they linked to us
         self._link_keys = 0
         self._tick_handle: asyncio.TimerHandle | None = None
         self._close_idle = True
@@ -337,7 +348,8 @@ class Reactor:
         """Affinity: to the key's worker, or wait for it (not for any other)."""
         dispatcher = self.dispatcher
         owner = dispatcher.owner(key)
-        if owner is not None and dispatcher.room(owner) and not self.queue.waits_for(owner):
+        # room() last: with several reactors it reserves the worker
+        if owner is not None and not self.queue.waits_for(owner) and dispatcher.room(owner):
             self._send(conn, owner)
             return
         if self._full():
@@ -372,6 +384,7 @@ class Reactor:
 
     def _send(self, conn: Exchange, slot: WorkerSlot) -> None:
         slot.inflight += 1
+        self.dispatcher.sent(slot)
         conn.slot = slot
         conn.slow_logged = False
         conn.dispatched_at = time.monotonic()
@@ -402,9 +415,17 @@ class Reactor:
             self._on_event(control.Served(slot.pid, slot.served))
 
     def retire(self, pid: int) -> None:
+        found = False
         for link in list(self.links.values()):
             if link.pid == pid:
                 link.retire()
+                found = True
+        if not found:  # a respawned reactor hears of it before the worker links again
+            self._retired_early.add(pid)
+
+    def stale(self, session: int) -> bool:
+        """Was ``session`` made by a reactor that this one replaced (another generation)?"""
+        return (session ^ self.first_session) >> GENERATION_SHIFT != 0
 
     @property
     def interface(self) -> str:
@@ -510,6 +531,9 @@ class Reactor:
         self.dispatcher.add(slot)
         self._on_event(control.Ready(slot.worker_id, slot.pid, control.Interface(interface)))
         self.on_slot_free(slot)
+        if slot.pid in self._retired_early:
+            self._retired_early.discard(slot.pid)
+            link.retire()
 
     def on_worker_served(self, slot: WorkerSlot, served: int, flags: int) -> None:
         """Base mode: a worker's own count (at once when it reaches its watch), or a timeout."""

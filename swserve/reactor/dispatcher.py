@@ -100,12 +100,14 @@ _CACHE_LIMIT: Final = 4096  # keys whose owner is remembered: header values are 
 
 
 class Dispatcher:
-    def __init__(self, mode: str, busy: BusyTable | None = None) -> None:
+    def __init__(self, mode: str, busy: BusyTable | None = None, index: int = 0) -> None:
         self.spec = parse(mode)
         self.mode = self.spec.mode
         self.affinity = self.mode in AFFINITY
-        # with several reactors, what the others gave each worker (ipc/busy.py)
+        # with several reactors, what the others gave each worker (ipc/busy.py), and
+        # our row in it: ``room`` and ``pick`` reserve the slot they answer
         self.busy = busy
+        self.index = index
         self.slots: list[WorkerSlot] = []
         self._next = 0
         # affinity: slot number -> the newest ready worker in it, and the numbers sorted
@@ -150,11 +152,24 @@ class Dispatcher:
         return self._owners.get(sid)
 
     def room(self, slot: WorkerSlot) -> bool:
-        """Can ``slot`` take one more request now (every reactor's work counted)?"""
-        load = slot.inflight
+        """Can ``slot`` take one more request now (every reactor's work counted)?
+
+        With several reactors, True has reserved it: the caller sends one
+        request to it, or gives the reservation back (``unclaim``).
+        """
         if self.busy is not None:
-            load = max(load, self.busy.counts[slot.cell])
-        return load < slot.capacity
+            return self.busy.claim(self.index, slot.cell, slot.inflight, slot.capacity)
+        return slot.inflight < slot.capacity
+
+    def unclaim(self, slot: WorkerSlot) -> None:
+        """A reservation made by ``room`` or ``pick`` that no request used."""
+        if self.busy is not None:
+            self.busy.release(self.index, slot.cell, slot.inflight)
+
+    def sent(self, slot: WorkerSlot) -> None:
+        """``slot.inflight`` changed (a request sent or answered): publish our row."""
+        if self.busy is not None:
+            self.busy.release(self.index, slot.cell, slot.inflight)
 
     def pick(self, session: int) -> WorkerSlot | None:
         """The worker for a request with no affinity key (None: it waits)."""
@@ -164,7 +179,7 @@ class Dispatcher:
             return None
         if self.mode in ("idle", "ip", "key"):
             if self.busy is not None:
-                return self._pick_idle_shared(slots, n, self.busy.counts)
+                return self._pick_idle_shared(slots, n)
             return self._pick_idle(slots, n)
         if self.mode == "round-robin":
             slot = slots[self._next % n]
@@ -184,9 +199,7 @@ class Dispatcher:
                 best = slot
         return best
 
-    def _pick_idle_shared(
-        self, slots: list[WorkerSlot], n: int, counts: memoryview
-    ) -> WorkerSlot | None:
+    def _pick_idle_shared(self, slots: list[WorkerSlot], n: int) -> WorkerSlot | None:
         """``_pick_idle`` when other reactors feed the same workers.
 
         Idle means idle for everyone: nothing from us and nothing published by
@@ -194,19 +207,22 @@ class Dispatcher:
         the reactor rather than in a busy worker's pipe (the reactor looks
         again shortly, see Reactor._watch_queue).
         """
+        busy = self.busy
+        assert busy is not None
+        index = self.index
         start = self._next
-        best: WorkerSlot | None = None
-        best_load = 0
+        candidates: list[tuple[int, int, WorkerSlot]] = []
         for i in range(n):
             slot = slots[(start + i) % n]
-            held = counts[slot.cell]
-            if slot.inflight == 0 and held == 0:
+            load = busy.load(index, slot.cell, slot.inflight)
+            if load < slot.capacity:
+                candidates.append((load, i, slot))  # idle first, then in turn from _next
+        candidates.sort(key=lambda c: (c[0], c[1]))
+        for _, i, slot in candidates:  # another reactor may take a slot between read and claim
+            if busy.claim(index, slot.cell, slot.inflight, slot.capacity):
                 self._next = (start + i + 1) % n
                 return slot
-            load = max(slot.inflight, held)
-            if load < slot.capacity and (best is None or load < best_load):
-                best, best_load = slot, load
-        return best
+        return None
 
 
 T = TypeVar("T")
@@ -295,6 +311,8 @@ class Waiting(Generic[T]):
                 self._pinned -= 1
                 if alive(item):
                     yield item, slot
+                else:
+                    dispatcher.unclaim(slot)
             if not items:
                 del self.pinned[sid]
         shared = self.shared

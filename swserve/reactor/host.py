@@ -17,6 +17,8 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
+import time
 from collections.abc import Callable
 from typing import Any, Final, Protocol
 
@@ -29,12 +31,13 @@ from swserve.reactor import push_redis
 from swserve.reactor.acceptor import Acceptor
 from swserve.reactor.core import Reactor
 from swserve.reactor.http_conn import HttpConnection
-from swserve.reactor.process import ReactorChild
+from swserve.reactor.process import ReactorChild, respawn
 from swserve.reactor.worker_link import WorkerLink
 
 log = logging.getLogger("swserve.error")
 
 _ADOPT: Final = control.encode(control.Adopt())
+_VIEW: Final = control.encode(control.View())
 
 
 class ReactorHost(Protocol):
@@ -71,6 +74,10 @@ class ReactorHost(Protocol):
         """Abort every client connection and stop the reactors."""
         ...
 
+    async def views(self) -> list[dict[str, Any]]:
+        """What reactors 1 … N-1 hold (``reactor/view.py: reactor_view``), for `swserve ctl`."""
+        ...
+
 
 class InlineHost:
     """One reactor, running on the master's event loop."""
@@ -97,6 +104,9 @@ class InlineHost:
 
     def watch(self, pid: int, count: int) -> None:
         self.reactor.watch(pid, count)
+
+    async def views(self) -> list[dict[str, Any]]:
+        return []  # one reactor: the master's own, read directly
 
     def drain(self) -> None:
         self.reactor.drain()
@@ -160,6 +170,8 @@ class MultiHost(InlineHost):
         self._on_event = on_event
         self.children = children
         self._local_idle = False
+        self._tls: ssl.SSLContext | None = None
+        self._stopping = False
 
     def _acceptor_options(self) -> dict[str, Any]:
         return {"place": self._place}
@@ -169,15 +181,121 @@ class MultiHost(InlineHost):
 
     async def start(self, listeners: list[Listener], ipc_sock: socket.socket) -> None:
         await super().start(listeners, ipc_sock)
-        loop = asyncio.get_running_loop()
+        self._tls = listeners[0].ssl if listeners else None
         for child in self.children:
-            child.channel.setblocking(False)
-            loop.add_reader(child.channel, self._on_message, child)
+            self._watch(child)
+
+    def _watch(self, child: ReactorChild) -> None:
+        child.channel.setblocking(False)
+        asyncio.get_running_loop().add_reader(child.channel, self._on_message, child)
+
+    def lost(self, child: ReactorChild) -> None:
+        """``child`` has died: what it held is gone; nothing goes to it until respawned."""
+        self._read_rest(child)  # its last counts and metrics, sent before it went
+        child.alive = False
+        child.idle = True  # a drain does not wait for it
+        for waiter in child.views:  # `swserve ctl` asked it: it will not answer now
+            if not waiter.done():
+                waiter.cancel()
+        child.views.clear()
+        asyncio.get_running_loop().remove_reader(child.channel)
+        child.channel.close()
+        child.connections = 0
+        self.reactor.remote.lost(-child.index)  # its counters stay in /metrics, not its gauges
+        if self._acceptor is not None:
+            self._acceptor.connection_closed()  # below --max-connections again, perhaps
+        self._check_idle()
+
+    def _read_rest(self, child: ReactorChild) -> None:
+        while True:
+            try:
+                message = child.channel.recv(1 << 20, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            except OSError:
+                return
+            if not message:
+                return
+            self._on_message(child)
+
+    async def views(self) -> list[dict[str, Any]]:
+        """Ask every live reactor for its view; one that does not answer in 1 s is left out."""
+        loop = asyncio.get_running_loop()
+        asked = []
+        for child in self.children:
+            if not child.alive:
+                continue
+            waiter: asyncio.Future[dict[str, Any]] = loop.create_future()
+            try:
+                child.channel.send(_VIEW)
+            except OSError:
+                continue
+            child.views.append(waiter)
+            asked.append(waiter)
+        if not asked:
+            return []
+        done, _ = await asyncio.wait(asked, timeout=1.0)
+        return [waiter.result() for waiter in asked if waiter in done]
+
+    def died(
+        self,
+        child: ReactorChild,
+        status: int,
+        retiring: Callable[[], list[control.Retire]],
+        respawned: Callable[[int], None],
+    ) -> None:
+        """Respawn a reactor that died: only the connections it held are lost.
+
+        As gunicorn's arbiter replaces a lost worker; Swoole's reactors are
+        threads of the master, so there a reactor's crash is the server's.
+        A reactor that dies within a second of its start is respawned after
+        a back-off (0.1 s doubling to 5 s) rather than in a tight loop.
+        ``retiring``: the workers being stopped, to name to the new reactor;
+        ``respawned``: called with the new reactor's pid (the master watches its exit).
+        """
+        self.lost(child)
+        lived = time.monotonic() - child.started
+        child.delay = 0.0 if lived >= 1.0 else _longer(child.delay)
+        log.error(
+            "reactor %d (pid %d) died unexpectedly (status %d): its connections are lost; "
+            "respawning it%s",
+            child.index,
+            child.pid,
+            status,
+            f" in {child.delay:g}s" if child.delay else "",
+        )
+        loop = asyncio.get_running_loop()
+        loop.call_later(child.delay, self._respawn, child, retiring, respawned)
+
+    def _respawn(
+        self,
+        child: ReactorChild,
+        retiring: Callable[[], list[control.Retire]],
+        respawned: Callable[[int], None],
+    ) -> None:
+        if self._stopping:
+            return
+        try:
+            respawn(self.config, child, self._tls)
+        except OSError as exc:  # EAGAIN, ENOMEM: try again later
+            log.error("cannot fork reactor %d: %s", child.index, exc.strerror or exc)
+            child.delay = _longer(child.delay)
+            loop = asyncio.get_running_loop()
+            loop.call_later(child.delay, self._respawn, child, retiring, respawned)
+            return
+        self._watch(child)
+        for message in retiring():
+            with contextlib.suppress(OSError):
+                child.channel.send(control.encode(message))
+        log.info("reactor %d respawned (pid %d)", child.index, child.pid)
+        respawned(child.pid)
 
     def _place(self, sock: socket.socket) -> bool:
         """Give ``sock`` to the reactor holding the fewest connections (False: keep it)."""
-        best = min(self.children, key=lambda c: c.connections)
-        if best.connections >= self.reactor.connections():
+        alive = [c for c in self.children if c.alive]
+        if not alive:
+            return False
+        best = min(alive, key=lambda c: c.connections)
+        # those still being handed to our own loop count: a burst of accepts all stayed here
+        if best.connections >= self.reactor.connections() + self.reactor.arriving():
             return False
         try:
             socket.send_fds(best.channel, [_ADOPT], [sock.fileno()])
@@ -217,6 +335,11 @@ class MultiHost(InlineHost):
                 self._check_idle()
             case control.Timeout():
                 self._on_event(event)
+            case control.ViewReply(view=view):
+                if child.views:
+                    waiter = child.views.pop(0)
+                    if not waiter.done():
+                        waiter.set_result(view)
             case _:
                 log.error("reactor %d sent %r, which is not for the master", child.index, event)
 
@@ -233,6 +356,8 @@ class MultiHost(InlineHost):
 
     def _broadcast(self, message: bytes) -> None:
         for child in self.children:
+            if not child.alive:
+                continue
             with contextlib.suppress(OSError):
                 child.channel.send(message)
 
@@ -243,13 +368,22 @@ class MultiHost(InlineHost):
     def drain(self) -> None:
         self._local_idle = False
         for child in self.children:
-            child.idle = False
+            child.idle = not child.alive  # one dead (awaiting its respawn) holds nothing
         self._broadcast(control.encode(control.Drain()))
         super().drain()
+
+    def stop_accepting(self) -> None:
+        self._stopping = True  # the first step of a stop: no reactor is respawned from here
+        super().stop_accepting()
 
     def close(self) -> None:
         self._broadcast(control.encode(control.Close()))
         super().close()
+
+
+def _longer(delay: float) -> float:
+    """The next respawn back-off: 0.1 s, doubling, at most 5 s."""
+    return min(max(0.1, delay * 2), 5.0)
 
 
 def make_host(

@@ -12,6 +12,15 @@ the shared busy table (``ipc/busy.py``).
 Master ↔ reactor i: one SOCK_SEQPACKET socketpair, one control message
 (:mod:`swserve.ipc.control`) per datagram; ``docs/control-plane.md`` lists them.
 
+A reactor that dies (``kill -9``, a crash) is respawned by the master
+(:func:`respawn`), forked from its running loop as gunicorn's arbiter forks a
+lost worker: the child closes every descriptor it inherited but its channel,
+its worker-link listener (which the master keeps open, so workers reconnect
+at once and wait in its backlog) and its file inbox.  Its sessions number
+from a new *generation* (``GENERATION_SHIFT``) so that a late reply for a
+session of the dead reactor can never be taken for a new one.  It is sent a
+``Retire`` for every worker being retired, as the others were.
+
 Reactor 0 alone reports what is about workers as a whole (ready, lost, boot
 errors, the served count the manager watches, read from each worker's own
 count in the shared table): the others would only repeat it.
@@ -21,16 +30,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import json
 import logging
 import os
 import signal
 import socket
 import ssl
-from dataclasses import dataclass
-from typing import Final
+import time
+from dataclasses import dataclass, field
+from typing import Any, Final
 
 from swserve.config import Config
-from swserve.ipc import control
+from swserve.ipc import busy, control
+from swserve.ipc.channel_set import GENERATION_SHIFT, SESSION_SHIFT
 from swserve.ipc.control import Mode
 from swserve.metrics.collect import reactor_snapshot
 from swserve.metrics.requests import GAUGES
@@ -42,11 +55,14 @@ from swserve.reactor import push_redis
 from swserve.reactor.acceptor import Acceptor
 from swserve.reactor.core import Reactor
 from swserve.reactor.http_conn import HttpConnection
+from swserve.reactor.view import reactor_view
 from swserve.reactor.worker_link import WorkerLink
+from swserve.static.handoff import INBOX_SOCKETS
 
 log = logging.getLogger("swserve.error")
 
 MAX_FDS: Final = 64  # connections handed over in one message at most
+VIEW_MAX: Final = 96 * 1024  # bytes of a ``ViewReply`` (one SOCK_SEQPACKET message)
 METRICS_EVERY: Final = 0.25  # seconds between metrics snapshots to the master
 _FORWARDED: Final = (control.Timeout, control.Idle)  # the other events are reactor 0's
 
@@ -76,9 +92,16 @@ class ReactorChild:
     index: int
     pid: int
     channel: socket.socket
+    ipc_sock: socket.socket  # its worker-link listener: kept by the master for a respawn
     connections: int = 0  # held, as last reported, plus handed over since
     sent: int = 0  # connections handed over so far
     idle: bool = False
+    alive: bool = True  # False from its death until its replacement is forked
+    generation: int = 0  # respawns so far: sessions never collide with a dead one's
+    started: float = 0.0  # time.monotonic() of its fork, for the respawn back-off
+    delay: float = 0.0  # the current respawn back-off
+    # `swserve ctl` questions (``view``) waiting for their answer, in order
+    views: list[asyncio.Future[dict[str, Any]]] = field(default_factory=list)
 
 
 def fork_reactors(
@@ -109,10 +132,70 @@ def fork_reactors(
                 log.exception("reactor %d crashed", index)
             finally:
                 os._exit(code)
-        theirs.close()
-        ipc_sock.close()  # the child listens on it now
-        children.append(ReactorChild(index, pid, ours))
+        theirs.close()  # the child listens on ipc_sock; we keep it for a respawn
+        children.append(ReactorChild(index, pid, ours, ipc_sock, started=time.monotonic()))
     return children
+
+
+def respawn(config: Config, child: ReactorChild, tls: ssl.SSLContext | None) -> None:
+    """Fork a replacement for ``child`` (dead) from the master's running loop.
+
+    The new reactor listens on the same worker-link socket, so every worker
+    that lost its link reconnects at once (ipc/channel_set.py).  ``child`` is
+    updated in place: new pid, channel and generation, no connections.
+    """
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    generation = (child.generation + 1) % (1 << (SESSION_SHIFT - GENERATION_SHIFT))
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            gc.freeze()  # the master's objects are never collected here: their fds are not ours
+            signal.set_wakeup_fd(-1)  # the master loop's wakeup socket is closed below
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            keep = {theirs.fileno(), child.ipc_sock.fileno(), *_log_fds()}
+            if busy.TABLE is not None:
+                keep.add(busy.TABLE.lock_fd)  # the shared table's record locks
+            if child.index < len(INBOX_SOCKETS):
+                keep.add(INBOX_SOCKETS[child.index].fileno())
+            _close_inherited(keep)
+            code = serve(config, child.index, child.ipc_sock, theirs, tls, generation)
+        except BaseException:
+            log.exception("reactor %d crashed", child.index)
+        finally:
+            os._exit(code)
+    theirs.close()
+    child.pid = pid
+    child.channel = ours
+    child.generation = generation
+    child.connections = child.sent = 0
+    child.idle = False
+    child.alive = True
+    child.started = time.monotonic()
+
+
+def _log_fds() -> set[int]:
+    """The descriptors the logging handlers write to (a respawned reactor keeps them)."""
+    manager = logging.Logger.manager
+    loggers = [logging.getLogger()]
+    loggers += [lg for lg in manager.loggerDict.values() if isinstance(lg, logging.Logger)]
+    fds = set()
+    for logger in loggers:
+        for handler in logger.handlers:
+            for name in ("stream", "socket"):
+                with contextlib.suppress(AttributeError, OSError, ValueError):
+                    fds.add(getattr(handler, name).fileno())
+    return fds
+
+
+def _close_inherited(keep: set[int]) -> None:
+    """Close every descriptor above stderr but ``keep``: the master's client connections,
+    listeners, event loop and pidfds must not live on in a respawned reactor."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd not in keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def serve(
@@ -121,6 +204,7 @@ def serve(
     ipc_sock: socket.socket,
     channel: socket.socket,
     tls: ssl.SSLContext | None,
+    generation: int = 0,
 ) -> int:
     """Run reactor ``index`` in this (forked) process until the master says close."""
     ignore_master_signals()
@@ -136,20 +220,27 @@ def serve(
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        return loop.run_until_complete(ReactorProcess(config, index, channel, tls).main(ipc_sock))
+        process = ReactorProcess(config, index, channel, tls, generation)
+        return loop.run_until_complete(process.main(ipc_sock))
     finally:
         loop.close()
 
 
 class ReactorProcess:
     def __init__(
-        self, config: Config, index: int, channel: socket.socket, tls: ssl.SSLContext | None
+        self,
+        config: Config,
+        index: int,
+        channel: socket.socket,
+        tls: ssl.SSLContext | None,
+        generation: int = 0,
     ) -> None:
         self.config = config
         self.index = index
         self.channel = channel
         self.tls = tls
-        self.reactor = Reactor(config, on_event=self._on_event, index=index)
+        first = generation << GENERATION_SHIFT
+        self.reactor = Reactor(config, on_event=self._on_event, index=index, first_session=first)
         self.done: asyncio.Future[None]
         self._reported = (-1, -1)  # (held, received) last sent to the master
         self._received = 0  # connections the master has handed over
@@ -228,6 +319,8 @@ class ReactorProcess:
                 self.reactor.drain()
             case control.Close():
                 self._finish()
+            case control.View():
+                self._send(control.ViewReply(self._view()))
             case _:
                 log.error(
                     "reactor %d: the master sent %r, which is not for a reactor",
@@ -238,6 +331,13 @@ class ReactorProcess:
     def _finish(self) -> None:
         if not self.done.done():
             self.done.set_result(None)
+
+    def _view(self) -> dict[str, Any]:
+        """What this reactor holds (``reactor/view.py``), cut to fit in one datagram."""
+        view = reactor_view(self.reactor)
+        while len(json.dumps(view, separators=(",", ":"))) > VIEW_MAX and view["sessions"]:
+            view["sessions"] = view["sessions"][: len(view["sessions"]) // 2]
+        return view
 
     def _send(self, message: control.Message) -> None:
         with contextlib.suppress(OSError):  # the master is gone: the channel's EOF tells us

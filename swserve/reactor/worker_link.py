@@ -65,6 +65,7 @@ class WorkerLink(asyncio.Protocol):
         # (session, request) pairs this worker holds, for 502s when it dies
         self.inflight: dict[tuple[int, int], Exchange] = {}
         self.ws_parts: dict[int, list[bytes]] = {}  # messages cut at MAX_PAYLOAD
+        self._disowned: set[tuple[int, int]] = set()  # sessions of a dead reactor, told once
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not subclasses of asyncio.Transport
@@ -93,6 +94,8 @@ class WorkerLink(asyncio.Protocol):
                 if end:
                     self._release(session, request)
                 if conn is None or conn.seq != request or conn.slot is not self.slot:
+                    if conn is None and not end and self.reactor.stale(session):
+                        self._disown(session, request)
                     continue  # the client left, or this request was already answered
                 if kind == _START:
                     try:
@@ -152,6 +155,7 @@ class WorkerLink(asyncio.Protocol):
         if slot is not None:
             slot.inflight -= 1
             slot.served += 1
+            self.reactor.dispatcher.sent(slot)
             self.reactor.on_slot_free(slot)
             if slot.retiring and slot.inflight == 0 and not self.reactor.ws.count(self.key):
                 self.send_stop()
@@ -184,6 +188,8 @@ class WorkerLink(asyncio.Protocol):
         ws = reactor.ws.get(session)
         if ws is None or ws.key != self.key or ws.seq != request:
             self.ws_parts.pop(session, None)
+            if ws is None and kind != framing.WS_CLOSE and reactor.stale(session):
+                self._disown(session, request, websocket=True)
             return  # the session has ended: late frames are dropped
         if kind == framing.WS_MESSAGE:
             data = framing.assemble(self.ws_parts, session, flags, payload)
@@ -193,6 +199,23 @@ class WorkerLink(asyncio.Protocol):
             ws.close(*codec.decode_ws_close(payload))
         else:  # BUFFER_FULL / BUFFER_EMPTY: the app has --ws-max-queue messages unread
             ws.hold(kind == framing.BUFFER_FULL)
+
+    def _disown(self, session: int, request: int, websocket: bool = False) -> None:
+        """A frame for a session of the reactor we replaced: its client went with it.
+
+        Tell the worker once, as for a client that left, so that a streamed
+        response or a WebSocket session of the dead reactor stops.
+        """
+        if (session, request) in self._disowned:
+            return
+        if len(self._disowned) >= 1024:
+            self._disowned.clear()
+        self._disowned.add((session, request))
+        if websocket:
+            payload = codec.encode_ws_close(1006, "")
+            self.writer.write(framing.encode(framing.WS_CLOSE, 0, session, request, payload))
+        else:
+            self.writer.write(framing.encode(framing.DISCONNECT, 0, session, request))
 
     def ws_message(self, ws: WsConnection, text: bool, data: bytes) -> None:
         self.writer.writelines(framing.message_frames(ws.session, ws.seq, text, data))
@@ -336,3 +359,6 @@ class WorkerLink(asyncio.Protocol):
             if conn.current is not None and conn.slot is self.slot:
                 conn.on_worker_lost()
         self.inflight.clear()
+        busy = self.reactor.dispatcher.busy
+        if busy is not None and self.slot is not None:  # nothing of ours is on it now
+            busy.release(self.reactor.index, self.slot.cell, 0)

@@ -93,6 +93,7 @@ def run(
     pid = os.getpid()
     set_dump_dir(os.path.dirname(ipc_paths[0]))  # for `swserve ctl slowlog`
     socks = []
+    hello = framing.encode(framing.HELLO, 0, 0, 0, codec.encode_hello(worker_id, pid, cell))
     for path in ipc_paths:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         widen(sock)
@@ -104,9 +105,11 @@ def run(
             for opened in socks:
                 opened.close()
             return EXIT_OK  # the master is gone: nothing to serve
-        sock.sendall(
-            framing.encode(framing.HELLO, 0, 0, 0, codec.encode_hello(worker_id, pid, cell))
-        )
+        sock.sendall(hello)
+    if config.mode == "process" and len(socks) > 1:  # a reactor that dies is linked to again
+        from swserve.ipc import channel_set
+
+        channel_set.RELINK = channel_set.Relink(list(ipc_paths), hello)
     # server push (swserve.push): this process's own links to the same sockets
     push.configure(ipc_paths, base=config.mode == Mode.BASE)
     sock = socks[0]  # boot errors go to the first reactor: one report is enough

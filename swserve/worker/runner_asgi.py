@@ -23,7 +23,7 @@ from swserve.apps.lifespan import Lifespan
 from swserve.config import Config
 from swserve.errors import EXIT_OK, AppLoadError
 from swserve.ipc import busy as busy_table, codec, framing, push
-from swserve.ipc.channel_set import AsyncChannelSet
+from swserve.ipc.channel_set import SESSION_SHIFT, AsyncChannelSet
 from swserve.net.proxy import Frontend
 from swserve.protocol.request import RequestHead
 from swserve.worker.frame_sink import AsyncFrameSink, AsyncWsSink
@@ -77,7 +77,7 @@ class ASGIWorker:
         except AppLoadError as exc:
             self.socks[0].sendall(framing.encode(framing.BOOT_ERROR, 0, 0, 0, str(exc).encode()))
             raise
-        self.channel = AsyncChannelSet(self._on_frames, self.stopped.set)
+        self.channel = AsyncChannelSet(self._on_frames, self.stopped.set, self._reactor_lost)
         await self.channel.connect(self.socks)
         push.attach(self.channel.write, loop)  # swserve.push from here: on these links
         loop.add_signal_handler(signal.SIGTERM, self.stopped.set)
@@ -147,6 +147,17 @@ class ASGIWorker:
                 push.answer(request, flags, codec.decode_count(payload))
             else:  # WS_MESSAGE, WS_CLOSE
                 self.ws.frame(kind, flags, key, payload)
+
+    def _reactor_lost(self, index: int) -> None:
+        """Reactor ``index`` died with its clients: the app hears they left (a respawned
+        reactor starts afresh; what it would say about these sessions, nobody will)."""
+        for key in [k for k in self.bodies if k[0] >> SESSION_SHIFT == index]:
+            del self.bodies[key]
+        for key, cycle in list(self.cycles.items()):
+            if key[0] >> SESSION_SHIFT == index:
+                cycle.disconnect()
+        for key in [k for k in self.ws.cycles if k[0] >> SESSION_SHIFT == index]:
+            self.ws.gone(key)  # receive() says websocket.disconnect, 1006
 
     def _start(self, key: tuple[int, int], head: RequestHead, body: bytes | BinaryIO) -> None:
         sink = AsyncFrameSink(self.channel, key[0], key[1])

@@ -95,11 +95,6 @@ def test_asgi_concurrency_bounds_the_requests_in_one_worker(
     serve: Starter, mode: str, tmp_path: Path
 ) -> None:
     """--asgi-concurrency 3: three requests in the app; the other six wait in the reactor."""
-    if mode == "reactors":
-        pytest.skip(
-            "known defect: two reactors read the shared busy table at once and both fill "
-            "the same worker, up to 5 of 3 (ipc/busy.py publishes, nobody reserves)"
-        )
     server = serve("asgi_echo:app", "--asgi-concurrency", "3", *METRICS_ARGS, workers=1)
     port = metrics_port(server)
     release = tmp_path / "release"

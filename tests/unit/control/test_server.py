@@ -41,6 +41,13 @@ class FakeReactor:
     ws: WsSessions = field(default_factory=lambda: WsSessions(Config(), lambda key: None))
 
 
+class FakeHost:
+    """One reactor: nothing to ask reactor processes."""
+
+    async def views(self) -> list[dict[str, Any]]:
+        return []
+
+
 @dataclass
 class FakeMaster:
     reactor: FakeReactor
@@ -50,6 +57,7 @@ class FakeMaster:
     stopping: bool = False
     manager_pid: int = 1
     children: list[Any] = field(default_factory=list)
+    host: FakeHost = field(default_factory=FakeHost)
 
 
 def make(

@@ -22,6 +22,17 @@ KINDS: dict[str, st.SearchStrategy[Any]] = {
     "Reason": st.sampled_from(control.Reason),
     "Interface": st.sampled_from(control.Interface),
     "metrics": st.dictionaries(st.text(), INT),
+    "document": st.dictionaries(
+        st.text(),
+        st.recursive(
+            st.none() | st.booleans() | INT | st.text(),
+            lambda inner: (
+                st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3)
+            ),
+            max_leaves=8,
+        ),
+        max_size=4,
+    ),
 }
 
 
@@ -76,6 +87,15 @@ def test_every_field_kind_on_the_wire() -> None:
         encode(control.MetricsSnapshot({"a": 1}))
         == header(108, 4 + len(snapshot)) + struct.pack("<I", len(snapshot)) + snapshot
     )
+
+
+def test_a_reactor_view_on_the_wire() -> None:
+    assert encode(control.View()) == header(99, 0)
+    view = {"workers": {"42": {"in_flight": 1, "current": None}}, "sessions": [], "total": 0}
+    text = json.dumps(view, separators=(",", ":")).encode()
+    wire = encode(control.ViewReply(view))
+    assert wire == header(109, 4 + len(text)) + struct.pack("<I", len(text)) + text
+    assert decode(wire) == control.ViewReply(view)
 
 
 @given(MESSAGE)
@@ -144,6 +164,9 @@ def test_enums_compare_as_their_strings() -> None:
         ),
         (header(108, 4 + 2) + struct.pack("<I", 2) + b"[]", "not an object of integers"),
         (header(108, 4 + 1) + struct.pack("<I", 1) + b"{", "not JSON"),
+        (header(109, 4 + 2) + struct.pack("<I", 2) + b"[]", "ViewReply.view: not a JSON object"),
+        (header(109, 4 + 3) + struct.pack("<I", 3) + b"{1}", "ViewReply.view: not JSON"),
+        (header(99, 1) + b"x", "1 byte(s) left over"),
         (
             header(108, 4 + 9) + struct.pack("<I", 9) + b'{"a":1.5}',
             "not an object of integers",
