@@ -1,10 +1,10 @@
 """A request's HTTP/2 header fields → a :class:`Request`, checked in one pass (RFC 9113 §8.2-8.3).
 
 h2 can check inbound fields itself (``validate_inbound_headers``), but it does so with a chain
-of eight generators and a Python loop over every byte of every name and value: for hello over
-h2c that was ~20 % of the reactor's HTTP/2 cost per request, and more for browsers' long
-``user-agent``, ``accept`` and ``cookie`` values.  The same rules here take one loop over the
-fields and one regular-expression search per name and per value.
+of eight generators and a Python loop over every byte of every name and value.  The same rules
+here take one loop over the fields and one regular-expression search per name and per value:
+a hello exchange through ``Http2Core`` alone went from 115 to 93 µs of CPU (h2load's request
+headers; browsers' long ``user-agent``, ``accept`` and ``cookie`` values gain more).
 
 A malformed request is a stream error of type PROTOCOL_ERROR (RFC 9113 §8.1.1): the caller
 resets that stream; the connection goes on.
