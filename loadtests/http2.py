@@ -45,22 +45,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from loadtests.run import (
-    HERE,
-    HOST,
-    READY_TIMEOUT_S,
-    RESULTS_DIR,
-    VENV_BIN,
-    Pinning,
-    PointError,
-    ensure_venv,
-    free_port,
-    log,
-    pip_install,
-    server_env,
-    session,
-    tree_cpu,
-)
+from loadtests import run as bench
+from loadtests.run import HERE, HOST, READY_TIMEOUT_S, VENV_BIN, Pinning, PointError
 
 APPS: Final = HERE / "apps"
 WORKERS: Final = 2
@@ -138,14 +124,17 @@ def started(
 ) -> Iterator[Running | None]:
     """Start one server and wait until it answers over h2c; None (logged) if it cannot."""
     target, interface, probe = app
-    port = free_port()
+    port = bench.free_port()
     argv = server_argv(name, target, interface, port)
     log_path = tmp / f"{name}-{target.replace(':', '_')}.log"
     # the mixed app imports mixed.py from its directory; every server runs from loadtests/apps
-    env = {**server_env(), "PYTHONPATH": f"{APPS}{os.pathsep}{server_env()['PYTHONPATH']}"}
+    env = {
+        **bench.server_env(),
+        "PYTHONPATH": f"{APPS}{os.pathsep}{bench.server_env()['PYTHONPATH']}",
+    }
     with (
         log_path.open("w") as out,
-        session(
+        bench.session(
             [*pinning.server_prefix(), *argv], stdout=out, stderr=subprocess.STDOUT, cwd=APPS,
             env=env,
         ) as proc,
@@ -153,7 +142,7 @@ def started(
         try:
             wait_h2(port, proc, probe)
         except (PointError, subprocess.TimeoutExpired) as exc:
-            log(f"{name} {target}: {exc}\n{log_path.read_text(errors='replace')[-800:]}")
+            bench.log(f"{name} {target}: {exc}\n{log_path.read_text(errors='replace')[-800:]}")
             yield None
             return
         yield Running(name, proc, port, argv, log_path)
@@ -210,15 +199,15 @@ def measure(
         opts += ["--rps", f"{rate / MIXED_CONNECTIONS:g}", "--log-file", str(req_log)]
     if args.warmup:
         h2load(pinning, f"{base}{'/' if rate is None else '/fast'}", args.warmup, closed)
-    cpu_before, _ = tree_cpu(server.proc.pid)
+    cpu_before, _ = bench.tree_cpu(server.proc.pid)
     started_at = time.monotonic()
     out = h2load(pinning, url, args.duration, opts)
     wall = time.monotonic() - started_at
-    cpu = tree_cpu(server.proc.pid)[0] - cpu_before
+    cpu = bench.tree_cpu(server.proc.pid)[0] - cpu_before
     done, rps = H2LOAD_DONE.search(out), H2LOAD_RPS.search(out)
     if done is None or rps is None:
         point.failure = f"h2load said {out[-300:]!r}"
-        log(f"{server.name} {part}: {point.failure}")
+        bench.log(f"{server.name} {part}: {point.failure}")
         return point
     ok, failed, errored = (int(g) for g in done.groups())
     point.rps, point.succeeded, point.failed = float(rps.group(1)), ok, failed + errored
@@ -235,7 +224,7 @@ def measure(
             point.fast_p99_ms = _percentile(fast, 99)
         if slow:
             point.slow_p99_ms = _percentile(slow, 99)
-    log(
+    bench.log(
         f"{server.name:13} {part:12} {point.rps:9.0f} req/s  failed {point.failed:4}  "
         f"{point.cpu_us_per_req or 0:8.1f} µs CPU/req  {point.cores:4.2f} cores"
         + (f"  fast p50 {point.fast_p50_ms} ms p99 {point.fast_p99_ms} ms" if rate else "")
@@ -338,11 +327,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if shutil.which("h2load") is None:
         print("h2load is missing: apt-get install nghttp2-client", file=sys.stderr)
         return 1
-    missing = ensure_venv(no_install=args.no_install, with_swserve=True)
+    missing = bench.ensure_venv(no_install=args.no_install, with_swserve=True)
     if missing:
         raise SystemExit(missing)
     if not args.no_install and not (VENV_BIN / "hypercorn").exists():
-        result = pip_install("hypercorn", "h2")  # h2: swserve's [http2] extra
+        result = bench.pip_install("hypercorn", "h2")  # h2: swserve's [http2] extra
         if result.returncode != 0:
             raise SystemExit(f"pip could not install hypercorn:\n{result.stderr[-600:]}")
     pinning = Pinning.choose(enabled=not args.no_pin)
@@ -379,11 +368,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     lines = [header, "", *report(points, servers, labels)]
     print("\n".join(lines))
-    RESULTS_DIR.mkdir(exist_ok=True)
-    out = RESULTS_DIR / time.strftime("%Y%m%d-%H%M%S-http2.json")
+    bench.RESULTS_DIR.mkdir(exist_ok=True)
+    out = bench.RESULTS_DIR / time.strftime("%Y%m%d-%H%M%S-http2.json")
     payload = {"argv": sys.argv, "header": header, "points": [asdict(p) for p in points]}
     out.write_text(json.dumps(payload, indent=1))
-    log(f"results: {out}")
+    bench.log(f"results: {out}")
     return 0
 
 
