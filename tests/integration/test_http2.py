@@ -318,7 +318,9 @@ def test_an_hpack_bomb_gets_goaway(serve: Starter, raws: Callable[[int], Raw]) -
     raw.events_until(h2.events.StreamEnded)  # answered: the big field is in both tables
     block = raw.h2.encoder.encode(REQ)
     names = [name for name, _ in raw.h2.encoder.header_table.dynamic_entries]
-    block += bytes([0x80 | (62 + names.index(b"x-big"))]) * 100  # 300 KB decoded, past the 64 KiB list
+    block += (
+        bytes([0x80 | (62 + names.index(b"x-big"))]) * 100
+    )  # 300 KB decoded, past the 64 KiB list
     raw.sock.sendall(HeadersFrame(3, data=block, flags=["END_STREAM", "END_HEADERS"]).serialize())
     got = terminated(raw.events_until(h2.events.ConnectionTerminated))
     assert got.error_code == ErrorCodes.ENHANCE_YOUR_CALM
