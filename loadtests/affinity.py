@@ -14,7 +14,7 @@ sleep 50 ms, the rest 1 ms; 2 workers x 1 thread), sent from ``--sources`` loopb
 The difference in fast-request latency is what affinity costs on this load; the CPU per request
 shows what the affinity lookup costs the server. Each point starts a fresh server from this
 checkout (``python -m swserve`` with the interpreter running this script), warms it up, and
-measures the CPU time of its whole process tree from /proc, as ``run.py`` does (its helpers are
+measures the CPU time of its whole process tree from /proc, as ``loadtests.run`` does (its helpers are
 imported, not copied). The server tree is pinned to every CPU but the first on 2-4 CPU machines.
 
 Usage (from the repository root, with swserve installed in the interpreter's environment):

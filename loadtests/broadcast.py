@@ -12,7 +12,7 @@ compression, pongs answered) and waits until each is subscribed; then ``--messag
 broadcasts are sent one after another (``GET /send?m=SEQ:T0``), each waiting until every
 session has it.  Measured: the delivery time of every message to every session (T0 → the
 frame read by the client) as p50/p99, and the CPU time of the server's process tree
-(``/proc``, through ``loadtests/run.py``) per delivered message; for the Redis stack
+(``/proc``, through ``loadtests/run/``) per delivered message; for the Redis stack
 redis-server's own CPU is reported beside it and counted in the setup's total.  The bar:
 swserve delivers at least 3 times more messages per CPU second.
 
@@ -21,7 +21,7 @@ Run under the bench lock, e.g.::
     flock /tmp/swserve-bench.lock python3 -m loadtests.broadcast
     flock /tmp/swserve-bench.lock python3 -m loadtests.broadcast --sessions 1000 --messages 5
 
-Only loopback.  The anchors venv is ``loadtests/run.py``'s, plus ``broadcaster[redis]``.
+Only loopback.  The anchors venv is ``loadtests/run/``'s, plus ``broadcaster[redis]``.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
     loadtests/.venv-anchors/bin/python loadtests/chart.py RESULT.json OUT.png
 
-``run.py`` runs this under the anchors venv's python, which has matplotlib; ``run.py`` itself
+``loadtests.run`` runs this under the anchors venv's python, which has matplotlib; ``loadtests.run`` itself
 stays standard-library only. The figures are the run's medians (its ``summary``: the wrk
 scenarios), grouped by scenario, one bar per server in a fixed colour, on log scales (a 1 MiB
 echo and a hello differ by two orders of magnitude). A missing bar is a server that does not run

@@ -7,7 +7,7 @@ a client asks the control socket for ``stats`` and ``processes`` every ``--poll`
 For each it reports requests/s and the server tree's CPU µs per request; then the master's CPU
 per control call of each kind, over ``--calls`` calls.  Ratios within one run are what count.
 
-Reuses ``run.py``'s pinning, wrk runner, readiness wait and /proc CPU accounting.
+Reuses ``loadtests.run``'s pinning, wrk runner, readiness wait and /proc CPU accounting.
 
 Example:
     flock /tmp/swserve-bench.lock python3 -m loadtests.control --duration 5 --repeat 2

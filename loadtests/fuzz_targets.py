@@ -151,6 +151,15 @@ class FakeTransport:
     def get_write_buffer_size(self) -> int:
         return 0
 
+    def can_write_eof(self) -> bool:
+        return False
+
+    def take(self) -> bytes:
+        """What was written since the last take()."""
+        out = b"".join(self.out)
+        self.out.clear()
+        return out
+
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name == "peername":
             return self.peer
@@ -172,7 +181,7 @@ def _frame(kind: int, flags: int, session: int, request: int, payload: bytes) ->
 
 
 async def _drive(http_bytes: bytes, frame_bytes: bytes) -> None:
-    reactor = Reactor(_CONFIG, on_event=lambda kind, arg: None)
+    reactor = Reactor(_CONFIG, on_event=lambda message: None)
     link = WorkerLink(reactor)
     link_transport = FakeTransport()
     link.connection_made(link_transport)  # type: ignore[arg-type]

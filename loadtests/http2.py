@@ -4,7 +4,7 @@
 Two parts, every server with 2 workers, measured with h2load from nghttp2-client:
 
 * **throughput**: hello (WSGI), Flask and FastAPI apps, ``h2load -c 4 -m 32`` (closed loop);
-  req/s and the server tree's CPU µs per request (from /proc, with ``run.py``'s helpers,
+  req/s and the server tree's CPU µs per request (from /proc, with ``loadtests.run``'s helpers,
   imported, not copied). Bar (issue #16): swserve ≥ 3x hypercorn.
 * **mixed**: ``h2_mixed.py`` (``mixed.py``'s /fast 1 ms and /slow 50 ms, the slow one answering
   202) on 2 connections, 1 slow stream in 10, paced by h2load's ``--rps`` at ``--rates`` req/s

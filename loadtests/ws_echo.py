@@ -9,7 +9,7 @@ Two scenarios on ``apps/ws_echo.py`` (every text/bytes message echoed back):
 Servers: swserve (``--mode process``: the reactor frames, the worker runs the app, whole messages
 cross the IPC), ``swserve-base`` (``--mode base``), uvicorn (``--ws websockets-sansio`` when the
 installed uvicorn has it, else ``websockets``) and granian (``--interface asgi``, its WebSockets
-on), each with one worker, started and stopped by ``run.py``'s ``served`` (anchors venv,
+on), each with one worker, started and stopped by ``loadtests.run``'s ``served`` (anchors venv,
 readiness by a real GET, the process group stopped whatever happens), the server pinned to one
 CPU and the load to the other (``run.Pinning``).
 

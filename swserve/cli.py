@@ -15,7 +15,7 @@ import click
 from swserve import __version__
 from swserve.config import SETTINGS, Config, Setting, build_config, parse_size, problems
 from swserve.errors import ConfigError
-from swserve.sources import merge
+from swserve.settings.sources import merge
 
 
 def _parse_size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:

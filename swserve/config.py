@@ -19,8 +19,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from swserve import proxy
 from swserve.errors import ConfigError
+from swserve.ipc.control import Interface, Mode
+from swserve.net import proxy
 from swserve.static.resolve import parse_mount
 
 DEFAULT_APP: Final = "swserve.demo:app"
@@ -124,7 +125,7 @@ class Config:
     interface: str = setting(
         "auto",
         kind="choice",
-        choices=("auto", "wsgi", "asgi"),
+        choices=("auto", *(i.value for i in Interface)),
         section="Application",
         help="The application interface. auto tells an ASGI callable (a coroutine function, "
         "or an object whose __call__ is one) from a WSGI one without calling it.",
@@ -639,7 +640,7 @@ class Config:
     mode: str = setting(
         "process",
         kind="choice",
-        choices=("process", "base"),
+        choices=tuple(m.value for m in Mode),
         section="Processes",
         help="process: reactors in the master own the connections and hand complete "
         "requests to workers; base: every worker accepts and serves its own connections.",
@@ -968,6 +969,10 @@ def problems(values: dict[str, Any]) -> list[str]:
             parse_mount(entry)
         except ValueError as exc:
             out.append(str(exc))
+    if values.get("static") and values.get("chroot") and values.get("mode") == "base":
+        # base-mode workers serve --static themselves, from inside the chroot, where the
+        # directories (resolved outside it) and /proc (the symlink check) are not
+        out.append("--static with --chroot needs process mode (the reactor serves the files)")
     for spec in values.get("process", ()):
         module, sep, attr = spec.partition(":")
         if not sep or not module or not attr:
@@ -983,7 +988,7 @@ def problems(values: dict[str, Any]) -> list[str]:
 
 
 def _dispatch_problems(values: dict[str, Any]) -> list[str]:
-    from swserve.reactor.dispatcher import AFFINITY, parse
+    from swserve.settings.dispatch import AFFINITY, parse
 
     if "dispatch" not in values:
         return []
@@ -1001,7 +1006,7 @@ def _dispatch_problems(values: dict[str, Any]) -> list[str]:
 
 
 def _tls_problems(values: dict[str, Any]) -> list[str]:
-    """TLS settings that cannot work together (files are read at start-up, in tls.py)."""
+    """TLS settings that cannot work together (files are read at start-up, in net/tls.py)."""
     out: list[str] = []
     if not values.get("ssl_certfile"):
         out.extend(

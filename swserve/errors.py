@@ -12,7 +12,6 @@ from typing import Any, Final
 # 3 for every boot failure, since the user-facing answer is the same: fix the app).
 EXIT_OK: Final = 0
 EXIT_ERROR: Final = 1
-EXIT_USAGE: Final = 2  # click's own code for a bad flag or value
 EXIT_APP_LOAD: Final = 3  # the app could not be imported, or its lifespan startup failed
 
 
@@ -34,10 +33,6 @@ class IPCError(SwserveError):
 
 class ClientDisconnected(SwserveError):
     """The client of the response being written has gone: stop producing it."""
-
-
-class WorkerLost(SwserveError):
-    """The worker that held a request died before answering it."""
 
 
 class ProtocolError(SwserveError):

@@ -23,13 +23,13 @@ BATCH = 32
 
 def serve(listener: socket.socket, n: int, report: int) -> None:
     from swserve.config import Config
+    from swserve.process.loop import new_event_loop
     from swserve.reactor.acceptor import Acceptor
     from swserve.reactor.core import Reactor
     from swserve.reactor.http_conn import HttpConnection
-    from swserve.reactor.loop import new_event_loop
 
     loop = new_event_loop()
-    reactor = Reactor(Config(), on_event=lambda kind, arg: None)
+    reactor = Reactor(Config(), on_event=lambda message: None)
     closed = 0
     done = loop.create_future()
 

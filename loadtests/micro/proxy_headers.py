@@ -2,7 +2,7 @@
 
     python loadtests/micro/proxy_headers.py [N]
 
-Times ``Frontend.environ`` / ``Frontend.scope`` (swserve/proxy.py) on a
+Times ``Frontend.environ`` / ``Frontend.scope`` (swserve/net/proxy.py) on a
 typical 10-header request in the cases that matter: the default settings with
 no forwarding header, a forwarding header from an untrusted peer, a full
 X-Forwarded-For/-Proto/-Host from a trusted proxy, and --root-path alone.
@@ -19,7 +19,8 @@ from typing import Any
 from swserve.apps.asgi import build_scope
 from swserve.apps.wsgi import WSGIAdapter
 from swserve.ipc import codec
-from swserve.proxy import Frontend, TrustedPeers
+from swserve.net.proxy import Frontend, TrustedPeers
+from swserve.protocol.request import RequestHead
 
 HEADERS = [
     (b"host", b"example.com"),
@@ -40,7 +41,7 @@ FORWARDED = [
 ]
 
 
-def fields(peer: str, headers: list[tuple[bytes, bytes]]) -> list[bytes]:
+def fields(peer: str, headers: list[tuple[bytes, bytes]]) -> RequestHead:
     prefix = codec.conn_prefix("http", (peer, 40000), ("127.0.0.1", 8000))
     payload = codec.encode_request(b"GET", b"/api/items?x=1", b"1.1", prefix, headers, b"")
     return codec.decode_request(payload)[0]

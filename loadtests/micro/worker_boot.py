@@ -49,7 +49,7 @@ def measure(label: str, child: Callable[[], None], n: int) -> None:
 def boot() -> None:
     from swserve.apps.loader import detect_interface, load
     from swserve.apps.wsgi import WSGIAdapter
-    from swserve.procname import set_title
+    from swserve.process.title import set_title
 
     set_title("swserve: worker 1")
     app = load("hello_wsgi:app", app_dir=str(APPS))

@@ -21,9 +21,9 @@ from typing import Any, BinaryIO, Final, Protocol
 from urllib.parse import unquote_to_bytes
 
 from swserve.apps.wsgi import split_target
-from swserve.ipc.codec import HEAD_FIELDS
-from swserve.protocol import serializer
-from swserve.proxy import Frontend
+from swserve.net.proxy import Frontend
+from swserve.protocol import response_headers, serializer
+from swserve.protocol.request import RequestHead
 from swserve.static.handoff import file_length
 
 log = logging.getLogger("swserve.error")
@@ -35,19 +35,10 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _ASGI: Final = {"version": "3.0", "spec_version": "2.4"}
-_FLAG_HEADERS: Final = {
-    b"content-length": serializer.HAS_CONTENT_LENGTH,
-    b"date": serializer.HAS_DATE,
-    b"server": serializer.HAS_SERVER,
-}
-_HOP_BY_HOP: Final = frozenset(
-    {b"connection", b"transfer-encoding", b"keep-alive", b"upgrade", b"te", b"trailer"}
-)
 _ERROR_BODY: Final = b"500 Internal Server Error\n"
 _ERROR_HEADERS: Final = b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n" % len(
     _ERROR_BODY
 )
-_BAD_NAME: Final = frozenset(b"\x00\r\n:\t ")
 SPOOL_READ: Final = 256 * 1024  # receive() part size for a spooled body
 
 
@@ -61,12 +52,12 @@ class AsyncSink(Protocol):
 
 
 def build_scope(
-    fields: list[bytes], state: dict[str, Any] | None, frontend: Frontend | None = None
+    head: RequestHead, state: dict[str, Any] | None, frontend: Frontend | None = None
 ) -> dict[str, Any]:
-    method, target, version, scheme, chost, cport, shost, sport = fields[:HEAD_FIELDS]
+    method, target, version = head.method, head.target, head.version
+    scheme, chost, cport, shost, sport = head.conn
     raw_path, query = split_target(target)
     path = unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path
-    it = iter(fields[HEAD_FIELDS:])
     scope: dict[str, Any] = {
         "type": "http",
         "asgi": _ASGI,
@@ -77,7 +68,7 @@ def build_scope(
         "raw_path": raw_path,
         "query_string": query,
         "root_path": "",
-        "headers": list(zip(it, it, strict=True)),
+        "headers": head.headers,
         "client": (chost.decode(), int(cport)) if chost else None,
         "server": (shost.decode(), int(sport)) if shost else None,
         # the reactor streams the file; the worker only opens it (static/handoff.py)
@@ -86,7 +77,7 @@ def build_scope(
     if state is not None:
         scope["state"] = state.copy()
     if frontend is not None:
-        frontend.scope(scope)  # proxy headers and --root-path (swserve/proxy.py)
+        frontend.scope(scope)  # proxy headers and --root-path (swserve/net/proxy.py)
     return scope
 
 
@@ -103,41 +94,7 @@ def write_gate(gate: asyncio.Future[None] | None, writable: bool) -> asyncio.Fut
 # Validated response header pairs, reused: an app sends the same few again and
 # again (bounded: the app chooses them).  RequestCycle.send of a hello response's
 # start and body (2 headers): 6.0 -> 2.8 µs (best of 11 runs of 100k, process time).
-_HEADER_LINES: dict[tuple[bytes, bytes], tuple[bytes, int, int]] = {}
-_CACHE_LIMIT: Final = 4096
-
-
-def _header_line(pair: Any) -> tuple[bytes, int, int]:
-    """One response header → (b"name: value\\r\\n" or b"" if dropped, serializer flags,
-    the declared length for Content-Length, else -1)."""
-    name, value = pair
-    lname = bytes(name).lower()
-    if (
-        not lname
-        or _BAD_NAME.intersection(lname)
-        or b"\r" in value
-        or b"\n" in value
-        or b"\0" in value
-    ):
-        raise ValueError(f"invalid response header {name!r}")
-    if lname in _HOP_BY_HOP:  # the server's business, not the app's
-        close = lname == b"connection" and b"close" in bytes(value).lower()
-        hit = (b"", serializer.APP_CLOSE if close else 0, -1)
-    elif lname == b"content-length":
-        text = bytes(value).strip()
-        if not text.isdigit():
-            raise ValueError(f"invalid Content-Length {value!r}")
-        hit = (b"%s: %s\r\n" % (name, text), serializer.HAS_CONTENT_LENGTH, int(text))
-    else:
-        hit = (b"%s: %s\r\n" % (name, value), _FLAG_HEADERS.get(lname, 0), -1)
-    if (
-        len(_HEADER_LINES) < _CACHE_LIMIT
-        and type(pair) is tuple
-        and type(name) is bytes
-        and type(value) is bytes
-    ):
-        _HEADER_LINES[pair] = hit
-    return hit
+HEADERS: Final = response_headers.Headers(text=False)
 
 
 class RequestCycle:
@@ -324,25 +281,9 @@ class RequestCycle:
         status = message["status"]
         if not isinstance(status, int) or not 200 <= status <= 999:
             raise ValueError(f"invalid status {status!r}")
-        flags = 0
-        lines = []
-        for pair in message.get("headers", ()):
-            hit = _HEADER_LINES.get(pair) if type(pair) is tuple else None
-            if hit is None:
-                hit = _header_line(pair)
-            line, flag, declared = hit
-            if declared >= 0 and status == 204:
-                continue  # RFC 9110 §8.6: a server MUST NOT send Content-Length in a 204
-            flags |= flag
-            if declared >= 0:
-                if self.length >= 0 and declared != self.length:
-                    raise ValueError("two different Content-Length headers")
-                self.length = declared
-            if line:
-                lines.append(line)
+        self.headers, flags, self.length = HEADERS.encode(message.get("headers", ()), status)
         self.status = status
         self.flags = flags
-        self.headers = b"".join(lines)
         self.started = True
         self._start_pending = True
 

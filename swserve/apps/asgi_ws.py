@@ -3,7 +3,7 @@
 The reactor frames, masks, reassembles and answers pings; this side sees only
 whole messages.  One :class:`WebSocketCycle` per session, in process mode fed
 by WS_* frames (``worker/runner_asgi.py``), in base mode by the worker's own
-reactor (``worker/base.py``): the same class either way.
+reactor (``base/server.py``): the same class either way.
 
 Message order (the spec): ``websocket.connect`` first; then the app accepts
 (``websocket.accept``: subprotocol, extra headers), or denies with an HTTP
@@ -27,19 +27,19 @@ from functools import partial
 from typing import Any, Final, Protocol
 
 from swserve.apps.asgi import (
-    _HEADER_LINES,
+    HEADERS,
     ASGIApp,
     AsyncSink,
     Message,
     RequestCycle,
     Scope,
-    _header_line,
     build_scope,
     write_gate,
 )
 from swserve.ipc import codec, framing
 from swserve.ipc.framing import Buffer
-from swserve.proxy import Frontend
+from swserve.net.proxy import Frontend
+from swserve.protocol.request import RequestHead
 
 log = logging.getLogger("swserve.error")
 
@@ -60,13 +60,13 @@ class WsSink(AsyncSink, Protocol):
 
 
 def build_ws_scope(
-    fields: list[bytes],
+    head: RequestHead,
     state: dict[str, Any] | None,
     frontend: Frontend | None,
     session: str,
 ) -> dict[str, Any]:
-    """The websocket scope: the HTTP one's fields, ``ws``/``wss``, subprotocols, extensions."""
-    scope = build_scope(fields, state, frontend)
+    """The websocket scope: the HTTP one's, ``ws``/``wss``, subprotocols, extensions."""
+    scope = build_scope(head, state, frontend)
     scope["type"] = "websocket"
     del scope["method"]
     scope["scheme"] = _SCHEMES.get(scope["scheme"], scope["scheme"])
@@ -226,8 +226,7 @@ class WebSocketCycle:
     def _lines(headers: Any) -> list[bytes]:
         out = []
         for pair in headers:
-            hit = _HEADER_LINES.get(pair) if type(pair) is tuple else None
-            line = (hit or _header_line(pair))[0]
+            line = HEADERS.line(pair)[0]
             if line:
                 out.append(line)
         return out
@@ -277,7 +276,7 @@ def _plain() -> list[tuple[bytes, bytes]]:
     ]
 
 
-StartTask = Callable[[tuple[int, int], list[bytes], WebSocketCycle], "asyncio.Task[None]"]
+StartTask = Callable[[tuple[int, int], RequestHead, WebSocketCycle], "asyncio.Task[None]"]
 
 
 class SessionRunner:
@@ -290,10 +289,10 @@ class SessionRunner:
         self.tasks: dict[tuple[int, int], asyncio.Task[None]] = {}
         self._parts: dict[tuple[int, int], list[bytes]] = {}
 
-    def connect(self, key: tuple[int, int], fields: list[bytes], sink: WsSink) -> WebSocketCycle:
+    def connect(self, key: tuple[int, int], head: RequestHead, sink: WsSink) -> WebSocketCycle:
         cycle = WebSocketCycle(sink, self.max_queue)
         self.cycles[key] = cycle
-        task = self._start(key, fields, cycle)
+        task = self._start(key, head, cycle)
         self.tasks[key] = task
         task.add_done_callback(partial(self._done, key))
         return cycle

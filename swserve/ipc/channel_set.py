@@ -162,6 +162,10 @@ class AsyncChannelSet:
         """A response's frames (always a request's: the first buffer's header names it)."""
         self.channels[session_of(buffers[0]) >> SESSION_SHIFT].writelines(buffers)
 
+    # the blocking channels' names, so that one FrameSink (worker/frame_sink.py) writes to either
+    send = write
+    sendv = writelines
+
     def drain(self) -> asyncio.Future[None] | None:
         for channel in self.channels:
             waiter = channel.drain()

@@ -26,7 +26,9 @@ from typing import Any, Final
 
 from swserve.errors import IPCError
 from swserve.ipc import framing
+from swserve.ipc.control import Interface
 from swserve.ipc.framing import Buffer
+from swserve.protocol.request import RequestHead
 
 _U32: Final = struct.Struct("<I")
 _START: Final = struct.Struct("<HI")
@@ -78,8 +80,8 @@ def encode_request_head(
     return _U32.pack(len(head)) + head
 
 
-def decode_request(payload: Buffer) -> tuple[list[bytes], Buffer]:
-    """→ (fields, body part); fields[HEAD_FIELDS:] alternate header names and values."""
+def decode_request(payload: Buffer) -> tuple[RequestHead, Buffer]:
+    """→ (the request's head, body part)."""
     if len(payload) < 4:
         raise IPCError("REQUEST payload too short")
     (size,) = _U32.unpack_from(payload)
@@ -92,7 +94,15 @@ def decode_request(payload: Buffer) -> tuple[list[bytes], Buffer]:
         body = memoryview(payload)[end:]
     if len(fields) < HEAD_FIELDS or (len(fields) - HEAD_FIELDS) % 2:
         raise IPCError("REQUEST head has the wrong number of fields")
-    return fields, body
+    it = iter(fields[HEAD_FIELDS:])
+    head = RequestHead(
+        fields[0],
+        fields[1],
+        fields[2],
+        tuple(fields[3:HEAD_FIELDS]),
+        list(zip(it, it, strict=True)),
+    )
+    return head, body
 
 
 def encode_response_start(status: int, headers: bytes, body: bytes = b"") -> bytes:
@@ -150,14 +160,13 @@ def encode_ready(worker_id: int, pid: int, capacity: int, interface: str) -> byt
     return _HELLO.pack(worker_id, pid, capacity) + interface.encode()
 
 
-def decode_ready(payload: Buffer) -> tuple[int, int, int, str]:
+def decode_ready(payload: Buffer) -> tuple[int, int, int, Interface]:
     """→ (worker id, pid, capacity, interface)."""
     worker_id, pid, capacity = decode_hello(payload[: _HELLO.size])
     try:
-        interface = bytes(payload[_HELLO.size :]).decode()
-    except UnicodeDecodeError:
-        raise IPCError("READY with an interface name that is not UTF-8") from None
-    return worker_id, pid, capacity, interface
+        return worker_id, pid, capacity, Interface(bytes(payload[_HELLO.size :]).decode())
+    except ValueError:  # UnicodeDecodeError included
+        raise IPCError("READY with an interface that is neither wsgi nor asgi") from None
 
 
 def encode_served(count: int) -> bytes:

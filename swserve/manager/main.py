@@ -3,42 +3,16 @@
 Forked by the master before any thread exists (forking a threaded process is
 unsafe), it forks every worker, so the application is imported only in
 workers and each new worker loads the code as it is on disk now.  The
-decisions (respawn, recycle, reload, halt) are made by the sans-IO
-:class:`~swserve.manager.policy.Supervisor`; this shell forks, signals,
-reaps and talks to the master.
+decisions (respawn, recycle after --max-requests, --max-worker-lifetime or
+--max-worker-memory, timeout replacement, reload, crash-loop back-off, halt) are
+made by the sans-IO :class:`~swserve.manager.policy.Supervisor` from what it is
+fed; this shell forks, signals, reaps, samples memory and talks to the master.
 
-Control lines over the socketpair with the master:
-
-===========================  ==========================================================
-master → manager             meaning
-===========================  ==========================================================
-``stop`` / ``stop now``      stop every worker (SIGTERM, SIGKILL after the grace / 1 s)
-``ready PID``                that worker's app is loaded: it serves
-``recycle PID REASON``       replace that worker (max-requests, …)
-``timeout PID``              a request on it ran past --timeout: stop and replace it
-``reload``                   replace every worker, task worker and user process (SIGHUP)
-``scale 1`` / ``scale -1``   SIGTTIN / SIGTTOU to the master
-``task-ready PID``           that task worker is linked to the broker: it takes tasks
-``task-recycle PID REASON``  replace that task worker (--task-max-requests)
-``task-timeout PID``         a task ran past --task-timeout there: kill and replace it
-``task-reload``              replace every task worker (SIGUSR2 to the master)
-``scale-to N``               ``swserve ctl scale N``: as many of those as it takes
-===========================  ==========================================================
-
-===========================  ==========================================================
-manager → master             meaning
-===========================  ==========================================================
-``retire PID REASON``        stop dispatching to PID, drain it, send it STOP
-``exit SLOT PID CODE SIG``   a worker exited (CODE -1 when killed by signal SIG)
-``halt CODE MESSAGE``        stop the server with this exit code (boot failures)
-``reloaded``                 a reload has replaced every worker
-``backoff SLOT N DELAY``     SLOT failed to boot N times in a row: next try in DELAY s
-                             (N 0: it booted, or a reload reset it)
-``term`` / ``quit``          the manager got SIGTERM / SIGQUIT: the master stops the server
-``task-retire PID REASON``   the broker gives that task worker no more tasks, then STOP
-``task-reloaded``            a task reload has replaced every task worker
-``process-restart INDEX``    a user process was restarted (for /metrics)
-===========================  ==========================================================
+Master and manager talk over a socketpair in the typed control messages of
+:mod:`swserve.ipc.control` (``docs/control-plane.md`` lists them): the master
+passes on what its reactors observe (a worker is ready, has served the count
+it was told to watch, ran past --timeout) and the operator's commands; the
+manager answers with what the supervisor decided (retire, watch, halt, …).
 
 Task workers are supervised by a second :class:`~swserve.manager.policy.Supervisor`
 (the same rules: respawn, recycle with a replacement first, reload, crash
@@ -57,25 +31,25 @@ import gc
 import importlib
 import logging
 import os
-import random
 import selectors
 import signal
 import socket
 import time
 from typing import Final
 
-from swserve import _process
-from swserve._process import ignore_master_signals, reap_nowait
 from swserve.config import Config
 from swserve.errors import EXIT_ERROR, EXIT_OK
 from swserve.hooks import Hooks, Server as HookServer
-from swserve.ipc import busy
-from swserve.logs import forward_reopen
+from swserve.ipc import busy, control
+from swserve.ipc.control import Mode
+from swserve.logs.setup import forward_reopen
 from swserve.manager import policy
 from swserve.manager.other_kinds import HANDLED, OtherKinds
 from swserve.manager.user_processes import UserProcesses
-from swserve.master.listeners import Listener
-from swserve.procname import set_title
+from swserve.net.listeners import Listener
+from swserve.process import shared as _process
+from swserve.process.shared import ignore_master_signals, reap_nowait
+from swserve.process.title import set_title
 
 log = logging.getLogger("swserve.error")
 
@@ -103,7 +77,7 @@ class Manager(OtherKinds):
         self,
         config: Config,
         ipc_paths: list[str],
-        control: socket.socket,
+        channel: socket.socket,
         hooks: Hooks,
         listeners: list[Listener],
     ) -> None:
@@ -114,17 +88,19 @@ class Manager(OtherKinds):
         self.ipc_paths = ipc_paths
         self.cells: dict[int, int] = {}  # pid → busy-table cell (ipc/busy.py)
         self._last_cell = -1  # cells are handed out in turn: busy.next_cell
-        self.control = control
+        self.control = channel  # to the master
         self.supervisor = policy.Supervisor(
             config.workers,
             max_concurrent=config.max_concurrent_recycles,
             max_wait=config.retire_wait,  # WebSocket sessions drain first
             kill_grace=config.graceful_timeout,
             reload_mode=config.reload_mode,
+            max_requests=config.max_requests,
+            jitter=config.jitter,
+            lifetime=config.max_worker_lifetime,
+            memory=config.max_worker_memory,
         )
-        # per-worker lifetime limit with up to 10% jitter, decided at spawn
-        self.lifetimes: dict[int, float] = {}
-        self._control_buf = b""
+        self._decoder = control.Decoder()
         self._halted = False
         # how long stop_all waits before SIGKILL (a base-mode worker drains its WebSocket
         # sessions for --ws-drain-timeout before it says 1001)
@@ -151,33 +127,33 @@ class Manager(OtherKinds):
     def apply(self, actions: list[policy.Action]) -> None:
         for action in actions:
             if isinstance(action, policy.Spawn):
-                self.spawn(action.slot)
+                self.spawn(action.slot, action.requests)
+            elif isinstance(action, policy.Watch):
+                self._tell(control.Watch(action.pid, action.count))
             elif isinstance(action, policy.Retire):
-                self._tell(f"retire {action.pid} {action.reason}")
+                self._tell(control.Retire(action.pid, action.reason))
             elif isinstance(action, policy.Reloaded):
-                self._tell("reloaded")
+                self._tell(control.Reloaded())
             elif isinstance(action, policy.BackingOff):
-                self._tell(f"backoff {action.slot} {action.failures} {action.delay:g}")
+                self._tell(control.BackingOff(action.slot, action.failures, action.delay))
             else:  # Kill, Halt, Log: as for every kind of child
                 self._common(action)
 
-    def spawn(self, slot: int) -> None:
+    def spawn(self, slot: int, requests: int = 0) -> None:
         cell = self._last_cell = busy.next_cell(set(self.cells.values()), self._last_cell)
         if busy.TABLE is not None:
             busy.TABLE.reset(cell)
         try:
-            pid = self._fork(f"worker {slot}", lambda mask: self._become_worker(slot, mask, cell))
+            pid = self._fork(
+                f"worker {slot}", lambda mask: self._become_worker(slot, mask, cell, requests)
+            )
         except OSError as exc:  # EAGAIN/ENOMEM: the supervisor retries after a back-off
             self.apply(
                 self.supervisor.fork_failed(slot, exc.strerror or str(exc), time.monotonic())
             )
             return
         self.cells[pid] = cell
-        now = time.monotonic()
-        self.supervisor.spawned(slot, pid, now)
-        if self.config.max_worker_lifetime:
-            limit = self.config.max_worker_lifetime
-            self.lifetimes[pid] = now + limit + random.uniform(0, limit / 10)  # noqa: S311
+        self.apply(self.supervisor.spawned(slot, pid, time.monotonic()))
 
     def _reset_in_child(self, mask: set[int | signal.Signals]) -> None:
         """A forked child: the manager's signal handling and descriptors are not its own."""
@@ -192,15 +168,21 @@ class Manager(OtherKinds):
         _process.TASK_SOCKET = self.task_path  # where swserve.task() goes ("" : nowhere)
         # where swserve.push() goes, for task workers and user processes too (a worker
         # sets it again itself); only a string: the push client is imported on first use
-        mode = "base" if self.config.mode == "base" else "process"
-        os.environ["SWSERVE_PUSH"] = mode + ":" + os.pathsep.join(self.ipc_paths)
+        os.environ["SWSERVE_PUSH"] = Mode(self.config.mode) + ":" + os.pathsep.join(self.ipc_paths)
 
-    def _become_worker(self, slot: int, mask: set[int | signal.Signals], cell: int) -> None:
+    def _become_worker(
+        self, slot: int, mask: set[int | signal.Signals], cell: int, requests: int
+    ) -> None:
         code = EXIT_ERROR
         try:
             self._reset_in_child(mask)
-            from swserve.worker.main import run
+            from swserve.worker.main import BaseServe, run
 
+            serve_base: BaseServe | None = None
+            if self.config.mode == "base":  # base/ sits above worker/: handed in from here
+                from swserve.base import server as base_server
+
+                serve_base = base_server.run
             code = run(
                 self.config,
                 slot,
@@ -209,6 +191,8 @@ class Manager(OtherKinds):
                 self.hooks,
                 self.server_info.master_pid,
                 self.listeners,
+                serve_base,
+                report_at=requests,
             )
             if code == EXIT_OK:
                 # os._exit below skips interpreter shutdown; the app's atexit
@@ -226,19 +210,18 @@ class Manager(OtherKinds):
                 self._reap_other(pid, *exit_status(status))
                 continue
             code, sig = exit_status(status)
-            self.lifetimes.pop(pid, None)
             cell = self.cells.pop(pid, None)
             if cell is not None and busy.TABLE is not None:
                 busy.TABLE.dead(cell)
             expected = worker.retiring or worker.killed or self.supervisor.stopping
             if (code != 0 or sig is not None) and not expected:
                 self.hooks.call("on_worker_error", self.server_info, worker.slot, pid, code, sig)
-            self._tell(f"exit {worker.slot} {pid} {code if code is not None else -1} {sig or 0}")
+            self._tell(control.Exit(worker.slot, pid, code if code is not None else -1, sig or 0))
             self.apply(self.supervisor.exited(pid, code, sig, time.monotonic()))
 
-    def _tell(self, line: str) -> None:
+    def _tell(self, message: control.Message) -> None:
         with contextlib.suppress(OSError):
-            self.control.sendall(line.encode() + b"\n")
+            self.control.sendall(control.encode(message))
 
     # -- main loop ----------------------------------------------------------------------------
 
@@ -256,7 +239,7 @@ class Manager(OtherKinds):
         self._selector.register(self._wake_r, selectors.EVENT_READ, "signal")
         self._selector.register(self.control, selectors.EVENT_READ, "control")
         if not self.hooks.call("on_manager_start", self.server_info):
-            self._tell("halt 3 the on_manager_start hook failed")
+            self._tell(control.Halt(3, "the on_manager_start hook failed"))
             self.supervisor.stop()
             return self.stop_all()
         _preload_worker_modules(self.config)
@@ -283,14 +266,10 @@ class Manager(OtherKinds):
             self.apply_task(self.tasks.tick(now))
         if self.user is not None:
             self.apply_user(self.user.tick(now))
-        actions = sup.tick(now)
-        for worker in sup.serving():
-            pid = worker.pid
-            if pid in self.lifetimes and now >= self.lifetimes[pid]:
-                del self.lifetimes[pid]
-                actions += sup.recycle(pid, "lifetime", now)
-            elif self.config.max_worker_memory and rss_mib(pid) > self.config.max_worker_memory:
-                actions += sup.recycle(pid, "memory", now)
+        actions = sup.tick(now)  # --max-worker-lifetime, escalations, back-offs
+        if sup.memory:  # observed here, decided there
+            for worker in sup.serving():
+                actions += sup.sampled(worker.pid, rss_mib(worker.pid), now)
         self.apply(actions)
 
     def _on_signals(self) -> None:
@@ -305,9 +284,9 @@ class Manager(OtherKinds):
                 # The master runs the shutdown (it must drain connections first), so a
                 # SIGTERM sent to us, e.g. to the whole process group by systemd, is
                 # passed on to it rather than acted on here.
-                self._tell("term")
+                self._tell(control.Term())
             elif signum == signal.SIGQUIT:
-                self._tell("quit")  # the master's quick shutdown, as for SIGTERM
+                self._tell(control.Quit())  # the master's quick shutdown, as for SIGTERM
 
     def _on_control(self) -> None:
         try:
@@ -320,38 +299,41 @@ class Manager(OtherKinds):
             log.debug("the master is gone: stopping the workers")
             self.supervisor.stop()
             return
-        self._control_buf += data
-        *lines, self._control_buf = self._control_buf.split(b"\n")
+        try:
+            messages = self._decoder.feed(data)
+        except control.ControlError as exc:  # nothing the master says can be trusted now
+            log.error("bad control message from the master: %s: stopping the workers", exc)
+            self.supervisor.stop()
+            return
         now = time.monotonic()
         sup = self.supervisor
-        for raw in lines:
-            parts = raw.decode().split()
-            if not parts:
-                continue
-            command = parts[0]
-            if command == "stop":
-                if parts[1:] == ["now"]:
-                    self.grace = 1.0  # quick shutdown: in-flight requests are not waited for
-                sup.stop()
-            elif command == "ready":
-                self.apply(sup.ready(int(parts[1]), now))
-            elif command == "recycle":
-                self.apply(sup.recycle(int(parts[1]), parts[2], now))
-            elif command == "timeout":
-                self.apply(sup.timed_out(int(parts[1]), now))
-            elif command == "reload":
-                self.apply(sup.reload(now))
-                if self.tasks is not None:
-                    self.apply_task(self.tasks.reload(now))
-                if self.user is not None:
-                    self.apply_user(self.user.reload(now))
-            elif command == "scale":
-                self.apply(sup.scale(int(parts[1]), now))
-            elif command == "scale-to":  # `swserve ctl scale N`: one step at a time
-                for step in policy.steps_to(sup.target, int(parts[1])):
-                    self.apply(sup.scale(step, now))
-            elif command.startswith("task-"):
-                self._on_task_command(command, parts[1:], now)
+        for message in messages:
+            match message:
+                case control.Stop(now=quick):
+                    if quick:
+                        self.grace = 1.0  # quick shutdown: in-flight requests are not waited for
+                    sup.stop()
+                case control.Ready(pid=pid):
+                    self.apply(sup.ready(pid, now))
+                case control.Served(pid=pid, count=count):
+                    self.apply(sup.served(pid, count, now))
+                case control.Timeout(pid=pid, graceful=graceful):
+                    self.apply(sup.timed_out(pid, now, graceful))
+                case control.Recycle(pid=pid, reason=reason):
+                    self.apply(sup.recycle(pid, reason, now))
+                case control.Reload():
+                    self.apply(sup.reload(now))
+                    if self.tasks is not None:
+                        self.apply_task(self.tasks.reload(now))
+                    if self.user is not None:
+                        self.apply_user(self.user.reload(now))
+                case control.Scale(delta=delta):
+                    self.apply(sup.scale(delta, now))
+                case control.ScaleTo(workers=workers):  # `swserve ctl scale N`: step by step
+                    for step in policy.steps_to(sup.target, workers):
+                        self.apply(sup.scale(step, now))
+                case _:
+                    self._on_task_command(message, now)
         self._start_user_processes()
 
     def stop_all(self) -> int:
@@ -406,16 +388,16 @@ _WORKER_MODULES: Final = {
         "swserve.apps.asgi",
         "swserve.apps.lifespan",
         "swserve.ipc.channel_async",
-        "swserve.reactor.loop",
+        "swserve.process.loop",
         "swserve.worker.runner_asgi",
         "uvloop",
     ),
-    # base mode serves either interface from worker/base.py, on an event loop
-    ("base", "wsgi"): ("swserve.worker.base", "swserve.reactor.loop", "uvloop"),
+    # base mode serves either interface from base/server.py, on an event loop
+    ("base", "wsgi"): ("swserve.base.server", "swserve.process.loop", "uvloop"),
     ("base", "asgi"): (
-        "swserve.worker.base",
+        "swserve.base.server",
         "swserve.apps.lifespan",
-        "swserve.reactor.loop",
+        "swserve.process.loop",
         "uvloop",
     ),
 }
@@ -424,7 +406,7 @@ _WORKER_MODULES: Final = {
 def worker_modules(mode: str, interface: str) -> tuple[str, ...]:
     """The modules a worker of ``mode`` serving ``interface`` ("auto": either) imports.
 
-    A process-mode worker never needs worker/base.py (~10 ms of the manager's
+    A process-mode worker never needs base/server.py (~10 ms of the manager's
     start-up when compiled from source, ~1 ms from its .pyc), and an app declared
     with --interface needs only its own adapter (the ASGI ones: ~7 ms / ~1 ms).
     """
@@ -438,7 +420,7 @@ def _preload_worker_modules(config: Config) -> None:
 
     Only swserve's modules (and the stdlib/uvloop they use), never the app: the
     app is imported in each worker, after the fork, so a reload loads new code.
-    Measured with loadtests/run.py --scenario reload (2 workers, --max-requests
+    Measured with loadtests/run/ --scenario reload (2 workers, --max-requests
     200, SIGHUP every 2 s): a cold worker spent ~25 ms of CPU booting, mostly
     these imports.
     """
@@ -446,7 +428,7 @@ def _preload_worker_modules(config: Config) -> None:
         try:
             importlib.import_module(name)
         except ImportError:
-            if name != "uvloop":  # optional: reactor/loop.py falls back to asyncio's loop
+            if name != "uvloop":  # optional: process/loop.py falls back to asyncio's loop
                 raise
 
     # Everything allocated so far is shared with every worker: keep the cyclic
@@ -457,8 +439,8 @@ def _preload_worker_modules(config: Config) -> None:
 def run(
     config: Config,
     ipc_paths: list[str],
-    control: socket.socket,
+    channel: socket.socket,
     hooks: Hooks,
     listeners: list[Listener],
 ) -> int:
-    return Manager(config, ipc_paths, control, hooks, listeners).run()
+    return Manager(config, ipc_paths, channel, hooks, listeners).run()

@@ -20,12 +20,22 @@ from collections.abc import Callable
 from swserve.config import Config
 from swserve.errors import EXIT_ERROR, EXIT_OK
 from swserve.hooks import Hooks, Server as HookServer
+from swserve.ipc import control
+from swserve.ipc.control import Reason
 from swserve.manager import policy
 from swserve.manager.user_processes import UserProcesses
 
 log = logging.getLogger("swserve.error")
 
 TICK = 0.5  # seconds between supervision ticks (escalation, memory and age checks)
+_TASK_COMMANDS = frozenset(
+    {
+        control.Type.TASK_READY,
+        control.Type.TASK_RECYCLE,
+        control.Type.TASK_TIMEOUT,
+        control.Type.TASK_RELOAD,
+    }
+)
 HANDLED = (signal.SIGTERM, signal.SIGCHLD, signal.SIGQUIT)  # the manager's own signals
 
 
@@ -54,7 +64,7 @@ class OtherKinds:
     task_path: str
     _halted: bool
 
-    def _tell(self, line: str) -> None: ...  # Manager's
+    def _tell(self, message: control.Message) -> None: ...  # Manager's
 
     def _reset_in_child(self, mask: set[int | signal.Signals]) -> None: ...  # Manager's
 
@@ -65,17 +75,17 @@ class OtherKinds:
             if isinstance(action, policy.Spawn):
                 self._spawn_task(action.slot)
             elif isinstance(action, policy.Retire):
-                self._tell(f"task-retire {action.pid} {action.reason}")
+                self._tell(control.TaskRetire(action.pid, action.reason))
             elif isinstance(action, policy.Reloaded):
-                self._tell("task-reloaded")
+                self._tell(control.TaskReloaded())
             else:
                 self._common(action)
 
     def apply_user(self, actions: list[policy.Action]) -> None:
         for action in actions:
             if isinstance(action, policy.Spawn):
-                if action.reason == "restart":
-                    self._tell(f"process-restart {action.slot}")
+                if action.reason == Reason.RESTART:
+                    self._tell(control.ProcessRestart(action.slot))
                 self._spawn_user(action.slot)
             else:
                 self._common(action)
@@ -87,33 +97,39 @@ class OtherKinds:
         elif isinstance(action, policy.Halt):
             if not self._halted:
                 self._halted = True
-                self._tell(f"halt {action.code} {action.message}")
+                self._tell(control.Halt(action.code, action.message))
         elif isinstance(action, policy.Log):
             getattr(log, action.level)("%s", action.message)
+        elif isinstance(action, policy.Watch):
+            pass  # task workers count for themselves (the broker's --task-max-requests)
         elif isinstance(action, policy.Retire | policy.Spawn | policy.Reloaded):
             raise TypeError(f"{action} is for the kind's own apply")
 
-    def _on_task_command(self, command: str, args: list[str], now: float) -> None:
+    def _on_task_command(self, message: control.Message, now: float) -> None:
+        if message.TYPE not in _TASK_COMMANDS:  # a message for the master, or a reactor's
+            log.warning("the master sent the manager %r: ignored", message)
+            return
         tasks = self.tasks
         if tasks is None:
             return
-        if command == "task-ready":
-            self.apply_task(tasks.ready(int(args[0]), now))
-        elif command == "task-recycle":
-            self.apply_task(tasks.recycle(int(args[0]), args[1], now))
-        elif command == "task-timeout":
-            # the task cannot be interrupted and its caller has had its answer: no grace
-            actions = tasks.timed_out(int(args[0]), now)
-            self.apply_task(
-                [
-                    policy.Kill(a.pid, signal.SIGKILL, a.reason)
-                    if isinstance(a, policy.Kill)
-                    else a
-                    for a in actions
-                ]
-            )
-        elif command == "task-reload":
-            self.apply_task(tasks.reload(now))
+        match message:
+            case control.TaskReady(pid=pid):
+                self.apply_task(tasks.ready(pid, now))
+            case control.TaskRecycle(pid=pid, reason=reason):
+                self.apply_task(tasks.recycle(pid, reason, now))
+            case control.TaskTimeout(pid=pid):
+                # the task cannot be interrupted and its caller has had its answer: no grace
+                actions = tasks.timed_out(pid, now)
+                self.apply_task(
+                    [
+                        policy.Kill(a.pid, signal.SIGKILL, a.reason)
+                        if isinstance(a, policy.Kill)
+                        else a
+                        for a in actions
+                    ]
+                )
+            case control.TaskReload():
+                self.apply_task(tasks.reload(now))
 
     def _start_user_processes(self) -> None:
         """Once every worker and task worker has been ready once."""

@@ -1,9 +1,18 @@
-"""Sans-IO supervision: worker events and a clock in, actions out.
+"""Sans-IO supervision: worker events, observations and a clock in, actions out.
 
 The manager shell feeds this module what it saw (a worker spawned, became
-ready, exited; a recycle or reload was asked for; time passed) and carries
-out the actions it returns.  No I/O, no clock reads: ``now`` is passed in,
-so recycling, reload and crash-loop rules are unit-tested with a fake clock.
+ready, exited; a recycle or reload was asked for; time passed) and what was
+observed (a worker's served count, reported by the reactor or the base-mode
+worker; its resident memory, sampled by the shell), and carries out the
+actions it returns.  No I/O, no clock reads, no global random state: ``now``
+is passed in and the random source is injected, so every life-cycle decision
+is unit-tested with a fake clock.
+
+When to replace a worker is decided here and nowhere else: --max-requests
+(each worker's own N + rng(0…J), drawn at spawn: ``Spawn.requests`` and a
+``Watch`` for the reactor; ``served()``), --max-worker-lifetime (L + rng(0…L/10)
+from spawn; ``tick()``), --max-worker-memory (``sampled()``), --timeout
+(``timed_out()``) and crash loops (below).
 
 Theory of operation
 -------------------
@@ -35,11 +44,13 @@ workers serve on; a reload resets the back-off and tries the new code at once.
 from __future__ import annotations
 
 import collections
+import math
 import random
 import signal
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from swserve.errors import EXIT_APP_LOAD
+from swserve.ipc.control import Reason
 from swserve.manager.backoff import Backoff
 
 # -- actions ---------------------------------------------------------------------------
@@ -47,8 +58,20 @@ from swserve.manager.backoff import Backoff
 
 @dataclass(frozen=True, slots=True)
 class Spawn:
+    """Fork a worker for ``slot``.  ``requests``: its own --max-requests (0: none), which a
+    base-mode worker is told at fork so that it reports its count as soon as it gets there."""
+
     slot: int
-    reason: str = "start"
+    reason: Reason = Reason.START
+    requests: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """Tell the reactor to report ``pid``'s count once it has served ``count`` requests."""
+
+    pid: int
+    count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,14 +79,14 @@ class Retire:
     """Ask the reactor to stop dispatching to ``pid``, drain it and send it STOP."""
 
     pid: int
-    reason: str
+    reason: Reason
 
 
 @dataclass(frozen=True, slots=True)
 class Kill:
     pid: int
     sig: int
-    reason: str
+    reason: Reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +119,7 @@ class BackingOff:
     delay: float
 
 
-Action = Spawn | Retire | Kill | Halt | Log | Reloaded | BackingOff
+Action = Spawn | Watch | Retire | Kill | Halt | Log | Reloaded | BackingOff
 
 
 # -- state -----------------------------------------------------------------------------
@@ -110,21 +133,12 @@ class Worker:
     spawned_at: float
     ready: bool = False
     replaces: int | None = None  # pid of the worker this one replaces, once ready
-    reason: str = "start"  # why it was spawned
-    retiring: str = ""  # the reason, once asked to retire
+    reason: Reason = Reason.START  # why it was spawned
+    retiring: Reason | None = None  # the reason, once asked to retire
     retire_at: float = 0.0
     killed: bool = False
-    requests: int = 0
-
-
-@dataclass(slots=True)
-class Stats:
-    """Counters for the summary lines (and, later, metrics)."""
-
-    spawned: int = 0
-    recycled: collections.Counter[str] = field(default_factory=collections.Counter)
-    crashes: int = 0
-    reloads: int = 0
+    request_limit: int = 0  # its own --max-requests, jitter included (0: none)
+    expires_at: float = math.inf  # --max-worker-lifetime, jitter included
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +175,11 @@ class Supervisor:
         kill_grace: float = 30.0,
         reload_mode: str = "async",
         backoff: Backoff | None = None,
+        max_requests: int = 0,
+        jitter: int = 0,
+        lifetime: float = 0.0,
+        memory: float = 0.0,
+        rng: random.Random | None = None,
     ) -> None:
         self.target = workers
         self.max_concurrent = max(1, max_concurrent)
@@ -168,17 +187,23 @@ class Supervisor:
         self.kill_grace = kill_grace
         self.reload_mode = reload_mode
         self.workers: dict[int, Worker] = {}  # pid → worker
-        self.queue: collections.deque[tuple[int, str]] = collections.deque()  # (pid, reason)
+        self.queue: collections.deque[tuple[int, Reason]] = collections.deque()  # (pid, reason)
         # spawns asked for whose pid is not known yet: (slot, replaces, reason)
-        self.pending_spawns: list[tuple[int, int | None, str]] = []
+        self.pending_spawns: list[tuple[int, int | None, Reason]] = []
         self.generation = 1
         self.started = False  # every first-generation worker has been ready once
         self.stopping = False
         self.reloading = False
         self.backoff = backoff or Backoff()  # slot → boot failures in a row, respawn due
         # slots whose fork failed, waiting out the back-off: slot → (replaces, reason)
-        self.fork_retry: dict[int, tuple[int | None, str]] = {}
-        self.stats = Stats()
+        self.fork_retry: dict[int, tuple[int | None, Reason]] = {}
+        # when to recycle a worker: decided here, from what the shell observes
+        self.max_requests = max_requests
+        self.jitter = jitter
+        self.lifetime = lifetime  # seconds, up to 10% more each (0: no limit)
+        self.memory = memory  # MiB of resident memory (0: no limit)
+        self.rng = rng or random.Random()  # noqa: S311 - spreading recycles, not secrets
+        self._limits: dict[int, int] = {}  # slot → the request limit its Spawn announced
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -204,12 +229,14 @@ class Supervisor:
         under_way = sum(
             1
             for w in self.workers.values()
-            if w.replaces is not None or w.retiring or (w.reason == "reload-sync" and not w.ready)
+            if w.replaces is not None
+            or w.retiring
+            or (w.reason == Reason.RELOAD_SYNC and not w.ready)
         )
         return under_way + sum(
             1
             for _, replaces, reason in self.pending_spawns
-            if replaces is not None or reason == "reload-sync"
+            if replaces is not None or reason == Reason.RELOAD_SYNC
         )
 
     # -- events ------------------------------------------------------------------------------
@@ -217,21 +244,46 @@ class Supervisor:
     def start(self) -> list[Action]:
         actions: list[Action] = []
         for slot in range(1, self.target + 1):
-            actions += self._spawn(slot, None, "start")
+            actions += self._spawn(slot, None, Reason.START)
         return actions
 
-    def spawned(self, slot: int, pid: int, now: float) -> None:
+    def spawned(self, slot: int, pid: int, now: float) -> list[Action]:
+        """The shell forked ``pid`` for a Spawn of ``slot``: Watch its count if it has a limit."""
         replaces: int | None = None
-        reason = "start"
+        reason = Reason.START
         for i, (pending_slot, pending_replaces, pending_reason) in enumerate(self.pending_spawns):
             if pending_slot == slot:
                 del self.pending_spawns[i]
                 replaces, reason = pending_replaces, pending_reason
                 break
+        limit = self._limits.pop(slot, 0)
+        expires = math.inf
+        if self.lifetime:
+            expires = now + self.lifetime + self.rng.uniform(0, self.lifetime / 10)
         self.workers[pid] = Worker(
-            slot, pid, self.generation, now, replaces=replaces, reason=reason
+            slot,
+            pid,
+            self.generation,
+            now,
+            replaces=replaces,
+            reason=reason,
+            request_limit=limit,
+            expires_at=expires,
         )
-        self.stats.spawned += 1
+        return [Watch(pid, limit)] if limit else []
+
+    def served(self, pid: int, count: int, now: float) -> list[Action]:
+        """Observed: ``pid`` has answered ``count`` requests.  Past its limit: recycle it."""
+        worker = self.workers.get(pid)
+        if worker is None or not worker.request_limit or count < worker.request_limit:
+            return []
+        return self.recycle(pid, Reason.MAX_REQUESTS, now)
+
+    def sampled(self, pid: int, rss_mib: float, now: float) -> list[Action]:
+        """Observed: ``pid`` holds ``rss_mib`` MiB of resident memory.  Past the limit: recycle."""
+        if not self.memory or rss_mib <= self.memory:
+            return []
+        return self.recycle(pid, Reason.MEMORY, now)
 
     def ready(self, pid: int, now: float) -> list[Action]:
         worker = self.workers.get(pid)
@@ -261,7 +313,9 @@ class Supervisor:
             actions += self._retire(self.workers[old_pid], worker.reason, now)
         if worker.generation < self.generation and not self.stopping:
             # spawned before a reload (a recycle under way): it may hold old code
-            self.queue.append((pid, "reload-sync" if self.reload_mode == "sync" else "reload"))
+            self.queue.append(
+                (pid, Reason.RELOAD_SYNC if self.reload_mode == "sync" else Reason.RELOAD)
+            )
         actions += self._next(now)
         return actions
 
@@ -279,8 +333,7 @@ class Supervisor:
         if worker.retiring:
             if code not in (0, None) or (sig is not None and not worker.killed):
                 actions.append(Log("warning", describe(ex)))
-            self.stats.recycled[worker.retiring] += 1
-            if worker.retiring == "reload-sync":
+            if worker.retiring == Reason.RELOAD_SYNC:
                 # a sync reload replaces a worker only after it has exited
                 actions += self._spawn(worker.slot, None, worker.retiring)
             actions += self._next(now)
@@ -288,7 +341,6 @@ class Supervisor:
         if not worker.ready:
             return actions + self._boot_failure(worker, ex, now)
         # a serving worker died on its own
-        self.stats.crashes += 1
         actions.append(Log("warning", describe(ex)))
         # a replacement that was on its way for it no longer replaces anything
         for other in self.workers.values():
@@ -296,7 +348,7 @@ class Supervisor:
                 other.replaces = None
         self.queue = collections.deque((p, r) for p, r in self.queue if p != pid)
         if self.vacant(worker.slot):
-            actions += self._spawn(worker.slot, None, "crash")
+            actions += self._spawn(worker.slot, None, Reason.CRASH)
         actions += self._next(now)
         return actions
 
@@ -325,7 +377,7 @@ class Supervisor:
             actions.append(
                 Log("warning", f"worker {worker.slot} failed to boot ({reason}); respawning")
             )
-            return actions + self._spawn(worker.slot, None, "crash")
+            return actions + self._spawn(worker.slot, None, Reason.CRASH)
         serving = len(self.serving())
         actions.append(
             Log(
@@ -364,7 +416,7 @@ class Supervisor:
             *self._reload_check(),
         ]
 
-    def recycle(self, pid: int, reason: str, now: float) -> list[Action]:
+    def recycle(self, pid: int, reason: Reason, now: float) -> list[Action]:
         worker = self.workers.get(pid)
         if worker is None or not worker.ready or worker.retiring or self.stopping:
             return []
@@ -382,8 +434,7 @@ class Supervisor:
             return [Log("info", "a reload is already running: this one is coalesced into it")]
         self.reloading = True
         self.generation += 1
-        self.stats.reloads += 1
-        reason = "reload-sync" if self.reload_mode == "sync" else "reload"
+        reason = Reason.RELOAD_SYNC if self.reload_mode == "sync" else Reason.RELOAD
         for worker in sorted(self.workers.values(), key=lambda w: w.slot):
             queued = any(p == worker.pid for p, _ in self.queue)
             # a worker still booting is queued once it is ready (see ready())
@@ -398,18 +449,25 @@ class Supervisor:
             actions += self._retry(slot)
         return actions + self._next(now)
 
-    def timed_out(self, pid: int, now: float) -> list[Action]:
-        """A request ran past --timeout on ``pid``: replace it now, stop it (TERM, then KILL)."""
+    def timed_out(self, pid: int, now: float, graceful: bool = False) -> list[Action]:
+        """A request ran past --timeout on ``pid``: replace it now, stop it (TERM, then KILL).
+
+        ``graceful``: the worker answered 504 itself and serves on (a base-mode
+        worker's thread that cannot be stopped): replace it the graceful way,
+        replacement first, so the connections it holds are not cut off.
+        """
+        if graceful:
+            return self.recycle(pid, Reason.TIMEOUT, now)
         worker = self.workers.get(pid)
         if worker is None or self.stopping or worker.killed:
             return []
-        worker.retiring = "timeout"
+        worker.retiring = Reason.TIMEOUT
         worker.retire_at = now
         worker.killed = True
         self.queue = collections.deque((p, r) for p, r in self.queue if p != pid)
-        actions: list[Action] = [Kill(pid, signal.SIGTERM, "timeout")]
+        actions: list[Action] = [Kill(pid, signal.SIGTERM, Reason.TIMEOUT)]
         if worker.slot <= self.target:
-            actions += self._spawn(worker.slot, None, "timeout")
+            actions += self._spawn(worker.slot, None, Reason.TIMEOUT)
         return actions
 
     def scale(self, delta: int, now: float) -> list[Action]:
@@ -417,7 +475,7 @@ class Supervisor:
             return []
         if delta > 0:
             self.target += 1
-            return self._spawn(self.target, None, "scale-up")
+            return self._spawn(self.target, None, Reason.SCALE_UP)
         if self.target <= 1:
             return [Log("warning", "SIGTTOU: already at one worker")]
         slot = self.target
@@ -431,7 +489,7 @@ class Supervisor:
         for worker in self.by_slot(slot):
             self.queue = collections.deque((p, r) for p, r in self.queue if p != worker.pid)
             worker.replaces = None
-            actions += self._retire(worker, "scale-down", now)
+            actions += self._retire(worker, Reason.SCALE_DOWN, now)
         return actions
 
     def stop(self) -> None:
@@ -447,13 +505,17 @@ class Supervisor:
         for slot in self.backoff.due(now):
             assert isinstance(slot, int)
             actions += self._retry(slot)
+        for worker in self.serving():
+            if now >= worker.expires_at:
+                worker.expires_at = math.inf
+                actions += self.recycle(worker.pid, Reason.LIFETIME, now)
         for worker in list(self.workers.values()):
             if not worker.retiring:
                 continue
-            if worker.killed and worker.retiring == "timeout":
+            if worker.killed and worker.retiring == Reason.TIMEOUT:
                 if now - worker.retire_at >= self.kill_grace:
                     worker.retire_at = float("inf")
-                    actions.append(Kill(worker.pid, signal.SIGKILL, "timeout"))
+                    actions.append(Kill(worker.pid, signal.SIGKILL, Reason.TIMEOUT))
             elif not worker.killed and now - worker.retire_at >= self.max_wait:
                 worker.killed = True
                 actions.append(
@@ -468,14 +530,14 @@ class Supervisor:
 
     def _retry(self, slot: int) -> list[Action]:
         """A back-off is over (or reset): spawn what ``slot`` was waiting for."""
-        replaces, reason = self.fork_retry.pop(slot, (None, "crash"))
+        replaces, reason = self.fork_retry.pop(slot, (None, Reason.CRASH))
         if self.stopping:
             return []
         old = self.workers.get(replaces) if replaces is not None else None
         if old is not None and old.ready and not old.retiring:
             return self._spawn(slot, old.pid, reason)  # the replacement it was to be
         if self.vacant(slot):
-            return self._spawn(slot, None, "crash" if replaces is not None else reason)
+            return self._spawn(slot, None, Reason.CRASH if replaces is not None else reason)
         return []
 
     def wake_at(self) -> float | None:
@@ -484,11 +546,12 @@ class Supervisor:
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _spawn(self, slot: int, replaces: int | None, reason: str) -> list[Action]:
+    def _spawn(self, slot: int, replaces: int | None, reason: Reason) -> list[Action]:
         self.pending_spawns.append((slot, replaces, reason))
-        return [Spawn(slot, reason)]
+        limit = self._limits[slot] = request_limit(self.max_requests, self.jitter, self.rng)
+        return [Spawn(slot, reason, limit)]
 
-    def _retire(self, worker: Worker, reason: str, now: float) -> list[Action]:
+    def _retire(self, worker: Worker, reason: Reason, now: float) -> list[Action]:
         worker.retiring = reason
         worker.retire_at = now
         if not worker.ready:
@@ -505,7 +568,7 @@ class Supervisor:
             worker = self.workers.get(pid)
             if worker is None or worker.retiring or not worker.ready:
                 continue
-            if reason == "reload-sync":
+            if reason == Reason.RELOAD_SYNC:
                 actions += self._retire(worker, reason, now)
             else:
                 # async: the old worker serves on until its replacement is ready

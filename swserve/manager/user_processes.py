@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from swserve.errors import EXIT_APP_LOAD
+from swserve.ipc.control import Reason
 from swserve.manager.policy import Action, Halt, Kill, Log, Spawn
 
 BACKOFF_FIRST: Final = 0.1
@@ -77,7 +78,7 @@ class UserProcesses:
         if self.started or self.stopping:
             return []
         self.started = True
-        return [Spawn(p.index, "start") for p in self.procs]
+        return [Spawn(p.index, Reason.START) for p in self.procs]
 
     def spawned(self, index: int, pid: int, now: float) -> None:
         proc = self.procs[index - 1]
@@ -97,7 +98,7 @@ class UserProcesses:
         if proc.replacing:  # new code: a fresh count of short runs
             proc.replacing = False
             proc.failures = 0
-            return [Spawn(proc.index, "reload")]
+            return [Spawn(proc.index, Reason.RELOAD)]
         ran = now - proc.started_at
         proc.proven = proc.proven or ran >= STABLE
         proc.failures = 1 if ran >= STABLE else proc.failures + 1
@@ -136,12 +137,12 @@ class UserProcesses:
             if proc.restart_at is not None and now >= proc.restart_at and not proc.pid:
                 proc.restart_at = None
                 proc.restarts += 1
-                actions.append(Spawn(proc.index, "restart"))
+                actions.append(Spawn(proc.index, Reason.RESTART))
             if proc.pid and now - proc.started_at >= STABLE:
                 proc.proven = True  # a crash loop after this restarts, never halts
             if proc.pid and proc.stop_sent is not None and now - proc.stop_sent >= self.kill_grace:
                 proc.stop_sent = float("inf")
-                actions.append(Kill(proc.pid, signal.SIGKILL, "reload"))
+                actions.append(Kill(proc.pid, signal.SIGKILL, Reason.RELOAD))
         return actions
 
     def reload(self, now: float) -> list[Action]:
@@ -153,7 +154,7 @@ class UserProcesses:
             if proc.pid and not proc.replacing:
                 proc.replacing = True
                 proc.stop_sent = now
-                actions.append(Kill(proc.pid, signal.SIGTERM, "reload"))
+                actions.append(Kill(proc.pid, signal.SIGTERM, Reason.RELOAD))
             elif not proc.pid and proc.restart_at is not None:
                 proc.restart_at = now  # waiting out a back-off: the new code starts now
         return actions

@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from swserve._process import DUMP_SIGNAL
 from swserve.config import Config
 from swserve.control import paths, procinfo
 from swserve.control.protocol import (
@@ -49,10 +48,12 @@ from swserve.control.protocol import (
     encode_ok,
 )
 from swserve.errors import ConfigError
+from swserve.ipc import control as plane
+from swserve.process.shared import DUMP_SIGNAL
 
 if TYPE_CHECKING:
     from swserve.master.control_views import ControlledMaster
-    from swserve.privileges import Identity
+    from swserve.process.privileges import Identity
 
 log = logging.getLogger("swserve.error")
 
@@ -143,14 +144,14 @@ def _bind(path: Path) -> ControlSocket:
 class ControlServer:
     """Serves the control socket on the master's loop.
 
-    ``tell_manager`` sends one master → manager control line; ``send_signal``
+    ``tell_manager`` sends one master → manager control message; ``send_signal``
     runs the master's handling of a signal (``reload --task-workers`` is SIGUSR2's).
     """
 
     def __init__(
         self,
         master: ControlledMaster,
-        tell_manager: Callable[[str], None],
+        tell_manager: Callable[[plane.Message], None],
         send_signal: Callable[[int], None],
         dump_dir: str,
     ) -> None:
@@ -275,7 +276,7 @@ class ControlServer:
         for link in links:
             self.pending.setdefault(link.pid, "reload")
         log.info("control socket: reloading the workers")
-        self.tell_manager("reload")
+        self.tell_manager(plane.Reload())
         return {"reloading": len(links)}
 
     def _scale(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -286,21 +287,21 @@ class ControlServer:
             if not 1 <= target <= MAX_WORKERS:
                 raise ControlError(f"scale: the number of workers must be 1 … {MAX_WORKERS}")
             log.info("control socket: scaling to %d worker(s)", target)
-            self.tell_manager(f"scale-to {target}")
+            self.tell_manager(plane.ScaleTo(target))
             return {"to": target}
         delta = args["by"]
         if not delta or abs(delta) > MAX_WORKERS:
             raise ControlError(f"scale: by must be ±1 … ±{MAX_WORKERS}")
         log.info("control socket: scaling by %+d worker(s)", delta)
         for _ in range(abs(delta)):
-            self.tell_manager("scale 1" if delta > 0 else "scale -1")
+            self.tell_manager(plane.Scale(1 if delta > 0 else -1))
         return {"by": delta}
 
     def _recycle(self, args: dict[str, Any]) -> dict[str, Any]:
         slot, pid = self._slot(args)
         self.pending[pid] = "manual"
         log.info("control socket: recycling worker %d (pid %d)", slot, pid)
-        self.tell_manager(f"recycle {pid} manual")
+        self.tell_manager(plane.Recycle(pid, plane.Reason.MANUAL))
         return {"slot": slot, "pid": pid}
 
     async def _slowlog(self, args: dict[str, Any]) -> dict[str, Any]:

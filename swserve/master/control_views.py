@@ -166,7 +166,7 @@ def workers(
     for link in worker_links(reactor):
         slot = link.slot
         # why it is being replaced: as the manager said (retiring), as asked here, or
-        # the reactor's own --max-requests
+        # the count the reactor reported for the manager's --max-requests watch
         recycle = master.stats.retiring.get(link.pid) or pending.get(link.pid)
         if slot is not None and slot.recycle_asked and recycle is None:
             recycle = "max-requests"

@@ -37,20 +37,22 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from swserve import __version__, malloc
-from swserve._process import TASK_SOCKET_NAME, reap_nowait
+from swserve import __version__
 from swserve.config import Config
 from swserve.errors import EXIT_APP_LOAD, EXIT_ERROR, EXIT_OK, ConfigError
 from swserve.hooks import Hooks, Server as HookServer, load as load_hooks
-from swserve.ipc import busy
-from swserve.logs import forward_reopen, setup as setup_logging
+from swserve.ipc import busy, control
+from swserve.ipc.control import Mode
+from swserve.logs.setup import forward_reopen, setup as setup_logging
 from swserve.master.control import ControlServer, ControlSocket, bind as bind_control
-from swserve.master.listeners import Listener, open_listeners
 from swserve.master.stats import Stats
-from swserve.process_setup import ProcessSetup
-from swserve.procname import set_title
+from swserve.net.listeners import Listener, open_listeners
+from swserve.process import malloc
+from swserve.process.loop import new_event_loop
+from swserve.process.setup import ProcessSetup
+from swserve.process.shared import TASK_SOCKET_NAME, reap_nowait
+from swserve.process.title import set_title
 from swserve.reactor.host import make_host
-from swserve.reactor.loop import new_event_loop
 from swserve.reactor.process import ReactorChild, fork_reactors, reactor_count
 from swserve.static.handoff import bind_inboxes
 
@@ -109,11 +111,15 @@ def run(config: Config) -> int:
     http = _parser_name(config)
     if http != config.http:
         config = _replace(config, http=http)
-    malloc.tune()  # before any fork: every process inherits it (swserve/malloc.py)
+    malloc.tune()  # before any fork: every process inherits it (swserve/process/malloc.py)
     setup = ProcessSetup(config)
     try:
         setup.before_bind()  # --chdir, --umask, user lookup, pid file check, --reload/--chroot check
         config = setup.config  # (--chroot made absolute)
+        if config.chroot and config.mode == "process":
+            from swserve.reactor import spool
+
+            spool.ROOT = config.chroot  # the reactor spools bodies into DIR/tmp
         hooks = load_hooks(config.hooks)  # before any fork: every process shares the module
         listeners = open_listeners(config)
         metrics = _bind_metrics(config.metrics_bind)
@@ -137,7 +143,7 @@ def run(config: Config) -> int:
         ipc_sock.bind(path)
         ipc_sock.listen(1024)
         ipc_socks.append(ipc_sock)
-    if config.mode == "process":  # the app's file responses come back as descriptors
+    if config.mode == Mode.PROCESS:  # the app's file responses come back as descriptors
         bind_inboxes(ipc_paths)
     task_sock = None  # --task-workers N: callers and task workers connect here (tasks/)
     if config.task_workers:
@@ -161,7 +167,7 @@ def run(config: Config) -> int:
                     task_sock.close()
                 inherited = []  # base mode: every worker accepts on the same sockets
                 for listener in listeners:
-                    if config.mode == "base":
+                    if config.mode == Mode.BASE:
                         inherited.append(listener)
                     else:
                         listener.sock.close()
@@ -245,7 +251,7 @@ def _import_before_fork() -> None:
     setproctitle, and the master imported both again: ~3.5 ms and ~1 ms of
     start-up, twice.
     """
-    for name in ("uvloop", "setproctitle"):  # both optional (reactor/loop.py, procname.py)
+    for name in ("uvloop", "setproctitle"):  # both optional (process/loop.py, process/title.py)
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
 
@@ -262,7 +268,7 @@ class Master:
         config: Config,
         listeners: list[Listener],
         ipc_sock: socket.socket,
-        control: socket.socket,
+        channel: socket.socket,
         manager_pid: int,
         hooks: Hooks,
         metrics: MetricsEndpoint | None = None,
@@ -279,7 +285,7 @@ class Master:
         self.server_info = HookServer(config, "master", os.getpid(), os.getpid())
         self.listeners = listeners
         self.ipc_sock = ipc_sock
-        self.control = control
+        self.control = channel  # to the manager
         self.manager_pid = manager_pid
         self.commands: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
         self.ready: set[int] = set()
@@ -296,7 +302,7 @@ class Master:
         self.metrics = metrics
         self.control_sock = control_sock  # `swserve ctl` (master/control.py)
         self.control_server: ControlServer | None = None
-        self._control_buf = b""
+        self._decoder = control.Decoder()  # the manager's messages
         self._child_pidfds: dict[int, int] = {}
         self._children_gone = asyncio.Event()
         if not self.children:
@@ -310,18 +316,17 @@ class Master:
     def _enqueue(self, kind: str, arg: object = None) -> None:
         self.commands.put_nowait((kind, arg))
 
-    def _on_reactor_event(self, kind: str, arg: object) -> None:
-        if kind == "idle":
+    def _on_reactor_event(self, message: control.Message) -> None:
+        if isinstance(message, control.Idle):
             self._idle.set()
             return
-        if kind == "lost":
+        if isinstance(message, control.Lost):
             # counted now, in the same step that took the link out of the reactor's
             # table: a queued count could miss a summary ("reload finished; N
             # requests served") taken between the two, which then lacked the old
             # worker's requests
-            assert isinstance(arg, tuple)
-            self.stats.worker_lost(arg[1], arg[2])
-        self._enqueue(kind, arg)
+            self.stats.worker_lost(message.pid, message.served)
+        self._enqueue("message", message)
 
     def _on_control_readable(self) -> None:
         try:
@@ -330,13 +335,18 @@ class Master:
             return
         except OSError:
             data = b""
+        try:
+            messages = self._decoder.feed(data)
+        except control.ControlError as exc:  # nothing it says can be trusted now
+            log.error("the manager sent a bad control message: %s: stopping", exc)
+            self._shutdown(EXIT_ERROR)
+            data = b""
+            messages = []
         if not data:
             asyncio.get_running_loop().remove_reader(self.control)
             return
-        self._control_buf += data
-        *lines, self._control_buf = self._control_buf.split(b"\n")
-        for line in lines:
-            self._enqueue("manager", line.decode())
+        for message in messages:
+            self._enqueue("message", message)
 
     # -- main -------------------------------------------------------------------------------
 
@@ -349,7 +359,7 @@ class Master:
         if self.task_sock is not None:  # deferred: only with --task-workers N
             from swserve.tasks.server import TaskServer
 
-            self.tasks = TaskServer(config, self._enqueue)
+            self.tasks = TaskServer(config, lambda message: self._enqueue("message", message))
             await self.tasks.start(self.task_sock)
         if self.metrics is not None:  # before the workers are ready: /readyz says "starting"
             from swserve.metrics.collect import collect, readiness
@@ -394,79 +404,82 @@ class Master:
             self._handle_signal(arg)
         elif kind == "reap":
             self._reap()
-        elif kind == "ready":
-            assert isinstance(arg, tuple)
-            worker_id, pid, interface = arg
-            self.ready.add(worker_id)
-            self.worker_pids[worker_id] = pid
-            self.stats.worker_ready(worker_id, pid)
-            self.interface = interface
-            self._tell_manager(f"ready {pid}")
-            self._maybe_announce()
-        elif kind == "boot-error":
-            message = str(arg)
-            if not self.announced:
-                if self.boot_error is None:
-                    self.boot_error = message
-                    log.error("%s", message)
-                    self._shutdown(EXIT_APP_LOAD)
-            else:
-                log.error("a new worker could not load the app: %s", message)
-        elif kind == "lost":
-            assert isinstance(arg, tuple)
-            if not self.announced:  # a start-up halt waits for these; later, none is kept
-                self.lost_pids.add(arg[1])
-                self._check_halt()
-        elif kind == "recycle":
-            assert isinstance(arg, tuple)
-            self._tell_manager(f"recycle {arg[0]} {arg[1]}")
-        elif kind == "timeout":
-            assert isinstance(arg, int)
-            self.stats.worker_timed_out(arg)
-            self._tell_manager(f"timeout {arg}")
-        elif kind == "manager":
-            self._handle_manager_line(str(arg))
-        elif kind == "task":  # the task broker's line for the manager (tasks/server.py)
-            self._tell_manager(str(arg))
-            self._maybe_announce()
+        elif kind == "message":
+            assert isinstance(arg, control.Message)
+            self._handle_message(arg)
 
-    def _tell_manager(self, line: str) -> None:
+    def _tell_manager(self, message: control.Message) -> None:
         with contextlib.suppress(OSError):
-            self.control.sendall(line.encode() + b"\n")
+            self.control.sendall(control.encode(message))
 
-    def _handle_manager_line(self, line: str) -> None:
-        parts = line.split(maxsplit=2)
-        command = parts[0] if parts else ""
-        if command == "term":
-            self._handle_signal(signal.SIGTERM)
-        elif command == "quit":
-            self._handle_signal(signal.SIGQUIT)
-        elif command == "retire":
-            self.host.retire(int(parts[1]))
-            self.stats.worker_retired(int(parts[1]), parts[2])
-        elif command == "reloaded":
-            self.stats.reloads += 1
-            log.info("reload finished; %s", self.stats.summary(self.reactor))
-        elif command == "task-retire" and self.tasks is not None:
-            self.tasks.retire(int(parts[1]))
-        elif command == "task-reloaded":
-            log.info("task worker reload finished")
-        elif command == "process-restart":
-            self.user_process_restarts += 1
-        elif command == "backoff":
-            self.stats.worker_backoff(*(int(f) for f in line.split()[1:3]))
-        elif command == "halt":
-            self.halt = (int(parts[1]), parts[2] if len(parts) > 2 else "")
-            self._check_halt()
-        elif command == "exit":
-            fields = line.split()
-            worker_id, pid, code, _sig = (int(f) for f in fields[1:5])
-            self.stats.worker_exited(pid, stopping=self.stopping)
-            if self.worker_pids.get(worker_id) == pid:
-                self.ready.discard(worker_id)
-            if code == EXIT_APP_LOAD and not self.announced:  # only a start-up halt waits
-                self.boot_failed[pid] = worker_id
-            self._check_halt()
+    def _handle_message(self, message: control.Message) -> None:
+        """A message from a reactor, the manager or the task broker."""
+        match message:
+            # -- from the reactors
+            case control.Ready(worker_id=worker_id, pid=pid, interface=interface):
+                self.ready.add(worker_id)
+                self.worker_pids[worker_id] = pid
+                self.stats.worker_ready(worker_id, pid)
+                self.interface = interface
+                self._tell_manager(message)
+                self._maybe_announce()
+            case control.BootError(message=text):
+                if not self.announced:
+                    if self.boot_error is None:
+                        self.boot_error = text
+                        log.error("%s", text)
+                        self._shutdown(EXIT_APP_LOAD)
+                else:
+                    log.error("a new worker could not load the app: %s", text)
+            case control.Lost(pid=pid):
+                if not self.announced:  # a start-up halt waits for these; later, none is kept
+                    self.lost_pids.add(pid)
+                    self._check_halt()
+            case control.Served():
+                self._tell_manager(message)
+            case control.Timeout(pid=pid, graceful=graceful):
+                if not graceful:
+                    self.stats.worker_timed_out(pid)
+                self._tell_manager(message)
+            # -- from the task broker, for the manager
+            case control.TaskReady() | control.TaskRecycle() | control.TaskTimeout():
+                self._tell_manager(message)
+                self._maybe_announce()
+            # -- from the manager
+            case control.Term():
+                self._handle_signal(signal.SIGTERM)
+            case control.Quit():
+                self._handle_signal(signal.SIGQUIT)
+            case control.Retire(pid=pid, reason=reason):
+                self.host.retire(message)
+                self.stats.worker_retired(pid, reason)
+            case control.Watch(pid=pid, count=count):
+                self.host.watch(pid, count)
+            case control.Reloaded():
+                self.stats.reloads += 1
+                log.info("reload finished; %s", self.stats.summary(self.reactor))
+            case control.TaskRetire(pid=pid):
+                if self.tasks is not None:
+                    self.tasks.retire(pid)
+            case control.TaskReloaded():
+                log.info("task worker reload finished")
+            case control.ProcessRestart():
+                self.user_process_restarts += 1
+            case control.BackingOff(slot=slot, failures=failures):
+                self.stats.worker_backoff(slot, failures)
+            case control.Halt(code=code, message=text):
+                self.halt = (code, text)
+                self._check_halt()
+            case control.Exit(slot=worker_id, pid=pid, code=code):
+                self.stats.worker_exited(pid, stopping=self.stopping)
+                self.host.watch(pid, 0)
+                if self.worker_pids.get(worker_id) == pid:
+                    self.ready.discard(worker_id)
+                if code == EXIT_APP_LOAD and not self.announced:  # only a start-up halt waits
+                    self.boot_failed[pid] = worker_id
+                self._check_halt()
+            case _:
+                log.error("the master got %r, which is not for it", message)
 
     def _check_halt(self) -> None:
         """Stop with the manager's exit code once every failed worker has said why.
@@ -500,14 +513,14 @@ class Master:
             return
         elif sig in (signal.SIGHUP, signal.SIGUSR1):
             log.info("%s: reloading the workers", signal.Signals(sig).name)
-            self._tell_manager("reload")
+            self._tell_manager(control.Reload())
         elif sig == signal.SIGUSR2 and self.tasks is not None:
             log.info("SIGUSR2: reloading the task workers")
-            self._tell_manager("task-reload")
+            self._tell_manager(control.TaskReload())
         elif sig == signal.SIGTTIN:
-            self._tell_manager("scale 1")
+            self._tell_manager(control.Scale(1))
         elif sig == signal.SIGTTOU:
-            self._tell_manager("scale -1")
+            self._tell_manager(control.Scale(-1))
         elif sig == signal.SIGUSR2:
             # Swoole reloads its task workers on SIGUSR2; swserve has none
             log.info("SIGUSR2: there are no task workers to reload; ignored")
@@ -647,7 +660,7 @@ class Master:
                 await self.tasks.drain(max(0.0, deadline - loop.time()))
         if not self._manager_gone.is_set():
             with contextlib.suppress(OSError):
-                self.control.sendall(b"stop\n" if drain else b"stop now\n")
+                self.control.sendall(control.encode(control.Stop(now=not drain)))
             try:
                 await asyncio.wait_for(self._manager_gone.wait(), timeout + 5)
             except TimeoutError:

@@ -24,8 +24,8 @@ from http import HTTPStatus
 from typing import Final, cast
 
 from swserve.errors import ConfigError
-from swserve.master.listeners import Listener, bind
 from swserve.metrics.exposition import CONTENT_TYPE
+from swserve.net.listeners import Listener, bind
 
 log = logging.getLogger("swserve.error")
 

@@ -20,7 +20,7 @@ import h11
 
 from swserve.errors import ProtocolError
 from swserve.protocol.chunked import DONE, ChunkedReader
-from swserve.protocol.framing import check_head
+from swserve.protocol.head_checks import check_head
 from swserve.protocol.limits import Limits
 from swserve.protocol.request import FRAMING_HEADERS, Request
 from swserve.protocol.syntax import (

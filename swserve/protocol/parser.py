@@ -46,7 +46,7 @@ import httptools
 
 from swserve.errors import ProtocolError
 from swserve.protocol.chunked import DONE, ChunkedReader
-from swserve.protocol.framing import Head, check_head
+from swserve.protocol.head_checks import Head, check_head
 from swserve.protocol.limits import Limits
 from swserve.protocol.request import FRAMING_HEADERS, Request
 from swserve.protocol.syntax import (

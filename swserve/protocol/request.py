@@ -6,7 +6,7 @@ on the hot path, and the parsers fill it field by field as callbacks arrive.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, NamedTuple
 
 # Per-request header facts the parser glue records, so that framing checks
 # (RFC 9112 §6.3) and the checks on Host and the singleton Content-Type run
@@ -56,3 +56,25 @@ class Request:
 
     def __repr__(self) -> str:
         return f"<Request {self.method.decode()} {self.target!r} HTTP/{self.version.decode()}>"
+
+
+class RequestHead(NamedTuple):
+    """A request head as the app adapters take it (``apps/``), in either mode.
+
+    Built by ``ipc/codec.py: decode_request`` from a REQUEST frame in a
+    process-mode worker, and by base mode straight from the parser's
+    :class:`Request` and its connection; the adapters read attributes, never the
+    frame's layout.
+
+    ``conn`` describes the connection, as the reactor wrote it once per
+    connection (``ipc/codec.py: conn_prefix``): (scheme, client host, client port,
+    server host, server port), all bytes, a host empty when unknown.  It is hashable,
+    so the WSGI adapter keys its per-connection environ on it.  ``headers`` are
+    (lower-case name, value) pairs in the order received.
+    """
+
+    method: bytes
+    target: bytes
+    version: bytes
+    conn: tuple[bytes, ...]
+    headers: list[tuple[bytes, bytes]]

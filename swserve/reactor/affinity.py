@@ -17,9 +17,9 @@ worker.  ``None`` means the request has no key and goes to an idle worker.
 
 from __future__ import annotations
 
-from swserve import proxy
 from swserve.config import Config
-from swserve.reactor.dispatcher import Spec, parse
+from swserve.net import proxy
+from swserve.settings.dispatch import Spec, parse
 
 
 class Keys:

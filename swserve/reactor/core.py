@@ -23,9 +23,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from swserve.config import Config
-from swserve.ipc import busy, framing
+from swserve.ipc import busy, control, framing
 from swserve.ipc.channel_set import SESSION_SHIFT
-from swserve.manager.policy import request_limit
+from swserve.ipc.control import Mode
 from swserve.metrics.requests import RemoteSources, RequestMetrics, WebSocketMetrics
 from swserve.protocol import serializer
 from swserve.protocol.limits import Limits
@@ -39,7 +39,7 @@ from swserve.reactor.ws_conn import WsSessions
 from swserve.static.handoff import INBOX_SOCKETS, Inbox
 
 if TYPE_CHECKING:
-    from swserve.access_log import AccessLog
+    from swserve.logs.access import AccessLog
     from swserve.reactor.push_route import PushRouter
     from swserve.reactor.worker_link import WorkerLink
     from swserve.static.serve import StaticFiles
@@ -97,7 +97,7 @@ class Http2Gate:
     __slots__ = ("trusted",)
 
     def __init__(self, config: Config) -> None:
-        from swserve.proxy import TrustedPeers
+        from swserve.net.proxy import TrustedPeers
 
         self.trusted = (
             None if config.http2_cleartext == "any" else TrustedPeers(config.forwarded_allow_ips)
@@ -119,7 +119,7 @@ def parser_factory(name: str, limits: Limits) -> Callable[[], Parser]:
 
 class Reactor:
     def __init__(
-        self, config: Config, *, on_event: Callable[[str, object], None], index: int = 0
+        self, config: Config, *, on_event: Callable[[control.Message], None], index: int = 0
     ) -> None:
         self.config = config
         self.limits = Limits(
@@ -134,7 +134,7 @@ class Reactor:
         self.arriving: Callable[[], int] = lambda: 0
         self.access_log: AccessLog | None = None
         if config.access_log:  # deferred: the module is only needed with --access-log
-            from swserve.access_log import AccessLog
+            from swserve.logs.access import AccessLog
 
             self.access_log = AccessLog(config.access_log_format, config.access_log_exclude)
         self.make_parser = parser_factory(config.http, self.limits)
@@ -168,7 +168,8 @@ class Reactor:
         self.draining = False
         self.now = time.monotonic()
         self.date_server = b""
-        self._on_event = on_event  # tells the master: "ready", "boot-error", "idle"
+        self._on_event = on_event  # tells the master: Ready, Served, Timeout, Idle, …
+        self._watches: dict[int, int] = {}  # pid → report Served at this count (the manager's)
         # reactor i numbers its sessions from i << SESSION_SHIFT: a worker linked to
         # several reactors answers a session's reactor (ipc/channel_set.py)
         self.index = index
@@ -269,7 +270,7 @@ class Reactor:
             if (
                 link.interface == "wsgi"
                 and slot.capacity == 1
-                and (slot.inflight or self.config.mode == "base")
+                and (slot.inflight or self.config.mode == Mode.BASE)
             ):
                 continue
             log.warning(
@@ -282,7 +283,7 @@ class Reactor:
             )
             slot.retiring = True
             self.leave_dispatch(slot)
-            self._on_event("timeout", slot.pid)
+            self._on_event(control.Timeout(slot.pid))
 
     def _time_out(self, conn: HttpConnection) -> None:
         """Answer 504 (or close, if the response started) and deal with the worker."""
@@ -303,7 +304,7 @@ class Reactor:
             # a WSGI thread cannot be interrupted: replace the whole worker
             slot.retiring = True
             self.leave_dispatch(slot)
-            self._on_event("timeout", slot.pid)
+            self._on_event(control.Timeout(slot.pid))
         if conn.started:
             conn.cut()
         else:
@@ -389,11 +390,26 @@ class Reactor:
         if conn.write_paused:  # the client is still behind on an earlier response
             link.send_flow(framing.BUFFER_FULL, conn)
 
-    def request_limit(self) -> int:
-        """A new worker's own max-requests (in base mode the worker keeps its own)."""
-        if self.config.mode == "base" or self.index:
-            return 0  # base mode: the worker counts; --reactors N: reactor 0 decides
-        return request_limit(self.config.max_requests, self.config.jitter)
+    def watch(self, pid: int, count: int) -> None:
+        """The manager's ``Watch``: report ``Served`` once ``pid`` has answered ``count``.
+
+        It may come before the worker is ready (it is sent at fork): kept until then.
+        ``count`` 0: forget ``pid`` (it exited).
+        """
+        if not count:
+            self._watches.pop(pid, None)
+            return
+        self._watches[pid] = count
+        for link in self.links.values():
+            if link.slot is not None and link.pid == pid:
+                self._check_watch(link.slot)
+
+    def _check_watch(self, slot: WorkerSlot) -> None:
+        """Report (only report: the supervision policy decides) a watched count reached."""
+        count = self._watches.get(slot.pid, 0)
+        if count and slot.served >= count and not slot.recycle_asked:
+            slot.recycle_asked = True
+            self._on_event(control.Served(slot.pid, slot.served))
 
     def retire(self, pid: int) -> None:
         for link in list(self.links.values()):
@@ -423,9 +439,7 @@ class Reactor:
         table = self.dispatcher.busy
         if table is not None:  # --reactors N: the worker's own count covers every reactor
             slot.served = max(slot.served, table.served[slot.cell])
-        if slot.limit and slot.served >= slot.limit and not slot.recycle_asked:
-            slot.recycle_asked = True
-            self._on_event("recycle", (slot.pid, "max-requests"))
+        self._check_watch(slot)
         self._dispatch_queued()
         self.check_idle()
 
@@ -457,7 +471,7 @@ class Reactor:
     def check_idle(self) -> None:
         """While draining, tell the master once nothing is left to answer."""
         if self.draining and not self.busy():
-            self._on_event("idle", None)
+            self._on_event(control.Idle())
 
     def abandon(self, conn: HttpConnection) -> None:
         """The client of ``conn.current`` left: drop it if queued, tell its worker if not."""
@@ -498,26 +512,23 @@ class Reactor:
         self.links[link.key] = link
         self.interface = interface
         self.dispatcher.add(slot)
-        self._on_event("ready", (slot.worker_id, slot.pid, interface))
+        self._on_event(control.Ready(slot.worker_id, slot.pid, control.Interface(interface)))
         self.on_slot_free(slot)
 
     def on_worker_served(self, slot: WorkerSlot, served: int, flags: int) -> None:
-        """Base mode: a worker's own count, and maybe its request to be replaced."""
+        """Base mode: a worker's own count (at once when it reaches its watch), or a timeout."""
         slot.served = served
-        if slot.recycle_asked or slot.retiring:
+        if slot.retiring:
             return
-        if flags & framing.SERVED_RECYCLE_TIMEOUT:
-            # the worker has answered 504 itself and can go on serving: replace it the
-            # graceful way (replacement first), not with a SIGTERM that would cut off the
-            # connections it holds
-            slot.recycle_asked = True
-            self._on_event("recycle", (slot.pid, "timeout"))
-        elif flags & framing.SERVED_RECYCLE:
-            slot.recycle_asked = True
-            self._on_event("recycle", (slot.pid, "max-requests"))
+        if flags & framing.SERVED_TIMED_OUT:
+            # the worker has answered 504 itself and can go on serving: the policy
+            # replaces it the graceful way (replacement first), not with a SIGTERM that
+            # would cut off the connections it holds
+            self._on_event(control.Timeout(slot.pid, graceful=True))
+        self._check_watch(slot)
 
     def on_boot_error(self, link: WorkerLink, message: str) -> None:
-        self._on_event("boot-error", message)
+        self._on_event(control.BootError(message))
 
     def on_worker_lost(self, link: WorkerLink) -> None:
         self.links.pop(link.key, None)
@@ -527,7 +538,8 @@ class Reactor:
         if link.slot is not None:
             self.leave_dispatch(link.slot)
         served = link.slot.served if link.slot is not None else 0
-        self._on_event("lost", (link.worker_id, link.pid, served))
+        self._watches.pop(link.pid, None)
+        self._on_event(control.Lost(link.worker_id, link.pid, served))
 
     # -- shutdown -------------------------------------------------------------------------
 
@@ -551,7 +563,7 @@ class Reactor:
         self.ws.drain(GOING_AWAY if close_idle else SERVICE_RESTART)
         self._close_idle_connections()
         if not self.busy():
-            self._on_event("idle", None)
+            self._on_event(control.Idle())
 
     def _close_idle_connections(self) -> None:
         if not self._close_idle:

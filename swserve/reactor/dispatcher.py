@@ -28,7 +28,9 @@ from __future__ import annotations
 import collections
 import hashlib
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Final, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Final, Generic, TypeVar
+
+from swserve.settings.dispatch import AFFINITY, parse
 
 if TYPE_CHECKING:
     from swserve.ipc.busy import BusyTable
@@ -42,7 +44,6 @@ class WorkerSlot:
         "cell",
         "inflight",
         "key",
-        "limit",
         "pid",
         "recycle_asked",
         "retiring",
@@ -50,55 +51,19 @@ class WorkerSlot:
         "worker_id",
     )
 
-    def __init__(self, key: int, worker_id: int, pid: int, capacity: int, limit: int = 0) -> None:
+    def __init__(self, key: int, worker_id: int, pid: int, capacity: int) -> None:
         self.key = key  # unique per connected channel, never reused
         self.worker_id = worker_id
         self.pid = pid
         self.capacity = capacity
         self.inflight = 0
         self.served = 0
-        self.limit = limit  # recycle after this many requests (0: never)
-        self.recycle_asked = False
+        self.recycle_asked = False  # its watched count was reported (reactor.watch)
         self.retiring = False
         self.cell = 0  # the worker's cell in the shared busy table (--reactors N)
 
     def __repr__(self) -> str:
         return f"<WorkerSlot worker={self.worker_id} pid={self.pid} inflight={self.inflight}/{self.capacity}>"
-
-
-MODES: Final = ("idle", "round-robin", "fd", "ip", "key")
-AFFINITY: Final = frozenset({"ip", "key"})
-USAGE: Final = "idle, round-robin, fd, ip, key:HEADER or key:cookie:NAME"
-_TOKEN: Final = frozenset(
-    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-)
-
-
-class Spec(NamedTuple):
-    """A parsed ``--dispatch``: the mode, and for ``key`` what carries the key."""
-
-    mode: str
-    header: str = ""  # key:HEADER (lower-case), or "cookie" for key:cookie:NAME
-    cookie: str = ""  # key:cookie:NAME
-
-
-def parse(text: str) -> Spec:
-    """``idle`` / ``round-robin`` / ``fd`` / ``ip`` / ``key:HEADER`` / ``key:cookie:NAME``.
-
-    Raises:
-        ValueError: saying what is accepted.
-    """
-    if text in MODES and text != "key":
-        return Spec(text)
-    kind, _, rest = text.partition(":")
-    if kind == "key" and rest:
-        header, colon, cookie = rest.partition(":")
-        if colon:
-            if header.lower() == "cookie" and cookie and set(cookie) <= _TOKEN:
-                return Spec("key", "cookie", cookie)
-        elif set(header) <= _TOKEN:
-            return Spec("key", header.lower())
-    raise ValueError(f"unknown dispatch mode {text!r}: expected {USAGE}")
 
 
 # Rendezvous (highest random weight) hashing.  Each slot number s gets the score
@@ -242,12 +207,6 @@ class Dispatcher:
             if load < slot.capacity and (best is None or load < best_load):
                 best, best_load = slot, load
         return best
-
-    def has_room(self) -> bool:
-        """Could ``pick`` return a slot now?  (Queued requests wait for this.)"""
-        if self.mode in ("round-robin", "fd"):
-            return bool(self.slots)
-        return any(s.inflight < s.capacity for s in self.slots)
 
 
 T = TypeVar("T")

@@ -134,7 +134,7 @@ class H2Session:
                 if stream is not None and stream.window_shut:
                     stream.window_shut = False
                     if not self.conn.write_paused:  # else: when the socket drains
-                        self.conn.reactor.flow(stream, framing.BUFFER_EMPTY)
+                        stream.flow(framing.BUFFER_EMPTY)
             elif isinstance(ev, RequestRejected):
                 self.answer(ev.stream_id, ev.status)
             elif isinstance(ev, ConnectionEnded):
@@ -159,6 +159,9 @@ class H2Session:
         reactor = self.conn.reactor
         reactor.sessions[stream.session] = stream
         reactor.h2_streams += 1
+        static = reactor.static  # --static: answered here, no worker (static/serve.py)
+        if static is not None and static.serve(stream):
+            return
         reactor.submit(stream)
         if self.conn.write_paused and stream.slot is not None:
             reactor.flow(stream, framing.BUFFER_FULL)  # the client is behind already
@@ -198,12 +201,12 @@ class H2Session:
 
     def pause_writing(self) -> None:
         for stream in self.streams.values():
-            self.conn.reactor.flow(stream, framing.BUFFER_FULL)
+            stream.flow(framing.BUFFER_FULL)
 
     def resume_writing(self) -> None:
-        for stream in self.streams.values():
+        for stream in list(self.streams.values()):  # a file sent to its end leaves the table
             if not stream.window_shut:
-                self.conn.reactor.flow(stream, framing.BUFFER_EMPTY)
+                stream.flow(framing.BUFFER_EMPTY)
 
     def connection_lost(self) -> None:
         for stream in list(self.streams.values()):
@@ -289,6 +292,20 @@ class H2Stream(HttpConnection):
         self.h2 = None
         self.h2_sniff = None
         self.transport = owner.transport  # for its peer's address (--dispatch ip)
+        self.sender = None  # a file streamed by this loop (static/serve.py: StreamSender)
+
+    multiplexed = True
+
+    def blocked(self) -> bool:
+        return self.window_shut or self.h2session.conn.write_paused
+
+    def flow(self, kind: int) -> None:
+        """BUFFER_FULL / BUFFER_EMPTY: to the file being sent, else to the worker."""
+        sender = self.sender
+        if sender is None:
+            self.reactor.flow(self, kind)
+        elif kind == framing.BUFFER_EMPTY:
+            sender.resume()
 
     # -- responses from the worker -----------------------------------------------------
 
@@ -337,7 +354,7 @@ class H2Stream(HttpConnection):
         blocked = core.send_body(self.stream_id, body, end, self.reactor.now)
         if blocked and not self.window_shut and not end:
             self.window_shut = True
-            self.reactor.flow(self, framing.BUFFER_FULL)
+            self.flow(framing.BUFFER_FULL)
 
     def on_response_abort(self) -> None:
         self.cut()
@@ -368,6 +385,8 @@ class H2Stream(HttpConnection):
         self._end()
 
     def _end(self) -> None:
+        if self.sender is not None:  # reset or cut mid-file: release the descriptor
+            self.sender.close()
         if self.spooled is not None:
             self.spooled.discard()
             self.spooled = None

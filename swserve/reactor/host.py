@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import logging
 import socket
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from swserve.config import Config
-from swserve.master.listeners import Listener
+from swserve.ipc import control
+from swserve.ipc.control import Mode
+from swserve.net.listeners import Listener
 from swserve.protocol.ws_handshake import GOING_AWAY
 from swserve.reactor import push_redis
 from swserve.reactor.acceptor import Acceptor
@@ -29,6 +31,10 @@ from swserve.reactor.core import Reactor
 from swserve.reactor.http_conn import HttpConnection
 from swserve.reactor.process import ReactorChild
 from swserve.reactor.worker_link import WorkerLink
+
+log = logging.getLogger("swserve.error")
+
+_ADOPT: Final = control.encode(control.Adopt())
 
 
 class ReactorHost(Protocol):
@@ -48,8 +54,13 @@ class ReactorHost(Protocol):
         """Client connections held by every reactor."""
         ...
 
-    def retire(self, pid: int) -> None:
+    def retire(self, message: control.Retire) -> None:
         """Every reactor: dispatch nothing more to ``pid``; STOP it once drained."""
+        ...
+
+    def watch(self, pid: int, count: int) -> None:
+        """Report ``Served`` once ``pid`` has answered ``count`` requests (reactor 0 counts
+        for all: the busy table holds each worker's own count)."""
         ...
 
     def drain(self) -> None:
@@ -64,10 +75,10 @@ class ReactorHost(Protocol):
 class InlineHost:
     """One reactor, running on the master's event loop."""
 
-    def __init__(self, config: Config, on_event: Callable[[str, object], None]) -> None:
+    def __init__(self, config: Config, on_event: Callable[[control.Message], None]) -> None:
         self.config = config
         self.reactor = Reactor(config, on_event=on_event)
-        if config.mode == "base":  # no session here: push frames go on to the workers
+        if config.mode == Mode.BASE:  # no session here: push frames go on to the workers
             from swserve.reactor.push_route import PushRouter
 
             self.reactor.push = PushRouter(self.reactor)
@@ -81,8 +92,11 @@ class InlineHost:
     def connections(self) -> int:
         return self.reactor.connections()
 
-    def retire(self, pid: int) -> None:
-        self.reactor.retire(pid)
+    def retire(self, message: control.Retire) -> None:
+        self.reactor.retire(message.pid)
+
+    def watch(self, pid: int, count: int) -> None:
+        self.reactor.watch(pid, count)
 
     def drain(self) -> None:
         self.reactor.drain()
@@ -94,7 +108,7 @@ class InlineHost:
         tls = listeners[0].ssl if listeners else None  # open_listeners: one choice for all
         scheme = "http" if tls is None else "https"
         # base mode: workers accept on the listeners; this reactor links workers only
-        serving = listeners if self.config.mode == "process" else []
+        serving = listeners if self.config.mode == Mode.PROCESS else []
         self._acceptor = acceptor = Acceptor(
             loop,
             [listener.sock for listener in serving],
@@ -139,7 +153,7 @@ class MultiHost(InlineHost):
     def __init__(
         self,
         config: Config,
-        on_event: Callable[[str, object], None],
+        on_event: Callable[[control.Message], None],
         children: list[ReactorChild],
     ) -> None:
         super().__init__(config, self._on_local_event)
@@ -166,7 +180,7 @@ class MultiHost(InlineHost):
         if best.connections >= self.reactor.connections():
             return False
         try:
-            socket.send_fds(best.channel, [b"c"], [sock.fileno()])
+            socket.send_fds(best.channel, [_ADOPT], [sock.fileno()])
         except OSError:
             return False  # that reactor is gone or full: serve it here
         best.connections += 1
@@ -184,64 +198,63 @@ class MultiHost(InlineHost):
         if not message:
             asyncio.get_running_loop().remove_reader(child.channel)
             return  # its exit is watched through its pidfd
-        kind, _, rest = message.partition(b" ")
-        if kind == b"n":
-            # a count the reactor made before the last connections handed over
-            # reached it would let the master accept past --max-connections
-            held, received = map(int, rest.split())
-            child.connections = held + child.sent - received
-            if self._acceptor is not None:
-                self._acceptor.connection_closed()  # below --max-connections again, perhaps
-        elif kind == b"m":
-            self.reactor.remote.update(-child.index, json.loads(rest))
-        elif kind == b"e":
-            event, _, arg = rest.partition(b" ")
-            self._on_child_event(child, event.decode(), json.loads(arg))
+        try:
+            event = control.decode(message)
+        except control.ControlError as exc:
+            log.error("reactor %d sent a bad control message: %s", child.index, exc)
+            return
+        match event:
+            case control.Connections(held=held, received=received):
+                # a count the reactor made before the last connections handed over
+                # reached it would let the master accept past --max-connections
+                child.connections = held + child.sent - received
+                if self._acceptor is not None:
+                    self._acceptor.connection_closed()  # below --max-connections again, perhaps
+            case control.MetricsSnapshot(counters=counters):
+                self.reactor.remote.update(-child.index, counters)
+            case control.Idle():
+                child.idle = True
+                self._check_idle()
+            case control.Timeout():
+                self._on_event(event)
+            case _:
+                log.error("reactor %d sent %r, which is not for the master", child.index, event)
 
-    def _on_child_event(self, child: ReactorChild, event: str, arg: Any) -> None:
-        if event == "idle":
-            child.idle = True
-            self._check_idle()
-        elif event == "recycle":
-            self._on_event(event, tuple(arg))
-        else:
-            self._on_event(event, arg)
-
-    def _on_local_event(self, kind: str, arg: object) -> None:
-        if kind == "idle":
+    def _on_local_event(self, message: control.Message) -> None:
+        if isinstance(message, control.Idle):
             self._local_idle = True
             self._check_idle()
         else:
-            self._on_event(kind, arg)
+            self._on_event(message)
 
     def _check_idle(self) -> None:
         if self._local_idle and all(c.idle for c in self.children):
-            self._on_event("idle", None)
+            self._on_event(control.Idle())
 
     def _broadcast(self, message: bytes) -> None:
         for child in self.children:
             with contextlib.suppress(OSError):
                 child.channel.send(message)
 
-    def retire(self, pid: int) -> None:
-        super().retire(pid)
-        self._broadcast(b"retire %d" % pid)
+    def retire(self, message: control.Retire) -> None:
+        super().retire(message)
+        self._broadcast(control.encode(message))
 
     def drain(self) -> None:
         self._local_idle = False
         for child in self.children:
             child.idle = False
-        self._broadcast(b"drain")
+        self._broadcast(control.encode(control.Drain()))
         super().drain()
 
     def close(self) -> None:
-        self._broadcast(b"close")
+        self._broadcast(control.encode(control.Close()))
         super().close()
 
 
 def make_host(
     config: Config,
-    on_event: Callable[[str, object], None],
+    on_event: Callable[[control.Message], None],
     children: list[ReactorChild] | None = None,
 ) -> ReactorHost:
     """The one place that decides where reactors run."""

@@ -18,14 +18,14 @@ import asyncio
 import collections
 import logging
 import time
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, ClassVar, cast
 
 from swserve.errors import ProtocolError
 from swserve.ipc import framing
 from swserve.ipc.codec import conn_prefix
 from swserve.ipc.framing import Buffer
 from swserve.protocol import serializer
-from swserve.protocol.framing import absolute_form_host
+from swserve.protocol.head_checks import absolute_form_host
 from swserve.protocol.request import Request
 from swserve.protocol.ws_handshake import (
     Upgrade,
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from swserve.reactor.core import Reactor
     from swserve.reactor.dispatcher import WorkerSlot
     from swserve.reactor.h2_conn import H2Session
-    from swserve.static.serve import FileSender
+    from swserve.static.serve import FileSender, StreamSender
 
 log = logging.getLogger("swserve.error")
 
@@ -103,7 +103,9 @@ class HttpConnection(asyncio.Protocol):
         self.status = 0  # of the response being written, for the access log
         self.sent = 0  # body bytes of that response
         self.plan: serializer.ResponsePlan | None = None
-        self.sender: FileSender | None = None  # streaming a file body (static/serve.py)
+        self.sender: FileSender | StreamSender | None = (
+            None  # streaming a file body (static/serve.py)
+        )
         self.error: ProtocolError | None = None
         self.closing = False
         self.last_active = reactor.now
@@ -144,6 +146,12 @@ class HttpConnection(asyncio.Protocol):
     # Output buffer watermarks: above HIGH the worker producing this connection's
     # response is told to wait (BUFFER_FULL); below LOW it may go on.  Swoole's
     # buffer_output_size is 2 MiB; 256 KiB keeps 10k slow clients under 2.5 GiB.
+    multiplexed: ClassVar[bool] = False  # an HTTP/2 stream (H2Stream), not a socket of its own
+
+    def blocked(self) -> bool:
+        """May a body not be written now (a stream's window or the socket is full)?"""
+        return self.write_paused
+
     HIGH_WATER = 256 * 1024
     LOW_WATER = 64 * 1024
 

@@ -9,36 +9,18 @@ a file descriptor (SCM_RIGHTS).  Every worker links to every reactor, so any
 worker serves any reactor's requests; dispatch-to-idle across reactors reads
 the shared busy table (``ipc/busy.py``).
 
-Master ↔ reactor i: one SOCK_SEQPACKET socketpair, one message per command.
+Master ↔ reactor i: one SOCK_SEQPACKET socketpair, one control message
+(:mod:`swserve.ipc.control`) per datagram; ``docs/control-plane.md`` lists them.
 
-=====================  =====================================================
-master → reactor       meaning
-=====================  =====================================================
-``c`` + fds            serve these client connections
-``retire PID``         dispatch nothing more to PID; STOP it once drained
-``drain``              shutting down: close idle connections, no keep-alive
-``close``              abort what is left and exit
-=====================  =====================================================
-
-=====================  =====================================================
-reactor → master       meaning
-=====================  =====================================================
-``n COUNT RECEIVED``   connections held now, and handed over so far (the
-                       master adds those still in the channel to COUNT)
-``e KIND JSON``        an event for the master: timeout, recycle, idle
-``m JSON``             metrics snapshot (--metrics-bind), summed by the master
-=====================  =====================================================
-
-Reactor 0 alone decides what is about workers as a whole (ready, lost, boot
-errors, recycling after --max-requests, which reads each worker's own count
-in the shared table): the others would only repeat it.
+Reactor 0 alone reports what is about workers as a whole (ready, lost, boot
+errors, the served count the manager watches, read from each worker's own
+count in the shared table): the others would only repeat it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -47,24 +29,26 @@ import ssl
 from dataclasses import dataclass
 from typing import Final
 
-from swserve._process import ignore_master_signals
 from swserve.config import Config
+from swserve.ipc import control
+from swserve.ipc.control import Mode
 from swserve.metrics.collect import reactor_snapshot
 from swserve.metrics.requests import GAUGES
-from swserve.procname import set_title
+from swserve.process.loop import new_event_loop
+from swserve.process.shared import ignore_master_signals
+from swserve.process.title import set_title
 from swserve.protocol.ws_handshake import GOING_AWAY
 from swserve.reactor import push_redis
 from swserve.reactor.acceptor import Acceptor
 from swserve.reactor.core import Reactor
 from swserve.reactor.http_conn import HttpConnection
-from swserve.reactor.loop import new_event_loop
 from swserve.reactor.worker_link import WorkerLink
 
 log = logging.getLogger("swserve.error")
 
 MAX_FDS: Final = 64  # connections handed over in one message at most
 METRICS_EVERY: Final = 0.25  # seconds between metrics snapshots to the master
-_FORWARDED: Final = frozenset({"timeout", "recycle", "idle"})
+_FORWARDED: Final = (control.Timeout, control.Idle)  # the other events are reactor 0's
 
 
 def reactor_count(config: Config) -> int:
@@ -74,7 +58,7 @@ def reactor_count(config: Config) -> int:
     and each reactor process needs a core of its own to be worth having; on a
     2-core machine that is always 1.
     """
-    if config.mode != "process":
+    if config.mode != Mode.PROCESS:
         return 1
     if config.reactors:
         return config.reactors
@@ -146,7 +130,7 @@ def serve(
     signal.signal(signal.SIGQUIT, signal.SIG_IGN)
     set_title(f"swserve: reactor {index}")
     if config.cpu_affinity:
-        from swserve import affinity
+        from swserve.process import affinity
 
         affinity.pin(index + 1)  # reactor i beside worker i (both 1-based in titles)
     loop = new_event_loop()
@@ -222,38 +206,53 @@ class ReactorProcess:
                 os.close(fd)
             self._finish()
             return
-        if message == b"c":
+        try:
+            command = control.decode(message)
+        except control.ControlError as exc:
+            log.error("reactor %d: bad control message from the master: %s", self.index, exc)
+            command = control.Close()  # nothing it says can be trusted now
+        if fds and not isinstance(command, control.Adopt):
             for fd in fds:
-                sock = socket.socket(fileno=fd)
-                sock.setblocking(False)
-                self.acceptor.adopt(sock)
-            self._received += len(fds)
-            self._count()
-        elif message.startswith(b"retire "):
-            self.reactor.retire(int(message.split()[1]))
-        elif message == b"drain":
-            self.reactor.drain()
-        elif message == b"close":
-            self._finish()
+                os.close(fd)
+        match command:
+            case control.Adopt():
+                for fd in fds:
+                    sock = socket.socket(fileno=fd)
+                    sock.setblocking(False)
+                    self.acceptor.adopt(sock)
+                self._received += len(fds)
+                self._count()
+            case control.Retire(pid=pid):
+                self.reactor.retire(pid)
+            case control.Drain():
+                self.reactor.drain()
+            case control.Close():
+                self._finish()
+            case _:
+                log.error(
+                    "reactor %d: the master sent %r, which is not for a reactor",
+                    self.index,
+                    command,
+                )
 
     def _finish(self) -> None:
         if not self.done.done():
             self.done.set_result(None)
 
-    def _send(self, message: bytes) -> None:
+    def _send(self, message: control.Message) -> None:
         with contextlib.suppress(OSError):  # the master is gone: the channel's EOF tells us
-            self.channel.send(message)
+            self.channel.send(control.encode(message))
 
     def _count(self) -> None:
         acceptor = self.acceptor
         count = self.reactor.connections() + acceptor.handshaking + acceptor.handing_over
         if (count, self._received) != self._reported:
             self._reported = (count, self._received)
-            self._send(b"n %d %d" % self._reported)
+            self._send(control.Connections(*self._reported))
 
-    def _on_event(self, kind: str, arg: object) -> None:
-        if kind in _FORWARDED:
-            self._send(b"e " + kind.encode() + b" " + json.dumps(arg).encode())
+    def _on_event(self, message: control.Message) -> None:
+        if isinstance(message, _FORWARDED):
+            self._send(message)
 
     def _send_metrics(self, last: bool = False) -> None:
         reactor = self.reactor
@@ -261,6 +260,6 @@ class ReactorProcess:
         snapshot = reactor_snapshot(reactor)
         if last:  # a reactor that is gone holds nothing: its counters only
             snapshot = {k: v for k, v in snapshot.items() if k not in GAUGES}
-        self._send(b"m " + json.dumps(snapshot, separators=(",", ":")).encode())
+        self._send(control.MetricsSnapshot(snapshot))
         if not last and not self.done.done():
             asyncio.get_running_loop().call_later(METRICS_EVERY, self._send_metrics)

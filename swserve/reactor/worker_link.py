@@ -211,7 +211,7 @@ class WorkerLink(asyncio.Protocol):
         elif kind == framing.READY:
             worker_id, pid, capacity, interface = codec.decode_ready(payload)
             self.interface = interface
-            self.slot = WorkerSlot(self.key, worker_id, pid, capacity, self.reactor.request_limit())
+            self.slot = WorkerSlot(self.key, worker_id, pid, capacity)
             self.slot.cell = self.cell
             self.reactor.on_worker_ready(self, interface)
         elif kind == framing.BOOT_ERROR:

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, ClassVar, Final
 
 from swserve.protocol import serializer
+from swserve.protocol.head_checks import origin_form
 from swserve.static.cache import Entry, FileCache
 from swserve.static.files import Forbidden, IsDirectory, NotFound, OpenFile, open_file
 from swserve.static.resolve import (
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 
 SMALL: Final = 16 * 1024  # read whole and written with the head (app file responses)
 CHUNK: Final = 256 * 1024  # one read of a larger file (the connection's HIGH_WATER)
+STREAM_CHUNK: Final = 64 * 1024  # one read for an HTTP/2 stream (4 DATA frames of 16 KiB)
 NUDGE: Final = 16 * 1024  # what goes through the transport when sendfile finds the socket full
 USE_SENDFILE: Final = hasattr(os, "sendfile")
 _LENGTH: Final = serializer.HAS_CONTENT_LENGTH
@@ -116,10 +118,13 @@ class StaticFiles:
                     accept = value
                 elif name in _CONDITIONAL:
                     conditional = True
-            key = (req.target.partition(b"?")[0], accept)
-            entry = self.cache.get(key, conn.reactor.now, self._open, req.target)
+            target = req.target
+            if target[:1] != b"/":  # absolute-form (a proxy's, RFC 9112 §3.2.2): its path
+                target = origin_form(target)
+            key = (target.partition(b"?")[0], accept)
+            entry = self.cache.get(key, conn.reactor.now, self._open, target)
             if entry is None:
-                return self._lookup(conn, key)
+                return self._lookup(conn, target, key)
             decision: Decision | None
             if conditional:
                 decision = decide(method, req.headers, entry.file.info, self.rules)
@@ -129,7 +134,7 @@ class StaticFiles:
                     decision = entry.plain = decide(b"GET", [], entry.file.info, self.rules)
             _respond(conn, decision, entry)
             return True
-        return self._lookup(conn, None)
+        return self._lookup(conn, origin_form(req.target), None)
 
     def _open(self, target: bytes, accept: bytes) -> OpenFile:
         found = locate(self.rules.mounts, target)
@@ -139,13 +144,14 @@ class StaticFiles:
         headers = [(b"accept-encoding", accept)] if accept else []
         return open_file(mount, segments, slash, self.rules, accepted_encodings(headers))
 
-    def _lookup(self, conn: HttpConnection, key: tuple[bytes, bytes] | None) -> bool:
-        """The first request for a path (or not a GET): every rule, then the cache."""
+    def _lookup(self, conn: HttpConnection, target: bytes, key: tuple[bytes, bytes] | None) -> bool:
+        """The first request for ``target`` (origin-form; or not a GET): every rule, then
+        the cache."""
         req = conn.current
         assert req is not None
         rules = self.rules
         try:
-            found = locate(rules.mounts, req.target)
+            found = locate(rules.mounts, target)
         except Refused as exc:
             _answer(conn, Decision(exc.status, b""), -1, text=True)
             return True
@@ -169,7 +175,7 @@ class StaticFiles:
             _answer(conn, Decision(404, b""), -1, text=True)
             return True
         except IsDirectory:
-            path, _, query = req.target.partition(b"?")
+            path, _, query = target.partition(b"?")
             _answer(conn, redirect(path + b"/" + (b"?" + query if query else b"")), -1)
             return True
         if key is None:
@@ -244,7 +250,11 @@ def send_file(
         conn.on_response_start(status, flags, headers, body, True)
         return
     conn.on_response_start(status, flags, headers, b"", False)
-    sender = FileSender(conn, fd, offset, length)
+    sender: FileSender | StreamSender
+    if conn.multiplexed:  # an HTTP/2 stream: DATA frames of the connection, no sendfile
+        sender = StreamSender(conn, fd, offset, length)
+    else:
+        sender = FileSender(conn, fd, offset, length)
     conn.sender = sender
     sender.pump()
 
@@ -262,6 +272,7 @@ class FileSender:
     """
 
     __slots__ = ("conn", "fd", "left", "pos", "sock")
+    SENDFILE: ClassVar[bool] = USE_SENDFILE
 
     def __init__(self, conn: HttpConnection, fd: int, offset: int, length: int) -> None:
         self.conn = conn
@@ -270,7 +281,7 @@ class FileSender:
         self.left = length
         self.sock = -1
         transport = conn.transport
-        if USE_SENDFILE and transport.get_extra_info("ssl_object") is None:
+        if self.SENDFILE and transport.get_extra_info("ssl_object") is None:
             raw = transport.get_extra_info("socket")
             if raw is not None:
                 self.sock = raw.fileno()
@@ -328,3 +339,37 @@ class FileSender:
             conn.sender = None
             if self.sock >= 0 and not conn.transport.is_closing():
                 conn.transport.set_write_buffer_limits(high=conn.HIGH_WATER, low=conn.LOW_WATER)
+
+
+class StreamSender(FileSender):
+    """Writes one file range to an HTTP/2 stream, at the client's pace.
+
+    No ``sendfile``: the bytes travel inside the DATA frames the HTTP/2 core
+    builds.  A ``STREAM_CHUNK`` is read and handed to the stream while neither
+    its flow-control window nor the connection's socket buffer is full
+    (``conn.blocked()``); the stream calls :meth:`resume` when the window opens
+    or the socket drains.  So a download holds a chunk or two of the file in
+    memory, and a client that stops reading meets ``--write-timeout`` (the
+    HTTP/2 session's sweep).  ``resume`` and ``close`` are FileSender's (with
+    no socket of its own, ``close`` leaves the connection's watermarks alone).
+    """
+
+    __slots__ = ()
+    SENDFILE = False  # the connection's socket is the HTTP/2 session's
+
+    def pump(self) -> None:
+        conn = self.conn
+        while self.left and self.fd >= 0 and not conn.blocked():
+            try:
+                data = os.pread(self.fd, min(STREAM_CHUNK, self.left), self.pos)
+            except OSError:
+                data = b""
+            if not data:  # the file shrank under us: the length announced is a lie, reset
+                self.close()
+                conn.cut()
+                return
+            self.pos += len(data)
+            self.left -= len(data)
+            if not self.left:
+                self.close()
+            conn.on_response_body(data, not self.left)

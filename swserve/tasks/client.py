@@ -23,8 +23,8 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
-from swserve import _process
 from swserve.ipc import framing
+from swserve.process import shared as _process
 from swserve.tasks import codec
 from swserve.tasks.errors import TasksUnavailable, TaskTimeout, TaskWorkerLost
 

@@ -6,9 +6,9 @@ worker connects to the task socket (``tasks.sock`` in the master's private
 role.  Frames are decoded by the same :class:`~swserve.ipc.framing.FrameDecoder`
 as the HTTP path; the decisions are the :class:`~swserve.tasks.broker.Broker`'s.
 
-It gives the master lines for the manager (``on_event("task", LINE)``):
-``task-ready PID`` (a task worker is linked: the manager counts it ready),
-``task-recycle PID REASON`` and ``task-timeout PID``.
+It gives the master control messages for the manager (``on_event(MESSAGE)``,
+:mod:`swserve.ipc.control`): ``TaskReady`` (a task worker is linked: the
+manager counts it ready), ``TaskRecycle`` and ``TaskTimeout``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import cast
 
 from swserve.config import Config
 from swserve.errors import IPCError
-from swserve.ipc import framing
+from swserve.ipc import control, framing
 from swserve.ipc.buffers import widen
 from swserve.ipc.channel_async import BatchWriter
 from swserve.manager.policy import request_limit
@@ -103,7 +103,7 @@ class TaskLink(asyncio.Protocol):
 
 
 class TaskServer:
-    def __init__(self, config: Config, on_event: Callable[[str, object], None]) -> None:
+    def __init__(self, config: Config, on_event: Callable[[control.Message], None]) -> None:
         self.config = config
         self.broker = Broker(config.task_queue_size, config.task_timeout)
         self.links: dict[int, TaskLink] = {}
@@ -141,7 +141,7 @@ class TaskServer:
     def worker_ready(self, link: TaskLink) -> None:
         max_requests = self.config.task_max_requests
         limit = request_limit(max_requests, max_requests // 2)
-        self._on_event("task", f"task-ready {link.pid}")
+        self._on_event(control.TaskReady(link.pid))
         self.apply(self.broker.worker_ready(link.key, link.slot, link.pid, limit))
 
     def lost(self, link: TaskLink) -> None:
@@ -205,7 +205,7 @@ class TaskServer:
                 if link is not None:
                     link.send(framing.encode(framing.TASK_STOP, 0, 0, 0))
             elif isinstance(action, broker_mod.Recycle):
-                self._on_event("task", f"task-recycle {action.pid} {action.reason}")
+                self._on_event(control.TaskRecycle(action.pid, control.Reason(action.reason)))
             elif isinstance(action, broker_mod.TimedOut):
                 log.warning(
                     "task %s ran past --task-timeout %gs on pid %d: replacing that task worker",
@@ -213,7 +213,7 @@ class TaskServer:
                     action.seconds,
                     action.pid,
                 )
-                self._on_event("task", f"task-timeout {action.pid}")
+                self._on_event(control.TaskTimeout(action.pid))
             else:
                 if action.why == "the task queue is full":
                     self._log_full()

@@ -18,11 +18,11 @@ import logging
 import signal
 import sys
 
-from swserve._process import die_with_parent, ignore_master_signals
 from swserve.apps.loader import load
 from swserve.config import Config
 from swserve.errors import EXIT_APP_LOAD, EXIT_ERROR, EXIT_OK, AppLoadError
-from swserve.procname import set_title
+from swserve.process.shared import die_with_parent, ignore_master_signals
+from swserve.process.title import set_title
 
 log = logging.getLogger("swserve.error")
 
@@ -44,7 +44,7 @@ def run(config: Config, index: int, spec: str, manager: int) -> int:
     try:
         result = fn()
         if inspect.isawaitable(result):
-            from swserve.reactor.loop import new_event_loop
+            from swserve.process.loop import new_event_loop
 
             loop = new_event_loop()
             asyncio.set_event_loop(loop)

@@ -26,12 +26,12 @@ import traceback
 import types
 from typing import Any
 
-from swserve._process import ignore_master_signals
 from swserve.config import Config
 from swserve.errors import EXIT_APP_LOAD, EXIT_OK
 from swserve.hooks import Hooks, Server as HookServer
 from swserve.ipc import framing
-from swserve.procname import set_title
+from swserve.process.shared import ignore_master_signals
+from swserve.process.title import set_title
 from swserve.tasks import codec
 
 log = logging.getLogger("swserve.error")
@@ -114,7 +114,7 @@ class TaskWorker:
 
     def loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
-            from swserve.reactor.loop import new_event_loop
+            from swserve.process.loop import new_event_loop
 
             self._loop = new_event_loop()
             asyncio.set_event_loop(self._loop)

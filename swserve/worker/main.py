@@ -14,20 +14,28 @@ import signal
 import socket
 import sys
 import traceback
+from collections.abc import Callable
+from typing import Any
 
-from swserve._process import ignore_master_signals
 from swserve.apps.loader import detect_interface, load
 from swserve.config import Config
 from swserve.errors import EXIT_APP_LOAD, EXIT_OK, AppLoadError
 from swserve.hooks import Hooks, Server as HookServer
 from swserve.ipc import codec, framing, push
 from swserve.ipc.buffers import widen
-from swserve.master.listeners import Listener
-from swserve.process_setup import in_worker
-from swserve.procname import set_title
+from swserve.ipc.control import Mode
+from swserve.net.listeners import Listener
+from swserve.process.setup import in_worker
+from swserve.process.shared import ignore_master_signals
+from swserve.process.title import set_title
 from swserve.worker.slowlog import SlowLog, set_dump_dir
 
 log = logging.getLogger("swserve.error")
+
+# base mode's serve loop (swserve/base/server.py: run)
+BaseServe = Callable[
+    [Config, Any, str, socket.socket, list[Listener], int, "WorkerHooks", int], int
+]
 
 
 class WorkerHooks:
@@ -59,13 +67,20 @@ def run(
     hooks: Hooks,
     master_pid: int,
     listeners: list[Listener],
+    serve_base: BaseServe | None = None,
+    report_at: int = 0,
 ) -> int:
     """Run worker ``worker_id`` (1-based) to completion; return its exit code.
 
     ``ipc_paths`` are the reactors' sockets (one per reactor; a base-mode
     worker's link to the master for its control frames is the first).
     ``listeners`` are the client sockets a base-mode worker accepts on
-    (empty in process mode, where the reactors own them).
+    (empty in process mode, where the reactors own them).  ``serve_base`` is
+    base mode's serve loop (``base/server.py: run``), handed in by the manager:
+    ``base/`` sits above ``worker/`` (it runs a reactor too), so this module never
+    imports it.  ``report_at``: a base-mode worker reports its count at once when
+    it has served that many requests (its --max-requests, as the supervision
+    policy chose it).
     """
     ignore_master_signals()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -93,9 +108,9 @@ def run(
             framing.encode(framing.HELLO, 0, 0, 0, codec.encode_hello(worker_id, pid, cell))
         )
     # server push (swserve.push): this process's own links to the same sockets
-    push.configure(ipc_paths, base=config.mode == "base")
+    push.configure(ipc_paths, base=config.mode == Mode.BASE)
     sock = socks[0]  # boot errors go to the first reactor: one report is enough
-    if config.mode == "process":  # file responses go to the reactors as descriptors
+    if config.mode == Mode.PROCESS:  # file responses go to the reactors as descriptors
         from swserve.static import handoff
 
         handoff.link(ipc_paths)
@@ -115,24 +130,25 @@ def run(
         return EXIT_APP_LOAD
     lifecycle = WorkerHooks(hooks, server, worker_id)
     try:
-        if config.mode == "base":
-            from swserve.worker import base
-
+        if serve_base is not None:
             try:
-                return base.run(config, app, interface, sock, listeners, worker_id, lifecycle)
+                return serve_base(
+                    config, app, interface, sock, listeners, worker_id, lifecycle, report_at
+                )
             except AppLoadError:
                 return EXIT_APP_LOAD
         if interface == "asgi":
             from swserve.worker import runner_asgi
 
             try:
-                return runner_asgi.run(app, config, socks, worker_id, lifecycle, cell)
+                worker = runner_asgi.ASGIWorker(app, config, socks, worker_id, lifecycle, cell)
+                return runner_asgi.run(worker)
             except AppLoadError:
                 return EXIT_APP_LOAD
         from swserve.apps.wsgi import WSGIAdapter
         from swserve.ipc.channel_set import SyncChannelSet
         from swserve.ipc.channel_sync import SyncChannel
-        from swserve.proxy import Frontend
+        from swserve.net.proxy import Frontend
         from swserve.worker.runner_wsgi import WSGIWorker
 
         adapter = WSGIAdapter(
@@ -146,7 +162,7 @@ def run(
         )
         slowlog = SlowLog(config.slowlog_timeout, worker_id)
         if config.chroot:  # the app is loaded, nothing is served yet
-            from swserve import chroot
+            from swserve.process import chroot
 
             try:
                 chroot.confine(config)

@@ -24,8 +24,9 @@ from swserve.config import Config
 from swserve.errors import EXIT_OK, AppLoadError
 from swserve.ipc import busy as busy_table, codec, framing, push
 from swserve.ipc.channel_set import AsyncChannelSet
-from swserve.proxy import Frontend
-from swserve.static import handoff
+from swserve.net.proxy import Frontend
+from swserve.protocol.request import RequestHead
+from swserve.worker.frame_sink import AsyncFrameSink, AsyncWsSink
 from swserve.worker.slowlog import Running, SlowLog
 from swserve.worker.spooled import open_spooled
 
@@ -35,78 +36,6 @@ if TYPE_CHECKING:
 _HEARTBEAT: Final = framing.encode(framing.HEARTBEAT, 0, 0, 0)
 
 log = logging.getLogger("swserve.error")
-
-_encode = framing.encode
-_START: Final = framing.RESPONSE_START
-_BODY: Final = framing.RESPONSE_BODY
-_END: Final = framing.END
-_MAX: Final = framing.MAX_PAYLOAD
-
-
-class AsyncFrameSink:
-    __slots__ = ("channel", "request", "session")
-
-    def __init__(self, channel: AsyncChannelSet, session: int, request: int) -> None:
-        self.channel = channel
-        self.session = session
-        self.request = request
-
-    def send_start(self, status: int, flags: int, headers: bytes, body: bytes, end: bool) -> None:
-        if len(body) >= framing.BIG:  # header and body as separate buffers: no copy of the body
-            self.channel.writelines(
-                codec.response_start_frames(
-                    self.session, self.request, status, flags, headers, body, end
-                )
-            )
-            return
-        if len(body) + len(headers) > _MAX - 16:
-            payload = codec.encode_response_start(status, headers)
-            self.channel.write(_encode(_START, flags, self.session, self.request, payload))
-            self.send_body(body, end)
-            return
-        payload = codec.encode_response_start(status, headers, body)
-        self.channel.write(
-            _encode(_START, flags | (_END if end else 0), self.session, self.request, payload)
-        )
-
-    def send_body(self, data: bytes, end: bool) -> None:
-        self.channel.writelines(framing.body_frames(self.session, self.request, data, end))
-
-    def send_abort(self) -> None:
-        self.channel.write(_encode(_BODY, _END | framing.MORE, self.session, self.request))
-
-    def send_file(
-        self, status: int, flags: int, headers: bytes, fd: int, offset: int, length: int
-    ) -> None:
-        """The body is ``fd``'s: the reactor gets the descriptor, the frame carries none."""
-        frame = handoff.hand_over(
-            self.session, self.request, status, flags, headers, fd, offset, length
-        )
-        self.channel.write(frame)
-
-    def drain(self) -> asyncio.Future[None] | None:
-        return self.channel.drain()
-
-
-class AsyncWsSink(AsyncFrameSink):
-    """A WebSocket session's side of the channel: WS_ACCEPT, WS_MESSAGE, WS_CLOSE, flow."""
-
-    __slots__ = ()
-
-    def accept(self, subprotocol: str | None, headers: bytes) -> None:
-        payload = codec.encode_ws_accept(subprotocol, headers)
-        self.channel.write(_encode(framing.WS_ACCEPT, 0, self.session, self.request, payload))
-
-    def send_message(self, text: bool, data: bytes) -> None:
-        self.channel.writelines(framing.message_frames(self.session, self.request, text, data))
-
-    def close(self, code: int, reason: str) -> None:
-        payload = codec.encode_ws_close(code, reason)
-        self.channel.write(_encode(framing.WS_CLOSE, 0, self.session, self.request, payload))
-
-    def hold(self, full: bool) -> None:
-        kind = framing.BUFFER_FULL if full else framing.BUFFER_EMPTY
-        self.channel.write(_encode(kind, 0, self.session, self.request))
 
 
 class ASGIWorker:
@@ -130,7 +59,7 @@ class ASGIWorker:
         self.worker_id = worker_id
         self.lifespan = Lifespan(app, config.lifespan)
         self.cycles: dict[tuple[int, int], RequestCycle] = {}
-        self.bodies: dict[tuple[int, int], tuple[list[bytes], list[framing.Buffer]]] = {}
+        self.bodies: dict[tuple[int, int], tuple[RequestHead, list[framing.Buffer]]] = {}
         self.running: dict[tuple[int, int], asyncio.Task[None]] = {}
         # WebSocket sessions: not in `running`, so they never make the worker look busy
         self.ws = SessionRunner(self._start_ws_task, config.ws_max_queue)
@@ -142,11 +71,11 @@ class ASGIWorker:
         try:
             await self.lifespan.startup()
             if self.config.chroot:  # the app is loaded, nothing is served yet
-                from swserve import chroot
+                from swserve.process import chroot
 
                 chroot.confine(self.config)
         except AppLoadError as exc:
-            self.socks[0].sendall(_encode(framing.BOOT_ERROR, 0, 0, 0, str(exc).encode()))
+            self.socks[0].sendall(framing.encode(framing.BOOT_ERROR, 0, 0, 0, str(exc).encode()))
             raise
         self.channel = AsyncChannelSet(self._on_frames, self.stopped.set)
         await self.channel.connect(self.socks)
@@ -156,7 +85,7 @@ class ASGIWorker:
         ready = codec.encode_ready(
             self.worker_id, os.getpid(), self.config.asgi_concurrency, "asgi"
         )
-        self.channel.write(_encode(framing.READY, 0, 0, 0, ready))
+        self.channel.write(framing.encode(framing.READY, 0, 0, 0, ready))
         self._heartbeat()
         await self.stopped.wait()
         self.channel.pause_reading()
@@ -178,21 +107,21 @@ class ASGIWorker:
         for kind, flags, session, request, payload in frames:
             key = (session, request)
             if kind == framing.REQUEST:
-                fields, body = codec.decode_request(payload)
+                head, body = codec.decode_request(payload)
                 if flags & framing.SPOOLED:
-                    self._start(key, fields, open_spooled(bytes(body)))
+                    self._start(key, head, open_spooled(bytes(body)))
                     continue
                 if flags & framing.MORE:
-                    self.bodies[key] = (fields, [body])
+                    self.bodies[key] = (head, [body])
                     continue
                 # receive() hands out bytes: a BIG part's one copy (framing.BIG)
-                self._start(key, fields, body if type(body) is bytes else bytes(body))
+                self._start(key, head, body if type(body) is bytes else bytes(body))
             elif kind == framing.REQUEST_BODY:
-                fields, parts = self.bodies[key]
+                head, parts = self.bodies[key]
                 parts.append(payload)
                 if not flags & framing.MORE:
                     del self.bodies[key]
-                    self._start(key, fields, b"".join(parts))
+                    self._start(key, head, b"".join(parts))
             elif kind == framing.DISCONNECT:
                 cycle = self.cycles.get(key)
                 if cycle is not None:
@@ -212,18 +141,18 @@ class ASGIWorker:
             elif kind == framing.STOP:
                 self.stopped.set()
             elif kind == framing.WS_CONNECT:
-                fields, _ = codec.decode_request(payload)
-                self.ws.connect(key, fields, AsyncWsSink(self.channel, session, request))
+                head, _ = codec.decode_request(payload)
+                self.ws.connect(key, head, AsyncWsSink(self.channel, session, request))
             elif kind == framing.PUSH_REPLY:
                 push.answer(request, flags, codec.decode_count(payload))
             else:  # WS_MESSAGE, WS_CLOSE
                 self.ws.frame(kind, flags, key, payload)
 
-    def _start(self, key: tuple[int, int], fields: list[bytes], body: bytes | BinaryIO) -> None:
+    def _start(self, key: tuple[int, int], head: RequestHead, body: bytes | BinaryIO) -> None:
         sink = AsyncFrameSink(self.channel, key[0], key[1])
-        cycle = RequestCycle(sink, body, fields[0] == b"HEAD")
+        cycle = RequestCycle(sink, body, head.method == b"HEAD")
         state = self.lifespan.state if self.lifespan.supported else None
-        scope = build_scope(fields, state, self.frontend)
+        scope = build_scope(head, state, self.frontend)
         self.cycles[key] = cycle
         task = asyncio.get_running_loop().create_task(cycle.run(self.app, scope))
         self.running[key] = task
@@ -237,10 +166,10 @@ class ASGIWorker:
         task.add_done_callback(partial(self._done, key))
 
     def _start_ws_task(
-        self, key: tuple[int, int], fields: list[bytes], cycle: WebSocketCycle
+        self, key: tuple[int, int], head: RequestHead, cycle: WebSocketCycle
     ) -> asyncio.Task[None]:
         state = self.lifespan.state if self.lifespan.supported else None
-        scope = build_ws_scope(fields, state, self.frontend, str(key[0]))
+        scope = build_ws_scope(head, state, self.frontend, str(key[0]))
         return asyncio.get_running_loop().create_task(cycle.run(self.app, scope))
 
     def _done(self, key: tuple[int, int], task: asyncio.Task[None]) -> None:
@@ -252,20 +181,12 @@ class ASGIWorker:
             self.table.done(self.cell, len(self.running))
 
 
-def run(
-    app: ASGIApp,
-    config: Config,
-    socks: list[socket.socket],
-    worker_id: int,
-    hooks: WorkerHooks,
-    cell: int = 0,
-) -> int:
-    from swserve.reactor.loop import new_event_loop
+def run(worker: ASGIWorker) -> int:
+    """Run ``worker`` on a new event loop (uvloop if it is installed) until it stops."""
+    from swserve.process.loop import new_event_loop
 
     loop = new_event_loop()
     try:
-        return loop.run_until_complete(
-            ASGIWorker(app, config, socks, worker_id, hooks, cell).main()
-        )
+        return loop.run_until_complete(worker.main())
     finally:
         loop.close()

@@ -29,7 +29,8 @@ from swserve.errors import EXIT_OK, ClientDisconnected
 from swserve.ipc import busy as busy_table, codec, framing
 from swserve.ipc.channel_set import Channel
 from swserve.ipc.framing import Frame
-from swserve.static import handoff
+from swserve.protocol.request import RequestHead
+from swserve.worker.frame_sink import FrameSink
 from swserve.worker.slowlog import Running, SlowLog
 from swserve.worker.spooled import open_spooled
 
@@ -38,12 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("swserve.error")
 
-_encode = framing.encode
-_START: Final = framing.RESPONSE_START
-_BODY: Final = framing.RESPONSE_BODY
-_END: Final = framing.END
-_MAX: Final = framing.MAX_PAYLOAD
-_BIG: Final = framing.BIG
 _FLOW: Final = frozenset(
     {framing.BUFFER_FULL, framing.BUFFER_EMPTY, framing.DISCONNECT, framing.CANCEL}
 )
@@ -122,57 +117,6 @@ class Flow:
             self.gone.discard(key)
 
 
-class FrameSink:
-    """Turns one request's response into frames on the channel."""
-
-    __slots__ = ("channel", "flow", "request", "session")
-    paused = False  # never: send_body itself waits while the client is behind
-
-    def __init__(self, channel: Channel, flow: Flow, session: int, request: int) -> None:
-        self.channel = channel
-        self.flow = flow
-        self.session = session
-        self.request = request
-
-    def send_start(self, status: int, flags: int, headers: bytes, body: bytes, end: bool) -> None:
-        if len(body) >= _BIG:  # header and body as separate buffers: no copy of the body
-            self.flow.wait_writable((self.session, self.request))
-            frames = codec.response_start_frames(
-                self.session, self.request, status, flags, headers, body, end
-            )
-            self.channel.sendv(frames)
-            return
-        rest = b""
-        if len(body) + len(headers) > _MAX - 16:
-            body, rest = b"", body
-            end_now = False
-        else:
-            end_now = end
-        payload = codec.encode_response_start(status, headers, body)
-        self.channel.send(
-            _encode(_START, flags | (_END if end_now else 0), self.session, self.request, payload)
-        )
-        if rest or (end and not end_now):
-            self.send_body(rest, end)
-
-    def send_body(self, data: bytes, end: bool) -> None:
-        if data:
-            self.flow.wait_writable((self.session, self.request))
-        self.channel.sendv(framing.body_frames(self.session, self.request, data, end))
-
-    def send_abort(self) -> None:
-        self.channel.send(_encode(_BODY, _END | framing.MORE, self.session, self.request))
-
-    def send_file(
-        self, status: int, flags: int, headers: bytes, fd: int, offset: int, length: int
-    ) -> None:
-        """The body is ``fd``'s: the reactor gets the descriptor, the frame carries none."""
-        frame = handoff.hand_over(
-            self.session, self.request, status, flags, headers, fd, offset, length
-        )
-        self.channel.send(frame)
-
-
 class WSGIWorker:
     def __init__(
         self,
@@ -221,22 +165,22 @@ class WSGIWorker:
                 item = self._next_request()
                 if item is None:
                     break
-                fields, body, session, request = item
+                head, body, session, request = item
                 table = self.table
                 if pool is None:
                     self.busy = 1
                     if table is not None:
                         table.set(self.cell, 1)
-                        self._handle(fields, body, session, request)
+                        self._handle(head, body, session, request)
                         table.done(self.cell, 0)
                     else:
-                        self._handle(fields, body, session, request)
+                        self._handle(head, body, session, request)
                     self.busy = 0
                 elif table is not None:
                     self._hold(1)
-                    pool.submit(self._handle_counted, fields, body, session, request)
+                    pool.submit(self._handle_counted, head, body, session, request)
                 else:
-                    pool.submit(self._handle, fields, body, session, request)
+                    pool.submit(self._handle, head, body, session, request)
         except (StopWorker, EOFError):
             pass
         finally:
@@ -255,31 +199,35 @@ class WSGIWorker:
             self._held += delta
             self.table.set(self.cell, self._held)
 
-    def _handle_counted(self, fields: list[bytes], body: Body, session: int, request: int) -> None:
+    def _handle_counted(self, head: RequestHead, body: Body, session: int, request: int) -> None:
         try:
-            self._handle(fields, body, session, request)
+            self._handle(head, body, session, request)
         finally:
             assert self.table is not None
             with self._held_lock:
                 self._held -= 1
                 self.table.done(self.cell, self._held)
 
-    def _handle(self, fields: list[bytes], body: Body, session: int, request: int) -> None:
+    def _handle(self, head: RequestHead, body: Body, session: int, request: int) -> None:
         key = (session, request)
         running = self.slowlog.running if self.slowlog.timeout else None
         if running is not None:  # only then: it costs a few µs per request
-            method, path = fields[0].decode("latin-1"), fields[1][:200].decode("latin-1")
+            method, path = head.method.decode("latin-1"), head.target[:200].decode("latin-1")
             running[key] = Running(method, path, thread=threading.get_ident())
         try:
             if key in self.flow.gone:
-                self.channel.send(_encode(_BODY, _END, session, request))  # frees the slot
+                self.channel.send(
+                    framing.encode(framing.RESPONSE_BODY, framing.END, session, request)
+                )  # frees the slot
                 return
-            self.adapter(fields, body, FrameSink(self.channel, self.flow, session, request))
+            self.adapter(head, body, FrameSink(self.channel, session, request, self.flow))
         except BaseException:
             # SystemExit/KeyboardInterrupt from the app: the adapter only catches
             # Exception. End the response (the client sees a close) and go on.
             log.exception("the app raised a BaseException; the response is aborted")
-            self.channel.send(_encode(_BODY, _END | framing.MORE, session, request))
+            self.channel.send(
+                framing.encode(framing.RESPONSE_BODY, framing.END | framing.MORE, session, request)
+            )
             if self.threads == 1:
                 raise
         finally:
@@ -288,7 +236,7 @@ class WSGIWorker:
             if self.flow.paused or self.flow.gone:  # the lock only when flow control was used
                 self.flow.done(key)
 
-    def _next_request(self) -> tuple[list[bytes], Body, int, int] | None:
+    def _next_request(self) -> tuple[RequestHead, Body, int, int] | None:
         channel = self.channel
         while True:
             frame = channel.recv()
@@ -296,7 +244,7 @@ class WSGIWorker:
                 return None  # the reactor is gone
             kind, flags, session, request, payload = frame
             if kind == framing.REQUEST:
-                fields, part = codec.decode_request(payload)
+                head, part = codec.decode_request(payload)
                 body: Body
                 if flags & framing.SPOOLED:
                     body = open_spooled(bytes(part))
@@ -311,7 +259,7 @@ class WSGIWorker:
                         and other[3] == request
                     ):
                         self.flow.gone.add((session, request))
-                return fields, body, session, request
+                return head, body, session, request
             if kind == framing.STOP:
                 return None  # retired: the reactor has nothing more for us
             if kind in _FLOW:

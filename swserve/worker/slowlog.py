@@ -26,7 +26,7 @@ import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from swserve._process import DUMP_SIGNAL
+from swserve.process.shared import DUMP_SIGNAL
 
 
 @dataclass

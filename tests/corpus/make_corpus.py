@@ -22,7 +22,7 @@ Each case is a pair of files:
     (then only once ``feed(b"")`` reports the connection closed).
 
 The expectations are what RFC 9112 / RFC 9110 (and swserve's documented
-choices in ``swserve/protocol/framing.py``) require, not what either parser
+choices in ``swserve/protocol/head_checks.py``) require, not what either parser
 happens to do today.
 """
 
@@ -683,7 +683,7 @@ valid(
     [req(b"GET", b"/1", [*H, (b"connection", b"upgrade")], keep_alive=False)],
     "swserve closes after any request naming the upgrade option (framing.py);"
     " nothing after a non-persistent request is processed.",
-    "RFC 9112 §9.6, swserve/protocol/framing.py",
+    "RFC 9112 §9.6, swserve/protocol/head_checks.py",
 )
 valid(
     "body-at-limit",

@@ -160,10 +160,18 @@ class Server:
             self.kill_group()
 
     def kill_group(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        # Once the leader has been reaped its pid may be reused, so a killpg by that number
+        # could hit a stranger's group: kill the members still in the server's session instead
+        # (a session id stays taken while any member lives).
+        targets = [-self.proc.pid] if self.proc.returncode is None else list(self.children())
+        for target in targets:
+            try:
+                if target < 0:
+                    os.killpg(-target, signal.SIGKILL)
+                else:
+                    os.kill(target, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         if self.proc.poll() is None:
             self.proc.wait(10)
         for reader in self._readers:

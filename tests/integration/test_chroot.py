@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from swserve.chroot import can_chroot
+from swserve.process.chroot import can_chroot
 from tests.integration.conftest import Server, Starter, swserve_args
 
 pytestmark = [
@@ -135,3 +135,26 @@ def test_without_the_privilege_it_is_one_line_at_start_up(mode: str, jail: Path)
     assert "--chroot needs root (CAP_SYS_CHROOT)" in out
     assert "Traceback" not in out
     assert len([line for line in out.splitlines() if line.strip()]) == 1, out
+
+
+def test_static_files_with_chroot(serve: Starter, jail: Path, mode: str, tmp_path: Path) -> None:
+    """Process mode: the reactor (never chrooted) serves --static from the real filesystem.
+    Base mode, where the chrooted workers would have to: one line at start-up, exit 2 (a
+    usage error, like every bad combination of settings)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "app.css").write_text("body {}")
+    static = ("--static", f"/static={site}")
+    if mode == "base":
+        server = serve("chroot_app:app", "--chroot", str(jail), *static, wait=False)
+        server.expected_exit = 2
+        assert server.wait_exit(30) == 2
+        stderr = "\n".join(server.stderr)
+        assert "--static with --chroot needs process mode" in stderr
+        assert "Traceback" not in stderr
+        return
+    server = serve("chroot_app:app", "--chroot", str(jail), *static)
+    with httpx.Client(base_url=server.url, timeout=20) as client:
+        r = client.get("/static/app.css")
+        assert (r.status_code, r.text) == (200, "body {}")
+        assert client.get("/ls").text.splitlines() == ["inside.txt", "tmp"]  # the app: jailed

@@ -2,7 +2,7 @@
 
 With ``--mode base --threads 1`` the app runs on the worker's own loop, which
 cannot see the client leave while the app holds it: the worker asks the socket
-itself before each body part (``worker/base.py: InlineSink``).
+itself before each body part (``base/local_sink.py: InlineSink``).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 With glibc's default malloc every 1 MiB echo cost ~1,400 minor page faults in
 process mode (its buffers were trimmed back to the kernel after each request,
-then faulted in page by page): a third of the CPU it spent.  swserve/malloc.py
+then faulted in page by page): a third of the CPU it spent.  swserve/process/malloc.py
 keeps them on the heap.  Counted from /proc, for the whole process tree.
 """
 

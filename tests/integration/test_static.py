@@ -221,6 +221,9 @@ TRAVERSAL = [
     "/static/%2eenv",
     "/static/%2Eenv",
 ]
+# the same through a proxy's absolute-form target (RFC 9112 §3.2.2): the static handler's,
+# not the app's (which would answer them all with 200)
+TRAVERSAL += [f"http://example.test{target}" for target in TRAVERSAL]
 
 
 def _raw(port: int, target: str) -> bytes:

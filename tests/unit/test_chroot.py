@@ -1,4 +1,4 @@
-"""--chroot's start-up checks (swserve/chroot.py); the chroot itself: tests/integration/test_chroot.py."""
+"""--chroot's start-up checks (swserve/process/chroot.py); the chroot itself: tests/integration/test_chroot.py."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from swserve import chroot
 from swserve.errors import ConfigError
+from swserve.process import chroot
 
 needs_privilege = pytest.mark.skipif(not chroot.can_chroot(), reason="needs CAP_SYS_CHROOT")
 

@@ -129,11 +129,11 @@ def test_build_config_rejects_unknown() -> None:
 def test_settings_page_is_current() -> None:
     from pathlib import Path
 
-    from swserve import settings_doc
+    from swserve.settings import doc as settings_doc
 
     page = Path(__file__).parents[2] / "docs" / "settings.md"
     assert page.read_text() == settings_doc.render(), (
-        "docs/settings.md is stale: run python -m swserve.settings_doc > docs/settings.md"
+        "docs/settings.md is stale: run python -m swserve.settings.doc > docs/settings.md"
     )
 
 
@@ -194,3 +194,11 @@ def test_websocket_settings_are_checked(
     assert code == 2
     assert message in out
     assert not captured
+
+
+def test_static_with_chroot_needs_process_mode() -> None:
+    from swserve.config import problems
+
+    values = {"static": ("/s=/srv/static",), "chroot": "/srv/jail", "mode": "base"}
+    assert any("--static with --chroot needs process mode" in p for p in problems(values))
+    assert not any("--chroot" in p for p in problems({**values, "mode": "process"}))

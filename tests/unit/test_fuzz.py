@@ -124,7 +124,7 @@ async def _drive_raw(http: bytes, wire: bytes) -> None:
     from swserve.reactor.http_conn import HttpConnection
     from swserve.reactor.worker_link import WorkerLink
 
-    reactor = Reactor(fuzz._CONFIG, on_event=lambda kind, arg: None)
+    reactor = Reactor(fuzz._CONFIG, on_event=lambda message: None)
     link = WorkerLink(reactor)
     link.connection_made(fuzz.FakeTransport())  # type: ignore[arg-type]
     link.data_received(framing.encode(framing.HELLO, 0, 0, 0, codec.encode_hello(1, 7, 0)))

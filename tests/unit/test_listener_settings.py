@@ -11,8 +11,8 @@ import trustme
 from swserve.config import Config, parse_bind, parse_mode, problems
 from swserve.errors import ConfigError
 from swserve.ipc.codec import conn_prefix
-from swserve.master.listeners import systemd_fds
-from swserve.tls import make_server_context
+from swserve.net.listeners import systemd_fds
+from swserve.net.tls import make_server_context
 
 
 def test_parse_bind_fd() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from swserve.errors import ConfigError
-from swserve.logs import ErrorFormatter, colour_wanted, default_config, load_config_file
+from swserve.logs.setup import ErrorFormatter, colour_wanted, default_config, load_config_file
 
 
 @pytest.mark.parametrize(
@@ -108,7 +108,7 @@ def test_load_errors_are_one_line(
 # interpreter each: dictConfig closes every handler of the process, pytest's too.
 _LOGGING_STATE = """
 import json, logging, sys
-from swserve import logs
+from swserve.logs import setup as logs
 stale = logging.getLogger("swserve.error")
 stale.addHandler(logging.NullHandler())
 stale.setLevel("ERROR")

@@ -1,4 +1,4 @@
-"""swserve/malloc.py: large bodies stop costing a page fault per 4 KiB.
+"""swserve/process/malloc.py: large bodies stop costing a page fault per 4 KiB.
 
 Each case runs in a fresh interpreter: malloc settings are process-wide and
 cannot be undone.  The loop is the reactor's pattern for a 1 MiB body: grow a
@@ -14,9 +14,9 @@ import pytest
 
 LOOP = """
 import os, resource, sys
-import swserve.malloc
+import swserve.process.malloc
 if sys.argv[1] == "tune":
-    assert swserve.malloc.tune(os.environ)
+    assert swserve.process.malloc.tune(os.environ)
 chunk = b"x" * 65536
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(50):
@@ -53,6 +53,6 @@ def test_tuned_malloc_reuses_its_heap_for_large_buffers() -> None:
     "name", ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_"]
 )
 def test_a_users_malloc_variable_is_left_alone(name: str) -> None:
-    from swserve import malloc
+    from swserve.process import malloc
 
     assert malloc.tune({name: "131072"}) is False

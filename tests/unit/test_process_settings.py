@@ -13,12 +13,12 @@ import pytest
 from click.testing import CliRunner
 
 from swserve import cli
-from swserve.affinity import core_for
 from swserve.config import parse_umask, problems
-from swserve.daemon import PidFile
 from swserve.errors import ConfigError
-from swserve.privileges import Identity, check_allowed, resolve
-from swserve.reloader import ReloadFilter
+from swserve.process.affinity import core_for
+from swserve.process.daemon import PidFile
+from swserve.process.privileges import Identity, check_allowed, resolve
+from swserve.process.reloader import ReloadFilter
 
 # -- validation ------------------------------------------------------------------------------
 

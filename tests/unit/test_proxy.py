@@ -1,4 +1,4 @@
-"""Proxy headers and --root-path (swserve/proxy.py): trust, parsing, resolution, application."""
+"""Proxy headers and --root-path (swserve/net/proxy.py): trust, parsing, resolution, application."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from hypothesis import given, strategies as st
 
-from swserve import proxy
 from swserve.apps.asgi import build_scope
 from swserve.apps.wsgi import WSGIAdapter
 from swserve.config import Config, problems
 from swserve.errors import ConfigError
 from swserve.ipc import codec
-from swserve.proxy import (
+from swserve.net import proxy
+from swserve.net.proxy import (
     Forwarded,
     Frontend,
     TrustedPeers,
@@ -23,6 +23,7 @@ from swserve.proxy import (
     parse_node,
     resolve,
 )
+from swserve.protocol.request import RequestHead
 from tests.unit.test_layering import test_core_imports_no_io as check_no_io
 
 LOOPBACK = TrustedPeers(["127.0.0.1"])
@@ -324,13 +325,13 @@ def request_fields(
     target: bytes,
     headers: list[tuple[bytes, bytes]],
     peer: tuple[str, int] | None = ("127.0.0.1", 40000),
-) -> list[bytes]:
+) -> RequestHead:
     prefix = codec.conn_prefix("http", peer, ("127.0.0.1", 8000))
     payload = codec.encode_request(b"GET", target, b"1.1", prefix, headers, b"")
     return codec.decode_request(payload)[0]
 
 
-def environ(front: Frontend | None, fields: list[bytes]) -> dict[str, Any]:
+def environ(front: Frontend | None, fields: RequestHead) -> dict[str, Any]:
     adapter = WSGIAdapter(lambda e, s: [], multithread=False, multiprocess=True, frontend=front)
     return adapter.environ(fields, b"")
 

@@ -79,7 +79,7 @@ def test_the_dump_signal_is_ignored_until_a_worker_installs_its_handler() -> Non
     """Its default action would end the process: a ctl slowlog to a booting worker must not."""
     import signal as signals
 
-    from swserve._process import DUMP_SIGNAL, MASTER_SIGNALS, ignore_master_signals
+    from swserve.process.shared import DUMP_SIGNAL, MASTER_SIGNALS, ignore_master_signals
 
     saved = {sig: signals.getsignal(sig) for sig in (*MASTER_SIGNALS, DUMP_SIGNAL)}
     try:

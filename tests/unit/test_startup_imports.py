@@ -24,18 +24,18 @@ DEFERRED = (
     "logging.handlers",
     "email.utils",  # never: reactor/core.py formats the Date header itself
     "difflib",  # a misspelt setting in a file
-    "swserve.daemon",  # --daemon, --pid-file
-    "swserve.privileges",  # --user, --group
-    "swserve.chroot",  # --chroot
-    "swserve.reloader",  # --reload
+    "swserve.process.daemon",  # --daemon, --pid-file
+    "swserve.process.privileges",  # --user, --group
+    "swserve.process.chroot",  # --chroot
+    "swserve.process.reloader",  # --reload
     "watchfiles",
-    "swserve.affinity",  # --cpu-affinity
-    "swserve.tls",  # --ssl-certfile
+    "swserve.process.affinity",  # --cpu-affinity
+    "swserve.net.tls",  # --ssl-certfile
     "swserve.metrics.endpoint",  # --metrics-bind
-    "swserve.access_log",  # --access-log
+    "swserve.logs.access",  # --access-log
     "swserve.protocol.h11_parser",  # --http h11
     "h11",
-    "swserve.worker.base",  # --mode base, in the workers
+    "swserve.base.server",  # --mode base, in the workers
     "swserve.protocol.websocket",  # the first WebSocket upgrade
     "websockets",
 )
@@ -67,7 +67,7 @@ def test_the_default_settings_read_no_file_parser() -> None:
     # tomllib only once a settings file is found (the working directory has none here)
     modules = _imported(
         "import os, pathlib, tempfile\n"
-        "from swserve.sources import merge\n"
+        "from swserve.settings.sources import merge\n"
         "merge({}, {}, None, pathlib.Path(tempfile.mkdtemp()))"
     )
     assert "tomllib" not in modules
@@ -87,9 +87,9 @@ def test_no_task_workers_cost_no_import() -> None:
 
 def test_a_process_mode_worker_never_needs_base_mode() -> None:
     for interface in ("auto", "wsgi", "asgi"):
-        assert "swserve.worker.base" not in worker_modules("process", interface)
+        assert "swserve.base.server" not in worker_modules("process", interface)
     for interface in ("auto", "wsgi", "asgi"):
-        assert "swserve.worker.base" in worker_modules("base", interface)
+        assert "swserve.base.server" in worker_modules("base", interface)
 
 
 def test_a_declared_interface_preloads_its_own_adapter_only() -> None:

@@ -9,11 +9,12 @@ import pytest
 from swserve.apps.asgi import build_scope
 from swserve.apps.wsgi import WSGIAdapter, split_target
 from swserve.ipc import codec
+from swserve.protocol.request import RequestHead
 
 
 def fields(
     method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], version: bytes = b"1.1"
-) -> list[bytes]:
+) -> RequestHead:
     prefix = codec.conn_prefix("http", ("10.0.0.7", 51000), ("127.0.0.1", 8000))
     payload = codec.encode_request(method, target, version, prefix, headers, b"")
     return codec.decode_request(payload)[0]

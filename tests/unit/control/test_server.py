@@ -17,6 +17,7 @@ import pytest
 
 from swserve.config import Config
 from swserve.control.protocol import encode_request
+from swserve.ipc import control as plane
 from swserve.master.control import ControlServer
 from swserve.master.stats import Stats
 from swserve.reactor.dispatcher import WorkerSlot
@@ -51,14 +52,16 @@ class FakeMaster:
     children: list[Any] = field(default_factory=list)
 
 
-def make(*workers: tuple[int, int, bool]) -> tuple[ControlServer, FakeMaster, list[str], list[int]]:
+def make(
+    *workers: tuple[int, int, bool],
+) -> tuple[ControlServer, FakeMaster, list[plane.Message], list[int]]:
     links = {}
     for key, (worker_id, pid, retiring) in enumerate(workers, 1):
         slot = WorkerSlot(key, worker_id, pid, 1)
         slot.retiring = retiring
         links[key] = FakeLink(worker_id, pid, slot)
     master = FakeMaster(FakeReactor(links))
-    told: list[str] = []
+    told: list[plane.Message] = []
     signals: list[int] = []
     server = ControlServer(master, told.append, signals.append, "/nonexistent")  # type: ignore[arg-type]
     return server, master, told, signals
@@ -78,7 +81,7 @@ def test_recycle_asks_the_manager_for_the_graceful_replacement_of_that_slot() ->
         "ok": True,
         "result": {"slot": 2, "pid": 9000102},
     }
-    assert told == ["recycle 9000102 manual"]
+    assert told == [plane.Recycle(9000102, plane.Reason.MANUAL)]
     assert server.pending == {9000102: "manual"}
 
 
@@ -89,7 +92,7 @@ def test_a_retiring_or_missing_slot_is_refused() -> None:
         answer = ask(server, "recycle", **bad)
         assert answer["ok"] is False
     assert ask(server, "slowlog", slot=5)["error"] == "there is no serving worker in slot 5"
-    assert told == ["recycle 9000111 manual"]
+    assert told == [plane.Recycle(9000111, plane.Reason.MANUAL)]
 
 
 def test_scale_to_and_by() -> None:
@@ -97,7 +100,7 @@ def test_scale_to_and_by() -> None:
     assert ask(server, "scale", to=3)["result"] == {"to": 3}
     assert ask(server, "scale", by=-2)["result"] == {"by": -2}
     assert ask(server, "scale", by=1)["result"] == {"by": 1}
-    assert told == ["scale-to 3", "scale -1", "scale -1", "scale 1"]
+    assert told == [plane.ScaleTo(3), plane.Scale(-1), plane.Scale(-1), plane.Scale(1)]
     for bad, message in (
         ({"to": 0}, "scale: the number of workers must be 1 … 1024"),
         ({"by": 0}, "scale: by must be ±1 … ±1024"),
@@ -111,7 +114,7 @@ def test_scale_to_and_by() -> None:
 def test_reload_marks_every_serving_worker_and_task_workers_need_some() -> None:
     server, master, told, signals = make((1, 9000101, False), (2, 9000102, True))
     assert ask(server, "reload")["result"] == {"reloading": 1}
-    assert told == ["reload"]
+    assert told == [plane.Reload()]
     assert server.pending == {9000101: "reload"}
     assert ask(server, "reload", task_workers=True)["error"] == (
         "this server has no task workers (--task-workers)"

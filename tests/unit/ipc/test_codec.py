@@ -19,11 +19,10 @@ field = st.binary(max_size=30).filter(lambda b: b"\0" not in b)
 def test_request_round_trip(method, target, headers, body, client) -> None:
     prefix = codec.conn_prefix("http", client, ("127.0.0.1", 8000))
     payload = codec.encode_request(method, target, b"1.1", prefix, headers, body)
-    fields, got_body = codec.decode_request(payload)
-    assert fields[:3] == [method, target, b"1.1"]
-    assert fields[3:8] == prefix
-    flat = fields[8:]
-    assert list(zip(flat[::2], flat[1::2], strict=True)) == headers
+    head, got_body = codec.decode_request(payload)
+    assert (head.method, head.target, head.version) == (method, target, b"1.1")
+    assert list(head.conn) == prefix
+    assert head.headers == headers
     assert got_body == body
 
 

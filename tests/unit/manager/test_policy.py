@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import math
+import random
 import signal
 from collections.abc import Sequence
 
@@ -11,6 +13,7 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from swserve.errors import EXIT_APP_LOAD
+from swserve.ipc.control import Reason
 from swserve.manager.backoff import CAP, Backoff
 from swserve.manager.policy import (
     BackingOff,
@@ -22,6 +25,7 @@ from swserve.manager.policy import (
     Retire,
     Spawn,
     Supervisor,
+    Watch,
     describe,
     steps_to,
 )
@@ -44,7 +48,7 @@ class Harness:
             out.append(action)
             if isinstance(action, Spawn):
                 if self.fork_ok:
-                    self.sup.spawned(action.slot, next(self.pids), self.now)
+                    out += self.run(self.sup.spawned(action.slot, next(self.pids), self.now))
                 else:
                     out += self.run(self.sup.fork_failed(action.slot, "EAGAIN", self.now))
         return out
@@ -78,11 +82,11 @@ def test_recycle_starts_replacement_before_retiring() -> None:
     h = Harness(Supervisor(2))
     h.start_all_ready()
     old = h.pid_of(1)
-    actions = h.run(h.sup.recycle(old, "max-requests", h.now))
-    assert actions == [Spawn(1, "max-requests")]
+    actions = h.run(h.sup.recycle(old, Reason.MAX_REQUESTS, h.now))
+    assert actions == [Spawn(1, Reason.MAX_REQUESTS)]
     assert not any(isinstance(a, Retire) for a in actions)  # old still serves
     new = max(h.sup.workers)
-    assert h.run(h.sup.ready(new, h.now)) == [Retire(old, "max-requests")]
+    assert h.run(h.sup.ready(new, h.now)) == [Retire(old, Reason.MAX_REQUESTS)]
     assert h.run(h.sup.exited(old, 0, None, h.now)) == []  # expected: no respawn
     assert sorted(w.slot for w in h.sup.workers.values()) == [1, 2]
 
@@ -91,13 +95,13 @@ def test_one_recycle_at_a_time() -> None:
     h = Harness(Supervisor(3, max_concurrent=1))
     h.start_all_ready()
     pids = [h.pid_of(s) for s in (1, 2, 3)]
-    first = h.run(h.sup.recycle(pids[0], "max-requests", h.now))
-    second = h.run(h.sup.recycle(pids[1], "max-requests", h.now))
+    first = h.run(h.sup.recycle(pids[0], Reason.MAX_REQUESTS, h.now))
+    second = h.run(h.sup.recycle(pids[1], Reason.MAX_REQUESTS, h.now))
     assert len([a for a in first if isinstance(a, Spawn)]) == 1
     assert second == []  # queued behind the first
     new = max(h.sup.workers)
     h.run(h.sup.ready(new, h.now))
-    assert h.run(h.sup.exited(pids[0], 0, None, h.now)) == [Spawn(2, "max-requests")]
+    assert h.run(h.sup.exited(pids[0], 0, None, h.now)) == [Spawn(2, Reason.MAX_REQUESTS)]
 
 
 def test_reload_replaces_every_worker_and_reports_done() -> None:
@@ -124,7 +128,7 @@ def test_second_reload_is_coalesced() -> None:
     h.run(h.sup.reload(h.now))
     again = h.run(h.sup.reload(h.now))
     assert all(isinstance(a, Log) for a in again)
-    assert h.sup.stats.reloads == 1
+    assert h.sup.generation == 2  # one reload, not two
 
 
 def test_sync_reload_retires_first() -> None:
@@ -132,9 +136,9 @@ def test_sync_reload_retires_first() -> None:
     h.start_all_ready()
     old = h.pid_of(1)
     actions = h.run(h.sup.reload(h.now))
-    assert Retire(old, "reload-sync") in actions
+    assert Retire(old, Reason.RELOAD_SYNC) in actions
     assert not any(isinstance(a, Spawn) for a in actions)
-    assert h.run(h.sup.exited(old, 0, None, h.now))[0] == Spawn(1, "reload-sync")
+    assert h.run(h.sup.exited(old, 0, None, h.now))[0] == Spawn(1, Reason.RELOAD_SYNC)
 
 
 def test_sync_reload_takes_the_next_step_once_the_replacement_is_ready() -> None:
@@ -145,12 +149,12 @@ def test_sync_reload_takes_the_next_step_once_the_replacement_is_ready() -> None
     first, second = h.pid_of(1), h.pid_of(2)
     h.run(h.sup.reload(h.now))
     actions = h.run(h.sup.exited(first, 0, None, h.now))
-    assert actions == [Spawn(1, "reload-sync")]  # slot 2 still serves meanwhile
+    assert actions == [Spawn(1, Reason.RELOAD_SYNC)]  # slot 2 still serves meanwhile
     new_first = h.pid_of(1)
     actions = h.run(h.sup.ready(new_first, h.now))
-    assert actions == [Retire(second, "reload-sync")]
+    assert actions == [Retire(second, Reason.RELOAD_SYNC)]
     actions = h.run(h.sup.exited(second, 0, None, h.now))
-    assert actions == [Spawn(2, "reload-sync")]  # not finished: slot 2 is booting
+    assert actions == [Spawn(2, Reason.RELOAD_SYNC)]  # not finished: slot 2 is booting
     actions = h.run(h.sup.ready(h.pid_of(2), h.now))
     assert actions == [Reloaded()]
 
@@ -193,7 +197,7 @@ def test_a_crash_loop_after_start_up_backs_off_and_never_halts() -> None:
     h.start_all_ready()
     healthy = h.pid_of(2)
     actions = h.run(h.sup.exited(h.pid_of(1), None, signal.SIGSEGV, h.now))
-    assert Spawn(1, "crash") in actions
+    assert Spawn(1, Reason.CRASH) in actions
     assert any(isinstance(a, Log) and "SIGSEGV" in a.message for a in actions)
     delays = []
     for _ in range(12):
@@ -201,7 +205,7 @@ def test_a_crash_loop_after_start_up_backs_off_and_never_halts() -> None:
         actions = h.run(h.sup.exited(pid, EXIT_APP_LOAD, None, h.now))
         assert not any(isinstance(a, Halt) for a in actions)
         assert len([a for a in actions if isinstance(a, Log)]) == 1  # once per step
-        if Spawn(1, "crash") in actions:  # the first failure: at once
+        if Spawn(1, Reason.CRASH) in actions:  # the first failure: at once
             delays.append(0.0)
             continue
         (step,) = [a for a in actions if isinstance(a, BackingOff)]
@@ -210,7 +214,7 @@ def test_a_crash_loop_after_start_up_backs_off_and_never_halts() -> None:
         h.now += step.delay - 0.01
         assert h.run(h.sup.tick(h.now)) == []  # not yet
         h.now += 0.01
-        assert h.run(h.sup.tick(h.now)) == [Spawn(1, "crash")]
+        assert h.run(h.sup.tick(h.now)) == [Spawn(1, Reason.CRASH)]
     assert delays[:8] == [0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, CAP]
     assert delays[8:] == [CAP] * 4
     assert h.sup.workers[healthy].ready  # the healthy worker serves throughout
@@ -234,7 +238,7 @@ def test_sighup_resets_the_back_off_and_tries_the_new_code_now() -> None:
     h.run(h.sup.exited(pid, EXIT_APP_LOAD, None, h.now))  # now waiting 2 s
     assert h.sup.by_slot(1) == []
     actions = h.run(h.sup.reload(h.now))
-    assert Spawn(1, "crash") in actions
+    assert Spawn(1, Reason.CRASH) in actions
     assert BackingOff(1, 0, 0.0) in actions
     assert h.sup.wake_at() is None
     (fresh,) = [p for p, w in h.sup.workers.items() if w.slot == 1]
@@ -282,7 +286,7 @@ def test_a_fork_that_fails_at_start_up_is_retried_after_a_back_off() -> None:
     assert h.sup.workers == {}
     h.fork_ok = True
     h.now = 0.5
-    assert h.run(h.sup.tick(h.now)) == [Spawn(1, "start"), Spawn(2, "start")]
+    assert h.run(h.sup.tick(h.now)) == [Spawn(1, Reason.START), Spawn(2, Reason.START)]
     for pid in list(h.sup.workers):
         h.run(h.sup.ready(pid, h.now))
     assert h.sup.started
@@ -298,9 +302,9 @@ def test_a_replacement_whose_fork_fails_is_retried_as_a_replacement() -> None:
     assert not any(isinstance(a, Reloaded) for a in actions)  # the old code still serves
     h.fork_ok = True
     h.now = 1.0
-    assert h.run(h.sup.tick(h.now)) == [Spawn(1, "reload")]
+    assert h.run(h.sup.tick(h.now)) == [Spawn(1, Reason.RELOAD)]
     new = max(h.sup.workers)
-    assert Retire(old, "reload") in h.run(h.sup.ready(new, h.now))
+    assert Retire(old, Reason.RELOAD) in h.run(h.sup.ready(new, h.now))
     assert h.run(h.sup.exited(old, 0, None, h.now)) == [Reloaded()]
 
 
@@ -318,12 +322,12 @@ def test_retiring_worker_is_killed_after_max_wait() -> None:
     h = Harness(Supervisor(1, max_wait=30))
     h.start_all_ready()
     old = h.pid_of(1)
-    h.run(h.sup.recycle(old, "max-requests", h.now))
+    h.run(h.sup.recycle(old, Reason.MAX_REQUESTS, h.now))
     h.run(h.sup.ready(max(h.sup.workers), h.now))
     h.now = 29.9
     assert h.run(h.sup.tick(h.now)) == []
     h.now = 30.0
-    assert Kill(old, signal.SIGKILL, "max-requests") in h.run(h.sup.tick(h.now))
+    assert Kill(old, signal.SIGKILL, Reason.MAX_REQUESTS) in h.run(h.sup.tick(h.now))
 
 
 def test_timeout_replaces_now_and_escalates() -> None:
@@ -331,37 +335,39 @@ def test_timeout_replaces_now_and_escalates() -> None:
     h.start_all_ready()
     old = h.pid_of(1)
     actions = h.run(h.sup.timed_out(old, h.now))
-    assert actions == [Kill(old, signal.SIGTERM, "timeout"), Spawn(1, "timeout")]
+    assert actions == [Kill(old, signal.SIGTERM, Reason.TIMEOUT), Spawn(1, Reason.TIMEOUT)]
     h.now = 5
-    assert h.run(h.sup.tick(h.now)) == [Kill(old, signal.SIGKILL, "timeout")]
+    assert h.run(h.sup.tick(h.now)) == [Kill(old, signal.SIGKILL, Reason.TIMEOUT)]
     assert h.run(h.sup.exited(old, None, signal.SIGKILL, h.now)) == []  # replacement exists
 
 
 def test_scale_up_and_down() -> None:
     h = Harness(Supervisor(2))
     h.start_all_ready()
-    assert h.run(h.sup.scale(1, h.now)) == [Spawn(3, "scale-up")]
+    assert h.run(h.sup.scale(1, h.now)) == [Spawn(3, Reason.SCALE_UP)]
     third = max(h.sup.workers)
     h.run(h.sup.ready(third, h.now))
-    assert h.run(h.sup.scale(-1, h.now)) == [Retire(third, "scale-down")]
+    assert h.run(h.sup.scale(-1, h.now)) == [Retire(third, Reason.SCALE_DOWN)]
     assert h.run(h.sup.exited(third, 0, None, h.now)) == []
     assert h.sup.target == 2
 
 
-class RecycleMachine(RuleBasedStateMachine):
-    """Whatever happens, never fewer serving workers than the target, once started."""
+class SupervisorMachine(RuleBasedStateMachine):
+    """What every machine below shares: a harness, and the workers it retired that exit."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.h = Harness(Supervisor(3, max_concurrent=1))
-        self.h.start_all_ready()
-        self.retire_pending: list[int] = []
+    h: Harness
+    retire_pending: list[int]
 
-    @rule(data=st.data())
-    def recycle_one(self, data: st.DataObject) -> None:
-        serving = sorted(w.pid for w in self.h.sup.serving())
-        pid = data.draw(st.sampled_from(serving))
-        self._absorb(self.h.run(self.h.sup.recycle(pid, "max-requests", self.h.now)))
+    def _absorb(self, actions: list[object]) -> None:
+        raise NotImplementedError
+
+    @invariant()
+    def every_slot_is_covered(self) -> None:
+        sup = self.h.sup
+        pending = {slot for slot, _, _ in sup.pending_spawns}
+        for slot in range(1, sup.target + 1):
+            covered = sup.by_slot(slot) or slot in pending or slot in sup.backoff.waiting
+            assert covered, f"slot {slot} is forgotten"
 
     @precondition(lambda self: any(not w.ready for w in self.h.sup.workers.values()))
     @rule()
@@ -374,6 +380,22 @@ class RecycleMachine(RuleBasedStateMachine):
     def a_retired_worker_exits(self) -> None:
         pid = self.retire_pending.pop(0)
         self._absorb(self.h.run(self.h.sup.exited(pid, 0, None, self.h.now)))
+
+
+class RecycleMachine(SupervisorMachine):
+    """Whatever happens, never fewer serving workers than the target, once started."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.h = Harness(Supervisor(3, max_concurrent=1))
+        self.h.start_all_ready()
+        self.retire_pending: list[int] = []
+
+    @rule(data=st.data())
+    def recycle_one(self, data: st.DataObject) -> None:
+        serving = sorted(w.pid for w in self.h.sup.serving())
+        pid = data.draw(st.sampled_from(serving))
+        self._absorb(self.h.run(self.h.sup.recycle(pid, Reason.MAX_REQUESTS, self.h.now)))
 
     @rule()
     def reload(self) -> None:
@@ -410,14 +432,14 @@ def test_scale_down_of_a_booting_worker_stops_it() -> None:
     h.start_all_ready()
     h.run(h.sup.scale(1, h.now))
     booting = max(h.sup.workers)
-    assert h.run(h.sup.scale(-1, h.now)) == [Kill(booting, signal.SIGTERM, "scale-down")]
+    assert h.run(h.sup.scale(-1, h.now)) == [Kill(booting, signal.SIGTERM, Reason.SCALE_DOWN)]
 
 
 def test_reload_catches_a_replacement_that_was_booting_with_old_code() -> None:
     h = Harness(Supervisor(2))
     h.start_all_ready()
     old = h.pid_of(1)
-    h.run(h.sup.recycle(old, "max-requests", h.now))  # replacement spawned: generation 1
+    h.run(h.sup.recycle(old, Reason.MAX_REQUESTS, h.now))  # replacement spawned: generation 1
     booting = max(h.sup.workers)
     h.run(h.sup.reload(h.now))  # code changes now; the booting one may have the old code
     h.run(h.sup.ready(booting, h.now))
@@ -504,15 +526,7 @@ class CrashLoopMachine(RuleBasedStateMachine):
         serving = sorted(w.pid for w in self.h.sup.serving())
         if serving:
             pid = data.draw(st.sampled_from(serving))
-            self._absorb(self.h.run(self.h.sup.recycle(pid, "max-requests", self.h.now)))
-
-    @invariant()
-    def every_slot_is_covered(self) -> None:
-        sup = self.h.sup
-        pending = {slot for slot, _, _ in sup.pending_spawns}
-        for slot in range(1, sup.target + 1):
-            covered = sup.by_slot(slot) or slot in pending or slot in sup.backoff.waiting
-            assert covered, f"slot {slot} is forgotten"
+            self._absorb(self.h.run(self.h.sup.recycle(pid, Reason.MAX_REQUESTS, self.h.now)))
 
     @invariant()
     def waits_are_capped(self) -> None:
@@ -531,3 +545,174 @@ CrashLoopMachine.TestCase.settings = settings(
     max_examples=100, stateful_step_count=40, deadline=None
 )
 TestCrashLoopMachine = CrashLoopMachine.TestCase
+
+
+# -- when to recycle: decided here, from observations ------------------------------------------
+
+
+def test_each_worker_gets_its_own_request_limit_from_the_injected_random_source() -> None:
+    def limits(seed: int) -> list[int]:
+        h = Harness(Supervisor(4, max_requests=100, jitter=50, rng=random.Random(seed)))
+        actions = h.run(h.sup.start())
+        spawns = [a.requests for a in actions if isinstance(a, Spawn)]
+        watches = [a.count for a in actions if isinstance(a, Watch)]
+        assert spawns == watches  # the base-mode worker and the reactor watch the same count
+        assert [w.request_limit for w in h.sup.workers.values()] == spawns
+        return spawns
+
+    assert limits(7) == limits(7)  # the random source decides, and only it
+    assert all(100 <= n <= 150 for n in limits(7) + limits(8))
+    assert len({tuple(limits(seed)) for seed in range(5)}) > 1
+
+
+def test_no_max_requests_means_no_watch() -> None:
+    h = Harness(Supervisor(2))
+    actions = h.run(h.sup.start())
+    assert not any(isinstance(a, Watch) for a in actions)
+    assert all(a.requests == 0 for a in actions if isinstance(a, Spawn))
+
+
+def test_a_served_count_recycles_only_at_the_workers_own_limit() -> None:
+    h = Harness(Supervisor(2, max_requests=10, jitter=0))
+    h.start_all_ready()
+    pid = h.pid_of(1)
+    assert h.run(h.sup.served(pid, 9, h.now)) == []
+    assert h.run(h.sup.served(pid, 10, h.now)) == [
+        Spawn(1, Reason.MAX_REQUESTS, 10),
+        Watch(102, 10),
+    ]
+    assert h.run(h.sup.served(pid, 11, h.now)) == []  # asked once: its replacement is booting
+    new = max(h.sup.workers)
+    assert h.run(h.sup.ready(new, h.now)) == [Retire(pid, Reason.MAX_REQUESTS)]
+    assert h.run(h.sup.served(999, 10**6, h.now)) == []  # a worker we do not know
+
+
+def test_lifetime_recycles_after_the_limit_and_its_jitter() -> None:
+    h = Harness(Supervisor(1, lifetime=100.0, rng=random.Random(3)))
+    h.start_all_ready()
+    (worker,) = h.sup.workers.values()
+    assert 100.0 <= worker.expires_at <= 110.0
+    h.now = 99.9
+    assert h.run(h.sup.tick(h.now)) == []
+    h.now = worker.expires_at
+    assert h.run(h.sup.tick(h.now)) == [Spawn(1, Reason.LIFETIME)]
+    assert worker.expires_at == math.inf  # asked once
+    assert h.run(h.sup.tick(h.now + 1)) == []
+
+
+def test_a_memory_sample_over_the_limit_recycles() -> None:
+    h = Harness(Supervisor(1, memory=256.0))
+    h.start_all_ready()
+    pid = h.pid_of(1)
+    assert h.run(h.sup.sampled(pid, 256.0, h.now)) == []
+    assert h.run(h.sup.sampled(pid, 300.5, h.now)) == [Spawn(1, Reason.MEMORY)]
+    assert Harness(Supervisor(1)).sup.sampled(pid, 10**6, 0.0) == []  # no limit set
+
+
+def test_a_graceful_timeout_replaces_the_worker_replacement_first() -> None:
+    """Base mode: the worker answered 504 itself and serves on; no SIGTERM cuts its clients."""
+    h = Harness(Supervisor(1))
+    h.start_all_ready()
+    pid = h.pid_of(1)
+    assert h.run(h.sup.timed_out(pid, h.now, graceful=True)) == [Spawn(1, Reason.TIMEOUT)]
+    assert h.run(h.sup.ready(max(h.sup.workers), h.now)) == [Retire(pid, Reason.TIMEOUT)]
+
+
+class LifecycleMachine(SupervisorMachine):
+    """Served counts, memory samples, timeouts and the clock, in any order, with jitter.
+
+    A worker is recycled for max-requests only once its observed count reached
+    its own limit (N + 0…J), for memory only over the limit, for its lifetime
+    only once its own (L + 0…10%) has passed, and never one of these twice;
+    no slot is ever forgotten.
+    """
+
+    N, J, L, MEM = 20, 10, 50.0, 100.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        sup = Supervisor(
+            3, max_requests=self.N, jitter=self.J, lifetime=self.L, memory=self.MEM,
+            rng=random.Random(0),
+        )  # fmt: skip
+        self.h = Harness(sup)
+        self.h.start_all_ready()
+        self.retire_pending: list[int] = []  # retired or killed: the shell will see them exit
+        self.counts: dict[int, int] = {}
+        self.over_memory: set[int] = set()
+
+    def _absorb(self, actions: list[object]) -> None:
+        sup = self.h.sup
+        for action in actions:
+            if isinstance(action, Retire | Kill):
+                self.retire_pending.append(action.pid)
+            if isinstance(action, Spawn):
+                assert self.N <= action.requests <= self.N + self.J
+            if isinstance(action, Retire) and action.reason == Reason.MAX_REQUESTS:
+                assert self.counts[action.pid] >= sup.workers[action.pid].request_limit
+            if isinstance(action, Retire) and action.reason == Reason.MEMORY:
+                assert action.pid in self.over_memory
+            if isinstance(action, Retire) and action.reason == Reason.LIFETIME:
+                assert self.h.now >= sup.workers[action.pid].spawned_at + self.L
+
+    @rule(data=st.data(), n=st.integers(1, 15))
+    def a_worker_serves(self, data: st.DataObject, n: int) -> None:
+        serving = sorted(w.pid for w in self.h.sup.serving())
+        if serving:
+            pid = data.draw(st.sampled_from(serving))
+            self.counts[pid] = self.counts.get(pid, 0) + n
+            actions = self.h.run(self.h.sup.served(pid, self.counts[pid], self.h.now))
+            if self.counts[pid] < self.h.sup.workers[pid].request_limit:
+                assert actions == []
+            else:
+                self._asked(pid)
+            self._absorb(actions)
+
+    @rule(data=st.data(), rss=st.sampled_from([10.0, 100.0, 100.5, 5000.0]))
+    def memory_is_sampled(self, data: st.DataObject, rss: float) -> None:
+        serving = sorted(w.pid for w in self.h.sup.serving())
+        if serving:
+            pid = data.draw(st.sampled_from(serving))
+            actions = self.h.run(self.h.sup.sampled(pid, rss, self.h.now))
+            if rss <= self.MEM:
+                assert actions == []
+            else:
+                self.over_memory.add(pid)
+                self._asked(pid)
+            self._absorb(actions)
+
+    def _asked(self, pid: int) -> None:
+        """``pid`` is on its way out: queued, being replaced, or retiring."""
+        sup = self.h.sup
+        assert (
+            any(p == pid for p, _ in sup.queue)
+            or any(w.replaces == pid for w in sup.workers.values())
+            or bool(sup.workers[pid].retiring)
+        )
+
+    @rule(data=st.data(), graceful=st.booleans())
+    def a_request_times_out(self, data: st.DataObject, graceful: bool) -> None:
+        serving = sorted(w.pid for w in self.h.sup.serving())
+        if serving:
+            pid = data.draw(st.sampled_from(serving))
+            self._absorb(self.h.run(self.h.sup.timed_out(pid, self.h.now, graceful)))
+
+    @rule(dt=st.sampled_from([0.5, 5.0, 30.0]))
+    def time_passes(self, dt: float) -> None:
+        self.h.now += dt
+        self._absorb(self.h.run(self.h.sup.tick(self.h.now)))
+        for w in self.h.sup.serving():  # the tick noticed every expired worker
+            assert w.expires_at > self.h.now
+
+    @invariant()
+    def limits_are_each_workers_own(self) -> None:
+        for w in self.h.sup.workers.values():
+            assert self.N <= w.request_limit <= self.N + self.J
+            if w.expires_at != math.inf:
+                assert w.spawned_at + self.L <= w.expires_at <= w.spawned_at + 1.1 * self.L
+
+
+LifecycleMachine.TestCase.settings = settings(
+    max_examples=80, stateful_step_count=40, deadline=None
+)
+TestLifecycleMachine = LifecycleMachine.TestCase

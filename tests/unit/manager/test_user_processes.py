@@ -9,6 +9,7 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from swserve.errors import EXIT_APP_LOAD
+from swserve.ipc.control import Reason
 from swserve.manager.other_kinds import relabel
 from swserve.manager.policy import Halt, Kill, Log, Spawn
 from swserve.manager.user_processes import BACKOFF_MAX, CRASH_LOOP, STABLE, UserProcesses
@@ -16,7 +17,7 @@ from swserve.manager.user_processes import BACKOFF_MAX, CRASH_LOOP, STABLE, User
 
 def started(*specs: str) -> UserProcesses:
     procs = UserProcesses(specs or ("m:run",), kill_grace=5.0)
-    assert procs.start() == [Spawn(i + 1, "start") for i in range(len(procs.procs))]
+    assert procs.start() == [Spawn(i + 1, Reason.START) for i in range(len(procs.procs))]
     assert procs.start() == []  # once
     for i in range(len(procs.procs)):
         procs.spawned(i + 1, 100 + i, 0.0)
@@ -40,7 +41,7 @@ def test_an_exit_restarts_after_a_doubling_back_off_then_the_crash_loop_halts() 
         assert procs.tick(now + 0.05 + delay / 2) == []  # not before the back-off
         assert procs.next_due() == procs.procs[0].restart_at  # the manager wakes for it
         now = now + 0.05 + delay
-        assert procs.tick(now) == [Spawn(1, "restart")]
+        assert procs.tick(now) == [Spawn(1, Reason.RESTART)]
         assert procs.next_due() is None
         pid += 1
         procs.spawned(1, pid, now)
@@ -62,7 +63,7 @@ def test_a_stable_run_resets_the_back_off() -> None:
         actions = procs.exited(procs.procs[0].pid, 0, None, now)
         assert "restarting in 0.1s" in actions[0].message  # type: ignore[union-attr]
         now += 0.1
-        assert procs.tick(now) == [Spawn(1, "restart")]
+        assert procs.tick(now) == [Spawn(1, Reason.RESTART)]
         procs.spawned(1, int(now), now)
 
 
@@ -79,19 +80,19 @@ def test_a_process_that_once_ran_stable_is_restarted_forever_never_halting() -> 
         assert due is not None
         assert due - (now + 0.01) <= BACKOFF_MAX
         now = due
-        assert procs.tick(now) == [Spawn(1, "restart")]
+        assert procs.tick(now) == [Spawn(1, Reason.RESTART)]
         procs.spawned(1, int(now * 1000), now)
 
 
 def test_a_failed_fork_is_retried_later() -> None:
     procs = started()
     procs.exited(100, 1, None, 0.05)
-    assert procs.tick(1.0) == [Spawn(1, "restart")]
+    assert procs.tick(1.0) == [Spawn(1, Reason.RESTART)]
     (log,) = procs.fork_failed(1, "Resource temporarily unavailable", 1.0)
     assert isinstance(log, Log)
     assert "cannot fork user process 1" in log.message
     assert procs.tick(1.5) == []
-    assert procs.tick(2.0) == [Spawn(1, "restart")]
+    assert procs.tick(2.0) == [Spawn(1, Reason.RESTART)]
 
 
 @given(st.integers(1, 40))
@@ -107,15 +108,15 @@ def test_the_back_off_is_capped(failures: int) -> None:
 def test_reload_stops_each_and_starts_it_again_at_once() -> None:
     procs = started("a:one", "b:two")
     assert procs.reload(3.0) == [
-        Kill(100, signal.SIGTERM, "reload"),
-        Kill(101, signal.SIGTERM, "reload"),
+        Kill(100, signal.SIGTERM, Reason.RELOAD),
+        Kill(101, signal.SIGTERM, Reason.RELOAD),
     ]
     assert procs.reload(3.5) == []  # already on its way
-    assert procs.exited(100, 0, None, 4.0) == [Spawn(1, "reload")]  # no back-off, no count
+    assert procs.exited(100, 0, None, 4.0) == [Spawn(1, Reason.RELOAD)]  # no back-off, no count
     procs.spawned(1, 200, 4.0)
     assert procs.procs[0].failures == 0
     assert procs.tick(7.9) == []
-    assert procs.tick(8.0) == [Kill(101, signal.SIGKILL, "reload")]  # past the grace
+    assert procs.tick(8.0) == [Kill(101, signal.SIGKILL, Reason.RELOAD)]  # past the grace
     assert procs.tick(9.0) == []
 
 
@@ -123,7 +124,7 @@ def test_a_reload_during_a_back_off_starts_the_new_code_now() -> None:
     procs = started()
     procs.exited(100, 1, None, 1.0)
     assert procs.reload(1.01) == []
-    assert procs.tick(1.01) == [Spawn(1, "restart")]
+    assert procs.tick(1.01) == [Spawn(1, Reason.RESTART)]
 
 
 def test_nothing_restarts_once_stopping() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from swserve.protocol.framing import absolute_form_host
+from swserve.protocol.head_checks import absolute_form_host
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ import h2.events
 import h2.settings
 from h2.errors import ErrorCodes
 
+from loadtests.fuzz_targets import FakeTransport
 from swserve.config import Config
 from swserve.ipc import framing
 from swserve.reactor.core import Reactor
@@ -21,44 +22,6 @@ from swserve.reactor.h2_conn import H2Stream
 from swserve.reactor.http_conn import HttpConnection
 
 REQ = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "x")]
-
-
-@dataclass
-class FakeTransport:
-    written: list[bytes] = field(default_factory=list)
-    closed: bool = False
-
-    def write(self, data: bytes) -> None:
-        self.written.append(bytes(data))
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def can_write_eof(self) -> bool:
-        return False
-
-    def get_extra_info(self, name: str) -> Any:
-        return ("127.0.0.1", 5000) if name in ("peername", "sockname") else None
-
-    def set_write_buffer_limits(self, high: int, low: int) -> None:
-        pass
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def take(self) -> bytes:
-        out = b"".join(self.written)
-        self.written.clear()
-        return out
 
 
 @dataclass
@@ -81,7 +44,7 @@ class FakeLink:
 
 
 def setup(workers: int = 2, **settings: Any) -> tuple[Reactor, list[FakeLink], HttpConnection]:
-    reactor = Reactor(Config(http2="on", **settings), on_event=lambda kind, arg: None)
+    reactor = Reactor(Config(http2="on", **settings), on_event=lambda message: None)
     links = []
     for key in range(1, workers + 1):
         slot = WorkerSlot(key, key, 1000 + key, 1)
@@ -90,7 +53,7 @@ def setup(workers: int = 2, **settings: Any) -> tuple[Reactor, list[FakeLink], H
         reactor.dispatcher.add(slot)
         links.append(link)
     conn = HttpConnection(reactor)
-    conn.connection_made(FakeTransport())  # type: ignore[arg-type]
+    conn.connection_made(FakeTransport(("127.0.0.1", 5000)))  # type: ignore[arg-type]
     return reactor, links, conn
 
 

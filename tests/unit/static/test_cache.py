@@ -70,3 +70,28 @@ def test_full_cache_starts_again_and_closes_descriptors(root: Path) -> None:
     with pytest.raises(OSError):
         os.fstat(first.file.fd)  # closed
     cache.clear()
+
+
+def test_kept_bodies_stay_within_the_budget(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from swserve.static import cache as cache_module
+
+    monkeypatch.setattr(cache_module, "BUDGET", 3 * cache_module.SMALL)
+    for name in "bcde":
+        (root / f"{name}.bin").write_bytes(name.encode() * cache_module.SMALL)
+    (root / "big.bin").write_bytes(b"x" * (cache_module.SMALL + 1))
+    reopen, _ = _opener(root)
+    cache = FileCache()
+
+    def put(name: str, now: float = 0.0) -> bytes | None:
+        target = f"/s/{name}".encode()
+        return cache.put((target, b""), reopen(target, b""), now).body
+
+    assert put("big.bin") is None  # over SMALL: streamed, never kept
+    assert [put(f"{n}.bin") is not None for n in "bcde"] == [True, True, True, False]
+    assert cache.kept == 3 * cache_module.SMALL
+    # an entry dropped (changed on disk) gives its bytes back
+    (root / "b.bin").write_bytes(b"B")
+    assert cache.get((b"/s/b.bin", b""), 2 * VALID, reopen, b"/s/b.bin") is not None
+    assert cache.kept == 2 * cache_module.SMALL + 1
+    cache.clear()
+    assert cache.kept == 0

@@ -12,10 +12,11 @@ import pytest
 
 from swserve.apps.asgi import RequestCycle
 from swserve.apps.wsgi import WSGIAdapter
+from swserve.protocol.request import RequestHead
 
 pytestmark = pytest.mark.timeout(10)
 
-FIELDS = [b"GET", b"/f", b"1.1", b"http", b"127.0.0.1", b"1", b"127.0.0.1", b"2"]
+HEAD = RequestHead(b"GET", b"/f", b"1.1", (b"http", b"127.0.0.1", b"1", b"127.0.0.1", b"2"), [])
 
 
 class FileSink:
@@ -72,7 +73,7 @@ def test_wsgi_file_wrapper_hands_over_the_rest_of_the_file(data: Path) -> None:
         return f
 
     sink = FileSink()
-    _wsgi(opened)(FIELDS, b"", sink)
+    _wsgi(opened)(HEAD, b"", sink)
     assert sink.calls == [
         (
             "file",
@@ -85,11 +86,11 @@ def test_wsgi_file_wrapper_hands_over_the_rest_of_the_file(data: Path) -> None:
 
 def test_wsgi_without_a_descriptor_or_inbox_iterates(data: Path) -> None:
     sink = FileSink()
-    _wsgi(lambda env: io.BytesIO(b"in memory"))(FIELDS, b"", sink)
+    _wsgi(lambda env: io.BytesIO(b"in memory"))(HEAD, b"", sink)
     assert sink.calls[0][0] == "start"
     assert b"".join(c[1] if c[0] == "body" else c[3] for c in sink.calls) == b"in memory"
     failing = FileSink(fail=True)
-    _wsgi(lambda env: data.open("rb"))(FIELDS, b"", failing)
+    _wsgi(lambda env: data.open("rb"))(HEAD, b"", failing)
     sent = b"".join(c[1] if c[0] == "body" else c[3] for c in failing.calls)
     assert sent == data.read_bytes()
     assert failing.calls[0][2].endswith(b"content-length: 100\r\n")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from swserve import sources
 from swserve.config import SETTINGS_BY_NAME, Config, problems
+from swserve.settings import sources
 from swserve.static.serve import resolve_roots, rules_from
 
 

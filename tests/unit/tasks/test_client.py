@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from swserve import _process
 from swserve.ipc import framing
+from swserve.process import shared as _process
 from swserve.tasks import client, codec
 from swserve.tasks.errors import TaskTimeout, TaskWorkerLost
 

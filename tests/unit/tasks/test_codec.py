@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from swserve import _process
+from swserve.process import shared as _process
 from swserve.tasks import client, codec
 from swserve.tasks.errors import (
     RemoteTraceback,

@@ -32,10 +32,10 @@ from fnmatch import fnmatchcase
 from pathlib import Path, PurePath
 from typing import Any, Final
 
-from swserve._process import ignore_master_signals
 from swserve.config import Config
 from swserve.errors import ConfigError
-from swserve.procname import set_title
+from swserve.process.shared import ignore_master_signals
+from swserve.process.title import set_title
 
 log = logging.getLogger("swserve.error")
 

@@ -18,7 +18,7 @@ fast with one line, and port 0 is resolved to the real port that the
   environment, so no child takes the sockets for its own.
 
 With ``--ssl-certfile`` every listener speaks TLS: the context
-(``swserve/tls.py``) is built here too, so a bad certificate also fails
+(``swserve/net/tls.py``) is built here too, so a bad certificate also fails
 before any process exists.
 """
 
@@ -79,8 +79,8 @@ def open_listeners(
     for name in SYSTEMD_VARIABLES:
         environ.pop(name, None)
     context = None
-    if config.ssl_certfile:  # deferred: swserve.tls is only imported with TLS on
-        from swserve.tls import make_server_context
+    if config.ssl_certfile:  # deferred: swserve.net.tls is only imported with TLS on
+        from swserve.net.tls import make_server_context
 
         context = make_server_context(config)
     if inherited and not config.bind:

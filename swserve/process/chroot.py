@@ -27,9 +27,9 @@ import os
 import stat
 import tempfile
 
-from swserve import privileges
 from swserve.config import Config
 from swserve.errors import AppLoadError, ConfigError
+from swserve.process import privileges
 
 CAP_SYS_CHROOT = 18  # linux/capability.h
 

@@ -1,7 +1,7 @@
 """Logger names and the logging set-up that every process inherits from the master.
 
 ``swserve.error`` is the error log (start-up, worker life cycle, app
-exceptions); ``swserve.access`` is the access log (``access_log.py``).
+exceptions); ``swserve.access`` is the access log (``logs/access.py``).
 
 The master sets logging up once, first thing, before it forks anything, so
 the manager and every worker inherit the handlers, the formatters and the

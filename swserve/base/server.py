@@ -41,27 +41,26 @@ import types
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from itertools import chain
 from typing import TYPE_CHECKING, Any, BinaryIO, Final, Protocol
 
 from swserve.apps.asgi import ASGIApp, RequestCycle, build_scope
 from swserve.apps.asgi_ws import SessionRunner, WebSocketCycle, build_ws_scope
 from swserve.apps.wsgi import Body, Paused, WSGIAdapter
+from swserve.base.local_sink import InlineSink, LocalSink, LocalWsSink
 from swserve.config import Config
 from swserve.errors import EXIT_OK, AppLoadError, ClientDisconnected
-from swserve.ipc import codec, framing
+from swserve.ipc import codec, control, framing
 from swserve.ipc.channel_async import AsyncChannel
-from swserve.manager.policy import request_limit
-from swserve.master.listeners import Listener
 from swserve.metrics.collect import reactor_snapshot
-from swserve.proxy import Frontend
+from swserve.net.listeners import Listener
+from swserve.net.proxy import Frontend
+from swserve.protocol.request import RequestHead
 from swserve.reactor.acceptor import Acceptor
 from swserve.reactor.core import Reactor
 from swserve.reactor.dispatcher import WorkerSlot
 from swserve.reactor.http_conn import HttpConnection
 from swserve.reactor.push_hub import PushHub, base_session
 from swserve.reactor.spool import SpooledBody
-from swserve.worker.local_sink import InlineSink, LocalSink, LocalWsSink
 from swserve.worker.slowlog import Running, SlowLog
 from swserve.worker.spooled import open_spooled
 
@@ -85,11 +84,11 @@ class RequestTimeout(BaseException):
 # -- the request as the adapters take it ----------------------------------------------
 
 
-def request_fields(conn: HttpConnection) -> list[bytes]:
-    """The fields a worker decodes from a REQUEST frame, built without the frame."""
+def request_head(conn: HttpConnection) -> RequestHead:
+    """The head a worker decodes from a REQUEST frame, built without the frame."""
     req = conn.current
     assert req is not None
-    return [req.method, req.target, req.version, *conn.prefix, *chain.from_iterable(req.headers)]
+    return RequestHead(req.method, req.target, req.version, tuple(conn.prefix), list(req.headers))
 
 
 def request_body(conn: HttpConnection) -> Body:
@@ -158,13 +157,13 @@ class InlineWSGI:
         try:
             if conn.current is None:
                 return
-            fields = request_fields(conn)
+            head = request_head(conn)
             if not self.alarm:
-                paused = self.adapter(fields, request_body(conn), InlineSink(conn, seq))
+                paused = self.adapter(head, request_body(conn), InlineSink(conn, seq))
                 return
-            self._arm(fields)
+            self._arm(head)
             try:
-                paused = self.adapter(fields, request_body(conn), InlineSink(conn, seq))
+                paused = self.adapter(head, request_body(conn), InlineSink(conn, seq))
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 self.slowlog.running.clear()
@@ -187,11 +186,11 @@ class InlineWSGI:
         else:
             self.reactor.finished()
 
-    def _arm(self, fields: list[bytes]) -> None:
+    def _arm(self, head: RequestHead) -> None:
         now = time.monotonic()
         self._deadline = now + self.timeout if self.timeout else 0.0
         if self.slow_after:
-            method, path = fields[0].decode("latin-1"), fields[1][:200].decode("latin-1")
+            method, path = head.method.decode("latin-1"), head.target[:200].decode("latin-1")
             self.slowlog.running[(0, 0)] = Running(method, path, thread=threading.get_ident())
         first = min(t for t in (self.timeout, self.slow_after) if t)
         signal.setitimer(signal.ITIMER_REAL, first)
@@ -244,17 +243,15 @@ class ThreadedWSGI:
         if conn.write_paused:
             gate.writable.clear()
         sink = _ThreadSink(self.loop, LocalSink(conn, conn.seq), gate)
-        self.pool.submit(self._run, key, request_fields(conn), request_body(conn), sink)
+        self.pool.submit(self._run, key, request_head(conn), request_body(conn), sink)
 
-    def _run(
-        self, key: tuple[int, int], fields: list[bytes], body: Body, sink: _ThreadSink
-    ) -> None:
+    def _run(self, key: tuple[int, int], head: RequestHead, body: Body, sink: _ThreadSink) -> None:
         running = self.slowlog.running if self.slowlog.timeout else None
         if running is not None:
-            method, path = fields[0].decode("latin-1"), fields[1][:200].decode("latin-1")
+            method, path = head.method.decode("latin-1"), head.target[:200].decode("latin-1")
             running[key] = Running(method, path, thread=threading.get_ident())
         try:
-            self.adapter(fields, body, sink)
+            self.adapter(head, body, sink)
         except BaseException:
             log.exception("the app raised a BaseException; the response is aborted")
             sink.send_abort()
@@ -355,7 +352,7 @@ class ASGIExecutor:
         key = (conn.session, conn.seq)
         if conn.upgrade is not None:  # a valid WebSocket handshake
             sink = LocalWsSink(conn, conn.seq, self)
-            sink.cycle = self.sessions.connect(key, request_fields(conn), sink)
+            sink.cycle = self.sessions.connect(key, request_head(conn), sink)
             return
         body: bytes | BinaryIO = request_body(conn)
         cycle = RequestCycle(LocalSink(conn, conn.seq), body, req.method == b"HEAD")
@@ -363,7 +360,7 @@ class ASGIExecutor:
             cycle.set_writable(False)
         lifespan = self.lifespan
         state = lifespan.state if lifespan.supported else None
-        scope = build_scope(request_fields(conn), state, self.frontend)
+        scope = build_scope(request_head(conn), state, self.frontend)
         task = self.loop.create_task(cycle.run(self.app, scope))
         self.running[key] = (cycle, task)
         slow = self.slowlog.running if self.slowlog.timeout else None
@@ -378,13 +375,13 @@ class ASGIExecutor:
         self.reactor.finished()
 
     def _start_ws(
-        self, key: tuple[int, int], fields: list[bytes], cycle: WebSocketCycle
+        self, key: tuple[int, int], head: RequestHead, cycle: WebSocketCycle
     ) -> asyncio.Task[None]:
         lifespan = self.lifespan
         state = lifespan.state if lifespan.supported else None
         # each base-mode worker numbers its own sessions: the id names the worker too
         session = f"{self.reactor.slot.worker_id}.{self.reactor.slot.pid}.{key[0]}"
-        scope = build_ws_scope(fields, state, self.frontend, session)
+        scope = build_ws_scope(head, state, self.frontend, session)
         task = self.loop.create_task(cycle.run(self.app, scope))
         task.add_done_callback(lambda _: self.release(key, done=True))
         return task
@@ -493,14 +490,14 @@ class LocalReactor(Reactor):
             self.config.timeout,
         )
         if not self.executor.cancel(conn):
-            self.report.recycle("timeout")  # a thread cannot be stopped: replace the worker
+            self.report.timed_out()  # a thread cannot be stopped: the worker is replaced
         self._answer_timeout(conn)
 
     def timed_out(self, conn: HttpConnection, seq: int) -> None:
         """The inline app was interrupted by the --timeout alarm."""
         log.warning("a request ran past --timeout %gs: answering 504", self.config.timeout)
         # the app was cut off anywhere: its state is suspect, so replace the worker
-        self.report.recycle("timeout")
+        self.report.timed_out()
         if conn.current is not None and conn.seq == seq:
             self._answer_timeout(conn)
 
@@ -519,33 +516,39 @@ class LocalReactor(Reactor):
 
 
 class WorkerReport:
-    """What the worker tells the master: ready, alive, how many served, replace me."""
+    """What the worker tells the master: ready, alive, how many served, a timeout.
 
-    def __init__(self, config: Config, worker_id: int) -> None:
-        self.limit = request_limit(config.max_requests, config.jitter)
+    It decides nothing: the supervision policy (manager/policy.py) chose the
+    count to report at (``report_at``, its --max-requests with jitter) and
+    decides what a report means.
+    """
+
+    def __init__(self, worker_id: int, report_at: int = 0) -> None:
+        self.report_at = report_at
         self.worker_id = worker_id
         self.channel: AsyncChannel | None = None
-        self.asked = False
+        self.watched = False  # the count reached report_at and was sent
+        self.timeout_sent = False
         self.reported = 0
         self.idle = asyncio.Event()
         self.on_change: Callable[[], None] | None = None  # a request was answered
 
-    def on_event(self, kind: str, arg: object) -> None:
-        if kind == "idle":
+    def on_event(self, message: control.Message) -> None:
+        if isinstance(message, control.Idle):
             self.idle.set()
 
     def served(self, count: int) -> None:
-        if self.limit and count >= self.limit and not self.asked:
-            self.recycle("max-requests")
+        if self.report_at and count >= self.report_at and not self.watched:
+            self.watched = True
+            self._send(framing.SERVED_WATCHED, count)
         if self.on_change is not None:
             self.on_change()
 
-    def recycle(self, reason: str) -> None:
-        if not self.asked:
-            self.asked = True
-            self._send(
-                framing.SERVED_RECYCLE_TIMEOUT if reason == "timeout" else framing.SERVED_RECYCLE
-            )
+    def timed_out(self) -> None:
+        """A request ran past --timeout: said once (the policy replaces the worker)."""
+        if not self.timeout_sent:
+            self.timeout_sent = True
+            self._send(framing.SERVED_TIMED_OUT)
 
     def tick(self, served: int) -> None:
         """Once a second, from the loop: alive, and the count for the master's stats."""
@@ -578,6 +581,7 @@ class BaseWorker:
         listeners: list[Listener],
         worker_id: int,
         hooks: WorkerHooks,
+        report_at: int = 0,
     ) -> None:
         self.config = config
         self.app = app
@@ -586,7 +590,7 @@ class BaseWorker:
         self.listeners = listeners
         self.worker_id = worker_id
         self.hooks = hooks
-        self.report = WorkerReport(config, worker_id)
+        self.report = WorkerReport(worker_id, report_at)
         self.slowlog = SlowLog(config.slowlog_timeout, worker_id)
         self.stopping = False
         self._metrics_due = False
@@ -641,7 +645,7 @@ class BaseWorker:
         # already carries Connection: close.
         signal.signal(signal.SIGTERM, self._on_sigterm)
         if config.chroot:  # the app is loaded, nothing is served yet
-            from swserve import chroot
+            from swserve.process import chroot
 
             try:
                 chroot.confine(config)
@@ -758,12 +762,13 @@ def run(
     listeners: list[Listener],
     worker_id: int,
     hooks: WorkerHooks,
+    report_at: int = 0,
 ) -> int:
-    from swserve.reactor.loop import new_event_loop
+    from swserve.process.loop import new_event_loop
 
     loop = new_event_loop()
     try:
-        worker = BaseWorker(config, app, interface, sock, listeners, worker_id, hooks)
+        worker = BaseWorker(config, app, interface, sock, listeners, worker_id, hooks, report_at)
         return loop.run_until_complete(worker.main())
     finally:
         loop.close()

@@ -1,5 +1,8 @@
 """Request framing rules shared by both parsers (RFC 9112 §6, RFC 9110 §10.1.1).
 
+Not to be confused with ``ipc/framing.py``, the IPC frame header: this module is about
+how an HTTP/1.1 request says where its body ends.
+
 httptools and h11 each accept some inputs the other rejects; running the same
 checks on the framing headers of every request gives one behaviour whatever
 parser is in use.  Only the headers named in ``FRAMING_HEADERS`` reach here, so
@@ -127,6 +130,29 @@ def check_head(version: bytes, framing: list[tuple[bytes, bytes]], limits: Limit
         # bytes the client sends next in the new protocol are never parsed
         head.keep_alive = False
     return head
+
+
+def origin_form(target: bytes) -> bytes:
+    """The path and query of a request target, whatever its form.
+
+    An absolute-form target (RFC 9112 §3.2.2, ``http://host:port/path?q``) becomes
+    what follows its authority, which ends at the first ``/`` or ``?`` (RFC 3986
+    §3.2); an empty path is ``/`` (RFC 9110 §4.2.3).  Origin-form and ``*`` are
+    returned as they are.
+    """
+    if target[:1] == b"/" or target == b"*":
+        return target
+    scheme_end = target.find(b"://")
+    if scheme_end == -1:
+        return target
+    start = scheme_end + 3
+    end = len(target)
+    for delimiter in (b"/", b"?"):
+        found = target.find(delimiter, start)
+        if found != -1:
+            end = min(end, found)
+    rest = target[end:]
+    return rest if rest[:1] == b"/" else b"/" + rest
 
 
 def absolute_form_host(target: bytes) -> bytes | None:

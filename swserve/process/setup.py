@@ -10,7 +10,7 @@
 ``after_bind(ls)``     ``--daemon`` (double fork), write ``--pid-file`` (as root, with the
                        daemon's pid), drop to ``--user``/``--group``.  The IPC socket is
                        created after this, so the unprivileged workers can reach it.  With
-                       ``--chroot`` the drop waits for ``after_manager()`` (swserve/chroot.py)
+                       ``--chroot`` the drop waits for ``after_manager()`` (swserve/process/chroot.py)
 ``after_manager()``   right after the manager is forked: the deferred drop (``--chroot``)
 ``in_master()``        after the reactors are forked, before the event loop: fork the
                        ``--reload`` watcher, pin the reactor (``--cpu-affinity``)
@@ -40,10 +40,10 @@ from typing import TYPE_CHECKING, TypeVar
 
 from swserve.config import Config, parse_umask
 from swserve.errors import ConfigError
-from swserve.master.listeners import Listener
+from swserve.net.listeners import Listener
 
 if TYPE_CHECKING:
-    from swserve import daemon, privileges, reloader
+    from swserve.process import daemon, privileges, reloader
 
 T = TypeVar("T")
 
@@ -66,29 +66,26 @@ class ProcessSetup:
         if config.umask:
             os.umask(parse_umask(config.umask))
         if config.pid_file:  # relative to --chdir, like every other path setting
-            from swserve import daemon
+            from swserve.process import daemon
 
             self.pid_file = daemon.PidFile(config.pid_file)
         if config.user or config.group:
-            from swserve import privileges
+            from swserve.process import privileges
 
             self.identity = privileges.resolve(config.user, config.group)
             privileges.check_allowed(self.identity, os.geteuid(), os.getegid())
         if self.pid_file is not None:
             self.pid_file.check()
         if config.reload:
-            from swserve import reloader
+            from swserve.process import reloader
 
             reloader.check_available()
             self.reloader = reloader.Reloader(config)
         if config.chroot:  # relative to --chdir; workers get the absolute path
-            from swserve import chroot
-            from swserve.reactor import spool
+            from swserve.process import chroot
 
             where = chroot.check(config.chroot, spool=config.body_spool_size > 0)
-            self.config = dataclasses.replace(config, chroot=where)
-            if config.mode == "process":
-                spool.ROOT = where  # the reactor spools bodies into DIR/tmp
+            self.config = dataclasses.replace(config, chroot=where)  # master/main.py: spool.ROOT
 
     @staticmethod
     def _chdir(path: str) -> None:
@@ -117,7 +114,7 @@ class ProcessSetup:
         """
         notifier: daemon.Notifier | None = None  # None: no --daemon, nobody to tell
         if self.config.daemon:
-            from swserve import daemon
+            from swserve.process import daemon
 
             notifier = daemon.daemonize(self.config.log_file)
         try:
@@ -127,7 +124,7 @@ class ProcessSetup:
             if self.identity is not None and self.config.chroot:
                 self.deferred = self.identity  # the manager forks root workers, which chroot
             elif self.identity is not None:
-                from swserve import privileges
+                from swserve.process import privileges
 
                 privileges.drop(self.identity)
         except ConfigError as exc:
@@ -166,12 +163,12 @@ class ProcessSetup:
             ConfigError: the switch of user failed.
         """
         if self.deferred is not None:
-            from swserve import privileges
+            from swserve.process import privileges
 
             privileges.drop(self.deferred)
             self.deferred = None
         if self.config.chroot and self.config.body_spool_size:
-            from swserve import chroot
+            from swserve.process import chroot
 
             chroot.check_spool(self.config.chroot)  # as the user that will write there
 
@@ -180,7 +177,7 @@ class ProcessSetup:
         if self.reloader is not None:
             self.reloader.start()
         if self.config.cpu_affinity:
-            from swserve import affinity
+            from swserve.process import affinity
 
             core = affinity.pin(1)  # one reactor today: reactor 1
             log.debug("reactor 1 pinned to CPU %d", core)
@@ -196,6 +193,6 @@ class ProcessSetup:
 def in_worker(config: Config, worker_id: int) -> None:
     """Per-worker settings, applied first thing in a new worker."""
     if config.cpu_affinity:
-        from swserve import affinity
+        from swserve.process import affinity
 
         affinity.pin(worker_id)
