@@ -33,7 +33,6 @@ from swserve.ipc import framing
 from swserve.ipc.framing import Buffer
 from swserve.protocol import serializer
 from swserve.protocol.http2 import (
-    CONNECTION_HEADERS,
     ConnectionEnded,
     Event,
     Http2Core,
@@ -43,6 +42,7 @@ from swserve.protocol.http2 import (
     StreamReset,
     WindowOpened,
 )
+from swserve.protocol.http2_fields import CONNECTION_HEADERS
 from swserve.protocol.request import Request
 from swserve.reactor.exchange import Exchange
 from swserve.reactor.spool import SpooledBody

@@ -306,6 +306,54 @@ def test_a_continuation_flood_gets_goaway(serve: Starter, raws: Callable[[int], 
     assert got.error_code == ErrorCodes.ENHANCE_YOUR_CALM
 
 
+def test_an_hpack_bomb_gets_goaway(serve: Starter, raws: Callable[[int], Raw]) -> None:
+    """A small header block that decodes to a huge list (one big field in the dynamic table,
+    then referenced over and over) is bounded on the decoded list: GOAWAY ENHANCE_YOUR_CALM."""
+    from hyperframe.frame import HeadersFrame
+
+    server = serve(APP, *H2C)
+    raw = raws(server.port)
+    raw.h2.send_headers(1, [*REQ, ("x-big", "a" * 3000)], end_stream=True)
+    raw.flush()
+    raw.events_until(h2.events.StreamEnded)  # answered: the big field is in both tables
+    block = raw.h2.encoder.encode(REQ)
+    names = [name for name, _ in raw.h2.encoder.header_table.dynamic_entries]
+    block += (
+        bytes([0x80 | (62 + names.index(b"x-big"))]) * 100
+    )  # 300 KB decoded, past the 64 KiB list
+    raw.sock.sendall(HeadersFrame(3, data=block, flags=["END_STREAM", "END_HEADERS"]).serialize())
+    got = terminated(raw.events_until(h2.events.ConnectionTerminated))
+    assert got.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+    assert httpx.get(server.url + "/pid", timeout=10).status_code == 200  # the server is fine
+
+
+def test_a_malformed_request_resets_only_its_stream(
+    serve: Starter, raws: Callable[[int], Raw]
+) -> None:
+    """RFC 9113 §8.1.1: a stream error PROTOCOL_ERROR; the connection serves the next one."""
+    from hyperframe.frame import HeadersFrame
+
+    server = serve(APP, *H2C)
+    raw = raws(server.port)
+    block = raw.h2.encoder.encode([*REQ, ("X-Upper-Case", "1")])  # h2 would not send it
+    raw.sock.sendall(HeadersFrame(1, data=block, flags=["END_STREAM", "END_HEADERS"]).serialize())
+    data = b""
+    while not any(kind == 0x3 for kind, _, _, _ in frames(data)):  # RST_STREAM
+        chunk = raw.sock.recv(65536)
+        assert chunk, frames(data)
+        data += chunk
+    rst = [f for f in frames(data) if f[0] == 0x3]
+    assert [(sid, int.from_bytes(p, "big")) for _, _, sid, p in rst] == [
+        (1, ErrorCodes.PROTOCOL_ERROR)
+    ]
+    block = raw.h2.encoder.encode(REQ)
+    raw.sock.sendall(HeadersFrame(3, data=block, flags=["END_STREAM", "END_HEADERS"]).serialize())
+    while not any(kind == 0x0 and sid == 3 and flags & 0x1 for kind, flags, sid, _ in frames(data)):
+        chunk = raw.sock.recv(65536)
+        assert chunk, frames(data)
+        data += chunk
+
+
 def test_max_concurrent_streams_is_advertised(serve: Starter, raws: Callable[[int], Raw]) -> None:
     server = serve(APP, *H2C, "--http2-max-concurrent-streams", "2")
     raw = raws(server.port)
@@ -362,12 +410,22 @@ def h2load(server: Server, requests: int, streams: int) -> str:
 
 
 @needs_nghttp
-def test_nghttp_and_h2load(serve: Starter) -> None:
+def test_nghttp_and_h2load(serve: Starter, mode: str) -> None:
     server = serve(APP, *H2C, workers=3)
+    # nghttp: 9 concurrent streams on its one connection, each answered with its worker's pid
     out = subprocess.run(
-        ["nghttp", "-n", "-s", f"{server.url}/pid"], capture_output=True, text=True, timeout=30
+        ["nghttp", "-m", "9", f"{server.url}/pid?s=0.3&nl=1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert out.returncode == 0, out.stderr
+    pids = out.stdout.split()
+    assert len(pids) == 9, out.stdout
+    if mode == "base":  # the worker that accepted the connection runs all its streams
+        assert len(set(pids)) == 1, pids
+    else:
+        assert len(set(pids)) >= 2, pids  # one connection, several workers at once
     out_text = h2load(server, 600, 20)
     assert "600 succeeded, 0 failed" in out_text, out_text
 

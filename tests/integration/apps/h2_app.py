@@ -1,6 +1,6 @@
 """A WSGI app for the HTTP/2 tests.
 
-Routes: /pid (this worker's pid, after ?s= seconds), /echo (the request body
+Routes: /pid (this worker's pid, after ?s= seconds; a line with ?nl=1), /echo (the request body
 back, with its length), /big?n= (n bytes), /proto (SERVER_PROTOCOL), /crash
 (the worker exits at once, mid-request),
 /crash-mid (it exits after its response started).
@@ -18,7 +18,7 @@ def app(environ, start_response):
     query = parse_qs(environ.get("QUERY_STRING", ""))
     if path == "/pid":
         time.sleep(float(query.get("s", ["0"])[0]))
-        body = str(os.getpid()).encode()
+        body = str(os.getpid()).encode() + (b"\n" if "nl" in query else b"")
     elif path == "/echo":
         body = environ["wsgi.input"].read()
     elif path == "/big":
