@@ -346,3 +346,13 @@ def assemble(parts: dict[K, list[bytes]], key: K, flags: int, payload: Buffer) -
         return None
     held = parts.pop(key, None)
     return b"".join((*held, payload)) if held else bytes(payload)
+
+
+def assemble_buffer(
+    parts: dict[K, list[bytes]], key: K, flags: int, payload: Buffer
+) -> Buffer | None:
+    """:func:`assemble` for a reader that takes any buffer: a message that came whole in one
+    frame is returned as the decoder gave it, not copied into a ``bytes`` of its own."""
+    if flags & MORE or key in parts:
+        return assemble(parts, key, flags, payload)
+    return payload

@@ -185,7 +185,9 @@ class WorkerLink(asyncio.Protocol):
             self.ws_parts.pop(session, None)
             return  # the session has ended: late frames are dropped
         if kind == framing.WS_MESSAGE:
-            data = framing.assemble(self.ws_parts, session, flags, payload)
+            # a whole message is passed on as the decoder gave it (a large one: a view of the
+            # read, or the bytearray it was assembled in): bytes() would copy it once more
+            data = framing.assemble_buffer(self.ws_parts, session, flags, payload)
             if data is not None:
                 ws.send_message(bool(flags & framing.WS_TEXT), data)
         elif kind == framing.WS_CLOSE:

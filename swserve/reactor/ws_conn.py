@@ -21,10 +21,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from swserve.config import WS_CLOSE_WAIT, Config
 from swserve.ipc import framing
+from swserve.protocol.ws_frames import server_head
 from swserve.protocol.ws_handshake import (
     GOING_AWAY,
     INTERNAL_ERROR,
@@ -39,6 +40,10 @@ if TYPE_CHECKING:
     from swserve.reactor.http_conn import HttpConnection
 
 log = logging.getLogger("swserve.error")
+
+# From this payload size on, a frame's header and payload go out as two buffers of one writev
+# instead of being joined into one bytes (a copy of the payload).
+_GATHER: Final = 16 * 1024
 
 
 class WsPeer(Protocol):
@@ -174,15 +179,29 @@ class WsConnection:
 
     # -- from the app -------------------------------------------------------------------
 
-    def send_message(self, text: bool, data: bytes) -> None:
-        if self.core.send(text, data):
-            self.messages_out += 1
-            self.bytes_out += len(data)
-            metrics = self.table.metrics
-            if metrics is not None:
-                metrics.messages_out += 1
-                metrics.bytes_out += len(data)
+    def send_message(self, text: bool, data: framing.Buffer) -> None:
+        """A whole message from the app: ``bytes``, or for a large one a view of the IPC read
+        (or the ``bytearray`` it was assembled in), never copied here."""
+        core = self.core
+        if core.plain:
+            # no extension rewrites the frame: its header is ours to write, and the payload
+            # goes out as it came.  websockets' send_binary() copies the payload twice
+            # (Frame.serialize: BytesIO, getvalue) before the write copies it again.
+            transport = self.conn.transport
+            if len(data) < _GATHER:
+                transport.write(server_head(text, len(data)) + data)
+            else:  # header and payload in one writev
+                transport.writelines((server_head(text, len(data)), data))
+        elif core.send(text, bytes(data)):
             self._flush()
+        else:
+            return
+        self.messages_out += 1
+        self.bytes_out += len(data)
+        metrics = self.table.metrics
+        if metrics is not None:
+            metrics.messages_out += 1
+            metrics.bytes_out += len(data)
 
     def send_frame(self, frame: bytes, size: int) -> None:
         """A message framed once for many sessions (``server_frame``; only if ``core.plain``)."""
