@@ -73,6 +73,7 @@ class WsConnection:
         "peer_told",
         "request",
         "table",
+        "transport",
         "worker_id",
         "worker_pid",
     )
@@ -81,6 +82,7 @@ class WsConnection:
         self, conn: HttpConnection, core: WebSocketCore, peer: WsPeer, table: WsSessions
     ) -> None:
         self.conn = conn
+        self.transport = conn.transport  # the client's, for the session's life
         assert conn.current is not None
         self.request = conn.current  # the upgrade request, for the access log
         self.core = core
@@ -187,7 +189,7 @@ class WsConnection:
             # no extension rewrites the frame: its header is ours to write, and the payload
             # goes out as it came.  websockets' send_binary() copies the payload twice
             # (Frame.serialize: BytesIO, getvalue) before the write copies it again.
-            transport = self.conn.transport
+            transport = self.transport
             if len(data) < _GATHER:
                 transport.write(server_head(text, len(data)) + data)
             else:  # header and payload in one writev
@@ -202,16 +204,6 @@ class WsConnection:
         if metrics is not None:
             metrics.messages_out += 1
             metrics.bytes_out += len(data)
-
-    def send_frame(self, frame: bytes, size: int) -> None:
-        """A message framed once for many sessions (``server_frame``; only if ``core.plain``)."""
-        self.messages_out += 1
-        self.bytes_out += size
-        metrics = self.table.metrics
-        if metrics is not None:
-            metrics.messages_out += 1
-            metrics.bytes_out += size
-        self.conn.transport.write(frame)
 
     def close(self, code: int, reason: str) -> None:
         """The app closes the session (or the reactor does: drain, worker death)."""
