@@ -110,6 +110,8 @@ _SENDABLE: Final = frozenset(
 )
 
 Buffer = bytes | bytearray | memoryview
+# the rest of a frame being gathered is read straight into its buffer from this size on
+DIRECT_MIN: Final = 16 * 1024
 
 
 class _Walk:
@@ -124,14 +126,15 @@ class _Walk:
     the commit).
     """
 
-    __slots__ = ("_big", "_cut", "_mask", "_max", "_need", "_owed", "_text")
+    __slots__ = ("_big", "_cut", "_got", "_mask", "_max", "_need", "_owed", "_text")
 
     def __init__(self, max_size: int | None) -> None:
         self._max = max_size
         self._cut = b""  # the start of a frame whose header is not whole yet
         self._owed = 0  # bytes the protocol still needs to finish the frame it is in
-        self._big: bytearray | None = None  # the masked payload of a frame we take, so far
-        self._need = 0  # ... and its length
+        self._big: bytearray | None = None  # the masked payload of a frame we take
+        self._need = 0  # ... its length
+        self._got = 0  # ... and how much of it is in
         self._mask = b""
         self._text = False
 
@@ -140,11 +143,29 @@ class _Walk:
         held = self._cut
         big = self._big
         if big is not None:
-            held = _header(self._text, self._need, self._mask) + bytes(big)
+            held = _header(self._text, self._need, self._mask) + bytes(big[: self._got])
         self._cut, self._big = b"", None
         return held
 
-    def feed(self, core: WebSocketCore, data: bytes, events: list[Event]) -> None:
+    def target(self) -> memoryview | None:
+        """Where the reader may receive the rest of a large frame being gathered, if one is."""
+        big = self._big
+        if big is not None and self._need - self._got >= DIRECT_MIN:
+            return memoryview(big)[self._got :]
+        return None
+
+    def advance(self, core: WebSocketCore, count: int, events: list[Event]) -> None:
+        """``count`` bytes were received into :meth:`target`."""
+        self._got += count
+        self._gathered(core, events)
+
+    def _gathered(self, core: WebSocketCore, events: list[Event]) -> None:
+        big = self._big
+        if big is not None and self._got == self._need:
+            self._big = None
+            core._whole(self._text, apply_mask(big, self._mask), events)
+
+    def feed(self, core: WebSocketCore, data: Buffer, events: list[Event]) -> None:
         view = memoryview(data)
         pos, end = 0, len(data)
         proto = core._proto
@@ -157,12 +178,12 @@ class _Walk:
                 continue
             big = self._big
             if big is not None:  # the rest of a payload we gather
-                take = min(self._need - len(big), end - pos)
-                big += view[pos : pos + take]
+                got = self._got
+                take = min(self._need - got, end - pos)
+                big[got : got + take] = view[pos : pos + take]
+                self._got = got + take
                 pos += take
-                if len(big) == self._need:
-                    self._big = None
-                    core._whole(self._text, apply_mask(big, self._mask), events)
+                self._gathered(core, events)
                 continue
             if proto.state is not OPEN:  # a close came (or we failed it): all to the protocol
                 core._to_proto(view[pos:], events)
@@ -194,8 +215,10 @@ class _Walk:
                 if end - pos >= length:  # whole in this read: unmasked straight from it
                     core._whole(opcode == 1, apply_mask(view[pos : pos + length], mask), events)
                     pos += length
-                else:
-                    self._big = bytearray(view[pos:end])
+                else:  # gathered in a buffer of its size (the reader may fill it directly)
+                    big = self._big = bytearray(length)
+                    self._got = end - pos
+                    big[: self._got] = view[pos:end]
                     self._need, self._mask, self._text = length, mask, opcode == 1
                     pos = end
                 continue
@@ -264,7 +287,21 @@ class WebSocketCore:
 
     # -- input --------------------------------------------------------------------
 
-    def feed(self, data: bytes) -> list[Event]:
+    def read_target(self) -> memoryview | None:
+        """Where the next read may go directly: the rest of a large frame being gathered."""
+        walk = self._walk
+        return walk.target() if walk is not None and self._proto.state is OPEN else None
+
+    def advance(self, count: int) -> list[Event]:
+        """``count`` bytes were received into :meth:`read_target`."""
+        events: list[Event] = []
+        assert self._walk is not None
+        self._walk.advance(self, count, events)
+        self._check_end(events)
+        return events
+
+    def feed(self, data: Buffer) -> list[Event]:
+        """The client's bytes (any buffer: nothing keeps a view of it) → events."""
         proto = self._proto
         events: list[Event] = []
         walk = self._walk
@@ -280,6 +317,11 @@ class WebSocketCore:
                 self._to_proto(data, events)
             else:
                 proto.receive_eof()
+        self._check_end(events)
+        return events
+
+    def _check_end(self, events: list[Event]) -> None:
+        proto = self._proto
         if self.closed is None and (
             proto.close_rcvd is not None
             or proto.parser_exc is not None
@@ -287,7 +329,6 @@ class WebSocketCore:
             or proto.state is CLOSED
         ):
             self._end(events)
-        return events
 
     def _to_proto(self, data: Buffer, events: list[Event]) -> None:
         """Bytes for the ``websockets`` protocol, and the frames it completes."""

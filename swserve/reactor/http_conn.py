@@ -35,7 +35,7 @@ from swserve.protocol.ws_handshake import (
 )
 from swserve.reactor import spool
 from swserve.reactor.spool import SpooledBody, failure_status
-from swserve.reactor.ws_conn import WsConnection, WsPeer
+from swserve.reactor.ws_conn import WsConnection, WsPeer, WsReader
 
 if TYPE_CHECKING:
     from swserve.reactor.core import Reactor
@@ -479,6 +479,8 @@ class HttpConnection(asyncio.Protocol):
         )
         ws = WsConnection(self, WebSocketCore(config.ws_max_size, running), peer, reactor.ws)
         self.ws = ws
+        if self.transport.get_extra_info("ssl_object") is None:
+            self.transport.set_protocol(WsReader(self, ws))  # reads into a shared buffer
         self.upgrade = None
         self.status = 101
         if reactor.metrics is not None:

@@ -471,3 +471,32 @@ def test_a_large_message_cut_across_reads_is_gathered_once() -> None:
     for start in range(0, len(data), 7000):
         events += core.feed(data[start : start + 7000])
     assert events == [Message(False, payload), Message(True, b"next")]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    sizes=st.lists(st.sampled_from([0, 5, 125, 126, 20000, 70000]), min_size=1, max_size=5),
+    read=st.integers(min_value=1, max_value=40000),
+)
+def test_a_reader_may_fill_the_rest_of_a_large_frame_in_place(sizes: list[int], read: int) -> None:
+    """What WsReader does: reads of at most ``read`` bytes, each into the core's read target
+    when it offers one (the rest of a large frame), else fed as bytes."""
+    payloads = [bytes([n % 251]) * n for n in sizes]
+    data = b"".join(raw_frame(2, p) for p in payloads)
+    core = WebSocketCore(1 << 20)
+    events: list[Message | Closed] = []
+    pos = direct = 0
+    while pos < len(data):
+        target = core.read_target()
+        if target is not None:
+            take = min(read, len(target), len(data) - pos)
+            target[:take] = data[pos : pos + take]
+            events += core.advance(take)
+            direct += 1
+        else:
+            take = min(read, len(data) - pos)
+            events += core.feed(memoryview(bytearray(data[pos : pos + take])))
+        pos += take
+    assert events == [Message(False, p) for p in payloads]
+    if read < 40000 and max(sizes) == 70000:
+        assert direct  # a cut 70,000-byte frame was filled in place
