@@ -122,8 +122,8 @@ class _Walk:
     the session open) is unmasked here, from the read's own bytes when it came whole, else
     from one buffer its payload is gathered in; any other frame is passed, byte for byte, to
     the ``websockets`` protocol, which so sees the stream minus the frames taken, each
-    boundary where it expects one.  A 64 KiB echo in process mode: -N µs per message (see
-    the commit).
+    boundary where it expects one.  Two copies of each 64 KiB message fewer than the
+    package's parser (its stream buffer, its slice), and no generator step per frame.
     """
 
     __slots__ = ("_big", "_cut", "_got", "_mask", "_max", "_need", "_owed", "_text")

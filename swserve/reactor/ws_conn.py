@@ -264,7 +264,7 @@ class WsReader(asyncio.BufferedProtocol):
     The client's bytes are read into one buffer shared by every session (the core keeps no
     view of it), and the rest of a large frame cut by a read straight into the buffer the
     core gathers it in, instead of uvloop making a ``bytes`` of every read: one copy of each
-    large message fewer (see the commit).  The rest is the connection's, as before.
+    large message fewer.  The rest is the connection's, as before.
     """
 
     __slots__ = ("_direct", "conn", "ws")
