@@ -183,7 +183,9 @@ class FrameDecoder:
         self._length = 0  # _big's payload length
         self._head = (0, 0, 0, 0)  # _big's type, flags, session, request
 
-    def feed(self, data: Buffer) -> list[Frame]:
+    def feed(self, data: Buffer, reused: bool = False) -> list[Frame]:
+        """``reused``: ``data`` is a view of a buffer the reader will read into again, so no
+        frame may keep a view of it (a BIG payload is copied out)."""
         frames: list[Frame] = []
         pos = 0
         if self._big is not None:
@@ -191,10 +193,10 @@ class FrameDecoder:
         if self._buf and pos < len(data):
             pos = self._complete(data, pos, frames)
         if pos < len(data):
-            self._scan(data, pos, frames)
+            self._scan(data, pos, frames, reused)
         return frames
 
-    def _scan(self, data: Buffer, pos: int, frames: list[Frame]) -> None:
+    def _scan(self, data: Buffer, pos: int, frames: list[Frame], reused: bool = False) -> None:
         """Whole frames of ``data`` from ``pos`` on; keep what is cut at the end."""
         end = len(data)
         while end - pos >= HEADER_SIZE:
@@ -214,7 +216,7 @@ class FrameDecoder:
                     self._start_big((kind, flags, session, request), length, first)
                     return
                 break
-            if length < BIG:
+            if length < BIG or reused:
                 # the common case: small frames whole in one read, one copy each
                 frames.append((kind, flags, session, request, bytes(data[start:stop])))
             else:  # a view of the read's own buffer: bytes are immutable, so it stays valid
@@ -286,6 +288,11 @@ class FrameDecoder:
         return [(kind, flags, session, request, big)]
 
     @property
+    def missing(self) -> int:
+        """Bytes still to come of a cut BIG frame (0: none is cut)."""
+        return self._length - self._filled if self._big is not None else 0
+
+    @property
     def pending(self) -> int:
         """Bytes of an incomplete frame held back."""
         return len(self._buf) + self._filled
@@ -346,3 +353,13 @@ def assemble(parts: dict[K, list[bytes]], key: K, flags: int, payload: Buffer) -
         return None
     held = parts.pop(key, None)
     return b"".join((*held, payload)) if held else bytes(payload)
+
+
+def assemble_buffer(
+    parts: dict[K, list[bytes]], key: K, flags: int, payload: Buffer
+) -> Buffer | None:
+    """:func:`assemble` for a reader that takes any buffer: a message that came whole in one
+    frame is returned as the decoder gave it, not copied into a ``bytes`` of its own."""
+    if flags & MORE or key in parts:
+        return assemble(parts, key, flags, payload)
+    return payload

@@ -40,7 +40,7 @@ from swserve.protocol.request import Request
 from swserve.protocol.ws_handshake import Upgrade, accept_response
 from swserve.reactor.exchange import Exchange
 from swserve.reactor.spool import SpooledBody
-from swserve.reactor.ws_conn import WsConnection, WsPeer
+from swserve.reactor.ws_conn import WsConnection, WsPeer, WsReader
 
 if TYPE_CHECKING:
     from swserve.protocol.websocket import WebSocketCore
@@ -271,6 +271,8 @@ class HttpConnection(Exchange, asyncio.Protocol):
             self.ws = ws
             self.upper = ws
             reactor.ws.add(ws)
+            if self.transport.get_extra_info("ssl_object") is None:
+                self.transport.set_protocol(WsReader(self, ws))  # reads into a shared buffer
         else:  # "h2" (prior knowledge, ALPN) or "h2c" (Upgrade: its request is stream 1)
             upgrade = (ev.settings, ev.request) if ev.request is not None else None
             self.switch_to_http2(upgrade)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, cast
 from swserve.errors import IPCError
 from swserve.ipc import codec, framing
 from swserve.ipc.buffers import widen
-from swserve.ipc.channel_async import BatchWriter
+from swserve.ipc.channel_async import BatchWriter, FrameReader
 from swserve.reactor.dispatcher import WorkerSlot
 from swserve.reactor.http_conn import HttpConnection
 from swserve.reactor.spool import SpooledBody
@@ -51,10 +51,11 @@ _WS_FRAMES = frozenset(
 _PUSH_FRAMES = framing.PUSH_FRAMES | {framing.PUSH_REPLY}
 
 
-class WorkerLink(asyncio.Protocol):
+class WorkerLink(asyncio.BufferedProtocol):
     def __init__(self, reactor: Reactor) -> None:
         self.reactor = reactor
         self.decoder = framing.FrameDecoder()
+        self.reader = FrameReader(self.decoder)  # reads into a reused buffer (channel_async)
         self.slot: WorkerSlot | None = None
         self.worker_id = 0
         self.pid = 0
@@ -73,13 +74,23 @@ class WorkerLink(asyncio.Protocol):
         widen(transport.get_extra_info("socket"))
         self.writer = BatchWriter(self.transport, asyncio.get_running_loop())
 
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.reader.get_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._received(nbytes, None)
+
     def data_received(self, data: bytes) -> None:
+        """The same for a caller that has bytes (the fuzz tests)."""
+        self._received(len(data), data)
+
+    def _received(self, nbytes: int, data: bytes | None) -> None:
         self.last_seen = self.reactor.now
         metrics = self.reactor.metrics
         if metrics is not None:
-            metrics.ipc_bytes_in += len(data)
+            metrics.ipc_bytes_in += nbytes
         try:
-            frames = self.decoder.feed(data)
+            frames = self.reader.frames(nbytes) if data is None else self.decoder.feed(data)
         except IPCError as exc:
             log.error(
                 "worker %d (pid %d) sent a malformed frame: %s", self.worker_id, self.pid, exc
@@ -192,7 +203,9 @@ class WorkerLink(asyncio.Protocol):
                 self._disown(session, request, websocket=True)
             return  # the session has ended: late frames are dropped
         if kind == framing.WS_MESSAGE:
-            data = framing.assemble(self.ws_parts, session, flags, payload)
+            # a whole message is passed on as the decoder gave it (a large one: a view of the
+            # read, or the bytearray it was assembled in): bytes() would copy it once more
+            data = framing.assemble_buffer(self.ws_parts, session, flags, payload)
             if data is not None:
                 ws.send_message(bool(flags & framing.WS_TEXT), data)
         elif kind == framing.WS_CLOSE:

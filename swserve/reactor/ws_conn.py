@@ -21,10 +21,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from swserve.config import WS_CLOSE_WAIT, Config
 from swserve.ipc import framing
+from swserve.protocol.ws_frames import server_head
 from swserve.protocol.ws_handshake import (
     GOING_AWAY,
     INTERNAL_ERROR,
@@ -40,6 +41,10 @@ if TYPE_CHECKING:
     from swserve.reactor.http_conn import HttpConnection
 
 log = logging.getLogger("swserve.error")
+
+# From this payload size on, a frame's header and payload go out as two buffers of one writev
+# instead of being joined into one bytes (a copy of the payload).
+_GATHER: Final = 16 * 1024
 
 
 class WsPeer(Protocol):
@@ -69,6 +74,7 @@ class WsConnection:
         "peer_told",
         "request",
         "table",
+        "transport",
         "worker_id",
         "worker_pid",
     )
@@ -82,6 +88,7 @@ class WsConnection:
         table: WsSessions,
     ) -> None:
         self.conn = conn
+        self.transport = conn.transport  # the client's, for the session's life
         self.request = request  # the upgrade request, for the access log
         self.core = core
         self.peer: WsPeer | None = peer
@@ -105,8 +112,13 @@ class WsConnection:
 
     # -- from the client ----------------------------------------------------------------
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: framing.Buffer) -> None:
         self._events(self.core.feed(data))
+        self._flush()
+
+    def advanced(self, count: int) -> None:
+        """``count`` bytes were read into ``core.read_target()`` (:class:`WsReader`)."""
+        self._events(self.core.advance(count))
         self._flush()
 
     def eof_received(self) -> None:
@@ -179,25 +191,30 @@ class WsConnection:
 
     # -- from the app -------------------------------------------------------------------
 
-    def send_message(self, text: bool, data: bytes) -> None:
-        if self.core.send(text, data):
-            self.messages_out += 1
-            self.bytes_out += len(data)
-            metrics = self.table.metrics
-            if metrics is not None:
-                metrics.messages_out += 1
-                metrics.bytes_out += len(data)
+    def send_message(self, text: bool, data: framing.Buffer) -> None:
+        """A whole message from the app: ``bytes``, or for a large one a view of the IPC read
+        (or the ``bytearray`` it was assembled in), never copied here."""
+        core = self.core
+        if core.plain:
+            # no extension rewrites the frame: its header is ours to write, and the payload
+            # goes out as it came.  websockets' send_binary() copies the payload twice
+            # (Frame.serialize: BytesIO, getvalue) before the write copies it again: framing
+            # took 4.2 µs for 64 KiB and 2.3 µs for 64 B that way, 0.6 and 0.4 µs here.
+            transport = self.transport
+            if len(data) < _GATHER:
+                transport.write(server_head(text, len(data)) + data)
+            else:  # header and payload in one writev
+                transport.writelines((server_head(text, len(data)), data))
+        elif core.send(text, bytes(data)):
             self._flush()
-
-    def send_frame(self, frame: bytes, size: int) -> None:
-        """A message framed once for many sessions (``server_frame``; only if ``core.plain``)."""
+        else:
+            return
         self.messages_out += 1
-        self.bytes_out += size
+        self.bytes_out += len(data)
         metrics = self.table.metrics
         if metrics is not None:
             metrics.messages_out += 1
-            metrics.bytes_out += size
-        self.conn.transport.write(frame)
+            metrics.bytes_out += len(data)
 
     def close(self, code: int, reason: str) -> None:
         """The app closes the session (or the reactor does: drain, worker death)."""
@@ -241,6 +258,50 @@ class WsConnection:
             self.table.last_ping[self.session] = now
             core.ping(now)
             self._flush()
+
+
+# One read buffer for every session of this process: a read is consumed before the next.
+_READ: Final = memoryview(bytearray(256 * 1024))
+
+
+class WsReader(asyncio.BufferedProtocol):
+    """A plain-TCP session's transport protocol after the 101 (``transport.set_protocol``).
+
+    The client's bytes are read into one buffer shared by every session (the core keeps no
+    view of it), and the rest of a large frame cut by a read straight into the buffer the
+    core gathers it in, instead of uvloop making a ``bytes`` of every read: one copy of each
+    large message fewer.  The rest is the connection's, as before.
+    """
+
+    __slots__ = ("_direct", "conn", "ws")
+
+    def __init__(self, conn: HttpConnection, ws: WsConnection) -> None:
+        self.conn = conn
+        self.ws = ws
+        self._direct = False  # the last get_buffer() handed out the core's target
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        target = self.ws.core.read_target()
+        self._direct = target is not None
+        return target if target is not None else _READ
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self._direct:
+            self.ws.advanced(nbytes)
+        else:
+            self.ws.data_received(_READ[:nbytes])
+
+    def eof_received(self) -> bool | None:
+        return self.conn.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.conn.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.conn.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.conn.resume_writing()
 
 
 class Cancellable(Protocol):

@@ -4,6 +4,7 @@ peer (no sockets, no loop)."""
 
 from __future__ import annotations
 
+import itertools
 import struct
 import zlib
 from collections.abc import Callable
@@ -360,3 +361,142 @@ def test_a_close_amid_a_fragmented_message_is_a_clean_close() -> None:
     assert frame is not None
     assert struct.unpack("!H", frame[2:4])[0] == 1000
     assert out[-1] is None
+
+
+# -- the fast path (whole masked data frames unmasked by the core itself) ------------------
+
+
+def raw_frame(
+    opcode: int,
+    payload: bytes,
+    *,
+    fin: bool = True,
+    rsv: int = 0,
+    mask: bytes | None = b"\x01\x02\x03\x04",
+    wide: int = 0,
+) -> bytes:
+    """A client frame byte by byte; ``wide`` forces the 16- (2) or 64-bit (8) length form."""
+    first = (0x80 if fin else 0) | rsv << 4 | opcode
+    masked = 0x80 if mask is not None else 0
+    size = len(payload)
+    if wide == 8 or size >= 65536:
+        head = bytes((first, masked | 127)) + size.to_bytes(8, "big")
+    elif wide == 2 or size >= 126:
+        head = bytes((first, masked | 126)) + size.to_bytes(2, "big")
+    else:
+        head = bytes((first, masked | size))
+    if mask is None:
+        return head + payload
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+_payloads = st.binary(max_size=200)
+_frames = st.one_of(
+    st.builds(lambda p, w: raw_frame(2, p, wide=w), _payloads, st.sampled_from([0, 2, 8])),
+    st.builds(lambda t: raw_frame(1, t.encode()), st.text(max_size=60)),
+    st.just(raw_frame(1, b"caf\xc3")),  # invalid UTF-8: 1007
+    st.just(raw_frame(2, b"x" * 1100)),  # over max_size: 1009
+    st.builds(lambda p: raw_frame(2, p, mask=None), _payloads),  # unmasked: 1002
+    st.builds(lambda p: raw_frame(2, p, rsv=4), _payloads),  # a reserved bit: 1002
+    st.builds(lambda p: raw_frame(9, p[:100]), _payloads),  # ping
+    st.builds(lambda p: raw_frame(10, p[:100]), _payloads),  # pong
+    st.builds(  # a fragmented message, a ping amid it
+        lambda a, b: raw_frame(2, a, fin=False) + raw_frame(9, b"p") + raw_frame(0, b),
+        _payloads,
+        _payloads,
+    ),
+    st.just(raw_frame(0, b"stray")),  # a continuation without a start: 1002
+    st.just(raw_frame(8, struct.pack("!H", 1000) + b"bye")),  # their close
+)
+
+
+def run_core(
+    core: WebSocketCore, chunks: list[bytes], app_close_at: int | None, eof: bool
+) -> tuple[list[Message | Closed], bytes, int, Closed | None, bool]:
+    """Feed ``chunks`` (the app closing before chunk ``app_close_at``) → what came out."""
+    events: list[Message | Closed] = []
+    out: list[bytes | None] = []
+    for index, chunk in enumerate(chunks):
+        if index == app_close_at:
+            core.close(1001, "bye")
+            out += core.output()
+        events += core.feed(chunk)
+        out += core.output()
+    if eof:
+        events += core.feed(b"")
+        out += core.output()
+    written = b"".join(b for b in out if b is not None)
+    return events, written, out.count(None), core.closed, core.open
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    stream=st.lists(_frames, min_size=1, max_size=10),
+    app_close_at=st.one_of(st.none(), st.integers(min_value=0, max_value=10)),
+    eof=st.booleans(),
+)
+def test_the_fast_path_answers_as_the_protocol_does(
+    stream: list[bytes], app_close_at: int | None, eof: bool
+) -> None:
+    """Any frames, one read each, the app closing at any point: the same messages, the same
+    close and the same bytes out as with every frame parsed by ``websockets``."""
+    fast, slow = WebSocketCore(1000), WebSocketCore(1000)
+    slow._walk = None  # every byte to the websockets protocol
+    assert run_core(fast, stream, app_close_at, eof) == run_core(slow, stream, app_close_at, eof)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    stream=st.lists(_frames, min_size=1, max_size=10),
+    cuts=st.lists(st.integers(min_value=0, max_value=20000), max_size=12),
+    eof=st.booleans(),
+)
+def test_the_fast_path_does_not_depend_on_where_reads_end(
+    stream: list[bytes], cuts: list[int], eof: bool
+) -> None:
+    """The same frames cut anywhere give what one read per frame gives."""
+    data = b"".join(stream)
+    points = sorted({0, *(c % (len(data) + 1) for c in cuts), len(data)})
+    chunks = [data[a:b] for a, b in itertools.pairwise(points) if b > a]
+    assert run_core(WebSocketCore(1000), chunks, None, eof) == run_core(
+        WebSocketCore(1000), stream, None, eof
+    )
+
+
+def test_a_large_message_cut_across_reads_is_gathered_once() -> None:
+    payload = bytes(range(256)) * 300  # 76,800 bytes: the 64-bit length form
+    data = raw_frame(2, payload) + raw_frame(1, b"next")
+    core = WebSocketCore(1 << 20)
+    events: list[Message | Closed] = []
+    for start in range(0, len(data), 7000):
+        events += core.feed(data[start : start + 7000])
+    assert events == [Message(False, payload), Message(True, b"next")]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    sizes=st.lists(st.sampled_from([0, 5, 125, 126, 20000, 70000]), min_size=1, max_size=5),
+    read=st.integers(min_value=1, max_value=40000),
+)
+def test_a_reader_may_fill_the_rest_of_a_large_frame_in_place(sizes: list[int], read: int) -> None:
+    """What WsReader does: reads of at most ``read`` bytes, each into the core's read target
+    when it offers one (the rest of a large frame), else fed as bytes."""
+    payloads = [bytes([n % 251]) * n for n in sizes]
+    data = b"".join(raw_frame(2, p) for p in payloads)
+    core = WebSocketCore(1 << 20)
+    events: list[Message | Closed] = []
+    pos = direct = 0
+    while pos < len(data):
+        target = core.read_target()
+        if target is not None:
+            take = min(read, len(target), len(data) - pos)
+            target[:take] = data[pos : pos + take]
+            events += core.advance(take)
+            direct += 1
+        else:
+            take = min(read, len(data) - pos)
+            events += core.feed(memoryview(bytearray(data[pos : pos + take])))
+        pos += take
+    assert events == [Message(False, p) for p in payloads]
+    if read < 40000 and max(sizes) == 70000:
+        assert direct  # a cut 70,000-byte frame was filled in place
