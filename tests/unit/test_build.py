@@ -17,7 +17,7 @@ from types import ModuleType
 import pytest
 from click.testing import CliRunner
 
-from swserve import build_info, cli
+from swserve import __version__, build_info, cli
 
 ROOT = Path(__file__).parents[2]
 
@@ -35,7 +35,7 @@ def load_setup() -> ModuleType:
 def test_version_names_the_build() -> None:
     result = CliRunner().invoke(cli.make_command(), ["--version"])
     assert result.exit_code == 0
-    assert result.output == f"swserve, version {cli.__version__} ({build_info.describe()})\n"
+    assert result.output == f"swserve, version {__version__} ({build_info.describe()})\n"
 
 
 def test_compiled_modules_are_the_extension_modules() -> None:
