@@ -253,7 +253,7 @@ class HttpConnection(asyncio.Protocol):
             and len(head.body) > self.reactor.config.body_spool_size
         ):
             try:
-                head.body = SpooledBody(head.body)  # type: ignore[assignment]  # see spool.py
+                head.body = SpooledBody(head.body)  # see spool.py
             except OSError as exc:
                 self.spool_failed(exc)
         return requests
