@@ -31,7 +31,7 @@ sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Pyth
 
 # Dependencies and the build backend first, from pyproject.toml alone: these
 # layers stay cached while only swserve's own code changes, so a rebuild after a
-# code change needs neither a compiler nor the network.
+# code change needs no network (it compiles with the compiler of the layer above).
 COPY pyproject.toml ./
 RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb')); \
 open('/tmp/requirements.txt', 'w').write('\n'.join(p['project']['dependencies'])); \
