@@ -19,9 +19,19 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 
 WORKDIR /src
 
+# A C compiler (and the Python headers, where the base image lacks them) so that the wheel is
+# the compiled build (docs/compiled.md); without them the wheel is pure Python and says so.
+RUN command -v gcc >/dev/null \
+ || (apt-get update -qq && apt-get install -y -qq --no-install-recommends gcc libc6-dev \
+     && (python -c "import os, sys, sysconfig; \
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))" \
+         || apt-get install -y -qq --no-install-recommends python3-dev) \
+     && rm -rf /var/lib/apt/lists/*) \
+ || echo "no C compiler could be installed: swserve's wheel will be pure Python"
+
 # Dependencies and the build backend first, from pyproject.toml alone: these
 # layers stay cached while only swserve's own code changes, so a rebuild after a
-# code change needs neither a compiler nor the network.
+# code change needs no network (it compiles with the compiler of the layer above).
 COPY pyproject.toml ./
 RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb')); \
 open('/tmp/requirements.txt', 'w').write('\n'.join(p['project']['dependencies'])); \
@@ -30,9 +40,11 @@ open('/tmp/build-requirements.txt', 'w').write('\n'.join(p['build-system']['requ
  && python -m pip wheel --no-cache-dir --wheel-dir /wheels -r /tmp/requirements.txt
 
 # Then swserve itself: its dependencies' wheels are already in /wheels.
-COPY README.md ./
+COPY README.md setup.py ./
 COPY swserve ./swserve
-RUN python -m pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels .
+RUN python -m pip wheel -v --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels . \
+        > /tmp/wheel.log 2>&1 || (tail -n 40 /tmp/wheel.log; exit 1); \
+    grep "swserve build:" /tmp/wheel.log; rm /tmp/wheel.log
 
 # ---------------------------------------------------------------------------
 # runtime: the wheels installed into the base image's Python, no build tools,

@@ -69,10 +69,6 @@ class FileWrapper:
             yield block
 
 
-class InputStream(io.BytesIO):
-    """``wsgi.input``: a fully received body (the reactor dispatches complete requests)."""
-
-
 _PROTOCOLS: Final = {b"1.1": "HTTP/1.1", b"1.0": "HTTP/1.0"}
 
 _HEADER_KEYS: dict[bytes, str] = {
@@ -161,7 +157,10 @@ class WSGIAdapter:
         env["QUERY_STRING"] = query.decode("latin-1")
         env["RAW_URI"] = target.decode("latin-1")
         env["SERVER_PROTOCOL"] = _PROTOCOLS.get(version) or "HTTP/" + version.decode("latin-1")
-        env["wsgi.input"] = InputStream(body) if isinstance(body, bytes) else body
+        # wsgi.input: the fully received body (the reactor dispatches complete requests).
+        # A plain BytesIO, not a subclass: a Python subclass of it costs 0.88 µs to create
+        # against 0.12 µs (best of 7 x 200k), and mypyc cannot compile one.
+        env["wsgi.input"] = io.BytesIO(body) if isinstance(body, bytes) else body
         for name, value in head.headers:
             key = _environ_key(name)
             if key is None:
@@ -286,6 +285,7 @@ class _Response:
         "head",
         "headers",
         "headers_sent",
+        "held",
         "length",
         "no_body",
         "sent",
@@ -304,6 +304,9 @@ class _Response:
         self.ended = False
         self.length = -1  # the app's Content-Length, which the body must match
         self.sent = 0  # body bytes sent, counted only when length is declared
+        # The first part, when it is the whole declared body: it goes out with the end, in
+        # one call (see iterate)
+        self.held: bytes | None = None
 
     def start_response(
         self, status: Any, headers: Any, exc_info: Any = None
@@ -436,7 +439,19 @@ class _Response:
             if not data:
                 continue
             if not self.headers_sent:
-                self._send_start(data, False)
+                if self.held is None and len(data) == self.length:
+                    # The whole declared body in the first part (Flask's and Django's
+                    # ClosingIterator of a buffered response): hold it and send it with the
+                    # end, after close(), in one sink call instead of a start and an empty
+                    # end: per Flask request, base mode makes 3 Python calls fewer
+                    # (sys.setprofile), process mode one IPC frame and its send() fewer.
+                    self.held = data
+                    continue
+                if self.held is not None:  # more than the declared length: send, then bound
+                    self._send_start(self.held, False)
+                    self._body(data)
+                else:
+                    self._send_start(data, False)
             elif not self.no_body:
                 self._body(data)
             if sink.paused:
@@ -446,6 +461,9 @@ class _Response:
     def end(self) -> None:
         self.ended = True
         if not self.headers_sent:
+            if self.held is not None:  # the whole declared body, held by iterate
+                self._send_start(self.held, True)
+                return
             if not self.flags & serializer.HAS_CONTENT_LENGTH and not self.no_body:
                 self.headers += b"content-length: 0\r\n"
                 self.flags |= serializer.HAS_CONTENT_LENGTH

@@ -13,6 +13,7 @@ from typing import Final
 
 from swserve.errors import ProtocolError
 from swserve.protocol.limits import Limits
+from swserve.protocol.request import BodyBuffer
 from swserve.protocol.syntax import parse_field_line
 
 _TOKEN: Final = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
@@ -65,7 +66,7 @@ class ChunkedReader:
         self._trailers = 0
         self._trailer_bytes = 0
 
-    def read(self, buf: bytes | bytearray, pos: int, body: bytearray | None) -> int:
+    def read(self, buf: bytes | bytearray, pos: int, body: BodyBuffer | None) -> int:
         """Read from ``buf[pos:]``; append chunk-data to ``body`` (None: skip it).
 
         Raises:

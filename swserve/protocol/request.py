@@ -6,7 +6,7 @@ on the hot path, and the parsers fill it field by field as callbacks arrive.
 
 from __future__ import annotations
 
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple, Protocol, Self
 
 # Per-request header facts the parser glue records, so that framing checks
 # (RFC 9112 §6.3) and the checks on Host and the singleton Content-Type run
@@ -22,6 +22,19 @@ FRAMING_HEADERS: Final = frozenset(
         b"content-type",
     }
 )
+
+
+class BodyBuffer(Protocol):
+    """What a request's body is appended to: a ``bytearray``, or the
+    :class:`~swserve.reactor.spool.SpooledBody` that takes its place once the body passes
+    ``--body-spool-size``.
+
+    A protocol, not ``bytearray``: compiled by mypyc (docs/compiled.md), an argument typed
+    ``bytearray`` rejects the spooled body at run time.
+    """
+
+    def __iadd__(self, data: bytes | bytearray, /) -> Self: ...
+    def __len__(self) -> int: ...
 
 
 class Request:
@@ -47,9 +60,11 @@ class Request:
         self.target: bytes = b""
         self.version: bytes = b"1.1"
         self.headers: list[tuple[bytes, bytes]] = []
-        # a bytearray, or (for bodies the reactor spools to disk) any object
-        # with ``+=`` and ``len()`` that takes its place: see reactor/spool.py
-        self.body: bytearray = bytearray()
+        # a bytearray, or (for bodies the reactor spools to disk) the SpooledBody that
+        # takes its place (a BodyBuffer: reactor/spool.py).  Typed Any, not bytearray:
+        # mypyc checks the attribute types of a compiled class at run time and would reject
+        # the SpooledBody (docs/compiled.md); readers meet one only where they check for it.
+        self.body: Any = bytearray()
         self.keep_alive: bool = True
         self.expect_continue: bool = False
         self.websocket: bool = False  # an Upgrade header names websocket

@@ -85,10 +85,12 @@ def known_flags() -> set[str]:
 
 # variables swserve sets for its own processes, not settings (docs name them to explain)
 INTERNAL_ENVS = {"SWSERVE_PUSH"}  # the reactors' sockets, for processes a worker starts
+# read by setup.py and tests/unit/test_build.py when swserve is built, not settings of a server
+BUILD_ENVS = {"SWSERVE_PURE_PYTHON", "SWSERVE_COMPILE", "SWSERVE_EXPECT_BUILD"}
 
 
 def known_envs() -> set[str]:
-    return {s.env for s in SETTINGS if s.env} | INTERNAL_ENVS
+    return {s.env for s in SETTINGS if s.env} | INTERNAL_ENVS | BUILD_ENVS
 
 
 def _cells(line: str) -> list[str]:
